@@ -1,0 +1,35 @@
+"""Durations as users write them (`500ms`, `1s`, `20m`, `1h30m`) and as we print them."""
+
+from __future__ import annotations
+
+import re
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in `text`; a bare number is refused because `30` could mean seconds or minutes."""
+    cleaned = text.strip().replace(" ", "")
+    if not cleaned:
+        raise ValueError("an empty duration; write it with a unit, e.g. 500ms, 1s, 20m, 1h")
+    position, total = 0, 0.0
+    for match in _PART.finditer(cleaned):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        position = match.end()
+    if position != len(cleaned) or position == 0:
+        raise ValueError(f"{text!r} is not a duration; write it with a unit, e.g. 500ms, 1s, 20m, 1h")
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest exact-enough rendering: `1h20m`, `45s`, `250ms`."""
+    if seconds < 1 and seconds != 0:
+        return f"{round(seconds * 1000)}ms"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s" if secs else ""]
+    return "".join(parts) or "0s"

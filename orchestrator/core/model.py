@@ -1,0 +1,164 @@
+"""The immutable data the core reasons about: topology, observations, verdicts, replica status.
+
+Times are floats: seconds since the Unix epoch, UTC. The caller owns the clock and passes `now` in, so the same
+code runs on the wall clock in the daemon and on a virtual clock in the simulator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    """What one source saw of one subject at one moment."""
+
+    OK = "ok"
+    DEGRADED = "degraded"
+    DOWN = "down"
+    UNKNOWN = "unknown"
+
+
+class Verdict(StrEnum):
+    """What the orchestrator concludes about a subject from many observations."""
+
+    HEALTHY = "healthy"
+    SUSPECT = "suspect"
+    DOWN = "down"
+    FLAPPING = "flapping"
+    UNKNOWN = "unknown"
+
+
+class Phase(StrEnum):
+    """Trading phase of one engine (DESIGN §5)."""
+
+    OPEN = "open"
+    HALTED = "halted"
+    PROTECTION = "protection"
+
+
+class Role(StrEnum):
+    PRIMARY = "primary"
+    STANDBY = "standby"
+    FENCED = "fenced"
+
+
+class Approval(StrEnum):
+    AUTO = "auto"
+    MANUAL = "manual"
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """`(at, subject, source, status, detail)`: subject is a site or replica name, source a vantage point
+    such as `provider:aws` or `probe:gcp-hk`."""
+
+    at: float
+    subject: str
+    source: str
+    status: Status
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """One failure domain: a region (and zones) of one provider. Never holds a secret."""
+
+    name: str
+    provider: str
+    region: str
+    zones: tuple[str, ...] = ()
+    endpoint_url: str | None = None
+    profile: str | None = None
+    project: str | None = None
+    subscription: str | None = None
+    resource_group: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Replica:
+    name: str
+    engine: str
+    site: str
+    instance: str
+    control_url: str
+    priority: int = 0  # lower is preferred; the order in the configuration
+
+
+@dataclass(frozen=True, slots=True)
+class DnsTarget:
+    provider: str
+    zone_id: str
+    record: str
+    ttl: int = 30
+    endpoint_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    name: str
+    primary: str
+    replicas: tuple[Replica, ...]
+    dns: DnsTarget | None = None
+
+    def replica(self, name: str) -> Replica:
+        for replica in self.replicas:
+            if replica.name == name:
+                return replica
+        raise KeyError(f"engine {self.name!r} has no replica {name!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    failure_threshold: int = 3
+    quorum: int = 2
+    flap_count: int = 3
+    flap_window: float = 1800.0
+    max_lag_on_failover: int = 0
+    min_failover_interval: float = 3600.0
+    approval: Approval = Approval.AUTO
+    prefer_other_provider: bool = True
+    step_deadline: float = 60.0
+    isolation_fraction: float = 0.5  # a vantage point that sees more than this share of subjects fail is suspect
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSettings:
+    interval: float = 1.0
+    timeout: float = 0.5
+    vantage_points: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ProtectionSettings:
+    duration: float = 1200.0
+    allow: tuple[str, ...] = ("cancel", "post_only", "add_margin")
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """Everything the core needs to know of the configuration, already validated."""
+
+    sites: Mapping[str, Site]
+    engines: Mapping[str, Engine]
+    policy: Policy = field(default_factory=Policy)
+    probes: ProbeSettings = field(default_factory=ProbeSettings)
+    protection: ProtectionSettings = field(default_factory=ProtectionSettings)
+    display_timezone: str = "UTC"
+
+    def site_of(self, replica: Replica) -> Site:
+        return self.sites[replica.site]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaStatus:
+    """`GET /v1/status` of the engine control protocol (DESIGN §7), times as epoch seconds."""
+
+    replica: str
+    role: Role
+    epoch: int
+    phase: Phase
+    phase_until: float | None
+    last_seq: int
+    applied_seq: int
