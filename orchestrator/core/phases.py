@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from orchestrator.core.model import Phase
 from orchestrator.core.errors import IllegalTransition
+from orchestrator.core.model import Phase
 
 
 class PhaseEvent(StrEnum):

@@ -1,0 +1,1 @@
+"""The `failover` command line: typer commands that call drivers and format their results."""

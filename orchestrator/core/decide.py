@@ -1,0 +1,214 @@
+"""Verdicts → actions, under the safety rules of DESIGN §4. Pure: `decide(snapshot, verdicts, now)`.
+
+Like patroni's `quorum.py`, this module looks at one immutable snapshot and says what should happen; the driver
+applies it and the next cycle rediscovers the world. Every refusal carries the rule that blocked it, so that
+`failover plan` can show an operator exactly why the orchestrator holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from orchestrator.core.health import Assessment
+from orchestrator.core.model import Approval, Engine, Phase, Replica, ReplicaStatus, Topology, Verdict
+from orchestrator.core.phases import PhaseState
+
+UNSERVING = frozenset({Verdict.DOWN, Verdict.FLAPPING})
+
+
+class ActionKind(StrEnum):
+    FAILOVER = "failover"  # start the runbook now
+    PROPOSE = "propose"  # approval: manual; an operator must approve
+    HALT = "halt"  # stop trading and page a human: the primary is lost and no automatic failover is allowed
+    HOLD = "hold"  # do nothing and page a human: we cannot tell (our own network may be the fault)
+
+
+class Rule(StrEnum):
+    """The safety rules of DESIGN §4, named so refusals can cite them."""
+
+    TARGET_SITE_HEALTHY = "target site must be healthy"
+    TARGET_REPLICA_HEALTHY = "target replica must be healthy"
+    TARGET_CAUGHT_UP = "target lag must not exceed max_lag_on_failover"
+    TARGET_STATUS_KNOWN = "target replica status must be known"
+    ONE_IN_FLIGHT = "no failover while one is in flight"
+    MIN_INTERVAL = "no automatic failover within min_failover_interval of the last"
+    OBSERVER_ISOLATED = "no failover when the orchestrator cannot see most sites"
+    NOT_PRIMARY = "target must not be the current primary"
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentView:
+    id: str
+    status: str  # open | proposed | running | needs_human
+    target: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSnapshot:
+    """What the controller knows of one engine at the start of a cycle."""
+
+    engine: Engine
+    primary: str
+    phase: PhaseState = field(default_factory=PhaseState)
+    epoch: int = 0
+    statuses: Mapping[str, ReplicaStatus] = field(default_factory=dict)  # last known, by replica
+    incident: IncidentView | None = None
+    last_failover_done_at: float | None = None
+    override_interval: bool = False  # an operator lifted min_failover_interval for the next failover
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    replica: str
+    eligible: bool
+    lag: int | None
+    blocked_by: tuple[Rule, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    kind: ActionKind
+    engine: str
+    reason: str
+    source: str | None = None
+    target: str | None = None
+    blocked_by: tuple[Rule, ...] = ()
+    candidates: tuple[Candidate, ...] = ()
+
+
+def _verdict(verdicts: Mapping[str, Assessment], subject: str) -> Verdict:
+    found = verdicts.get(subject)
+    return found.verdict if found else Verdict.UNKNOWN
+
+
+def highest_known_seq(statuses: Iterable[ReplicaStatus]) -> int:
+    return max((status.last_seq for status in statuses), default=0)
+
+
+def primary_unserving(snapshot: EngineSnapshot, topology: Topology, verdicts: Mapping[str, Assessment]) -> str | None:
+    """Why the primary cannot serve, or None if it can (or we cannot tell)."""
+    primary = snapshot.engine.replica(snapshot.primary)
+    for subject in (primary.site, primary.name):
+        verdict = _verdict(verdicts, subject)
+        if verdict in UNSERVING:
+            found = verdicts.get(subject)
+            detail = f": {found.reason}" if found and found.reason else ""
+            return f"{subject} is {verdict.value}{detail}"
+    return None
+
+
+def rank_candidates(
+    snapshot: EngineSnapshot,
+    topology: Topology,
+    verdicts: Mapping[str, Assessment],
+    exclude: Iterable[str] = (),
+) -> tuple[Candidate, ...]:
+    """Every other replica, eligible ones first in the order we would pick them (DESIGN §4 target choice)."""
+    engine, policy = snapshot.engine, topology.policy
+    failed_provider = topology.sites[engine.replica(snapshot.primary).site].provider
+    highest = highest_known_seq(snapshot.statuses.values())
+    skip = {snapshot.primary, *exclude}
+    ranked: list[tuple[tuple[int, int, int], Candidate]] = []
+    for replica in engine.replicas:
+        if replica.name in skip:
+            continue
+        candidate = _candidate(replica, snapshot, verdicts, highest, policy.max_lag_on_failover)
+        same_cloud = int(policy.prefer_other_provider and topology.sites[replica.site].provider == failed_provider)
+        ranked.append(((0 if candidate.eligible else 1, same_cloud, replica.priority), candidate))
+    return tuple(candidate for _, candidate in sorted(ranked, key=lambda pair: pair[0]))
+
+
+def _candidate(
+    replica: Replica, snapshot: EngineSnapshot, verdicts: Mapping[str, Assessment], highest: int, max_lag: int
+) -> Candidate:
+    blocked: list[Rule] = []
+    if _verdict(verdicts, replica.site) is not Verdict.HEALTHY:
+        blocked.append(Rule.TARGET_SITE_HEALTHY)
+    if _verdict(verdicts, replica.name) is not Verdict.HEALTHY:
+        blocked.append(Rule.TARGET_REPLICA_HEALTHY)
+    status = snapshot.statuses.get(replica.name)
+    lag = None if status is None else max(0, highest - status.applied_seq)
+    if lag is None:
+        blocked.append(Rule.TARGET_STATUS_KNOWN)
+    elif lag > max_lag:
+        blocked.append(Rule.TARGET_CAUGHT_UP)
+    return Candidate(replica.name, not blocked, lag, tuple(blocked))
+
+
+def interval_blocks(snapshot: EngineSnapshot, topology: Topology, now: float) -> bool:
+    done = snapshot.last_failover_done_at
+    return (
+        done is not None
+        and now - done < topology.policy.min_failover_interval
+        and not snapshot.override_interval
+    )
+
+
+def decide_engine(
+    snapshot: EngineSnapshot, topology: Topology, verdicts: Mapping[str, Assessment], now: float
+) -> Action | None:
+    """The one action this engine needs now, or None."""
+    name = snapshot.engine.name
+    incident = snapshot.incident
+    if incident is not None and incident.status in ("running", "needs_human", "proposed"):
+        return None  # the runbook driver, or a human, owns this engine until the incident closes
+    reason = primary_unserving(snapshot, topology, verdicts)
+    if reason is None:
+        primary = snapshot.engine.replica(snapshot.primary)
+        unknown = [s for s in (primary.site, primary.name) if _verdict(verdicts, s) is Verdict.UNKNOWN]
+        if unknown and snapshot.phase.phase is not Phase.HALTED:
+            return Action(
+                ActionKind.HOLD,
+                name,
+                f"cannot tell whether {', '.join(unknown)} serves: too few sources see it",
+                blocked_by=(Rule.OBSERVER_ISOLATED,),
+            )
+        return None
+    candidates = rank_candidates(snapshot, topology, verdicts)
+    if interval_blocks(snapshot, topology, now):
+        return Action(
+            ActionKind.HALT, name, f"{reason}; a failover completed too recently", snapshot.primary,
+            blocked_by=(Rule.MIN_INTERVAL,), candidates=candidates,
+        )
+    best = candidates[0] if candidates and candidates[0].eligible else None
+    if best is None:
+        rules = tuple(dict.fromkeys(rule for c in candidates for rule in c.blocked_by))
+        return Action(
+            ActionKind.HALT, name, f"{reason}; no replica is safe to promote", snapshot.primary,
+            blocked_by=rules, candidates=candidates,
+        )
+    kind = ActionKind.PROPOSE if topology.policy.approval is Approval.MANUAL else ActionKind.FAILOVER
+    return Action(kind, name, reason, snapshot.primary, best.replica, candidates=candidates)
+
+
+def decide(
+    snapshots: Iterable[EngineSnapshot], topology: Topology, verdicts: Mapping[str, Assessment], now: float
+) -> list[Action]:
+    """One action at most per engine; engines fail over independently."""
+    actions = []
+    for snapshot in snapshots:
+        action = decide_engine(snapshot, topology, verdicts, now)
+        if action is not None:
+            actions.append(action)
+    return actions
+
+
+def check_target(
+    snapshot: EngineSnapshot, topology: Topology, verdicts: Mapping[str, Assessment], target: str, now: float,
+    *, manual: bool = False,
+) -> tuple[Rule, ...]:
+    """The rules a failover to `target` would break now; an operator's switchover is checked with these too."""
+    broken: list[Rule] = []
+    if target == snapshot.primary:
+        broken.append(Rule.NOT_PRIMARY)
+    if snapshot.incident is not None and snapshot.incident.status == "running":
+        broken.append(Rule.ONE_IN_FLIGHT)
+    if not manual and interval_blocks(snapshot, topology, now):
+        broken.append(Rule.MIN_INTERVAL)
+    if target != snapshot.primary:
+        highest = highest_known_seq(snapshot.statuses.values())
+        replica = snapshot.engine.replica(target)
+        broken.extend(_candidate(replica, snapshot, verdicts, highest, topology.policy.max_lag_on_failover).blocked_by)
+    return tuple(broken)

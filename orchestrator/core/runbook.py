@@ -1,0 +1,318 @@
+"""The failover runbook as a pure step machine (DESIGN §6): from the journal, the next step.
+
+Everything that decides the order of steps, their deadlines and retries, whether a step's effect already holds,
+and when protection may end lives in this file. The driver executes one step at a time, journals it before and
+after, and asks `next_step` again, so a killed orchestrator, a new leader, or the next cron run resumes from the
+journal alone. Waiting steps (catch-up, the protection window) never sleep: they answer `PENDING` and the next
+cycle asks again.
+
+    announce → halt → fence_old_primary → ensure_target_running → wait_caught_up → promote → switch_traffic
+      → open_protection → await_window (health re-checked; extended while the new primary is not healthy)
+      → reopen → close_incident
+    any step that fails for good, or outlives its deadline → needs_human, trading halted
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from orchestrator.core.model import Phase, ReplicaStatus, Role, Verdict
+
+
+class Step(StrEnum):
+    ANNOUNCE = "announce"
+    HALT = "halt"
+    FENCE_OLD_PRIMARY = "fence_old_primary"
+    ENSURE_TARGET_RUNNING = "ensure_target_running"
+    WAIT_CAUGHT_UP = "wait_caught_up"
+    PROMOTE = "promote"
+    SWITCH_TRAFFIC = "switch_traffic"
+    OPEN_PROTECTION = "open_protection"
+    AWAIT_WINDOW = "await_window"
+    REOPEN = "reopen"
+    CLOSE_INCIDENT = "close_incident"
+
+
+class StepState(StrEnum):
+    """What the journal records of a step."""
+
+    STARTED = "started"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    EXTENDED = "extended"  # await_window: the window was extended
+    NEEDS_HUMAN = "needs_human"
+
+
+class Outcome(StrEnum):
+    """What an executed step reports back to the driver."""
+
+    DONE = "done"
+    SKIPPED = "skipped"  # nothing to do (no DNS configured, ...)
+    PENDING = "pending"  # not yet; ask again next cycle (not journaled)
+    RETRY = "retry"  # failed; retry after a backoff while the deadline allows
+    FAIL = "fail"  # failed for good: a human must decide
+    EXTEND = "extend"  # await_window: extend protection
+
+
+class Status(StrEnum):
+    RUN = "run"
+    WAIT = "wait"
+    NEEDS_HUMAN = "needs_human"
+    FINISHED = "finished"
+
+
+@dataclass(frozen=True, slots=True)
+class StepSpec:
+    deadline: float | None  # seconds from the step's first start; None: no deadline of its own
+    retry_base: float = 1.0
+    retry_max: float = 15.0
+
+
+STEPS: tuple[Step, ...] = tuple(Step)
+NEXT: dict[Step, Step | None] = {step: (STEPS[i + 1] if i + 1 < len(STEPS) else None) for i, step in enumerate(STEPS)}
+
+SPECS: dict[Step, StepSpec] = {
+    Step.ANNOUNCE: StepSpec(10),
+    Step.HALT: StepSpec(30),
+    Step.FENCE_OLD_PRIMARY: StepSpec(120, retry_base=2),
+    Step.ENSURE_TARGET_RUNNING: StepSpec(300, retry_base=5),
+    Step.WAIT_CAUGHT_UP: StepSpec(60),
+    Step.PROMOTE: StepSpec(30),
+    Step.SWITCH_TRAFFIC: StepSpec(120, retry_base=2),
+    Step.OPEN_PROTECTION: StepSpec(30),
+    Step.AWAIT_WINDOW: StepSpec(None),
+    Step.REOPEN: StepSpec(30),
+    Step.CLOSE_INCIDENT: StepSpec(30),
+}
+MAX_EXTENSIONS = 3
+# Steps after which trading is no longer halted: a needs_human there must halt again.
+TRADING_AFTER: frozenset[Step] = frozenset({Step.OPEN_PROTECTION, Step.AWAIT_WINDOW, Step.REOPEN})
+
+
+class JournalRecord(Protocol):
+    """The fields of a journal entry the core reads; the store's entries have them."""
+
+    @property
+    def step(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def at(self) -> float: ...
+    @property
+    def detail(self) -> Mapping[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A journal entry the core builds; the driver stores it."""
+
+    step: str
+    state: str
+    at: float
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Next:
+    status: Status
+    step: Step | None = None
+    attempt: int = 1
+    not_before: float | None = None
+    resumed: bool = False
+    reason: str = ""
+
+
+def _attempts(journal: Sequence[JournalRecord], step: Step) -> tuple[int, float | None]:
+    starts = [entry.at for entry in journal if entry.step == step.value and entry.state == StepState.STARTED]
+    return len(starts), (starts[0] if starts else None)
+
+
+def backoff(spec: StepSpec, attempt: int) -> float:
+    """Exponential backoff without jitter: the core stays deterministic; drivers may add jitter."""
+    return float(min(spec.retry_max, spec.retry_base * 2 ** max(0, attempt - 1)))
+
+
+def next_step(journal: Sequence[JournalRecord], now: float) -> Next:
+    """Where the runbook stands: the step to run (or resume), a wait, a human, or the end."""
+    if not journal:
+        return Next(Status.RUN, Step.ANNOUNCE)
+    last = journal[-1]
+    if last.state == StepState.NEEDS_HUMAN:
+        return Next(Status.NEEDS_HUMAN, Step(last.step), reason=str(last.detail.get("reason", "")))
+    step = Step(last.step)
+    spec = SPECS[step]
+    attempts, first = _attempts(journal, step)
+    if last.state in (StepState.DONE, StepState.SKIPPED):
+        following = NEXT[step]
+        return Next(Status.FINISHED) if following is None else Next(Status.RUN, following)
+    if spec.deadline is not None and first is not None and now - first > spec.deadline:
+        return Next(Status.NEEDS_HUMAN, step, attempts, reason=f"{step.value} did not finish within {spec.deadline:g}s")
+    if last.state == StepState.FAILED:
+        if last.detail.get("final"):
+            return Next(Status.NEEDS_HUMAN, step, attempts, reason=str(last.detail.get("error", "step failed")))
+        ready = last.at + backoff(spec, attempts)
+        if now < ready:
+            return Next(Status.WAIT, step, attempts + 1, not_before=ready)
+        return Next(Status.RUN, step, attempts + 1)
+    # started (interrupted or pending) or extended: run it again; each step checks whether its effect holds
+    return Next(Status.RUN, step, max(attempts, 1), resumed=True)
+
+
+def record(step: Step, outcome: Outcome, now: float, detail: Mapping[str, Any] | None = None) -> Entry | None:
+    """The journal entry for a step's outcome; PENDING writes nothing (the `started` entry stands)."""
+    extra = dict(detail or {})
+    match outcome:
+        case Outcome.DONE:
+            return Entry(step.value, StepState.DONE, now, extra)
+        case Outcome.SKIPPED:
+            return Entry(step.value, StepState.SKIPPED, now, extra)
+        case Outcome.PENDING:
+            return None
+        case Outcome.RETRY:
+            return Entry(step.value, StepState.FAILED, now, extra)
+        case Outcome.FAIL:
+            return Entry(step.value, StepState.FAILED, now, {**extra, "final": True})
+        case Outcome.EXTEND:
+            return Entry(step.value, StepState.EXTENDED, now, extra)
+    raise AssertionError(outcome)
+
+
+def needs_human(step: Step | None, reason: str, now: float) -> Entry:
+    return Entry((step or Step.ANNOUNCE).value, StepState.NEEDS_HUMAN, now, {"reason": reason})
+
+
+def was_started(journal: Sequence[JournalRecord], step: Step, attempt: int) -> bool:
+    """Whether `started` is already journaled for this attempt (a resumed step is not journaled twice)."""
+    attempts, _ = _attempts(journal, step)
+    last = journal[-1] if journal else None
+    return attempts >= attempt and last is not None and last.step == step.value and last.state != StepState.FAILED
+
+
+# ---- what each step's effect looks like: the "already done?" checks --------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One failover's fixed parameters, journaled with the incident."""
+
+    engine: str
+    source: str  # the old primary
+    target: str
+    epoch: int
+    protection: float  # seconds
+    max_lag: int = 0
+    has_dns: bool = True
+    target_address: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the driver observed just now, gathered for the checks below."""
+
+    statuses: Mapping[str, ReplicaStatus]  # replicas that answered, by name
+    old_instance_state: str | None = None  # "stopped", "running", ... or None when the provider cannot say
+    target_instance_state: str | None = None
+    dns_target: str | None = None
+    target_verdict: Verdict = Verdict.UNKNOWN
+
+
+def _current(status: ReplicaStatus | None, epoch: int) -> bool:
+    return status is not None and status.epoch >= epoch
+
+
+def halted(plan: Plan, facts: Facts) -> bool:
+    """Every replica that answers is halted under our epoch, and the target answers."""
+    if plan.target not in facts.statuses:
+        return False
+    return all(_current(s, plan.epoch) and s.phase is Phase.HALTED for s in facts.statuses.values())
+
+
+def fenced(plan: Plan, facts: Facts) -> str | None:
+    """How the old primary is fenced, or None. Unreachable counts only once every other replica carries our epoch:
+    under synchronous replication it then cannot acknowledge an order (no standby accepts its older epoch)."""
+    old = facts.statuses.get(plan.source)
+    if old is not None and old.role is Role.FENCED and old.epoch >= plan.epoch:
+        return "fenced by epoch"
+    if facts.old_instance_state in ("stopped", "terminated"):
+        return f"instance {facts.old_instance_state}"
+    others = [s for name, s in facts.statuses.items() if name != plan.source]
+    if old is None and others and plan.target in facts.statuses and all(_current(s, plan.epoch) for s in others):
+        return "unreachable; every other replica carries the new epoch"
+    return None
+
+
+def target_running(plan: Plan, facts: Facts) -> bool:
+    return plan.target in facts.statuses and facts.target_instance_state in (None, "running")
+
+
+def caught_up(plan: Plan, facts: Facts) -> tuple[bool, int]:
+    """Whether the target has applied everything any reachable replica holds (within max_lag), and its lag."""
+    target = facts.statuses.get(plan.target)
+    if target is None:
+        return False, -1
+    highest = max(s.last_seq for s in facts.statuses.values())
+    lag = max(0, highest - target.applied_seq)
+    return lag <= plan.max_lag, lag
+
+
+def promoted(plan: Plan, facts: Facts) -> bool:
+    target = facts.statuses.get(plan.target)
+    return target is not None and target.role is Role.PRIMARY and target.epoch >= plan.epoch
+
+
+def traffic_switched(plan: Plan, facts: Facts) -> bool:
+    return not plan.has_dns or facts.dns_target == plan.target_address
+
+
+def in_protection(plan: Plan, facts: Facts) -> bool:
+    target = facts.statuses.get(plan.target)
+    return target is not None and target.phase is Phase.PROTECTION and _current(target, plan.epoch)
+
+
+def reopened(plan: Plan, facts: Facts) -> bool:
+    target = facts.statuses.get(plan.target)
+    return target is not None and target.phase is Phase.OPEN and target.role is Role.PRIMARY
+
+
+CHECKS: dict[Step, Callable[[Plan, Facts], bool]] = {
+    Step.HALT: halted,
+    Step.FENCE_OLD_PRIMARY: lambda plan, facts: fenced(plan, facts) is not None,
+    Step.ENSURE_TARGET_RUNNING: target_running,
+    Step.WAIT_CAUGHT_UP: lambda plan, facts: caught_up(plan, facts)[0],
+    Step.PROMOTE: promoted,
+    Step.SWITCH_TRAFFIC: traffic_switched,
+    Step.OPEN_PROTECTION: in_protection,
+    Step.REOPEN: reopened,
+}
+
+
+def protection_until(journal: Sequence[JournalRecord]) -> float | None:
+    """The current end of the protection window: set by open_protection, moved by each extension."""
+    until = None
+    for entry in journal:
+        if entry.step in (Step.OPEN_PROTECTION, Step.AWAIT_WINDOW) and "until" in entry.detail:
+            until = float(entry.detail["until"])
+    return until
+
+
+def window_outcome(
+    journal: Sequence[JournalRecord], plan: Plan, facts: Facts, now: float
+) -> tuple[Outcome, dict[str, Any]]:
+    """At the end of the window, reopen only onto a healthy, still-promoted primary; otherwise extend, up to
+    MAX_EXTENSIONS times, then hand over to a human with trading held."""
+    until = protection_until(journal)
+    if until is None:
+        return Outcome.FAIL, {"error": "no protection window recorded"}
+    if now < until:
+        return Outcome.PENDING, {"until": until}
+    healthy = facts.target_verdict is Verdict.HEALTHY and promoted(plan, facts) and in_protection(plan, facts)
+    if healthy:
+        return Outcome.DONE, {"until": until}
+    extensions = sum(1 for e in journal if e.step == Step.AWAIT_WINDOW and e.state == StepState.EXTENDED)
+    if extensions >= MAX_EXTENSIONS:
+        return Outcome.FAIL, {"error": f"new primary still not healthy after {extensions} extensions"}
+    return Outcome.EXTEND, {"until": now + plan.protection, "why": f"new primary {facts.target_verdict.value}"}
