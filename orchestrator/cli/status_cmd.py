@@ -1,0 +1,57 @@
+"""`failover status`: engines, replicas, phase, open incident and last verdicts, as a table or JSON."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import typer
+from rich.table import Table
+
+from orchestrator.cli.common import ConfigOption, Output, OutputOption, console, load, print_json
+from orchestrator.core.phases import format_instant, parse_timezone
+from orchestrator.drivers.status import gather_status
+
+STYLE = {"healthy": "green", "suspect": "yellow", "down": "red", "flapping": "magenta", "unknown": "dim",
+         "open": "green", "protection": "yellow", "halted": "red"}
+
+
+def _styled(value: str) -> str:
+    style = STYLE.get(value)
+    return f"[{style}]{value}[/]" if style else value
+
+
+def status(config: ConfigOption = None, output: OutputOption = Output.TABLE) -> None:
+    """Show each engine's replicas, trading phase, open incident and the last verdicts (reads the store only)."""
+    loaded = load(config)
+    report = gather_status(loaded)
+    if output is Output.JSON:
+        print_json(report)
+        return
+    display = parse_timezone(loaded.topology.display_timezone)
+    when = format_instant(report.verdicts_at, display) if report.verdicts_at else "never (no cycle has run yet)"
+    console.print(f"config {report.config} · store {report.store} · last cycle {when}")
+    for engine in report.engines:
+        since = datetime.fromtimestamp(engine.phase_since, UTC) if engine.phase_since else None
+        phase = _styled(engine.phase)
+        if engine.phase_until:
+            phase += f" until {format_instant(engine.phase_until, display)}"
+        elif since:
+            phase += f" since {format_instant(engine.phase_since, display)}"
+        table = Table(title=f"engine {engine.name} — phase {phase} — epoch {engine.epoch}", title_justify="left")
+        for column in ("replica", "role", "site", "provider", "region", "instance", "replica verdict",
+                       "site verdict"):
+            table.add_column(column)
+        for r in engine.replicas:
+            role = f"[bold]{r.role}[/]" if r.role == "primary" else r.role
+            table.add_row(r.name, role, r.site, r.provider, r.region, r.instance, _styled(r.verdict),
+                          _styled(r.site_verdict))
+        console.print(table)
+        if engine.incident:
+            i = engine.incident
+            console.print(f"  open incident {i['id']} ({i['kind']}, {i['status']}): {i['reason']}")
+        else:
+            console.print("  no open incident")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status)

@@ -1,0 +1,85 @@
+"""What `failover status` shows: the configured engines and what the store remembers of them.
+
+It reads, never probes: an SRE must be able to run it during an incident without adding load or side effects,
+and from a host that cannot reach the engines at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.config import LoadedConfig
+from orchestrator.drivers.state import load_engine
+from orchestrator.store import open_store
+from orchestrator.store.base import StateStore
+
+VERDICTS_KEY = "verdicts"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaLine:
+    name: str
+    site: str
+    provider: str
+    region: str
+    instance: str
+    role: str  # primary | standby, as the controller last knew it
+    verdict: str
+    site_verdict: str
+
+
+@dataclass(frozen=True, slots=True)
+class EngineLine:
+    name: str
+    primary: str
+    phase: str
+    phase_since: float
+    phase_until: float | None
+    epoch: int
+    incident: dict[str, Any] | None
+    replicas: list[ReplicaLine] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    config: str
+    store: str
+    verdicts_at: float | None
+    engines: list[EngineLine]
+
+
+def read_verdicts(store: StateStore) -> tuple[float | None, dict[str, Any]]:
+    found = store.get_state(VERDICTS_KEY)
+    if found is None:
+        return None, {}
+    value = found[0]
+    return value.get("at"), dict(value.get("verdicts", {}))
+
+
+def gather_status(loaded: LoadedConfig) -> StatusReport:
+    topology = loaded.topology
+    with open_store(loaded.store_url) as store:
+        at, verdicts = read_verdicts(store)
+        engines = []
+        for name, engine in topology.engines.items():
+            record = load_engine(store, topology, name)
+            incident = store.open_incident(name)
+            replicas = [
+                ReplicaLine(
+                    name=r.name, site=r.site, provider=topology.sites[r.site].provider,
+                    region=topology.sites[r.site].region, instance=r.instance,
+                    role="primary" if r.name == record.primary else "standby",
+                    verdict=str(verdicts.get(r.name, {}).get("verdict", "unknown")),
+                    site_verdict=str(verdicts.get(r.site, {}).get("verdict", "unknown")),
+                )
+                for r in engine.replicas
+            ]
+            engines.append(EngineLine(
+                name=name, primary=record.primary, phase=record.phase.phase.value, phase_since=record.phase.since,
+                phase_until=record.phase.until, epoch=record.epoch,
+                incident={"id": incident.id, "status": incident.status.value, "kind": incident.kind,
+                          "target": incident.target, "reason": incident.reason} if incident else None,
+                replicas=replicas,
+            ))
+    return StatusReport(str(loaded.path), loaded.store_url, at, engines)

@@ -1,0 +1,77 @@
+"""The state store: one interface (`StateStore`), backends chosen by URL (tooz style).
+
+    sqlite:///relative/path.db       a file relative to the working directory
+    sqlite:////absolute/path.db      an absolute path
+    etcd://host1:2379,host2:2379     etcd (orchestrator.store.etcd, imported only when asked for)
+
+Each backend module exposes `open_url(url) -> StateStore`; importing it lazily keeps a heavy client library out of
+every command that does not use that backend.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Protocol, cast
+
+from orchestrator.errors import ConfigError, StoreError
+from orchestrator.store.base import Conflict, NotFound, StateStore
+from orchestrator.store.records import (
+    GENESIS_HASH,
+    AuditEntry,
+    AuditHead,
+    AuditReport,
+    Incident,
+    IncidentStatus,
+    JournalEntry,
+    JournalState,
+    Lease,
+)
+
+__all__ = [
+    "DEFAULT_STORE_URL",
+    "GENESIS_HASH",
+    "AuditEntry",
+    "AuditHead",
+    "AuditReport",
+    "Conflict",
+    "Incident",
+    "IncidentStatus",
+    "JournalEntry",
+    "JournalState",
+    "Lease",
+    "NotFound",
+    "StateStore",
+    "open_store",
+]
+
+DEFAULT_STORE_URL = "sqlite:///failover-state.db"
+"""Used when the configuration names no store: `./failover-state.db`, relative to the working directory."""
+
+_BACKENDS = {"sqlite": "orchestrator.store.sqlite", "etcd": "orchestrator.store.etcd"}
+
+
+class _Backend(Protocol):
+    def open_url(self, url: str) -> StateStore: ...
+
+
+def open_store(url: str = DEFAULT_STORE_URL) -> StateStore:
+    """Open (creating if need be) the store the URL names. ConfigError for a URL we cannot read, StoreError for
+    a store we cannot open; both one line."""
+    scheme, sep, _ = url.partition("://")
+    module_name = _BACKENDS.get(scheme) if sep else None
+    if module_name is None:
+        known = ", ".join(f"{name}://" for name in _BACKENDS)
+        raise ConfigError(f"store URL {url!r}: unknown scheme (use one of {known})")
+    return _load_backend(scheme, module_name).open_url(url)
+
+
+def _load_backend(scheme: str, module_name: str) -> _Backend:
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name == module_name:
+            raise StoreError(f"{scheme} store not available: {module_name} is not installed") from None
+        raise StoreError(f"{scheme} store not available: {error}") from None
+    if not callable(getattr(module, "open_url", None)):
+        raise StoreError(f"{scheme} store not available: {module_name} has no open_url()")
+    return cast(_Backend, module)
