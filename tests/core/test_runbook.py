@@ -102,7 +102,7 @@ def test_window_waits_then_reopens_only_onto_a_healthy_primary_and_extends_other
     shaky = Facts(good.statuses, target_verdict=Verdict.SUSPECT)
     outcome, detail = rb.window_outcome(opened, PLAN, shaky, 1200)
     assert outcome is Outcome.EXTEND and detail["until"] == 2400
-    extended = opened + [Entry(Step.AWAIT_WINDOW, StepState.EXTENDED, 1200, {"until": 2400.0})]
+    extended = [*opened, Entry(Step.AWAIT_WINDOW, StepState.EXTENDED, 1200, {"until": 2400.0})]
     assert rb.protection_until(extended) == 2400
     assert rb.window_outcome(extended, PLAN, good, 2000)[0] is Outcome.PENDING
     too_many = extended + [Entry(Step.AWAIT_WINDOW, StepState.EXTENDED, t, {"until": t + 1200}) for t in (2400, 3600)]
