@@ -14,7 +14,7 @@ from rich.console import Console
 
 from orchestrator.config import LoadedConfig, load_config
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False)
 
 
