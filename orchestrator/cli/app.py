@@ -31,9 +31,11 @@ def _root(
 
 def _register() -> None:
     """Commands live in their own modules; importing them here keeps `failover --help` complete."""
-    from orchestrator.cli import audit_cmd, status_cmd
+    from orchestrator.cli import audit_cmd, cycle_cmd, operate_cmd, status_cmd
 
     status_cmd.register(app)
+    cycle_cmd.register(app)
+    operate_cmd.register(app)
     app.add_typer(audit_cmd.app, name="audit")
 
 

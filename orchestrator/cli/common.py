@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 
 from orchestrator.config import LoadedConfig, load_config
+from orchestrator.core.durations import parse_duration
+from orchestrator.core.errors import ConfigError
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False)
@@ -57,3 +59,11 @@ def print_json(value: Any) -> None:
     """Machine-readable output on stdout, one document."""
     sys.stdout.write(json.dumps(_plain(value), indent=2, sort_keys=False, default=str) + "\n")
     sys.stdout.flush()
+
+
+def duration_option(text: str, option: str) -> float:
+    """A duration given on the command line; a bad one is a one-line ConfigError naming the option."""
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise ConfigError(f"{option}: {error}") from None

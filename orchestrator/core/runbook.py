@@ -225,10 +225,14 @@ def _current(status: ReplicaStatus | None, epoch: int) -> bool:
 
 
 def halted(plan: Plan, facts: Facts) -> bool:
-    """Every replica that answers is halted under our epoch, and the target answers."""
+    """Every replica that answers carries our epoch (a standby records it; its phase mirrors its primary's), any
+    primary among them is halted, and the target answers."""
     if plan.target not in facts.statuses:
         return False
-    return all(_current(s, plan.epoch) and s.phase is Phase.HALTED for s in facts.statuses.values())
+    return all(
+        _current(s, plan.epoch) and (s.role is not Role.PRIMARY or s.phase is Phase.HALTED)
+        for s in facts.statuses.values()
+    )
 
 
 def fenced(plan: Plan, facts: Facts) -> str | None:

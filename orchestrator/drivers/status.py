@@ -6,13 +6,15 @@ and from a host that cannot reach the engines at all.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.config import LoadedConfig
+from orchestrator.core.health import Assessment
 from orchestrator.drivers.state import load_engine
 from orchestrator.store import open_store
-from orchestrator.store.base import StateStore
+from orchestrator.store.base import Conflict, StateStore
 
 VERDICTS_KEY = "verdicts"
 
@@ -55,6 +57,19 @@ def read_verdicts(store: StateStore) -> tuple[float | None, dict[str, Any]]:
         return None, {}
     value = found[0]
     return value.get("at"), dict(value.get("verdicts", {}))
+
+
+def write_verdicts(store: StateStore, at: float, verdicts: Mapping[str, Assessment]) -> None:
+    """Publish the last cycle's verdicts for `status` and `plan` (last writer wins; it is a display copy)."""
+    value = {"at": at, "verdicts": {s: {"verdict": a.verdict.value, "since": a.since, "reason": a.reason}
+                                    for s, a in verdicts.items()}}
+    for _ in range(3):
+        found = store.get_state(VERDICTS_KEY)
+        try:
+            store.put_state(VERDICTS_KEY, value, found[1] if found else None)
+            return
+        except Conflict:
+            continue
 
 
 def gather_status(loaded: LoadedConfig) -> StatusReport:

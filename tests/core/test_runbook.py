@@ -81,6 +81,10 @@ def test_checks_recognise_each_effect() -> None:
     halted = Facts({"spot-gcp": st("spot-gcp"), "spot-azure": st("spot-azure")})
     assert rb.halted(PLAN, halted)
     assert not rb.halted(PLAN, Facts({"spot-gcp": st("spot-gcp", epoch=6)}))
+    open_primary = st("spot-aws", role=Role.PRIMARY, phase=Phase.OPEN)
+    assert not rb.halted(PLAN, Facts({**halted.statuses, "spot-aws": open_primary}))
+    open_standby = st("spot-azure", phase=Phase.OPEN)  # a standby's phase mirrors its primary: epoch is enough
+    assert rb.halted(PLAN, Facts({"spot-gcp": st("spot-gcp"), "spot-azure": open_standby}))
     assert rb.fenced(PLAN, Facts({"spot-aws": st("spot-aws", role=Role.FENCED)})) == "fenced by epoch"
     assert rb.fenced(PLAN, Facts({}, old_instance_state="stopped")) == "instance stopped"
     assert rb.fenced(PLAN, halted) is not None  # unreachable, and every other replica carries the new epoch

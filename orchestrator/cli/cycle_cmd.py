@@ -1,0 +1,111 @@
+"""`failover check`: one controller cycle, for cron. State is carried between runs in the store."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Annotated
+
+import typer
+
+from orchestrator.cli.common import ConfigOption, Output, OutputOption, console, duration_option, load, print_json
+from orchestrator.drivers.controller import Controller, ControllerOptions, CycleResult
+from orchestrator.drivers.wiring import build_edges
+from orchestrator.errors import EXIT_ACTED, EXIT_OK, EXIT_UNSAFE
+from orchestrator.store.records import IncidentStatus
+
+
+def exit_code_for(result: CycleResult, needs_human: bool) -> int:
+    """DESIGN §8: 0 healthy, 1 acted or degraded, 3 a human is needed (holding, halted, needs_human)."""
+    if needs_human or any(a.kind.value in ("halt", "hold", "propose") for a in result.actions):
+        return EXIT_UNSAFE
+    if result.acted or result.degraded or not result.leader:
+        return EXIT_ACTED
+    return EXIT_OK
+
+
+def check(
+    config: ConfigOption = None,
+    output: OutputOption = Output.TABLE,
+    identity: Annotated[str | None, typer.Option("--identity", help="Name in the leader lease.")] = None,
+) -> None:
+    """Run one cycle: probe, evaluate, decide, act or propose. Two overlapping runs never both act."""
+    loaded = load(config)
+    notifications = loaded.config.notifications
+    with build_edges(loaded) as edges:
+        controller = Controller(
+            loaded.topology, edges.store, edges.engines, edges.providers, edges.routers, edges.prober,
+            edges.notifier, edges.clock,
+            ControllerOptions(identity=identity or f"check@{socket.gethostname()}:{os.getpid()}",
+                              lease_ttl=loaded.config.daemon.lease_ttl, carry_health_in_store=True,
+                              provider_interval=0.0, pre_hooks=tuple(notifications.pre_failover),
+                              post_hooks=tuple(notifications.post_failover)),
+        )
+        try:
+            result = controller.run_cycle()
+        finally:
+            controller.release()
+        edges.store.prune_observations(edges.clock() - loaded.config.daemon.observation_retention)
+        needs_human = any(
+            (i := edges.store.open_incident(name)) is not None and i.status is IncidentStatus.NEEDS_HUMAN
+            for name in loaded.topology.engines
+        )
+    code = exit_code_for(result, needs_human)
+    if output is Output.JSON:
+        print_json({"message": result.message, "leader": result.leader, "acted": result.acted,
+                    "exit_code": code, "verdicts": {s: a.verdict.value for s, a in result.verdicts.items()},
+                    "actions": [{"kind": a.kind.value, "engine": a.engine, "reason": a.reason, "target": a.target}
+                                for a in result.actions]})
+    else:
+        console.print(result.message, markup=False)
+    raise typer.Exit(code)
+
+
+
+
+def daemon(
+    config: ConfigOption = None,
+    identity: Annotated[str | None, typer.Option("--identity", help="Name in the leader lease.")] = None,
+    vantage: Annotated[str, typer.Option("--vantage", help="Site this daemon probes from.")] = "orchestrator",
+    listen: Annotated[str | None, typer.Option("--listen", help="host:port of /metrics, /healthz, /status.")]
+    = None,
+    interval: Annotated[str | None, typer.Option("--interval", help="Cycle interval (default: probes.interval).")]
+    = None,
+    max_cycles: Annotated[int | None, typer.Option("--max-cycles", hidden=True)] = None,
+) -> None:
+    """Run the cycle on an interval; one leader acts, followers probe. SIGTERM finishes the step and releases."""
+    from orchestrator.drivers.daemon import Daemon, configure_json_logs
+    from orchestrator.drivers.events import Fanout
+    from orchestrator.drivers.metrics import Metrics
+
+    loaded = load(config)
+    topology = loaded.topology
+    if vantage != "orchestrator" and vantage not in topology.sites:
+        from orchestrator.core.errors import ConfigError
+
+        raise ConfigError(f"--vantage {vantage}: not a configured site (or 'orchestrator')")
+    configure_json_logs()
+    metrics = Metrics()
+    notifications = loaded.config.notifications
+    every = duration_option(interval, "--interval") if interval else (loaded.config.daemon.cycle_interval
+                                                                  or topology.probes.interval)
+    shared = loaded.store_url.startswith("etcd://")
+    with build_edges(loaded, vantage=vantage) as edges:
+        notifier = Fanout(edges.notifier, metrics)
+        controller = Controller(
+            topology, edges.store, edges.engines, edges.providers, edges.routers, edges.prober, notifier,
+            edges.clock,
+            ControllerOptions(identity=identity or f"daemon@{socket.gethostname()}:{os.getpid()}",
+                              lease_ttl=loaded.config.daemon.lease_ttl, remote_observations=shared,
+                              provider_interval=30.0, pre_hooks=tuple(notifications.pre_failover),
+                              post_hooks=tuple(notifications.post_failover)),
+        )
+        runner = Daemon(controller, metrics, interval=every, listen=listen or loaded.config.daemon.listen,
+                        retention=loaded.config.daemon.observation_retention)
+        runner.install_signal_handlers()
+        runner.run(max_cycles=max_cycles)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("check")(check)
+    app.command("daemon")(daemon)

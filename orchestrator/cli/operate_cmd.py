@@ -1,0 +1,235 @@
+"""The operator's commands: plan, execute, halt, protect, reopen, approve, history, report (DESIGN §8)."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from orchestrator.cli.common import ConfigOption, Output, OutputOption, console, duration_option, load, print_json
+from orchestrator.core.errors import ConfigError, UnsafeError
+from orchestrator.core.phases import format_instant, parse_timezone
+from orchestrator.core.runbook import STEPS
+from orchestrator.drivers.operator import Operator, PlanReport
+from orchestrator.drivers.report import build_report, render_markdown
+from orchestrator.drivers.wiring import build_edges
+from orchestrator.errors import EXIT_UNSAFE
+from orchestrator.store import open_store
+from orchestrator.store.records import IncidentStatus
+
+EngineOption = Annotated[str | None, typer.Option("--engine", "-e", help="Engine (needed when several exist).")]
+ReasonOption = Annotated[str, typer.Option("--reason", help="Why; goes into the announcement and the audit log.")]
+
+
+def actor() -> str:
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def _print_plan(report: PlanReport) -> None:
+    console.print(f"[bold]failover plan for {report.engine}[/]: {report.source} -> {report.target or '(none)'} "
+                  f"at epoch {report.epoch}")
+    for position, step in enumerate(report.steps, 1):
+        console.print(f"{position:2}. [bold]{step.step}[/]" + (f"  [yellow]{step.note}[/]" if step.note else ""))
+        for call in step.calls:
+            console.print(f"      {call}", markup=False)
+    table = Table(title="candidates", title_justify="left")
+    for column in ("replica", "eligible", "lag", "blocked by"):
+        table.add_column(column)
+    for c in report.candidates:
+        table.add_row(c["replica"], "yes" if c["eligible"] else "no", str(c["lag"]), "; ".join(c["blocked_by"]))
+    console.print(table)
+    if report.blocked_by:
+        console.print(f"[red]blocked[/]: {'; '.join(report.blocked_by)}")
+    else:
+        console.print("[green]safe to proceed[/] (no call above was made)")
+
+
+def plan(
+    config: ConfigOption = None,
+    engine: EngineOption = None,
+    target: Annotated[str | None, typer.Option("--target", help="Replica to promote (default: the best).")] = None,
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """The steps a failover would run, each call it would make, and which safety rule would block it.
+    Makes no change (provider and DNS writes are only recorded). Exit 3 when a rule blocks."""
+    loaded = load(config)
+    with build_edges(loaded, dry_run=True) as edges:
+        report = Operator(loaded, edges, actor=actor()).plan(engine, target)
+    if output is Output.JSON:
+        print_json({**_plain_plan(report), "safe": report.safe})
+    else:
+        _print_plan(report)
+    if not report.safe:
+        raise typer.Exit(EXIT_UNSAFE)
+
+
+def _plain_plan(report: PlanReport) -> dict[str, Any]:
+    return {"engine": report.engine, "source": report.source, "target": report.target, "epoch": report.epoch,
+            "blocked_by": report.blocked_by, "candidates": report.candidates,
+            "steps": [{"step": s.step, "calls": s.calls, "note": s.note} for s in report.steps]}
+
+
+def _steps_table(journal: list[Any]) -> Table:
+    table = Table(title="runbook", title_justify="left")
+    table.add_column("step")
+    table.add_column("state")
+    table.add_column("detail")
+    last: dict[str, Any] = {}
+    for entry in journal:
+        last[entry.step] = entry
+    for step in STEPS:
+        entry = last.get(step.value)
+        state = entry.state if entry else "pending"
+        style = {"done": "green", "failed": "red", "needs_human": "red bold", "started": "yellow"}.get(state, "dim")
+        detail = ""
+        if entry is not None:
+            detail = str(entry.detail.get("error") or entry.detail.get("how") or entry.detail.get("lag", ""))
+        table.add_row(step.value, f"[{style}]{state}[/]", detail)
+    return table
+
+
+def execute(
+    target: Annotated[str, typer.Option("--target", help="Replica to promote.")],
+    config: ConfigOption = None,
+    engine: EngineOption = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan and change nothing.")] = False,
+    protection: Annotated[str | None, typer.Option("--protection", help="Protection window (default: config).")]
+    = None,
+    timeout: Annotated[str | None, typer.Option("--timeout", help="Stop watching after this long.")] = None,
+) -> None:
+    """A manual switchover to TARGET with a live view of the runbook; refused (exit 3) when unsafe."""
+    loaded = load(config)
+    window = duration_option(protection, "--protection") if protection else None
+    limit = duration_option(timeout, "--timeout") if timeout else None
+    with build_edges(loaded, dry_run=dry_run) as edges:
+        operator = Operator(loaded, edges, actor=actor())
+        report = operator.plan(engine, target)
+        if dry_run:
+            _print_plan(report)
+            if not report.safe:
+                raise typer.Exit(EXIT_UNSAFE)
+            return
+        if report.blocked_by:
+            raise UnsafeError(f"refused: switchover of {report.engine} to {target}: {'; '.join(report.blocked_by)}")
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UnsafeError("refused: not a terminal; pass --yes to confirm the switchover")
+            typer.confirm(f"Halt {report.engine}, fence {report.source} and promote {target}?", abort=True)
+        with Live(_steps_table([]), console=console, refresh_per_second=8, transient=False) as live:
+            incident = operator.execute(engine, target, protection=window, timeout=limit,
+                                        on_progress=lambda journal: live.update(_steps_table(journal)))
+    console.print(f"incident {incident.id}: {incident.status.value}")
+    if incident.status is IncidentStatus.NEEDS_HUMAN:
+        raise typer.Exit(EXIT_UNSAFE)
+
+
+def halt(config: ConfigOption = None, engine: EngineOption = None, reason: ReasonOption = "operator halt") -> None:
+    """Halt trading now: no orders accepted, no matching."""
+    loaded = load(config)
+    with build_edges(loaded) as edges:
+        Operator(loaded, edges, actor=actor()).halt(engine, reason)
+
+
+def protect(
+    for_: Annotated[str, typer.Option("--for", help="Length of the window, e.g. 20m.")],
+    config: ConfigOption = None,
+    engine: EngineOption = None,
+    reason: ReasonOption = "operator protection window",
+) -> None:
+    """Open (or extend) the recovery-protection window: cancel, post-only and add-margin only; no matching."""
+    loaded = load(config)
+    duration = duration_option(for_, "--for")
+    with build_edges(loaded) as edges:
+        Operator(loaded, edges, actor=actor()).protect(engine, duration, reason)
+
+
+def reopen(
+    config: ConfigOption = None,
+    engine: EngineOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Reopen before the window ends, or from halted.")] = False,
+    reason: ReasonOption = "operator reopen",
+) -> None:
+    """Reopen normal trading; refused before the protection window has elapsed unless --force."""
+    loaded = load(config)
+    with build_edges(loaded) as edges:
+        Operator(loaded, edges, actor=actor()).reopen(engine, force=force, reason=reason)
+
+
+def approve(
+    incident: Annotated[str, typer.Argument(help="The proposed incident's id (see `failover history`).")],
+    config: ConfigOption = None,
+    timeout: Annotated[str | None, typer.Option("--timeout", help="Stop watching after this long.")] = None,
+) -> None:
+    """Approve a proposed failover (approval: manual) and watch it run."""
+    loaded = load(config)
+    limit = duration_option(timeout, "--timeout") if timeout else None
+    with build_edges(loaded) as edges, Live(_steps_table([]), console=console, refresh_per_second=8) as live:
+        done = Operator(loaded, edges, actor=actor()).approve(incident, timeout=limit,
+                                                              on_progress=lambda j: live.update(_steps_table(j)))
+    console.print(f"incident {done.id}: {done.status.value}")
+    if done.status is IncidentStatus.NEEDS_HUMAN:
+        raise typer.Exit(EXIT_UNSAFE)
+
+
+def history(
+    config: ConfigOption = None,
+    engine: EngineOption = None,
+    limit: Annotated[int, typer.Option("--limit", min=1)] = 20,
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """Incidents, newest first."""
+    loaded = load(config)
+    if engine is not None and engine not in loaded.topology.engines:
+        raise ConfigError(f"--engine {engine}: no such engine (configured: {', '.join(loaded.topology.engines)})")
+    with open_store(loaded.store_url) as store:
+        incidents = store.incidents(engine=engine, limit=limit)
+    if output is Output.JSON:
+        print_json(incidents)
+        return
+    display = parse_timezone(loaded.topology.display_timezone)
+    table = Table()
+    for column in ("incident", "engine", "kind", "status", "opened", "from -> to", "reason"):
+        table.add_column(column)
+    for i in incidents:
+        table.add_row(i.id, i.engine, i.kind, i.status.value, format_instant(i.opened_at, display),
+                      f"{i.source} -> {i.target}", i.reason)
+    console.print(table)
+
+
+def report(
+    incident: Annotated[str, typer.Argument(help="Incident id.")],
+    config: ConfigOption = None,
+    format_: Annotated[str, typer.Option("--format", help="md or json.")] = "md",
+    out: Annotated[Path | None, typer.Option("--out", help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """The incident's timeline, halt and protection windows (UTC and display time), and orders refused by reason."""
+    if format_ not in ("md", "json"):
+        raise ConfigError(f"--format {format_}: expected md or json")
+    loaded = load(config)
+    display = parse_timezone(loaded.topology.display_timezone)
+    with open_store(loaded.store_url) as store:
+        built = build_report(store, incident, display)
+    text = json.dumps(built.to_json(), indent=2) + "\n" if format_ == "json" else render_markdown(built)
+    if out is not None:
+        out.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plan")(plan)
+    app.command("execute")(execute)
+    app.command("halt")(halt)
+    app.command("protect")(protect)
+    app.command("reopen")(reopen)
+    app.command("approve")(approve)
+    app.command("history")(history)
+    app.command("report")(report)

@@ -1,0 +1,193 @@
+"""`failover daemon`: the controller cycle on an interval, with a read-only HTTP endpoint and JSON logs.
+
+Several daemons (one per cloud) share an etcd store; exactly one holds the leader lease and acts, the others keep
+probing from their own vantage point and write what they see, which the leader reads as independent sources.
+SIGTERM (or SIGINT) lets the current cycle finish — a runbook step in flight completes and is journaled — then
+releases the lease so another daemon takes over at once instead of after the TTL.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from orchestrator.core.errors import FailoverError, StoreError
+from orchestrator.drivers.controller import Controller, CycleResult
+from orchestrator.drivers.metrics import Metrics
+from orchestrator.drivers.state import load_engine
+
+log = structlog.get_logger("failover.daemon")
+
+
+def configure_json_logs() -> None:
+    """One JSON object per line on stderr: what log shippers and `jq` expect."""
+    import logging
+    import sys
+
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.JSONRenderer(sort_keys=True),
+        ],
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        cache_logger_on_first_use=True,
+    )
+
+
+@dataclass
+class DaemonState:
+    last: CycleResult | None = None
+    last_end: float = 0.0
+    error: str = ""
+    cycles: int = 0
+
+
+class Daemon:
+    def __init__(self, controller: Controller, metrics: Metrics, *, interval: float,
+                 listen: str | None = "127.0.0.1:9464", retention: float = 86400.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.controller = controller
+        self.metrics = metrics
+        self.interval = interval
+        self.listen = listen
+        self.retention = retention
+        self.monotonic = monotonic
+        self.state = DaemonState()
+        self.stopping = threading.Event()
+        self.server: ThreadingHTTPServer | None = None
+        self._last_prune = 0.0
+
+    # ---- loop -----------------------------------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.stopping.set())
+
+    def run(self, max_cycles: int | None = None) -> int:
+        self.serve_http()
+        log.info("daemon.start", identity=self.controller.options.identity, interval=self.interval,
+                 listen=self.address)
+        try:
+            while not self.stopping.is_set():
+                started = self.monotonic()
+                self.cycle_once()
+                if max_cycles is not None and self.state.cycles >= max_cycles:
+                    break
+                self.stopping.wait(max(0.0, self.interval - (self.monotonic() - started)))
+        finally:
+            self.shutdown()
+        return 0
+
+    def cycle_once(self) -> CycleResult | None:
+        began = self.monotonic()
+        previous = self.state.last
+        try:
+            result = self.controller.run_cycle()
+        except FailoverError as error:
+            self.controller.lease = None  # cannot reach the store: assume we are no longer leader, stop acting
+            self.state.error = str(error)
+            self.metrics.leader.set(0)
+            log.error("cycle.failed", error=str(error), kind=type(error).__name__)
+            return None
+        self.state.error = ""
+        self.state.last = result
+        self.state.cycles += 1
+        self.state.last_end = time.time()
+        self.metrics.cycle.observe(self.monotonic() - began)
+        self.metrics.cycles.labels("leader" if result.leader else "follower").inc()
+        self.metrics.leader.set(1 if result.leader else 0)
+        self.metrics.last_cycle.set(self.state.last_end)
+        if result.leader:
+            self.metrics.set_phases({name: load_engine(self.controller.store, self.controller.topology, name).phase
+                                     .phase for name in self.controller.topology.engines})
+        if previous is None or previous.message != result.message or previous.leader != result.leader:
+            log.info("cycle", message=result.message, leader=result.leader, acted=result.acted)
+        self._prune(result.at)
+        return result
+
+    def _prune(self, now: float) -> None:
+        if self.controller.lease is None or now - self._last_prune < 300:
+            return
+        self._last_prune = now
+        try:
+            self.controller.store.prune_observations(now - self.retention)
+        except StoreError as error:
+            log.warning("prune.failed", error=str(error))
+
+    def shutdown(self) -> None:
+        try:
+            self.controller.release()
+            log.info("daemon.stop", released=True)
+        except FailoverError as error:
+            log.warning("daemon.stop", released=False, error=str(error))
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    # ---- read-only HTTP -------------------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        if self.server is None:
+            return ""
+        host, port = self.server.server_address[:2]
+        return f"{host!s}:{port}"
+
+    def status_document(self) -> dict[str, Any]:
+        last = self.state.last
+        return {
+            "identity": self.controller.options.identity,
+            "leader": bool(last and last.leader),
+            "cycles": self.state.cycles,
+            "last_cycle_at": last.at if last else None,
+            "message": last.message if last else "",
+            "error": self.state.error,
+            "verdicts": {s: a.verdict.value for s, a in (last.verdicts if last else {}).items()},
+            "healthy": self.healthy(),
+        }
+
+    def healthy(self) -> bool:
+        return not self.state.error and time.time() - self.state.last_end <= 3 * self.interval + 5
+
+    def serve_http(self) -> None:
+        if not self.listen:
+            return
+        host, _, port = self.listen.rpartition(":")
+        daemon = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/metrics":
+                    self._send(200, generate_latest(daemon.metrics.registry), CONTENT_TYPE_LATEST)
+                elif self.path == "/healthz":
+                    ok = daemon.healthy()
+                    self._send(200 if ok else 503, json.dumps({"ok": ok}).encode(), "application/json")
+                elif self.path == "/status":
+                    self._send(200, json.dumps(daemon.status_document()).encode(), "application/json")
+                else:
+                    self._send(404, b'{"error": "not found"}', "application/json")
+
+            def _send(self, code: int, body: bytes, content_type: str) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
+        threading.Thread(target=self.server.serve_forever, name="failover-http", daemon=True).start()

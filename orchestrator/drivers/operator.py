@@ -1,0 +1,359 @@
+"""The operator's commands (DESIGN §8): plan, execute, halt, protect, reopen, approve, history, report.
+
+Refusals are `UnsafeError` (exit 3) raised before anything changes. Commands that move an engine take an epoch
+above everything the engine has seen, so a human's word outranks the automation: a daemon still working with an
+older epoch is refused by the replicas and hands the incident to a human.
+
+`execute` and `approve` drive the runbook themselves when they can take the leader lease; when a daemon holds it,
+they open (or release) the incident and watch the daemon run it, so that one runbook never has two drivers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from orchestrator.config import LoadedConfig
+from orchestrator.core.decide import EngineSnapshot, IncidentView, Rule, check_target, rank_candidates
+from orchestrator.core.errors import ConfigError, FailoverError, IllegalTransition, UnsafeError
+from orchestrator.core.health import Assessment
+from orchestrator.core.model import Engine, Phase, ReplicaStatus, Verdict
+from orchestrator.core.phases import PhaseChange, PhaseEvent, announce, parse_timezone, transition
+from orchestrator.core.runbook import STEPS, Step
+from orchestrator.core.runbook import Status as RunStatus
+from orchestrator.drivers.controller import Controller, ControllerOptions
+from orchestrator.drivers.events import Event, EventKind
+from orchestrator.drivers.runbook import Progress, address_of
+from orchestrator.drivers.state import EngineRecord, load_engine, next_epoch, save_engine
+from orchestrator.drivers.status import read_verdicts
+from orchestrator.drivers.wiring import Edges
+from orchestrator.store.records import Incident, IncidentStatus
+from providers.calls import plan_recorder
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedStep:
+    step: str
+    calls: list[str]
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PlanReport:
+    engine: str
+    source: str
+    target: str | None
+    epoch: int
+    blocked_by: list[str]
+    candidates: list[dict[str, Any]]
+    steps: list[PlannedStep] = field(default_factory=list)
+
+    @property
+    def safe(self) -> bool:
+        return self.target is not None and not self.blocked_by
+
+
+class Operator:
+    def __init__(self, loaded: LoadedConfig, edges: Edges, *, actor: str = "operator") -> None:
+        self.loaded = loaded
+        self.topology = loaded.topology
+        self.edges = edges
+        self.store = edges.store
+        self.actor = actor
+        self.display = parse_timezone(self.topology.display_timezone)
+
+    # ---- helpers --------------------------------------------------------------------------------------------
+
+    def engine(self, name: str | None) -> Engine:
+        if name is None:
+            if len(self.topology.engines) != 1:
+                raise ConfigError(f"several engines are configured ({', '.join(self.topology.engines)}); "
+                                  "name one with --engine")
+            return next(iter(self.topology.engines.values()))
+        if name not in self.topology.engines:
+            raise ConfigError(f"--engine {name}: no such engine (configured: {', '.join(self.topology.engines)})")
+        return self.topology.engines[name]
+
+    def statuses(self, engine: Engine) -> dict[str, ReplicaStatus]:
+        found = {}
+        for replica in engine.replicas:
+            try:
+                found[replica.name] = self.edges.engines.status(replica)
+            except FailoverError:
+                continue
+        return found
+
+    def live_verdicts(self, engine: Engine, statuses: Mapping[str, ReplicaStatus]) -> dict[str, Assessment]:
+        """The last cycle's verdicts where the store has them; else what one look from here shows."""
+        _, stored = read_verdicts(self.store)
+        now = self.edges.clock()
+        verdicts: dict[str, Assessment] = {}
+        for replica in engine.replicas:
+            for subject, reachable in ((replica.name, replica.name in statuses), (replica.site, None)):
+                if subject in stored:
+                    verdicts[subject] = Assessment(subject, Verdict(stored[subject]["verdict"]), now)
+                elif reachable is not None:
+                    verdicts[subject] = Assessment(subject, Verdict.HEALTHY if reachable else Verdict.UNKNOWN, now)
+            if replica.site not in verdicts:
+                on_site = [r.name for r in engine.replicas if r.site == replica.site]
+                seen = all(name in statuses for name in on_site)
+                verdicts[replica.site] = Assessment(replica.site, Verdict.HEALTHY if seen else Verdict.UNKNOWN, now)
+        return verdicts
+
+    def snapshot(self, engine: Engine, statuses: Mapping[str, ReplicaStatus]) -> tuple[EngineSnapshot, EngineRecord]:
+        record = load_engine(self.store, self.topology, engine.name)
+        incident = self.store.open_incident(engine.name)
+        view = IncidentView(incident.id, incident.status.value, incident.target) if incident else None
+        snap = EngineSnapshot(engine=engine, primary=record.primary, phase=record.phase, epoch=record.epoch,
+                              statuses=dict(statuses), incident=view,
+                              last_failover_done_at=record.last_failover_done_at,
+                              override_interval=record.override_interval)
+        return snap, record
+
+    def _audit(self, action: str, detail: dict[str, Any]) -> None:
+        self.store.audit(self.actor, action, detail, self.edges.clock())
+
+    def _epoch(self, record: EngineRecord, statuses: Mapping[str, ReplicaStatus]) -> int:
+        return next_epoch(record, max((s.epoch for s in statuses.values()), default=0), 0)
+
+    # ---- plan -----------------------------------------------------------------------------------------------
+
+    def plan(self, engine_name: str | None = None, target: str | None = None) -> PlanReport:
+        """What a failover would do now, call by call, and which rule would block it. Changes nothing: engine
+        calls are described, provider and DNS writes are recorded by the adapters' dry-run mode."""
+        engine = self.engine(engine_name)
+        statuses = self.statuses(engine)
+        verdicts = self.live_verdicts(engine, statuses)
+        snap, record = self.snapshot(engine, statuses)
+        now = self.edges.clock()
+        ranked = rank_candidates(snap, self.topology, verdicts)
+        if target is None:
+            eligible = [c for c in ranked if c.eligible]
+            target = eligible[0].replica if eligible else (ranked[0].replica if ranked else None)
+        elif target not in {r.name for r in engine.replicas}:
+            raise ConfigError(f"--target {target}: engine {engine.name} has no such replica")
+        blocked = list(check_target(snap, self.topology, verdicts, target, now, manual=True)) if target else [
+            Rule.TARGET_REPLICA_HEALTHY]
+        epoch = self._epoch(record, statuses)
+        steps = self._planned_steps(engine, snap.primary, target, epoch, statuses) if target else []
+        return PlanReport(engine.name, snap.primary, target, epoch, [r.value for r in blocked],
+                          [{"replica": c.replica, "eligible": c.eligible, "lag": c.lag,
+                            "blocked_by": [r.value for r in c.blocked_by]} for c in ranked], steps)
+
+    def _planned_steps(self, engine: Engine, source: str, target: str, epoch: int,
+                       statuses: Mapping[str, ReplicaStatus]) -> list[PlannedStep]:
+        old, new = engine.replica(source), engine.replica(target)
+        protection = self.topology.protection.duration
+        reachable = [r for r in engine.replicas if r.name in statuses]
+        steps: dict[Step, PlannedStep] = {}
+        steps[Step.ANNOUNCE] = PlannedStep("announce", [f"notify: failover {source} -> {target}"] + [
+            f"run pre-failover hook: {c}" for c in self.loaded.config.notifications.pre_failover])
+        steps[Step.HALT] = PlannedStep("halt", [f"POST {r.control_url}/v1/phase {{phase: halted, epoch: {epoch}}}"
+                                                for r in reachable])
+        fence_calls = [f"POST {old.control_url}/v1/fence {{epoch: {epoch}}}"]
+        provider = self.edges.providers.get(old.site)
+        note = ""
+        if provider is not None:
+            with plan_recorder(provider) as planned:
+                try:
+                    provider.fence(old.instance, deadline=10)
+                except FailoverError as error:
+                    note = f"provider: {error}"
+            fence_calls += [f"{p.operation}({_params(p.params)})" for p in planned] or [
+                f"{provider.kind}: instance {old.instance} already stopped (no call)"]
+        steps[Step.FENCE_OLD_PRIMARY] = PlannedStep("fence_old_primary", fence_calls, note)
+        start_calls, note = [], ""
+        provider = self.edges.providers.get(new.site)
+        if provider is not None:
+            with plan_recorder(provider) as planned:
+                try:
+                    provider.start(new.instance, deadline=10)
+                except FailoverError as error:
+                    note = f"provider: {error}"
+            start_calls = [f"{p.operation}({_params(p.params)})" for p in planned] or [
+                f"{provider.kind}: instance {new.instance} already running (no call)"]
+        steps[Step.ENSURE_TARGET_RUNNING] = PlannedStep("ensure_target_running", start_calls, note)
+        steps[Step.WAIT_CAUGHT_UP] = PlannedStep("wait_caught_up", [f"GET {new.control_url}/v1/status until lag <= "
+                                                                   f"{self.topology.policy.max_lag_on_failover}"])
+        steps[Step.PROMOTE] = PlannedStep("promote", [f"POST {new.control_url}/v1/promote {{epoch: {epoch}}}"])
+        dns_calls, note = [], ""
+        router = self.edges.routers.get(engine.name)
+        if engine.dns is not None and router is not None:
+            with plan_recorder(router) as planned:
+                try:
+                    router.point_to(engine.dns, address_of(new.control_url))
+                except FailoverError as error:
+                    note = f"dns: {error}"
+            dns_calls = [f"{p.operation}({_params(p.params)})" for p in planned] or ["DNS already points there"]
+        steps[Step.SWITCH_TRAFFIC] = PlannedStep("switch_traffic", dns_calls or ["(no DNS record configured)"], note)
+        steps[Step.OPEN_PROTECTION] = PlannedStep("open_protection", [
+            f"POST {new.control_url}/v1/phase {{phase: protection, until: now+{protection:g}s, epoch: {epoch}}}"])
+        steps[Step.AWAIT_WINDOW] = PlannedStep("await_window", ["wait for the window; re-check the new primary's "
+                                                                "health; extend while it is not healthy"])
+        steps[Step.REOPEN] = PlannedStep("reopen", [f"POST {new.control_url}/v1/phase {{phase: open, epoch: {epoch}}}"])
+        steps[Step.CLOSE_INCIDENT] = PlannedStep("close_incident", ["close the incident; audit"] + [
+            f"run post-failover hook: {c}" for c in self.loaded.config.notifications.post_failover])
+        return [steps[s] for s in STEPS]
+
+    # ---- execute / approve ----------------------------------------------------------------------------------
+
+    def execute(self, engine_name: str | None, target: str, *, protection: float | None = None,
+                on_progress: Callable[[list[Any]], None] | None = None, poll: float = 0.2,
+                timeout: float | None = None) -> Incident:
+        """A manual switchover (or failover) to `target`, checked against the safety rules first."""
+        engine = self.engine(engine_name)
+        statuses = self.statuses(engine)
+        verdicts = self.live_verdicts(engine, statuses)
+        snap, record = self.snapshot(engine, statuses)
+        now = self.edges.clock()
+        if target not in {r.name for r in engine.replicas}:
+            raise ConfigError(f"--target {target}: engine {engine.name} has no such replica")
+        running = snap.incident
+        if running is not None and running.status == "running" and running.target == target:
+            return self.resume(running.id, on_progress=on_progress, poll=poll, timeout=timeout)
+        if snap.incident is not None and snap.incident.status == "needs_human":
+            incident = self.store.incident(snap.incident.id)
+            if incident.kind == "halt":  # a human now decides where to go: this switchover supersedes the halt
+                self.store.update_incident(incident.id, status=IncidentStatus.CLOSED, at=now,
+                                           detail={"resolution": f"superseded by a switchover to {target}"})
+                snap = replace(snap, incident=None)
+        broken = check_target(snap, self.topology, verdicts, target, now, manual=True)
+        if snap.incident is not None and Rule.ONE_IN_FLIGHT not in broken:
+            broken = (*broken, Rule.ONE_IN_FLIGHT)
+        if broken:
+            raise UnsafeError(f"refused: switchover of {engine.name} to {target}: "
+                              f"{'; '.join(rule.value for rule in broken)}")
+        controller = self._controller(protection)
+        controller.statuses = dict(statuses)
+        leader = controller._lead()
+        reason = f"operator {self.actor}: switchover to {target}"
+        incident_id = controller.open_failover(engine.name, snap.primary, target, reason, record, kind="switchover")
+        self._audit("execute", {"incident": incident_id, "engine": engine.name, "target": target})
+        try:
+            return self._drive(controller, incident_id, leader, on_progress, poll, timeout)
+        finally:
+            controller.release()
+
+    def resume(self, incident_id: str, *, on_progress: Callable[[list[Any]], None] | None = None,
+               poll: float = 0.2, timeout: float | None = None) -> Incident:
+        """Go on with a running incident from its journal (the command that drove it was killed)."""
+        self._audit("resume", {"incident": incident_id})
+        controller = self._controller(None)
+        leader = controller._lead()
+        try:
+            return self._drive(controller, incident_id, leader, on_progress, poll, timeout)
+        finally:
+            controller.release()
+
+    def approve(self, incident_id: str, *, on_progress: Callable[[list[Any]], None] | None = None,
+                poll: float = 0.2, timeout: float | None = None) -> Incident:
+        incident = self.store.incident(incident_id)
+        if incident.status is not IncidentStatus.PROPOSED:
+            raise UnsafeError(f"refused: incident {incident_id} is {incident.status.value}, not proposed")
+        now = self.edges.clock()
+        self.store.update_incident(incident_id, status=IncidentStatus.RUNNING, at=now,
+                                   detail={"approved_by": self.actor})
+        self._audit("approve", {"incident": incident_id})
+        controller = self._controller(None)
+        leader = controller._lead()
+        try:
+            return self._drive(controller, incident_id, leader, on_progress, poll, timeout)
+        finally:
+            controller.release()
+
+    def _controller(self, protection: float | None) -> Controller:
+        topology = self.topology
+        if protection is not None:
+            topology = replace(topology, protection=replace(topology.protection, duration=protection))
+        notifications = self.loaded.config.notifications
+        return Controller(topology, self.store, self.edges.engines, self.edges.providers, self.edges.routers,
+                          self.edges.prober, self.edges.notifier, self.edges.clock,
+                          ControllerOptions(identity=self.actor, persist_observations=False,
+                                            pre_hooks=tuple(notifications.pre_failover),
+                                            post_hooks=tuple(notifications.post_failover)))
+
+    def _drive(self, controller: Controller, incident_id: str, leader: bool,
+               on_progress: Callable[[list[Any]], None] | None, poll: float, timeout: float | None) -> Incident:
+        """Advance the runbook (or watch the leader advance it) until it finishes or needs a human."""
+        started = time.monotonic()
+        while True:
+            if leader:
+                result = controller.run_cycle()
+                progress = [p for p in result.progress if p.incident == incident_id]
+                if not progress:
+                    progress = [Progress(incident_id, RunStatus.RUN, None, "waiting for the leader lease")]
+            incident = self.store.incident(incident_id)
+            if on_progress is not None:
+                on_progress(self.store.journal(incident_id))
+            if incident.status in (IncidentStatus.CLOSED, IncidentStatus.NEEDS_HUMAN):
+                return incident
+            if timeout is not None and time.monotonic() - started > timeout:
+                raise UnsafeError(f"incident {incident_id} still {incident.status.value} after {timeout:g}s; "
+                                  "it continues under the daemon or the next `failover check`")
+            time.sleep(poll)
+            if not leader:
+                leader = controller._lead()
+
+    # ---- phase commands -------------------------------------------------------------------------------------
+
+    def _set_phase(self, engine: Engine, event: PhaseEvent, phase: Phase, until: float | None, reason: str,
+                   *, force: bool = False) -> EngineRecord:
+        statuses = self.statuses(engine)
+        snap, record = self.snapshot(engine, statuses)
+        now = self.edges.clock()
+        primary = engine.replica(snap.primary)
+        if snap.primary not in statuses:
+            raise UnsafeError(f"refused: primary {snap.primary} of {engine.name} does not answer; nothing changed")
+        current = replace(record.phase, phase=statuses[snap.primary].phase,
+                          until=statuses[snap.primary].phase_until)
+        try:
+            after = transition(current, event, now, until)
+        except IllegalTransition as error:
+            raise UnsafeError(f"refused: {engine.name}: {error}") from None
+        epoch = self._epoch(record, statuses)
+        self.edges.engines.set_phase(primary, phase, until, epoch)
+        for name in statuses:
+            if name != snap.primary and phase is Phase.HALTED:
+                try:
+                    self.edges.engines.set_phase(engine.replica(name), phase, until, epoch)
+                except FailoverError:
+                    continue
+        saved = save_engine(self.store, replace(record, phase=after, epoch=max(record.epoch, epoch)))
+        change = PhaseChange(engine.name, current, after, event, now, reason)
+        message = announce(change, self.display)
+        self.edges.notifier.publish(Event(now, EventKind.PHASE, engine.name, message,
+                                          {"phase": after.phase.value, "until": after.until, "forced": force}))
+        self._audit(f"phase.{event.value}", {"engine": engine.name, "until": until, "epoch": epoch,
+                                             "reason": reason, "forced": force})
+        return saved
+
+    def halt(self, engine_name: str | None, reason: str) -> EngineRecord:
+        return self._set_phase(self.engine(engine_name), PhaseEvent.HALT, Phase.HALTED, None, reason)
+
+    def protect(self, engine_name: str | None, duration: float, reason: str) -> EngineRecord:
+        engine = self.engine(engine_name)
+        record = load_engine(self.store, self.topology, engine.name)
+        event = PhaseEvent.EXTEND if record.phase.phase is Phase.PROTECTION else PhaseEvent.PROTECT
+        return self._set_phase(engine, event, Phase.PROTECTION, self.edges.clock() + duration, reason)
+
+    def reopen(self, engine_name: str | None, *, force: bool, reason: str) -> EngineRecord:
+        engine = self.engine(engine_name)
+        incident = self.store.open_incident(engine.name)
+        if incident is not None and not force:
+            raise UnsafeError(f"refused: incident {incident.id} is {incident.status.value}; a runbook step is "
+                              "unconfirmed (use --force to reopen anyway)")
+        event = PhaseEvent.FORCE_OPEN if force else PhaseEvent.REOPEN
+        return self._set_phase(engine, event, Phase.OPEN, None, reason, force=force)
+
+    # ---- history / report -----------------------------------------------------------------------------------
+
+    def history(self, engine_name: str | None = None, limit: int = 20) -> list[Incident]:
+        if engine_name is not None:
+            self.engine(engine_name)
+        return self.store.incidents(engine=engine_name, limit=limit)
+
+
+def _params(params: Mapping[str, Any]) -> str:
+    return ", ".join(f"{key}={value!r}" for key, value in params.items())

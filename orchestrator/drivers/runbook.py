@@ -1,0 +1,447 @@
+"""Runs the core's runbook step machine against the engines, the providers and the store (DESIGN §6).
+
+Each call to `advance` moves one incident as far as it can without waiting: it asks the core for the next step,
+journals `started`, executes the step (each executor first checks whether the step's effect already holds, so a
+resumed step never acts twice), journals the outcome, and goes on until a step is pending, backing off, finished,
+or needs a human. Nothing here sleeps; the daemon's next cycle, the next cron run, or a new leader continues.
+
+Failpoints: `FAILOVER_FAILPOINT=<step>` (or `<step>:before` / `<step>:after`) kills the process with SIGKILL at that
+point, so tests can show that every step resumes (see `failpoint`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import urlparse
+
+from orchestrator.core import runbook as rb
+from orchestrator.core.errors import EngineError, FailoverError, ProviderError, StaleEpoch
+from orchestrator.core.health import Assessment
+from orchestrator.core.model import Engine, Phase, ReplicaStatus, Role, Topology, Verdict
+from orchestrator.core.phases import PhaseChange, PhaseEvent, PhaseState, announce, parse_timezone, transition
+from orchestrator.core.runbook import Facts, Outcome, Plan, Step
+from orchestrator.drivers.events import Event, EventKind, Notifier
+from orchestrator.drivers.state import EPOCH_STRIDE, EngineRecord, load_engine, save_engine
+from orchestrator.drivers.webhooks import run_hooks
+from orchestrator.engine.base import EngineControl, PromoteRefused
+from orchestrator.store.base import StateStore
+from orchestrator.store.records import Incident, IncidentStatus
+from providers.base import CloudProvider
+from providers.traffic import TrafficRouter
+
+FAILPOINT_ENV = "FAILOVER_FAILPOINT"
+PROVIDER_CALL_DEADLINE = 10.0  # one provider call inside a step; the step's own deadline bounds the retries
+
+
+def failpoint(step: Step, where: str) -> None:
+    """Die here if the environment asks for it (tests of resumption only).
+
+    `<step>:before` dies after `started` is journaled, before the step acts; `<step>` or `<step>:acted` after it
+    acted, before its outcome is journaled (the hardest case: the world changed, the journal does not know);
+    `<step>:after` once the outcome is journaled."""
+    wanted = os.environ.get(FAILPOINT_ENV)
+    if wanted and wanted in (f"{step.value}:{where}", step.value if where == "acted" else ""):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    incident: str
+    status: rb.Status
+    step: Step | None
+    message: str
+
+
+def plan_of(incident: Incident) -> Plan:
+    detail = incident.detail
+    return Plan(
+        engine=incident.engine,
+        source=str(detail["source"]),
+        target=str(detail["target"]),
+        epoch=int(detail["epoch"]),
+        protection=float(detail["protection"]),
+        max_lag=int(detail.get("max_lag", 0)),
+        has_dns=bool(detail.get("has_dns", False)),
+        target_address=str(detail.get("target_address", "")),
+    )
+
+
+def plan_detail(plan: Plan) -> dict[str, Any]:
+    return {
+        "source": plan.source, "target": plan.target, "epoch": plan.epoch, "protection": plan.protection,
+        "max_lag": plan.max_lag, "has_dns": plan.has_dns, "target_address": plan.target_address,
+    }
+
+
+def address_of(control_url: str) -> str:
+    """The address traffic should go to: the host of the replica's control URL."""
+    return urlparse(control_url).hostname or control_url
+
+
+class RunbookDriver:
+    def __init__(
+        self,
+        topology: Topology,
+        store: StateStore,
+        engines: EngineControl,
+        providers: Mapping[str, CloudProvider],
+        routers: Mapping[str, TrafficRouter],
+        notifier: Notifier,
+        clock: Callable[[], float],
+        *,
+        token: int = 0,
+        actor: str = "orchestrator",
+        pre_hooks: Sequence[str] = (),
+        post_hooks: Sequence[str] = (),
+        guard: Callable[[], bool] | None = None,
+    ) -> None:
+        self.topology = topology
+        self.store = store
+        self.engines = engines
+        self.providers = providers
+        self.routers = routers
+        self.notifier = notifier
+        self.clock = clock
+        self.token = token
+        self.actor = actor
+        self.display = parse_timezone(topology.display_timezone)
+        self.pre_hooks = tuple(pre_hooks)
+        self.post_hooks = tuple(post_hooks)
+        self.guard = guard
+
+    # ---- the loop -------------------------------------------------------------------------------------------
+
+    def advance(self, incident_id: str, verdicts: Mapping[str, Assessment]) -> Progress:
+        """Run steps until one waits; returns where the runbook stands."""
+        incident = self.store.incident(incident_id)
+        engine = self.topology.engines[incident.engine]
+        plan = self._adopt(incident, plan_of(incident), engine)
+        while True:
+            journal = self.store.journal(incident_id)
+            now = self.clock()
+            nxt = rb.next_step(journal, now)
+            if nxt.status is rb.Status.FINISHED:
+                return Progress(incident_id, nxt.status, None, "finished")
+            if nxt.status is rb.Status.WAIT:
+                return Progress(incident_id, nxt.status, nxt.step, f"{nxt.step} retries after backoff")
+            if nxt.status is rb.Status.NEEDS_HUMAN:
+                self._needs_human(incident, plan, engine, nxt, journal_has_it=journal[-1].state == "needs_human")
+                return Progress(incident_id, nxt.status, nxt.step, nxt.reason)
+            step = nxt.step
+            assert step is not None
+            if self.guard is not None and not self.guard():
+                return Progress(incident_id, rb.Status.WAIT, step, "leadership not certain; stopped before a step")
+            if not rb.was_started(journal, step, nxt.attempt):
+                self._journal(incident_id, step, rb.StepState.STARTED, now, {"attempt": nxt.attempt})
+            failpoint(step, "before")
+            outcome, detail = self._execute(step, plan, engine, incident, journal, verdicts)
+            failpoint(step, "acted")
+            entry = rb.record(step, outcome, self.clock(), detail)
+            if entry is None:
+                return Progress(incident_id, rb.Status.RUN, step, f"{step} pending")
+            self._journal(incident_id, step, rb.StepState(entry.state), entry.at, dict(entry.detail))
+            if step is Step.HALT and outcome is Outcome.DONE:
+                self._snapshot_stats(incident_id, engine, "stats_at_halt")
+            failpoint(step, "after")
+            started_at = next((e.at for e in journal if e.step == step.value and e.state == "started"), now)
+            self.notifier.publish(Event(entry.at, EventKind.STEP, plan.engine, f"{step.value}: {entry.state}",
+                                        {"step": step.value, "state": entry.state, "incident": incident_id,
+                                         "duration": entry.at - started_at, **entry.detail}))
+            if outcome not in (Outcome.DONE, Outcome.SKIPPED, Outcome.EXTEND):
+                continue  # the core decides between retry, wait and a human
+
+    def _adopt(self, incident: Incident, plan: Plan, engine: Engine) -> Plan:
+        """A new leader (a newer fencing token) takes the runbook over under an epoch of its own and stamps it on
+        every replica it reaches, so that the deposed leader's calls are refused from now on."""
+        floor = self.token * EPOCH_STRIDE
+        if floor <= plan.epoch:
+            return plan
+        now = self.clock()
+        statuses = self.statuses(engine)
+        epoch = max(floor, plan.epoch, *(s.epoch for s in statuses.values())) + 1
+        adopted = replace(plan, epoch=epoch)
+        self.store.update_incident(incident.id, detail={"epoch": epoch, "adopted_by": self.actor}, at=now)
+        self.store.audit(self.actor, "incident.adopted", {"incident": incident.id, "epoch": epoch,
+                                                          "previous_epoch": plan.epoch}, now)
+        for name, status in statuses.items():
+            if name == plan.source or status.role is Role.FENCED:
+                continue
+            try:
+                self.engines.set_phase(engine.replica(name), status.phase, status.phase_until, epoch)
+            except FailoverError:
+                continue
+        return adopted
+
+    def _journal(self, incident_id: str, step: Step, state: rb.StepState, at: float, detail: dict[str, Any]) -> None:
+        self.store.append_journal(incident_id, step.value, state.value, at, detail, token=self.token)
+
+    # ---- facts ----------------------------------------------------------------------------------------------
+
+    def statuses(self, engine: Engine) -> dict[str, ReplicaStatus]:
+        found = {}
+        for replica in engine.replicas:
+            try:
+                found[replica.name] = self.engines.status(replica)
+            except FailoverError:
+                continue
+        return found
+
+    def _instance_state(self, engine: Engine, replica_name: str) -> str | None:
+        replica = engine.replica(replica_name)
+        provider = self.providers.get(replica.site)
+        if provider is None:
+            return None
+        try:
+            return str(provider.instance_state(replica.instance).value)
+        except FailoverError:
+            return None
+
+    def facts(self, plan: Plan, engine: Engine, verdicts: Mapping[str, Assessment], *, instances: bool = False,
+              dns: bool = False) -> Facts:
+        target = verdicts.get(plan.target)
+        dns_target = None
+        if dns and engine.dns is not None and plan.engine in self.routers:
+            try:
+                dns_target = self.routers[plan.engine].current_target(engine.dns)
+            except FailoverError:
+                dns_target = None
+        return Facts(
+            statuses=self.statuses(engine),
+            old_instance_state=self._instance_state(engine, plan.source) if instances else None,
+            target_instance_state=self._instance_state(engine, plan.target) if instances else None,
+            dns_target=dns_target,
+            target_verdict=target.verdict if target else Verdict.UNKNOWN,
+        )
+
+    # ---- steps ----------------------------------------------------------------------------------------------
+
+    def _execute(
+        self, step: Step, plan: Plan, engine: Engine, incident: Incident, journal: list[Any],
+        verdicts: Mapping[str, Assessment],
+    ) -> tuple[Outcome, dict[str, Any]]:
+        try:
+            return self._run(step, plan, engine, incident, journal, verdicts)
+        except StaleEpoch as error:
+            return Outcome.FAIL, {"error": f"a newer epoch acted: {error}"}
+        except (EngineError, ProviderError) as error:
+            return Outcome.RETRY, {"error": str(error)}
+
+    def _run(
+        self, step: Step, plan: Plan, engine: Engine, incident: Incident, journal: list[Any],
+        verdicts: Mapping[str, Assessment],
+    ) -> tuple[Outcome, dict[str, Any]]:
+        now = self.clock()
+        if step is Step.ANNOUNCE:
+            failed = self._hooks(self.pre_hooks, plan, incident, "pre")
+            if failed:
+                return Outcome.FAIL, {"error": f"pre-failover hook failed, failover aborted: {failed}"}
+            self._say(plan.engine, now, f"[{plan.engine}] {incident.kind} from {plan.source} to {plan.target} "
+                      f"begins: {incident.reason}", EventKind.INCIDENT)
+            return Outcome.DONE, {}
+        if step is Step.AWAIT_WINDOW:
+            return self._await_window(plan, engine, journal, verdicts, now)
+        if step is Step.CLOSE_INCIDENT:
+            return self._close(plan, incident, now)
+        facts = self.facts(plan, engine, verdicts, instances=step in (Step.FENCE_OLD_PRIMARY,
+                           Step.ENSURE_TARGET_RUNNING), dns=step is Step.SWITCH_TRAFFIC)
+        if step is Step.SWITCH_TRAFFIC and not plan.has_dns:
+            return Outcome.SKIPPED, {"why": "no DNS record configured"}
+        if rb.CHECKS[step](plan, facts):
+            return Outcome.DONE, self._done_detail(step, plan, facts, already=True)
+        error = self._act(step, plan, engine, facts, now)
+        if step is Step.WAIT_CAUGHT_UP:
+            caught, lag = rb.caught_up(plan, facts)
+            return (Outcome.DONE if caught else Outcome.PENDING), {"lag": lag}
+        after = self.facts(plan, engine, verdicts, instances=step is Step.FENCE_OLD_PRIMARY,
+                           dns=step is Step.SWITCH_TRAFFIC)
+        if rb.CHECKS[step](plan, after):
+            return Outcome.DONE, self._done_detail(step, plan, after, already=False)
+        return Outcome.RETRY, {"error": error or f"{step.value} not confirmed"}
+
+    def _done_detail(self, step: Step, plan: Plan, facts: Facts, *, already: bool) -> dict[str, Any]:
+        detail: dict[str, Any] = {"already": already} if already else {}
+        now = self.clock()
+        if step is Step.FENCE_OLD_PRIMARY:
+            detail["how"] = rb.fenced(plan, facts)
+        elif step is Step.HALT:
+            self._phase(plan, PhaseEvent.HALT, now, None, "failover")
+        elif step is Step.PROMOTE:
+            self._update(plan.engine, lambda r: replace(r, primary=plan.target, epoch=max(r.epoch, plan.epoch)))
+            self._say(plan.engine, now, f"[{plan.engine}] {plan.target} is the new primary (epoch {plan.epoch})",
+                      EventKind.STEP, {"promoted": plan.target})
+        elif step is Step.OPEN_PROTECTION:
+            target = facts.statuses[plan.target]
+            until = target.phase_until or (now + plan.protection)
+            detail["until"] = until
+            self._phase(plan, PhaseEvent.PROTECT, now, until, "after failover")
+        elif step is Step.REOPEN:
+            self._phase(plan, PhaseEvent.REOPEN, now, None, "protection window over, new primary healthy")
+        return detail
+
+    def _act(self, step: Step, plan: Plan, engine: Engine, facts: Facts, now: float) -> str | None:
+        """Do the step's work; returns an error to journal when part of it failed (the check decides)."""
+        target = engine.replica(plan.target)
+        if step is Step.HALT:
+            errors = []
+            for name in facts.statuses:
+                try:
+                    self.engines.set_phase(engine.replica(name), Phase.HALTED, None, plan.epoch)
+                except StaleEpoch:
+                    raise
+                except EngineError as error:
+                    errors.append(str(error))
+            return "; ".join(errors) or None
+        if step is Step.FENCE_OLD_PRIMARY:
+            return self._fence(plan, engine, facts)
+        if step is Step.ENSURE_TARGET_RUNNING:
+            provider = self.providers.get(target.site)
+            if provider is not None:
+                provider.start(target.instance, deadline=PROVIDER_CALL_DEADLINE)
+            return None
+        if step is Step.WAIT_CAUGHT_UP:
+            return None
+        if step is Step.PROMOTE:
+            try:
+                self.engines.promote(target, plan.epoch)
+            except PromoteRefused as error:
+                return f"promotion refused: {error}"
+            return None
+        if step is Step.SWITCH_TRAFFIC:
+            assert engine.dns is not None
+            self.routers[plan.engine].point_to(engine.dns, plan.target_address)
+            return None
+        if step is Step.OPEN_PROTECTION:
+            self.engines.set_phase(target, Phase.PROTECTION, now + plan.protection, plan.epoch)
+            return None
+        if step is Step.REOPEN:
+            self.engines.set_phase(target, Phase.OPEN, None, plan.epoch)
+            return None
+        raise AssertionError(step)
+
+    def _fence(self, plan: Plan, engine: Engine, facts: Facts) -> str | None:
+        """Raise the epoch on the old primary if it answers; stop its machine if it does not."""
+        old = engine.replica(plan.source)
+        errors = []
+        try:
+            self.engines.fence(old, plan.epoch)
+        except StaleEpoch:
+            raise
+        except EngineError as error:
+            errors.append(str(error))
+        if plan.source not in facts.statuses:
+            provider = self.providers.get(old.site)
+            if provider is not None:
+                try:
+                    provider.fence(old.instance, deadline=PROVIDER_CALL_DEADLINE)
+                except ProviderError as error:
+                    errors.append(str(error))
+        for name, status in facts.statuses.items():
+            if name != plan.source and status.epoch < plan.epoch:
+                try:  # carry the new epoch to every standby, so none follows the old primary again
+                    self.engines.set_phase(engine.replica(name), Phase.HALTED, None, plan.epoch)
+                except EngineError as error:
+                    errors.append(str(error))
+        return "; ".join(errors) or None
+
+    def _await_window(
+        self, plan: Plan, engine: Engine, journal: list[Any], verdicts: Mapping[str, Assessment], now: float
+    ) -> tuple[Outcome, dict[str, Any]]:
+        facts = self.facts(plan, engine, verdicts)
+        if facts.target_verdict in (Verdict.DOWN, Verdict.FLAPPING):
+            return Outcome.FAIL, {"error": f"new primary {plan.target} is {facts.target_verdict.value} in protection"}
+        outcome, detail = rb.window_outcome(journal, plan, facts, now)
+        if outcome is Outcome.EXTEND:
+            until = float(detail["until"])
+            self.engines.set_phase(engine.replica(plan.target), Phase.PROTECTION, until, plan.epoch)
+            self._phase(plan, PhaseEvent.EXTEND, now, until, f"protection extended: {detail.get('why', '')}")
+        return outcome, detail
+
+    def _hooks(self, commands: Sequence[str], plan: Plan, incident: Incident, when: str) -> str | None:
+        """Run hook commands with the failover's context; the first failure, described, or None."""
+        if not commands:
+            return None
+        context = {"incident": incident.id, "engine": plan.engine, "source": plan.source, "target": plan.target,
+                   "epoch": str(plan.epoch), "kind": incident.kind, "reason": incident.reason, "hook": when}
+        results = run_hooks(commands, context)
+        self.store.audit(self.actor, f"hooks.{when}", {"incident": incident.id, "results": [
+            {"command": r.command, "returncode": r.returncode} for r in results]}, self.clock())
+        bad = [r for r in results if r.returncode != 0]
+        return f"{bad[0].command!r} exited {bad[0].returncode}" if bad else None
+
+    def _snapshot_stats(self, incident_id: str, engine: Engine, key: str) -> None:
+        """Request counters of each replica that offers them (the reference replica does), so the report can say
+        how many orders were refused, and why, while the engine was halted or protected."""
+        stats = getattr(self.engines, "stats", None)
+        if stats is None:
+            return
+        found = {}
+        for replica in engine.replicas:
+            try:
+                found[replica.name] = {"refused": dict(stats(replica).get("refused", {}))}
+            except FailoverError:
+                continue
+        self.store.update_incident(incident_id, detail={key: found}, at=self.clock())
+
+    def _close(self, plan: Plan, incident: Incident, now: float) -> tuple[Outcome, dict[str, Any]]:
+        self._hooks(self.post_hooks, plan, incident, "post")
+        self._snapshot_stats(incident.id, self.topology.engines[plan.engine], "stats_at_close")
+        self._update(plan.engine, lambda r: replace(r, last_failover_done_at=now, override_interval=False))
+        self.store.update_incident(incident.id, status=IncidentStatus.CLOSED, at=now)
+        self.store.audit(self.actor, "incident.closed", {"incident": incident.id, "engine": plan.engine}, now)
+        self._say(plan.engine, now, f"[{plan.engine}] incident {incident.id} closed; {plan.target} is primary",
+                  EventKind.INCIDENT)
+        return Outcome.DONE, {}
+
+    def _needs_human(
+        self, incident: Incident, plan: Plan, engine: Engine, nxt: rb.Next, *, journal_has_it: bool
+    ) -> None:
+        if journal_has_it and incident.status is IncidentStatus.NEEDS_HUMAN:
+            return
+        now = self.clock()
+        if not journal_has_it:
+            entry = rb.needs_human(nxt.step, nxt.reason, now)
+            self.store.append_journal(incident.id, entry.step, entry.state, now, dict(entry.detail), token=self.token)
+        journal = self.store.journal(incident.id)
+        touched = any(e.step != Step.ANNOUNCE for e in journal if e.state == rb.StepState.STARTED)
+        if touched:  # trading never reopens on an uncertain state; before the halt step nothing was changed
+            for replica in engine.replicas:
+                if replica.name == plan.source:
+                    continue
+                try:
+                    self.engines.set_phase(replica, Phase.HALTED, None, plan.epoch)
+                except FailoverError:
+                    continue
+            self._phase(plan, PhaseEvent.HALT, now, None, "needs a human")
+        self.store.update_incident(incident.id, status=IncidentStatus.NEEDS_HUMAN, at=now)
+        self.store.audit(self.actor, "incident.needs_human", {"incident": incident.id, "reason": nxt.reason}, now)
+        self._say(plan.engine, now, f"[{plan.engine}] NEEDS A HUMAN: incident {incident.id} at {nxt.step}: "
+                  f"{nxt.reason}; trading stays halted", EventKind.PAGE)
+
+    # ---- bookkeeping ----------------------------------------------------------------------------------------
+
+    def _update(self, engine: str, change: Callable[[EngineRecord], EngineRecord]) -> EngineRecord:
+        record = load_engine(self.store, self.topology, engine)
+        return save_engine(self.store, change(record))
+
+    def _phase(self, plan: Plan, event: PhaseEvent, now: float, until: float | None, reason: str) -> None:
+        record = load_engine(self.store, self.topology, plan.engine)
+        before = record.phase
+        try:
+            after = transition(before, event, now, until)
+        except FailoverError:
+            after = PhaseState(Phase.HALTED if event is PhaseEvent.HALT else before.phase, now, until)
+        if after == before:
+            return
+        save_engine(self.store, replace(record, phase=after))
+        change = PhaseChange(plan.engine, before, after, event, now, reason)
+        self._say(plan.engine, now, announce(change, self.display), EventKind.PHASE,
+                  {"phase": after.phase.value, "until": after.until, "before": before.phase.value})
+
+    def _say(
+        self, engine: str, now: float, message: str, kind: EventKind, detail: dict[str, Any] | None = None
+    ) -> None:
+        self.notifier.publish(Event(now, kind, engine, message, detail or {}))

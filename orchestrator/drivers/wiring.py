@@ -1,0 +1,86 @@
+"""Builds the real edges from a configuration: store, engine client, provider adapters, routers, prober, notifier.
+
+The simulator and the drill build their own edges; everything else (CLI commands, cron, the daemon) comes here,
+so that "what runs in production" is decided in one place. SDKs are imported only for the providers a
+configuration uses (each adapter module imports its SDK lazily through the registry).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.config import LoadedConfig
+from orchestrator.drivers.events import Announcer, Fanout, Notifier
+from orchestrator.drivers.probe import EngineProber, Prober
+from orchestrator.engine.base import EngineControl
+from orchestrator.engine.client import HttpEngineClient
+from orchestrator.store import open_store
+from orchestrator.store.base import StateStore
+from providers.base import CloudProvider
+from providers.registry import build_provider, build_router
+from providers.traffic import TrafficRouter
+
+
+@dataclass
+class Edges:
+    """The I/O edges one process uses; `close()` releases them all."""
+
+    store: StateStore
+    engines: EngineControl
+    providers: dict[str, CloudProvider]
+    routers: dict[str, TrafficRouter]
+    prober: Prober
+    notifier: Notifier
+    clock: Callable[[], float] = time.time
+    _stack: ExitStack = field(default_factory=ExitStack)
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> Edges:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def build_edges(
+    loaded: LoadedConfig,
+    *,
+    notifier: Notifier | None = None,
+    dry_run: bool = False,
+    vantage: str = "orchestrator",
+    provider_kwargs: dict[str, Any] | None = None,
+    engines: EngineControl | None = None,
+) -> Edges:
+    """Everything a command needs. With `dry_run`, provider writes are recorded instead of made."""
+    topology = loaded.topology
+    stack = ExitStack()
+    store = open_store(loaded.store_url)
+    stack.callback(store.close)
+    if engines is None:
+        client = HttpEngineClient(token_file=loaded.config.control_token_file,
+                                  read_timeout=max(0.2, topology.probes.timeout), attempts=2)
+        stack.callback(client.close)
+        engines = client
+    kwargs = provider_kwargs or {}
+    providers = {name: build_provider(site, dry_run=dry_run, **kwargs) for name, site in topology.sites.items()}
+    routers = {
+        name: build_router(engine.dns, dry_run=dry_run)
+        for name, engine in topology.engines.items()
+        if engine.dns is not None
+    }
+    prober = EngineProber(topology, engines, vantage=vantage)
+    stack.callback(prober.close)
+    channels: list[Notifier] = [notifier] if notifier else []
+    if loaded.config.notifications.stdout and notifier is None:
+        channels.append(Announcer())
+    if loaded.config.notifications.webhooks:
+        from orchestrator.drivers.webhooks import WebhookNotifier
+
+        channels.append(WebhookNotifier(loaded.config.notifications.webhooks))
+    return Edges(store, engines, providers, routers, prober, Fanout(*channels), time.time, stack)

@@ -1,0 +1,70 @@
+"""The engine control interface: what the orchestrator may ask of one engine replica (DESIGN §7).
+
+Two implementations exist: `HttpEngineClient` speaks the HTTP protocol to real replicas (and to the reference
+replica in `orchestrator.engine.replica`), and the simulator answers from its simulated world. The drivers only
+know this class, so the runbook runs unchanged against either.
+
+Contract for every implementation:
+- times are float seconds since the Unix epoch (UTC); the wire format is the implementation's business;
+- every mutating call carries an `epoch`; a replica that has seen a higher one raises `StaleEpoch` and changes
+  nothing; the same call repeated with the same epoch is harmless, so callers may retry it after a timeout;
+- a replica that cannot be reached, or answers nonsense, after the implementation's bounded retries raises
+  `EngineError` whose message names the replica and where it was looked for;
+- a promotion refused because the replica is behind a peer raises `PromoteRefused` (never retried: the caller
+  decides whether to wait, pick another replica, or force).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from orchestrator.core.errors import EngineError
+from orchestrator.core.model import Phase, Replica, ReplicaStatus
+
+
+class PromoteRefused(EngineError):
+    """The replica refused to become primary because a reachable peer holds journal entries it lacks.
+
+    Promoting it anyway (``force=True``) would lose those entries, which may include acknowledged orders; the
+    fields say by how much so that the runbook can report it to a human.
+    """
+
+    def __init__(self, message: str, *, last_seq: int = 0, peer_seq: int = 0, peer: str | None = None) -> None:
+        super().__init__(message)
+        self.last_seq = last_seq
+        self.peer_seq = peer_seq
+        self.peer = peer
+
+
+class EngineControl(ABC):
+    """Status and control of engine replicas; one instance serves every replica of every engine."""
+
+    @abstractmethod
+    def status(self, replica: Replica) -> ReplicaStatus:
+        """The replica's role, epoch, trading phase and journal position, as it reports them now."""
+
+    @abstractmethod
+    def set_phase(self, replica: Replica, phase: Phase, until: float | None, epoch: int) -> ReplicaStatus:
+        """Put the engine in `phase` (with the end of a protection window in `until`).
+
+        On a primary this sets the trading phase. On a standby it only stamps `epoch` (recorded, and kept across
+        restarts): the standby's phase stays the one it mirrors from its primary, and from then on it acknowledges
+        no primary whose epoch is lower. That is how an unreachable old primary is fenced: once every standby on
+        another cloud carries the new epoch, it cannot acknowledge an order under synchronous replication. A fenced
+        replica refuses (`EngineError`, 409 fenced).
+
+        Idempotent: setting the phase it already has (or stamping an epoch already recorded) changes nothing and
+        answers the status.
+        """
+
+    @abstractmethod
+    def promote(self, replica: Replica, epoch: int, *, force: bool = False) -> ReplicaStatus:
+        """Make a standby the primary at `epoch`. Without `force`, a replica behind any reachable peer refuses
+        with `PromoteRefused`. A newly promoted primary starts `halted`: trading resumes only by `set_phase`.
+
+        Idempotent: promoting the primary again at the same epoch answers its status.
+        """
+
+    @abstractmethod
+    def fence(self, replica: Replica, epoch: int) -> ReplicaStatus:
+        """Stop every write on the replica at once and for good (it survives restarts). Idempotent."""

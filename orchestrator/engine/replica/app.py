@@ -1,0 +1,254 @@
+"""The reference replica's HTTP surface (DESIGN §7, `orchestrator/engine/openapi.yaml`): a Starlette app.
+
+Handlers only translate: they check the bearer token, parse the body with the strict models of
+`orchestrator.engine.protocol`, call `Node`, and render its answer. Order of checks on a mutating call, chosen so
+that a refused call never changes anything: token (401) → body (422) → epoch, for control calls (409
+`stale_epoch`) → role (409 `fenced` / `not_primary`) → idempotency (a repeat answers the first seq) → phase and
+book (409 with the admission reason). In synchronous mode an order is answered only once a standby on another
+cloud holds it; otherwise 503 `replication_timeout`: the entry stays journaled here, and a retry with the same
+`client_order_id` answers its original seq as soon as the copy exists (or times out again), so a client that
+retries until it gets 200 or 409 never creates a duplicate nor loses an acknowledged order. Control calls take
+effect here at once and answer the status without waiting for replication: a halt must not depend on a standby
+being up, and the phase entry reaches the standbys like any other (a promoted standby journals a halt anyway).
+`POST /v1/phase` on a standby stamps the epoch and nothing else (its phase is its primary's): that is how the
+orchestrator fences a primary it cannot reach, since a standby acknowledges no primary below its epoch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from orchestrator.engine import protocol as wire
+from orchestrator.engine.protocol import Reason
+from orchestrator.engine.replica.book import Refusal
+from orchestrator.engine.replica.node import Node
+from orchestrator.engine.replica.replication import Replicator
+
+Body = TypeVar("Body", bound=BaseModel)
+
+MAX_WAIT = 10.0
+MAX_LIMIT = 5000
+
+
+class Invalid(Exception):
+    """A body or query parameter that does not parse; answered 422 with its detail."""
+
+
+class Refused(JSONResponse):
+    """A refusal `{"accepted": false, "reason": ...}`; keeps its reason for the counters of `/v1/stats`."""
+
+    def __init__(self, refusal: Refusal, **extra: Any) -> None:
+        super().__init__({"accepted": False, "reason": refusal.reason, **extra}, status_code=refusal.status_code)
+        self.reason = refusal.reason
+
+
+_refusal = Refused
+
+
+def _query_number(request: Request, name: str, default: float, low: float, high: float) -> float:
+    text = request.query_params.get(name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise Invalid(f"{name}: not a number") from None
+    if not low <= value <= high:
+        raise Invalid(f"{name}: must be between {low:g} and {high:g}")
+    return value
+
+
+def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    value = _query_number(request, name, default, low, high)
+    if value != int(value):
+        raise Invalid(f"{name}: must be an integer")
+    return int(value)
+
+
+class ReplicaApp:
+    def __init__(self, node: Node, *, peer_interval: float = 0.2) -> None:
+        self.node = node
+        self.peer_interval = peer_interval
+        self.replicator: Replicator | None = None
+
+    def authorized(self, request: Request) -> bool:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        expected = self.node.settings.token.encode()
+        return bool(expected) and scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), expected)
+
+    async def _parse(self, request: Request, model: type[Body]) -> Body:
+        try:
+            return model.model_validate_json(await request.body())
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise Invalid(f"{where}: {first['msg']}" if where else first["msg"]) from None
+
+    def _mutating(self, kind: str, handler: Callable[[Request], Awaitable[Response]]) \
+            -> Callable[[Request], Awaitable[Response]]:
+        """Token check, 422 on a bad body, and the accepted/refused counters of `GET /v1/stats`."""
+
+        async def endpoint(request: Request) -> Response:
+            if not self.authorized(request):
+                response: Response = _refusal(Refusal(Reason.UNAUTHORIZED, 401))
+            else:
+                try:
+                    response = await handler(request)
+                except Invalid as error:
+                    response = _refusal(Refusal(Reason.INVALID, 422), detail=str(error))
+            if isinstance(response, Refused):
+                self.node.refused[response.reason] += 1
+            else:
+                self.node.accepted[kind] += 1
+            return response
+
+        return endpoint
+
+    # --- control ------------------------------------------------------------------------------------------
+
+    def _epoch_refused(self, epoch: int) -> Response | None:
+        refused = self.node.see_epoch(epoch)
+        return None if refused is None else _refusal(refused, epoch=self.node.epoch)
+
+    def _status_or(self, refused: Refusal | None) -> Response:
+        return JSONResponse(self.node.status()) if refused is None else _refusal(refused)
+
+    async def status(self, request: Request) -> Response:
+        return JSONResponse(self.node.status())
+
+    async def phase(self, request: Request) -> Response:
+        body = await self._parse(request, wire.PhaseRequest)
+        stale = self._epoch_refused(body.epoch)  # on a standby, recording the epoch is the whole effect
+        if stale is not None:
+            return stale
+        return self._status_or(self.node.set_phase(body.phase, body.until))
+
+    async def fence(self, request: Request) -> Response:
+        body = await self._parse(request, wire.FenceRequest)
+        stale = self._epoch_refused(body.epoch)
+        if stale is not None:
+            return stale
+        self.node.fence()
+        return JSONResponse(self.node.status())
+
+    async def promote(self, request: Request) -> Response:
+        body = await self._parse(request, wire.PromoteRequest)
+        stale = self._epoch_refused(body.epoch)
+        if stale is not None:
+            return stale
+        refused = self.node.can_promote(body.force)
+        if refused is not None:
+            return _refusal(refused)
+        if not self.node.is_primary():
+            assert self.replicator is not None
+            await self.replicator.poll_peers(timeout=1.0)
+            rival = self.replicator.rival_primary()
+            if rival is not None and rival[0] >= self.node.epoch:  # it would not see itself deposed
+                return _refusal(Refusal(Reason.STALE_EPOCH), epoch=rival[0], peer=rival[1])
+            peer_seq, peer = self.replicator.highest_peer()
+            if not body.force and not self.node.is_primary() and peer_seq > self.node.journal.last_seq:
+                return _refusal(Refusal(Reason.BEHIND), last_seq=self.node.journal.last_seq,
+                                peer_seq=peer_seq, peer=peer)
+        self.node.promote()
+        return JSONResponse(self.node.status())
+
+    # --- order entry ---------------------------------------------------------------------------------------
+
+    async def _submit(self, kind: str, body: BaseModel) -> Response:
+        outcome = self.node.submit(kind, body.model_dump(mode="json"))
+        if isinstance(outcome, Refusal):
+            return _refusal(outcome)
+        if not await self.node.wait_replicated(outcome.seq):
+            return _refusal(Refusal(Reason.REPLICATION_TIMEOUT, 503), seq=outcome.seq)
+        return JSONResponse({"accepted": True, "seq": outcome.seq})
+
+    async def orders(self, request: Request) -> Response:
+        return await self._submit("order", await self._parse(request, wire.OrderRequest))
+
+    async def cancel(self, request: Request) -> Response:
+        return await self._submit("cancel", await self._parse(request, wire.CancelRequest))
+
+    async def margin(self, request: Request) -> Response:
+        return await self._submit("margin", await self._parse(request, wire.MarginRequest))
+
+    # --- reads -------------------------------------------------------------------------------------------
+
+    async def journal(self, request: Request) -> Response:
+        try:
+            after = _query_int(request, "after", 0, 0, 2**62)
+            limit = _query_int(request, "limit", 1000, 1, MAX_LIMIT)
+            wait = _query_number(request, "wait", 0.0, 0.0, MAX_WAIT)
+        except Invalid as error:
+            return _refusal(Refusal(Reason.INVALID, 422), detail=str(error))
+        standby = request.query_params.get("replica")
+        if standby is not None:
+            if not self.authorized(request):
+                return _refusal(Refusal(Reason.UNAUTHORIZED, 401))
+            cloud = request.query_params.get("cloud", "")
+            refused = self.node.check_fetch(standby, cloud, after, request.query_params.get("hash", ""))
+            if refused is not None:
+                return _refusal(refused)
+        entries = self.node.journal.after(after, limit)
+        if not entries and wait > 0:
+            await self.node.appended.wait(wait)
+            entries = self.node.journal.after(after, limit)
+        return JSONResponse([entry.to_wire() for entry in entries])
+
+    async def trades(self, request: Request) -> Response:
+        try:
+            after = _query_int(request, "after", 0, 0, 2**62)
+            limit = _query_int(request, "limit", 1000, 1, MAX_LIMIT)
+        except Invalid as error:
+            return _refusal(Refusal(Reason.INVALID, 422), detail=str(error))
+        return JSONResponse([trade.to_wire() for trade in self.node.ledger.trades_after(after, limit)])
+
+    async def stats(self, request: Request) -> Response:
+        return JSONResponse(self.node.stats())
+
+    # --- assembly ------------------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        """Peers are polled once before the first request, so that a deposed primary restarting fences itself
+        before it can take an order; then discovery and replication run in the background."""
+        async with httpx.AsyncClient() as client:
+            self.replicator = Replicator(self.node, client, interval=self.peer_interval)
+            await self.replicator.poll_peers()
+            self.replicator.check_deposed()
+            tasks = [asyncio.create_task(self.replicator.watch()), asyncio.create_task(self.replicator.follow())]
+            try:
+                yield
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    def routes(self) -> list[Route]:
+        return [
+            Route(wire.STATUS, self.status, methods=["GET"]),
+            Route(wire.PHASE, self._mutating("phase", self.phase), methods=["POST"]),
+            Route(wire.PROMOTE, self._mutating("promote", self.promote), methods=["POST"]),
+            Route(wire.FENCE, self._mutating("fence", self.fence), methods=["POST"]),
+            Route(wire.ORDERS, self._mutating("order", self.orders), methods=["POST"]),
+            Route(wire.CANCEL, self._mutating("cancel", self.cancel), methods=["POST"]),
+            Route(wire.MARGIN, self._mutating("margin", self.margin), methods=["POST"]),
+            Route(wire.JOURNAL, self.journal, methods=["GET"]),
+            Route(wire.TRADES, self.trades, methods=["GET"]),
+            Route(wire.STATS, self.stats, methods=["GET"]),
+        ]
+
+
+def create_app(node: Node, *, peer_interval: float = 0.2) -> Starlette:
+    replica = ReplicaApp(node, peer_interval=peer_interval)
+    return Starlette(routes=replica.routes(), lifespan=replica.lifespan)

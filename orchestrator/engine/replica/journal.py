@@ -1,0 +1,193 @@
+"""What a replica keeps on disk: the append-only journal and its control state (highest epoch, role).
+
+Journal: JSON lines in `DATA/journal.jsonl`, one entry each, written, flushed and fsync'd before anyone is told
+about them (an order is acknowledged, a standby may fetch it). Each entry carries the SHA-256 of its predecessor's
+hash and its own content, so two replicas can tell in one comparison whether one journal is a prefix of the other:
+a standby that holds entries the primary never had (an unacknowledged tail of a dead primary) is *diverged* and
+must not count as a copy. On start the file is read back; a partial last line, which is all a crash between
+`write` and `fsync` can leave, is cut off; anything else that does not parse or chain is corruption and stops
+the replica instead of serving a wrong book.
+
+Control state: `DATA/control.json`, replaced atomically (temporary file, fsync, rename, fsync of the directory), so
+the highest epoch seen and a fence survive restarts: a restarted replica must still refuse an old orchestrator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.core.model import Role
+
+GENESIS = ""  # the "previous hash" of entry 1
+KINDS = frozenset({"order", "cancel", "margin", "phase"})
+
+
+class JournalCorrupt(Exception):
+    """The journal on disk is damaged before its last line; the replica must not start on it."""
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def chain_hash(prev: str, seq: int, at: str, epoch: int, kind: str, data: Mapping[str, Any]) -> str:
+    content = _canonical({"seq": seq, "at": at, "epoch": epoch, "kind": kind, "data": data})
+    return hashlib.sha256((prev + content).encode("ascii")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One journal entry; `data` is the validated request body (order, cancel, margin) or the phase set."""
+
+    seq: int
+    at: str
+    epoch: int
+    kind: str
+    data: Mapping[str, Any]
+    hash: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"seq": self.seq, "at": self.at, "epoch": self.epoch, "kind": self.kind,
+                "data": dict(self.data), "hash": self.hash}
+
+    @classmethod
+    def from_wire(cls, body: Any) -> Entry:
+        """An entry from JSON; raises ValueError if a field is missing or of the wrong type."""
+        if not isinstance(body, dict):
+            raise ValueError("a journal entry is an object")
+        try:
+            entry = cls(seq=body["seq"], at=body["at"], epoch=body["epoch"], kind=body["kind"],
+                        data=body["data"], hash=body["hash"])
+        except KeyError as error:
+            raise ValueError(f"journal entry lacks {error}") from None
+        types_ok = (isinstance(entry.seq, int) and isinstance(entry.at, str) and isinstance(entry.epoch, int)
+                    and isinstance(entry.data, dict) and isinstance(entry.hash, str))
+        if not types_ok or entry.kind not in KINDS:
+            raise ValueError(f"journal entry {body.get('seq')!r} has a field of the wrong type")
+        return entry
+
+    def follows(self, prev_seq: int, prev_hash: str) -> bool:
+        """Whether this entry is the next one after (`prev_seq`, `prev_hash`) and its hash is its content's."""
+        expected = chain_hash(prev_hash, self.seq, self.at, self.epoch, self.kind, self.data)
+        return self.seq == prev_seq + 1 and self.hash == expected
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class Journal:
+    """The entries of one replica, all in memory (a test partner's journal is small) and on disk."""
+
+    path: Path
+    entries: list[Entry] = field(default_factory=list)
+    truncated_bytes: int = 0  # what recovery cut off, for the start-up log
+
+    @classmethod
+    def open(cls, path: Path) -> Journal:
+        journal = cls(path)
+        journal._recover()
+        return journal
+
+    @property
+    def last_seq(self) -> int:
+        return len(self.entries)
+
+    @property
+    def last_hash(self) -> str:
+        return self.entries[-1].hash if self.entries else GENESIS
+
+    def hash_at(self, seq: int) -> str | None:
+        """The hash of entry `seq` (GENESIS for 0), or None if we do not hold it."""
+        if seq == 0:
+            return GENESIS
+        return self.entries[seq - 1].hash if 0 < seq <= len(self.entries) else None
+
+    def after(self, seq: int, limit: int) -> list[Entry]:
+        return self.entries[max(seq, 0) : max(seq, 0) + limit]
+
+    def make(self, at: str, epoch: int, kind: str, data: Mapping[str, Any]) -> Entry:
+        """The next entry, chained to the last one; not yet stored."""
+        seq = self.last_seq + 1
+        return Entry(seq, at, epoch, kind, dict(data), chain_hash(self.last_hash, seq, at, epoch, kind, data))
+
+    def append(self, batch: Sequence[Entry]) -> None:
+        """Store `batch` durably, then make it visible. Raises ValueError (storing nothing) if it does not
+        chain onto the last entry, and OSError if the disk fails, after which the process must stop."""
+        prev_seq, prev_hash = self.last_seq, self.last_hash
+        for entry in batch:
+            if not entry.follows(prev_seq, prev_hash):
+                raise ValueError(f"entry {entry.seq} does not follow entry {prev_seq} of this journal")
+            prev_seq, prev_hash = entry.seq, entry.hash
+        if not batch:
+            return
+        data = "".join(_canonical(entry.to_wire()) + "\n" for entry in batch).encode("ascii")
+        created = not self.path.exists()
+        with self.path.open("ab") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if created:
+            _fsync_dir(self.path.parent)
+        self.entries.extend(batch)
+
+    def _recover(self) -> None:
+        if not self.path.exists():
+            return
+        raw = self.path.read_bytes()
+        lines = raw.split(b"\n")
+        complete, partial = lines[:-1], lines[-1]  # text after the last newline never finished its write
+        good_bytes = 0
+        for number, line in enumerate(complete, start=1):
+            try:
+                entry = Entry.from_wire(json.loads(line))
+                if not entry.follows(self.last_seq, self.last_hash):
+                    raise ValueError("does not chain onto the previous entry")
+            except ValueError as error:  # json.JSONDecodeError is a ValueError
+                if number == len(complete) and not partial:
+                    break  # a torn last line: it was never acknowledged
+                raise JournalCorrupt(f"{self.path}: line {number}: {error}") from None
+            self.entries.append(entry)
+            good_bytes += len(line) + 1
+        if good_bytes != len(raw):
+            self.truncated_bytes = len(raw) - good_bytes
+            with self.path.open("r+b") as handle:
+                handle.truncate(good_bytes)
+                os.fsync(handle.fileno())
+
+
+@dataclass
+class ControlState:
+    """The highest epoch seen and the role, persisted; `role` is None until first saved (flags decide)."""
+
+    path: Path
+    epoch: int = 0
+    role: Role | None = None
+
+    @classmethod
+    def load(cls, path: Path) -> ControlState:
+        if not path.exists():
+            return cls(path)
+        body = json.loads(path.read_text(encoding="utf-8"))
+        role = body.get("role")
+        return cls(path, epoch=int(body["epoch"]), role=None if role is None else Role(role))
+
+    def save(self) -> None:
+        temporary = self.path.with_suffix(".tmp")
+        with temporary.open("w", encoding="utf-8") as handle:
+            handle.write(_canonical({"epoch": self.epoch, "role": None if self.role is None else str(self.role)}))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.path)
+        _fsync_dir(self.path.parent)

@@ -1,0 +1,285 @@
+"""One replica's state and the rules that change it: role, epoch, journal, ledger, replication acks, counters.
+
+Every method here is synchronous and runs on the server's single event loop, so each one is atomic with respect
+to the others without locks: a request is checked, journaled (fsync'd), applied and announced in one go. The only
+awaiting is done by callers, outside these methods: waiting for a standby's acknowledgement, talking to peers.
+
+Roles: a *primary* accepts writes; a *standby* applies what it fetches from the primary; a *fenced* replica does
+neither, for good (the role is persisted, so a restart does not undo a fence). The epoch rule: every control call
+carries an epoch; one below the highest seen is refused (`stale_epoch`) before anything else is looked at, one
+above it is persisted before the call acts, so an orchestrator that lost its leadership can never act again here.
+
+Fencing through the standbys: `set_phase` on a standby only *stamps* the epoch (the rule above records it); its
+trading phase stays the one it mirrors from its primary's journal. A standby never acknowledges a primary whose
+epoch is below the highest it has seen (`Replicator` enforces it), so once every standby on another cloud carries
+a new epoch, an old primary that nobody could reach can no longer acknowledge anything in synchronous mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.core.model import Phase, Role
+from orchestrator.core.phases import DEFAULT_PROTECTION_ALLOW
+from orchestrator.engine.protocol import Reason, to_wire_time
+from orchestrator.engine.replica.book import Check, Duplicate, Ledger, Refusal
+from orchestrator.engine.replica.journal import ControlState, Entry, Journal
+
+log = logging.getLogger("orchestrator.engine.replica")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What the command line gives a replica; the token is kept out of `repr` so it is never logged."""
+
+    replica_id: str
+    data_dir: Path
+    cloud: str = "local"
+    initial_role: Role = Role.STANDBY
+    standby_of: str | None = None
+    peers: tuple[str, ...] = ()
+    synchronous: bool = True
+    sync_timeout: float = 2.0
+    protection_allow: tuple[str, ...] = DEFAULT_PROTECTION_ALLOW
+    peer_catch_up: bool = True  # with no primary reachable, copy from the peer with the longest journal
+    token: str = field(default="", repr=False)
+
+
+class Signal:
+    """Wakes every waiter when something happened (an entry appended, an acknowledgement received)."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, timeout: float) -> None:
+        """Return when notified or after `timeout` seconds, whichever is first; callers re-check their state."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
+
+
+def _die(message: str) -> None:  # pragma: no cover - reached only when the disk fails
+    log.critical("%s; stopping so that nothing unsaved is ever acknowledged", message)
+    os._exit(70)
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    seq: int
+
+
+Outcome = Accepted | Refusal
+
+
+class Node:
+    """One replica: its disk state recovered at construction, then changed only through the methods below."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time,
+                 on_disk_failure: Callable[[str], None] = _die) -> None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.settings = settings
+        self.clock = clock
+        self.on_disk_failure = on_disk_failure
+        self.journal = Journal.open(settings.data_dir / "journal.jsonl")
+        self.control = ControlState.load(settings.data_dir / "control.json")
+        if self.control.role is None:
+            self.control.role = settings.initial_role
+            self.control.save()
+        elif self.control.role is not settings.initial_role:
+            log.warning("%s: role %s from %s overrides the command line", settings.replica_id,
+                        self.control.role, self.control.path)
+        self.ledger = Ledger(protection_allow=settings.protection_allow)
+        for entry in self.journal.entries:
+            self.ledger.apply(entry)
+        self.acks: dict[str, tuple[str, int]] = {}  # standby -> (its cloud, the seq it holds durably)
+        self.appended = Signal()
+        self.acked = Signal()
+        self.following: str | None = None
+        self.error: str | None = None  # set when replication cannot go on (diverged journal)
+        self.accepted: Counter[str] = Counter()
+        self.refused: Counter[str] = Counter()
+
+    @property
+    def role(self) -> Role:
+        assert self.control.role is not None
+        return self.control.role
+
+    def is_primary(self) -> bool:
+        """A call, not a property, so that type checkers do not assume it unchanged across an `await`."""
+        return self.role is Role.PRIMARY
+
+    @property
+    def epoch(self) -> int:
+        return self.control.epoch
+
+    # --- status -------------------------------------------------------------------------------------------
+
+    def replicated_seq(self) -> int:
+        """The highest seq durably held by a standby on another cloud (what synchronous mode waits for)."""
+        return max((seq for cloud, seq in self.acks.values() if cloud != self.settings.cloud), default=0)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "replica": self.settings.replica_id, "role": str(self.role), "epoch": self.epoch,
+            "phase": str(self.ledger.phase), "phase_until": self.ledger.phase_until,
+            "last_seq": self.journal.last_seq, "applied_seq": self.ledger.applied_seq,
+            "cloud": self.settings.cloud, "synchronous": self.settings.synchronous,
+            "following": self.following if self.role is Role.STANDBY else None,
+            "replicated_seq": self.replicated_seq() if self.role is Role.PRIMARY else None,
+            "error": self.error,
+        }
+
+    def stats(self) -> dict[str, Any]:
+        return {"replica": self.settings.replica_id, "accepted": dict(self.accepted),
+                "refused": dict(self.refused), "accepted_total": self.accepted.total(),
+                "refused_total": self.refused.total()}
+
+    # --- writes (primary) ---------------------------------------------------------------------------------
+
+    def _write(self, kind: str, data: Mapping[str, Any]) -> Entry:
+        entry = self.journal.make(to_wire_time(self.clock()), self.epoch, kind, data)
+        try:
+            self.journal.append([entry])
+        except OSError as error:
+            self.on_disk_failure(f"journal write failed: {error}")
+            raise
+        self.ledger.apply(entry)
+        self.appended.notify()
+        return entry
+
+    def _writable(self) -> Refusal | None:
+        if self.role is Role.FENCED:
+            return Refusal(Reason.FENCED)
+        if self.role is not Role.PRIMARY:
+            return Refusal(Reason.NOT_PRIMARY)
+        return None
+
+    def submit(self, kind: str, request: Mapping[str, Any]) -> Outcome:
+        """Journal an order, cancel or margin request if the role, the phase and the book allow it."""
+        refused = self._writable()
+        if refused is not None:
+            return refused
+        checks: dict[str, Callable[[Mapping[str, Any]], Check]] = {
+            "order": self.ledger.check_order, "cancel": self.ledger.check_cancel,
+            "margin": self.ledger.check_margin,
+        }
+        verdict = checks[kind](request)
+        if isinstance(verdict, Refusal):
+            return verdict
+        if isinstance(verdict, Duplicate):
+            return Accepted(verdict.seq)
+        return Accepted(self._write(kind, request).seq)
+
+    async def wait_replicated(self, seq: int) -> bool:
+        """In synchronous mode, wait until a standby on another cloud holds `seq`; False after the timeout."""
+        if not self.settings.synchronous:
+            return True
+        deadline = asyncio.get_running_loop().time() + self.settings.sync_timeout
+        while self.replicated_seq() < seq:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            await self.acked.wait(remaining)
+        return True
+
+    # --- control ------------------------------------------------------------------------------------------
+
+    def see_epoch(self, epoch: int) -> Refusal | None:
+        """The epoch rule: refuse one below the highest seen, persist a higher one before acting on it."""
+        if epoch < self.control.epoch:
+            return Refusal(Reason.STALE_EPOCH)
+        if epoch > self.control.epoch:
+            self.control.epoch = epoch
+            self.control.save()
+            if self.role is Role.STANDBY:
+                log.warning("%s: epoch %d recorded; no primary below it is acknowledged from now on",
+                            self.settings.replica_id, epoch)
+        return None
+
+    def acknowledges(self, primary_epoch: int) -> bool:
+        """Whether this standby may replicate from, and so acknowledge, a primary at `primary_epoch`."""
+        return primary_epoch >= self.epoch
+
+    def set_phase(self, phase: Phase, until: str | None) -> Refusal | None:
+        """On a primary, journal the phase (unless it is the current one). On a standby, do nothing more: the
+        caller has already stamped the epoch through `see_epoch`, which is the whole effect there, since a
+        standby's phase is the one in its primary's journal. A fenced replica refuses."""
+        if self.role is Role.STANDBY:
+            return None
+        refused = self._writable()
+        if refused is not None:
+            return refused
+        if (phase, until) != (self.ledger.phase, self.ledger.phase_until):
+            self._write("phase", {"phase": str(phase), "until": until})
+        return None
+
+    def fence(self, why: str = "fenced by the orchestrator") -> None:
+        if self.role is not Role.FENCED:
+            log.warning("%s: %s at epoch %d; no more writes", self.settings.replica_id, why, self.epoch)
+            self.control.role = Role.FENCED
+            self.control.save()
+
+    def can_promote(self, force: bool) -> Refusal | None:
+        """A fenced replica, or one whose journal diverged from its primary's, becomes primary only by force."""
+        if force:
+            return None
+        if self.role is Role.FENCED:
+            return Refusal(Reason.FENCED)
+        if self.error is not None:
+            return Refusal(Reason.DIVERGED)
+        return None
+
+    def promote(self) -> None:
+        """Become primary; the engine starts halted so that trading resumes only on the orchestrator's word
+        (DESIGN §5: after a failover, `halted` → `protection` → `open`)."""
+        if self.role is Role.PRIMARY:
+            return
+        log.warning("%s: promoted to primary at epoch %d, last seq %d", self.settings.replica_id, self.epoch,
+                    self.journal.last_seq)
+        self.control.role = Role.PRIMARY
+        self.control.save()
+        self.acks.clear()
+        self.following = None
+        if self.ledger.phase is not Phase.HALTED:
+            self._write("phase", {"phase": str(Phase.HALTED), "until": None})
+
+    # --- replication ------------------------------------------------------------------------------------------
+
+    def check_fetch(self, replica: str, cloud: str, after: int, after_hash: str) -> Refusal | None:
+        """A replicating fetch `after=N`: the fetcher holds 1..N durably. Refuse it (`diverged`) if its entry N
+        is not ours; on a primary, count it as that standby's acknowledgement. A standby or fenced replica
+        serves fetches too (catch-up) but counts nothing, and one that is simply behind the fetcher has nothing
+        to offer yet rather than a quarrel."""
+        held = self.journal.hash_at(after)
+        if held is None:
+            return Refusal(Reason.DIVERGED) if self.role is Role.PRIMARY else None
+        if held != after_hash:
+            return Refusal(Reason.DIVERGED)
+        if self.role is Role.PRIMARY:
+            self.acks[replica] = (cloud, after)
+            self.acked.notify()
+        return None
+
+    def receive(self, batch: list[Entry]) -> None:
+        """Store and apply entries fetched from the primary; ValueError if they do not chain onto ours."""
+        try:
+            self.journal.append(batch)
+        except OSError as error:
+            self.on_disk_failure(f"journal write failed: {error}")
+            raise
+        for entry in batch:
+            self.ledger.apply(entry)
+        if batch:
+            self.appended.notify()

@@ -1,0 +1,191 @@
+"""How replicas find each other and copy the journal.
+
+Discovery: every replica polls `GET /v1/status` of each peer it knows (`--peer` URLs and `--standby-of`) every
+`interval` seconds. A standby copies from the reachable *primary with the highest epoch* (ties: the longer
+journal, then the smaller replica id); when a standby is promoted, the others see a primary with a higher epoch
+on their next poll and switch to it, with no command from the orchestrator. A primary that sees another primary
+with a higher epoch fences itself: it was deposed while it could not hear, and must not take one more write.
+
+Fencing by epoch: a standby replicates from (and so acknowledges) only a primary whose epoch is at least the
+highest epoch the standby has seen (`Node.acknowledges`); the orchestrator raises that epoch with `POST /v1/phase`
+on the standby. A primary below it is, for this standby, as good as absent: the standby looks for another primary
+and meanwhile catches up as below. So once every standby on another cloud carries epoch E, a primary below E, even
+alive and unaware, can no longer acknowledge an order in synchronous mode. The check is made right before each
+acknowledging fetch is sent, against the epoch the primary last reported (epochs only grow, so that report can
+only understate it); a fetch already in flight when the epoch is raised acknowledges only entries held before.
+
+Catch-up (on unless `--no-peer-catch-up`): while no such primary is reachable (the old one is dead, fenced or
+below our epoch, the new one not yet promoted), a standby copies from the reachable peer with the longest journal,
+whatever its role. This is what lets the runbook's `wait_caught_up` succeed after the primary died, and it is safe
+because entries are hash-chained: a batch that does not chain onto our journal is refused and its peer is never
+copied from again. A catch-up fetch never names the fetcher (no `replica`), so it acknowledges nothing, even to a
+primary: reading an old primary's journal is not acknowledging it. Entries a dead or deposed primary wrote but
+never acknowledged may so survive; clients reconcile them by retrying with the same `client_order_id`.
+
+Copying: a standby long-polls its primary with `GET /v1/journal?after=N&hash=H&replica=ID&cloud=C&wait=S` and the
+control token. `after=N` with `hash` = the hash of its entry N is its acknowledgement that it holds 1..N durably,
+because it asks for N+1 only after fsync'ing N; a primary checks the hash and wakes the writers waiting for a
+copy on another cloud (see `Node.check_fetch`). A standby whose journal is not a prefix of its *primary's* is
+diverged: it stops replicating and reports `error` in its status, and needs a fresh data directory (a diverged
+journal is never repaired silently). A catch-up peer that disagrees is only skipped: without a primary, nobody
+can say which of the two histories is the wrong one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import httpx
+
+from orchestrator.core.model import Role
+from orchestrator.engine.protocol import JOURNAL, STATUS, Reason
+from orchestrator.engine.replica.journal import Entry
+from orchestrator.engine.replica.node import Node
+
+log = logging.getLogger("orchestrator.engine.replica")
+
+FETCH_LIMIT = 500
+
+
+class Replicator:
+    def __init__(self, node: Node, client: httpx.AsyncClient, *, interval: float = 0.2, wait: float = 1.0) -> None:
+        self.node = node
+        self.client = client
+        self.interval = interval
+        self.wait = wait
+        settings = node.settings
+        urls = ([settings.standby_of] if settings.standby_of else []) + list(settings.peers)
+        self.urls = list(dict.fromkeys(url.rstrip("/") for url in urls))
+        self.seen: dict[str, dict[str, Any] | None] = dict.fromkeys(self.urls)
+        self.mismatched: set[str] = set()  # catch-up peers whose history is not ours
+
+    @property
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.node.settings.token}"}
+
+    async def _status(self, url: str, timeout: float) -> dict[str, Any] | None:
+        try:
+            response = await self.client.get(url + STATUS, timeout=timeout)
+            body = response.json()
+        except (httpx.HTTPError, ValueError):
+            return None
+        if response.status_code != 200 or not isinstance(body, dict):
+            return None
+        if body.get("replica") == self.node.settings.replica_id:
+            return None  # ourselves, listed among the peers
+        return body
+
+    async def poll_peers(self, timeout: float = 0.5) -> dict[str, dict[str, Any] | None]:
+        """Ask every peer for its status at once; an unreachable peer maps to None."""
+        answers = await asyncio.gather(*(self._status(url, timeout) for url in self.urls))
+        self.seen = dict(zip(self.urls, answers, strict=True))
+        return self.seen
+
+    def _reachable(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(url, body) for url, body in self.seen.items() if body is not None]
+
+    def highest_peer(self) -> tuple[int, str | None]:
+        """The longest journal among the peers last seen, and whose it is."""
+        best: tuple[int, str | None] = (0, None)
+        for url, body in self._reachable():
+            if int(body["last_seq"]) > best[0]:
+                best = (int(body["last_seq"]), url)
+        return best
+
+    def rival_primary(self) -> tuple[int, str] | None:
+        """The reachable primary (other than us) with the highest epoch, if any."""
+        rivals = [(int(body["epoch"]), url) for url, body in self._reachable() if body.get("role") == Role.PRIMARY]
+        return max(rivals) if rivals else None
+
+    def acknowledgeable(self, url: str) -> bool:
+        """Whether `url` was last seen as a primary this standby may acknowledge (its epoch is not below ours)."""
+        body = self.seen.get(url)
+        return (body is not None and body.get("role") == Role.PRIMARY
+                and self.node.acknowledges(int(body["epoch"])))
+
+    def choose_source(self) -> tuple[str, bool] | None:
+        """Where to copy from, and whether to acknowledge it (it is a primary we follow): see the module's
+        docstring."""
+        primaries = sorted((str(body["replica"]), url, int(body["epoch"]), int(body["last_seq"]))
+                           for url, body in self._reachable() if self.acknowledgeable(url))
+        if primaries:
+            return max(primaries, key=lambda primary: (primary[2], primary[3]))[1], True
+        if not self.node.settings.peer_catch_up:
+            return None
+        ahead = sorted((int(body["last_seq"]), url) for url, body in self._reachable()
+                       if int(body["last_seq"]) > self.node.journal.last_seq and url not in self.mismatched)
+        return (ahead[-1][1], False) if ahead else None
+
+    def check_deposed(self) -> None:
+        if self.node.role is not Role.PRIMARY:
+            return
+        for url, body in self._reachable():
+            if body.get("role") == Role.PRIMARY and int(body["epoch"]) > self.node.epoch:
+                self.node.fence(f"deposed: {url} is primary at epoch {body['epoch']}")
+
+    async def watch(self) -> None:
+        while True:
+            try:
+                await self.poll_peers()
+                self.check_deposed()
+            except (KeyError, ValueError, TypeError) as error:  # a peer answered a malformed status
+                log.warning("%s: peer poll failed: %r", self.node.settings.replica_id, error)
+            await asyncio.sleep(self.interval)
+
+    async def follow(self) -> None:
+        while True:
+            source = None
+            if self.node.role is Role.STANDBY and self.node.error is None:
+                try:
+                    source = self.choose_source()
+                except (KeyError, ValueError, TypeError) as error:
+                    log.warning("%s: cannot choose a source: %r", self.node.settings.replica_id, error)
+            if source is None or not await self.fetch_once(*source):
+                await asyncio.sleep(self.interval)
+
+    async def fetch_once(self, source: str, is_primary: bool) -> bool:
+        """One fetch from `source`; True if it gave entries or an empty answer (so ask again at once).
+
+        From a primary (`is_primary`): a long-poll that acknowledges what we hold, sent only if that primary's
+        epoch is still not below ours, checked here with no await before the request leaves. From a catch-up
+        peer: a plain read without `replica`, which acknowledges nothing; the chain check of `Node.receive`
+        tells whether its entries continue our journal."""
+        node = self.node
+        if is_primary and not self.acknowledgeable(source):
+            return False  # our epoch rose (or its status changed) since the source was chosen
+        node.following = source
+        params: dict[str, str | int | float] = {"after": node.journal.last_seq, "limit": FETCH_LIMIT}
+        if is_primary:
+            params.update(hash=node.journal.last_hash, replica=node.settings.replica_id, cloud=node.settings.cloud,
+                          wait=self.wait)
+        try:
+            response = await self.client.get(source + JOURNAL, params=params, headers=self._auth,
+                                              timeout=self.wait + 2.0)
+            body = response.json()
+        except (httpx.HTTPError, ValueError):
+            self.seen[source] = None
+            return False
+        if response.status_code == 409 and isinstance(body, dict) and body.get("reason") == Reason.DIVERGED:
+            self._diverged(source, is_primary, f"it does not hold our entry {params['after']}")
+            return False
+        if response.status_code != 200 or not isinstance(body, list):
+            self.seen[source] = None  # refused (token?) or gone: rediscover
+            return False
+        if node.role is not Role.STANDBY:
+            return True  # promoted or fenced while waiting: these entries are no longer ours to take
+        try:
+            node.receive([Entry.from_wire(item) for item in body])
+        except ValueError as error:
+            self._diverged(source, is_primary, str(error))
+            return False
+        return is_primary or bool(body)
+
+    def _diverged(self, source: str, is_primary: bool, detail: str) -> None:
+        if not is_primary:
+            self.mismatched.add(source)
+            log.warning("%s: not catching up from %s: %s", self.node.settings.replica_id, source, detail)
+            return
+        self.node.error = f"diverged from {source}: {detail}"
+        log.error("%s: replication stopped: %s", self.node.settings.replica_id, self.node.error)

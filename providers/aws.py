@@ -1,0 +1,325 @@
+"""AWS: EC2 for health and lifecycle, Route 53 for traffic, and (optionally) the AWS Health API.
+
+Health comes from two EC2 calls per cycle: `describe_availability_zones` (zone state) and
+`describe_instance_status(IncludeAllInstances=True)`, which gives the lifecycle state and both status checks (system:
+the host and its network; instance: the guest) in one answer. Instances are selected with an `instance-id` *filter*
+rather than `InstanceIds`, so that one unknown id leaves a gap in the answer instead of failing the whole batch.
+
+Credentials come from boto3's standard chain (the site's `profile`, else the environment, else the instance role)
+or an injected `session`. botocore's own retries are switched off (`total_max_attempts=1`): our bookkeeping retries,
+bounded by the call deadline, and counts every attempt.
+
+The AWS Health API (Business support plan and up) can add zone-scoped events (`use_health_api=True`). It is off by
+default, and it fails soft: when it cannot be read, zone health rests on EC2 alone.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from orchestrator.core.errors import FailoverError, ProviderAuthError, ProviderError, ProviderNotFound
+from orchestrator.core.model import DnsTarget, Site, Status
+from providers.base import Capability, CloudProvider, InstanceHealth, InstanceState, loopback_http
+from providers.calls import parse_retry_after
+from providers.traffic import TrafficRouter
+
+log = logging.getLogger(__name__)
+
+STATES = {
+    "pending": InstanceState.PENDING,
+    "running": InstanceState.RUNNING,
+    "stopping": InstanceState.STOPPING,
+    "shutting-down": InstanceState.STOPPING,
+    "stopped": InstanceState.STOPPED,
+    "terminated": InstanceState.TERMINATED,
+}
+ZONE_STATES = {
+    "available": Status.OK,
+    "information": Status.OK,
+    "impaired": Status.DEGRADED,
+    "constrained": Status.DEGRADED,
+    "unavailable": Status.DOWN,
+}
+AUTH_CODES = frozenset({
+    "AuthFailure", "UnauthorizedOperation", "InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken",
+    "RequestExpired", "AccessDenied", "AccessDeniedException", "OptInRequired", "UnrecognizedClientException",
+})
+RETRY_CODES = frozenset({
+    "Throttling", "ThrottlingException", "RequestLimitExceeded", "RequestThrottled", "TooManyRequestsException",
+    "PriorRequestNotComplete", "InternalError", "InternalFailure", "ServiceUnavailable", "Unavailable",
+    "InsufficientInstanceCapacity",
+})
+TRANSPORT_ERRORS = (
+    botocore.exceptions.EndpointConnectionError,
+    botocore.exceptions.ConnectionClosedError,
+    botocore.exceptions.ReadTimeoutError,
+    botocore.exceptions.ConnectTimeoutError,
+)
+PLACEHOLDER_KEYS = {"aws_access_key_id": "placeholder", "aws_secret_access_key": "placeholder"}
+
+
+class _AwsErrors:
+    """botocore exceptions → ours (`ClientError` carries the API's error code and HTTP status), and late binding."""
+
+    def _client(self, service: str) -> Any:
+        raise NotImplementedError
+
+    def _sdk(self, service: str, method: str) -> Callable[..., Any]:
+        """A client method bound on call: building the session and client (a missing profile) happens inside the
+        counted, mapped call."""
+        return lambda **kwargs: getattr(self._client(service), method)(**kwargs)
+
+    def _translate(self, exc: Exception) -> FailoverError | None:
+        if isinstance(exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError):
+            return ProviderAuthError("no AWS credentials found (profile, environment or instance role)")
+        if isinstance(exc, botocore.exceptions.ProfileNotFound):
+            return ProviderAuthError(f"AWS profile not found: {exc.kwargs.get('profile')}")
+        if isinstance(exc, botocore.exceptions.ClientError):
+            code = _code(exc)
+            if code in AUTH_CODES:
+                return ProviderAuthError(f"AWS refused the credentials or permission ({code})")
+            if code.endswith(("NotFound", ".Malformed")) or code.startswith("NoSuch"):
+                return ProviderNotFound(f"not found ({code})")
+        return None
+
+    def _retryable(self, exc: Exception) -> bool:
+        if isinstance(exc, TRANSPORT_ERRORS):
+            return True
+        if isinstance(exc, botocore.exceptions.ClientError):
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            return _code(exc) in RETRY_CODES or status == 429 or status >= 500
+        return False
+
+    def _retry_after(self, exc: Exception) -> float | None:
+        if isinstance(exc, botocore.exceptions.ClientError):
+            headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+            return parse_retry_after(headers.get("retry-after"))
+        return None
+
+
+def _code(exc: botocore.exceptions.ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _session(profile: str | None, region: str | None, endpoint_url: str | None) -> boto3.Session:
+    """The standard chain; placeholder keys only for a plain-http loopback endpoint (moto, localstack) without a
+    profile, so that a drill needs no AWS credentials and real ones are never sent to an emulator."""
+    if profile is None and loopback_http(endpoint_url):
+        return boto3.Session(region_name=region, **PLACEHOLDER_KEYS)
+    return boto3.Session(profile_name=profile, region_name=region)
+
+
+def _config(request_timeout: float) -> botocore.config.Config:
+    return botocore.config.Config(
+        retries={"total_max_attempts": 1, "mode": "standard"},  # one attempt: ours retry and count
+        connect_timeout=request_timeout,
+        read_timeout=request_timeout,
+    )
+
+
+class AwsProvider(_AwsErrors, CloudProvider):
+    """EC2 health and start/stop for one site (a region and its zones). Extra keywords: `session` (a
+    `boto3.Session`, for tests), `use_health_api` (default False), `force_fence` (default True: a fence stops
+    with `Force=True`, skipping the guest's shutdown, which an impaired host may never finish)."""
+
+    kind: ClassVar[str] = "aws"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability)
+
+    def __init__(
+        self,
+        site: Site,
+        *,
+        session: boto3.Session | None = None,
+        use_health_api: bool = False,
+        force_fence: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(site, **kwargs)
+        self._session = session
+        self._clients: dict[str, Any] = {}
+        self.use_health_api = use_health_api
+        self.force_fence = force_fence
+
+    def _client(self, service: str) -> Any:
+        """One boto3 client per service, made on first use; the Health API is global, served from us-east-1."""
+        with self._lock:
+            if service not in self._clients:
+                session = self._session or _session(self.site.profile, self.site.region, self.site.endpoint_url)
+                region = "us-east-1" if service == "health" else self.site.region
+                self._clients[service] = session.client(
+                    service, region_name=region, endpoint_url=self.site.endpoint_url,
+                    config=_config(self.request_timeout),
+                )
+            return self._clients[service]
+
+    def _zone_statuses(self) -> Mapping[str, Status]:
+        params: dict[str, Any] = {"ZoneNames": list(self.site.zones)} if self.site.zones else {}
+        answer = self._read(
+            "ec2.describe_availability_zones", self._sdk("ec2", "describe_availability_zones"), **params
+        )
+        zones = {
+            zone["ZoneName"]: ZONE_STATES.get(zone.get("State", ""), Status.UNKNOWN)
+            for zone in answer.get("AvailabilityZones", [])
+        }
+        if self.use_health_api:
+            for zone in self._zones_with_open_events():
+                if zones.get(zone) is Status.OK:
+                    zones[zone] = Status.DEGRADED
+        return zones
+
+    def _zones_with_open_events(self) -> set[str]:
+        """Zones named by open EC2 issues in the AWS Health API; empty when the API cannot be read (fails soft)."""
+        try:
+            answer = self._read(
+                "health.describe_events", self._sdk("health", "describe_events"),
+                filter={"services": ["EC2"], "regions": [self.site.region], "eventStatusCodes": ["open"],
+                        "eventTypeCategories": ["issue"]},
+            )
+        except FailoverError as exc:
+            log.info("%s: AWS Health API unavailable, using EC2 zone states only: %s", self.scope, exc)
+            return set()
+        return {event["availabilityZone"] for event in answer.get("events", []) if event.get("availabilityZone")}
+
+    def _instance_healths(self, instances: Sequence[str]) -> Mapping[str, InstanceHealth]:
+        healths: dict[str, InstanceHealth] = {}
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {"Filters": [{"Name": "instance-id", "Values": list(instances)}],
+                                      "IncludeAllInstances": True}
+            if token:
+                params["NextToken"] = token
+            answer = self._read("ec2.describe_instance_status", self._sdk("ec2", "describe_instance_status"), **params)
+            for entry in answer.get("InstanceStatuses", []):
+                health = _instance_health(entry)
+                healths[health.instance] = health
+            token = answer.get("NextToken")
+            if not token:
+                return healths
+
+    def _start(self, instance: str) -> None:
+        self._write("ec2.start_instances", self._sdk("ec2", "start_instances"), subject=f"instance {instance}",
+                    InstanceIds=[instance])
+
+    def _stop(self, instance: str) -> None:
+        self._write("ec2.stop_instances", self._sdk("ec2", "stop_instances"), subject=f"instance {instance}",
+                    InstanceIds=[instance])
+
+    def _fence(self, instance: str) -> None:
+        self._write("ec2.stop_instances", self._sdk("ec2", "stop_instances"), subject=f"instance {instance}",
+                    InstanceIds=[instance], Force=self.force_fence)
+
+
+def _instance_health(entry: Mapping[str, Any]) -> InstanceHealth:
+    """One `InstanceStatuses` entry: running with both checks ok → ok; a check impaired → down (the host or the
+    guest is unreachable); checks still initializing → degraded; not running → down."""
+    instance = entry["InstanceId"]
+    state = STATES.get(entry.get("InstanceState", {}).get("Name", ""), InstanceState.UNKNOWN)
+    system = entry.get("SystemStatus", {}).get("Status", "not-applicable")
+    guest = entry.get("InstanceStatus", {}).get("Status", "not-applicable")
+    detail = f"zone {entry.get('AvailabilityZone', '?')}; system {system}, instance {guest}"
+    events = [event.get("Code", "") for event in entry.get("Events", [])]
+    if events:
+        detail += f"; scheduled {', '.join(events)}"
+    if state is InstanceState.UNKNOWN:
+        return InstanceHealth(instance, state, Status.UNKNOWN, detail)
+    if state is not InstanceState.RUNNING:
+        return InstanceHealth(instance, state, Status.DOWN, detail)
+    if "impaired" in (system, guest):
+        return InstanceHealth(instance, state, Status.DOWN, detail)
+    if system == guest == "ok":
+        return InstanceHealth(instance, state, Status.OK, detail)
+    return InstanceHealth(instance, state, Status.DEGRADED, detail)
+
+
+class Route53Router(_AwsErrors, TrafficRouter):
+    """A *simple* Route 53 record (A for an IPv4 address, AAAA for IPv6, CNAME for a name) that the orchestrator
+    moves with UPSERT.
+
+    Why simple and not failover or weighted records: Route 53 would then flip traffic on its own health checks,
+    possibly to a replica that is not yet promoted or before the old primary is fenced. Here the runbook decides and
+    the record follows. A change of type (CNAME → A) is one atomic change batch: DELETE the old set, CREATE the new.
+    Records with a routing policy (a SetIdentifier) under the same name are refused rather than overwritten.
+    """
+
+    kind: ClassVar[str] = "aws"
+
+    def __init__(
+        self,
+        *,
+        endpoint_url: str | None = None,
+        profile: str | None = None,
+        session: boto3.Session | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.endpoint_url = endpoint_url
+        self._profile = profile
+        self._session = session
+        self._route53: Any = None
+
+    @property
+    def scope(self) -> str:
+        return "route53"
+
+    def _client(self, service: str) -> Any:
+        with self._lock:
+            if self._route53 is None:
+                session = self._session or _session(self._profile, None, self.endpoint_url)
+                self._route53 = session.client(
+                    "route53", region_name="us-east-1", endpoint_url=self.endpoint_url,
+                    config=_config(self.request_timeout),
+                )
+            return self._route53
+
+    def _record_sets(self, dns: DnsTarget) -> list[dict[str, Any]]:
+        name = _fqdn(dns.record)
+        answer = self._read(
+            "route53.list_resource_record_sets", self._sdk("route53", "list_resource_record_sets"),
+            subject=f"zone {dns.zone_id}", HostedZoneId=dns.zone_id, StartRecordName=name, MaxItems="10",
+        )
+        return [rrset for rrset in answer.get("ResourceRecordSets", []) if _fqdn(rrset["Name"]) == name]
+
+    def _current_target(self, dns: DnsTarget) -> str | None:
+        for rrset in self._record_sets(dns):
+            if rrset["Type"] in ("A", "AAAA", "CNAME") and rrset.get("ResourceRecords"):
+                value: str = rrset["ResourceRecords"][0]["Value"]
+                return value.rstrip(".")
+        return None
+
+    def _point_to(self, dns: DnsTarget, address: str) -> None:
+        new = {"Name": _fqdn(dns.record), "Type": _record_type(address), "TTL": dns.ttl,
+               "ResourceRecords": [{"Value": address}]}
+        changes: list[dict[str, Any]] = []
+        for rrset in self._record_sets(dns):
+            if rrset.get("SetIdentifier"):
+                raise ProviderError(
+                    f"route53: {dns.record} has routing-policy records ({rrset['SetIdentifier']}); "
+                    "failover manages a simple record only"
+                )
+            if rrset["Type"] in ("A", "AAAA", "CNAME") and rrset["Type"] != new["Type"]:
+                changes.append({"Action": "DELETE", "ResourceRecordSet": rrset})
+        changes.append({"Action": "UPSERT", "ResourceRecordSet": new})
+        self._write(
+            "route53.change_resource_record_sets", self._sdk("route53", "change_resource_record_sets"),
+            subject=f"record {dns.record}", HostedZoneId=dns.zone_id,
+            ChangeBatch={"Comment": f"failover: {dns.record} -> {address}", "Changes": changes},
+        )
+
+
+def _fqdn(name: str) -> str:
+    return name.rstrip(".").lower() + "."
+
+
+def _record_type(address: str) -> str:
+    try:
+        return "A" if ipaddress.ip_address(address).version == 4 else "AAAA"
+    except ValueError:
+        return "CNAME"
+

@@ -1,0 +1,258 @@
+"""Azure: virtual machines through azure-mgmt-compute.
+
+Instance health is one call per VM: `virtual_machines.get(expand="instanceView")` gives the zone, the power state
+(`PowerState/running`, `.../deallocated`, ...), the provisioning state (`ProvisioningState/failed/...` means the
+platform could not do what was asked, e.g. AllocationFailed) and, when the Application Health extension is
+installed, `vmHealth`. An instance is `ok` when running with nothing failed or unhealthy.
+
+Zone health: Azure has no zone status API (Azure Resource Health, with its own permissions and shapes, is out of
+scope). What we can map is derived from the resource group's VMs (`virtual_machines.list`, one call): a zone whose
+VMs all show a failed provisioning state is `down`, some `degraded`, none `ok`, and a zone with no VM of ours is
+`unknown`. That is weaker than the zone status of AWS or GCP, so this adapter does not declare `zone_health`.
+
+Stop deallocates by default (the VM releases its host; `stop_mode="power_off"` keeps it allocated, and billed, but
+restarts faster and cannot hit AllocationFailed). A fence in power-off mode skips the guest shutdown. Long-running
+operations are awaited through the SDK's poller (polling every `poll_interval`), bounded by the deadline.
+
+Credentials: an injected `credential`, else `DefaultAzureCredential` (environment, workload or managed identity,
+Azure CLI). A plain-http loopback endpoint (a local fake) gets a placeholder credential, so that no real token is
+ever sent to it; see `_LoopbackBearerPolicy` for why it also replaces the authentication policy there.
+An instance is a VM name in the site's resource group, or `resource_group/name`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+from azure.core.credentials import AccessToken
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.core.pipeline import PipelineRequest
+from azure.core.pipeline.policies import SansIOHTTPPolicy
+from azure.mgmt.compute import ComputeManagementClient
+
+from orchestrator.core.errors import ConfigError, FailoverError, ProviderAuthError, ProviderError, ProviderNotFound
+from orchestrator.core.model import Site, Status
+from providers.base import Capability, CloudProvider, InstanceHealth, InstanceState, aggregate_zones, loopback_http
+from providers.calls import parse_retry_after
+
+log = logging.getLogger(__name__)
+
+SCOPE = "https://management.azure.com/.default"
+POWER_STATES = {
+    "running": InstanceState.RUNNING,
+    "starting": InstanceState.PENDING,
+    "stopping": InstanceState.STOPPING,
+    "deallocating": InstanceState.STOPPING,
+    "stopped": InstanceState.STOPPED,
+    "deallocated": InstanceState.STOPPED,
+}
+STOP_MODES = ("deallocate", "power_off")
+
+
+class StaticTokenCredential:
+    """A credential that always returns the same placeholder token: for local fakes only, never a real cloud."""
+
+    def __init__(self, token: str = "placeholder-token") -> None:
+        self._token = token
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken(self._token, int(time.time()) + 3600)
+
+
+class _LoopbackBearerPolicy(SansIOHTTPPolicy[Any, Any]):
+    """Sets the bearer header for a plain-http loopback endpoint.
+
+    The SDK's bearer policy refuses non-TLS URLs (and its retry policy retries that refusal for ~5 s). The way around
+    it per call, `enforce_https=False`, would have to reach every call, including the pollers of long-running
+    operations, and one forgotten call fails slowly. Replacing the policy once, at client construction, and only
+    for an http://127.0.0.1-style endpoint, covers every request and leaves production clients untouched.
+    """
+
+    def __init__(self, credential: Any) -> None:
+        self._credential = credential
+        self._client: Any = None
+
+    def on_request(self, request: PipelineRequest[Any]) -> None:
+        token = self._credential.get_token(SCOPE)
+        request.http_request.headers["Authorization"] = f"Bearer {token.token}"
+
+
+class AzureProvider(CloudProvider):
+    """VM health and start/stop for one site (a subscription, a resource group, a region and its zones).
+    Extra keywords: `credential` (a TokenCredential, for tests) and `stop_mode` (`deallocate` or `power_off`)."""
+
+    kind: ClassVar[str] = "azure"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.INSTANCE_HEALTH, Capability.START, Capability.STOP, Capability.FENCE}
+    )
+
+    def __init__(self, site: Site, *, credential: Any = None, stop_mode: str = "deallocate", **kwargs: Any) -> None:
+        super().__init__(site, **kwargs)
+        if not site.subscription or not site.resource_group:
+            raise ConfigError(f"site {site.name}: an azure site needs subscription and resource_group")
+        if stop_mode not in STOP_MODES:
+            raise ConfigError(f"site {site.name}: stop_mode must be one of {', '.join(STOP_MODES)}")
+        self.subscription: str = site.subscription
+        self.resource_group: str = site.resource_group
+        self.stop_mode = stop_mode
+        self._credential = credential
+        self._client: Any = None
+
+    def _vms(self) -> Any:
+        """The `virtual_machines` operations; the client is built on first use (inside a counted call, so a
+        credential problem is mapped like any other), with its own retries off (ours count)."""
+        with self._lock:
+            if self._client is None:
+                self._client = self._new_client()
+            return self._client.virtual_machines
+
+    def _new_client(self) -> Any:
+        options: dict[str, Any] = {"retry_total": 0, "polling_interval": self.poll_interval}
+        credential = self._credential
+        if loopback_http(self.site.endpoint_url):
+            credential = credential or StaticTokenCredential()
+            options["authentication_policy"] = _LoopbackBearerPolicy(credential)
+        elif credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential()
+        if self.site.endpoint_url:
+            options["base_url"] = self.site.endpoint_url
+        return ComputeManagementClient(credential, self.subscription, **options)
+
+    def _sdk(self, method: str) -> Callable[..., Any]:
+        return lambda **kwargs: getattr(self._vms(), method)(**kwargs)
+
+    def _timeout_kwargs(self, timeout: float) -> dict[str, Any]:
+        return {"connection_timeout": timeout, "read_timeout": timeout}
+
+    def _where(self, instance: str) -> tuple[str, str]:
+        group, _, name = instance.rpartition("/")
+        return group or self.resource_group, name
+
+    # --- health --------------------------------------------------------------------------------------------------
+
+    def _zone_statuses(self) -> Mapping[str, Status]:
+        """Derived from the resource group's VMs: see the module docstring."""
+        vms = self._read("compute.virtual_machines.list", lambda **kw: list(self._vms().list(**kw)),
+                         subject=f"resource group {self.resource_group}", resource_group_name=self.resource_group)
+        by_zone: dict[str, dict[str, Status]] = {}
+        for vm in vms:
+            failed = str(getattr(vm.properties, "provisioning_state", "") or "") == "Failed"
+            for zone in vm.zones or ():
+                by_zone.setdefault(zone, {})[vm.name] = Status.DOWN if failed else Status.OK
+        zones = self.site.zones or tuple(sorted(by_zone))
+        return {zone: aggregate_zones(by_zone[zone])[0] for zone in zones if zone in by_zone}
+
+    def _instance_healths(self, instances: Sequence[str]) -> Mapping[str, InstanceHealth]:
+        healths = {}
+        for instance in instances:
+            group, name = self._where(instance)
+            try:
+                vm = self._read("compute.virtual_machines.get", self._sdk("get"), subject=f"instance {instance}",
+                                resource_group_name=group, vm_name=name, expand="instanceView")
+            except ProviderNotFound:
+                continue
+            healths[instance] = _health(instance, vm)
+        return healths
+
+    # --- lifecycle -----------------------------------------------------------------------------------------------
+
+    def _start(self, instance: str) -> None:
+        self._operation(instance, "begin_start")
+
+    def _stop(self, instance: str) -> None:
+        if self.stop_mode == "power_off":
+            self._operation(instance, "begin_power_off", skip_shutdown=False)
+        else:
+            self._operation(instance, "begin_deallocate")
+
+    def _fence(self, instance: str) -> None:
+        if self.stop_mode == "power_off":
+            self._operation(instance, "begin_power_off", skip_shutdown=True)
+        else:
+            self._operation(instance, "begin_deallocate")
+
+    def _operation(self, instance: str, method: str, **extra: Any) -> None:
+        """Begin a long-running operation and wait for it within the deadline. A transient failure while polling
+        is not final (the operation goes on at Azure): the caller's state poll decides."""
+        group, name = self._where(instance)
+        operation = f"compute.virtual_machines.{method}"
+        subject = f"instance {instance}"
+        poller = self._write(operation, self._sdk(method), subject=subject,
+                             resource_group_name=group, vm_name=name, **extra)
+        if poller is None:
+            return
+        deadline = self._active_deadline()
+        try:
+            poller.result(timeout=deadline.remaining())
+        except Exception as exc:
+            if not self._retryable(exc):
+                raise self._mapped(exc, operation, subject, deadline) from exc
+            log.info("%s: polling %s for %s failed (%s); checking the VM instead", self.scope, method, instance, exc)
+            return
+        if not poller.done():
+            raise ProviderError(f"{self.scope}: {subject}: {method} not done after {deadline.seconds:g}s")
+
+    # --- errors --------------------------------------------------------------------------------------------------
+
+    def _translate(self, exc: Exception) -> FailoverError | None:
+        if isinstance(exc, ClientAuthenticationError):
+            return ProviderAuthError(f"Azure credential unusable: {_first_line(exc)}")
+        if isinstance(exc, ResourceNotFoundError):
+            return ProviderNotFound(f"not found ({_code(exc)})")
+        if isinstance(exc, HttpResponseError) and exc.status_code == 403:
+            return ProviderAuthError(f"Azure refused the permission ({_code(exc)})")
+        return None
+
+    def _retryable(self, exc: Exception) -> bool:
+        if isinstance(exc, ServiceRequestError | ServiceResponseError):
+            return True  # no connection, or no answer in time
+        status = exc.status_code if isinstance(exc, HttpResponseError) else None
+        return status is not None and (status == 429 or status >= 500)
+
+    def _retry_after(self, exc: Exception) -> float | None:
+        headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+        millis = headers.get("x-ms-retry-after-ms")
+        if millis is not None:
+            return parse_retry_after(str(float(millis) / 1000))
+        return parse_retry_after(headers.get("Retry-After"))
+
+
+def _health(instance: str, vm: Any) -> InstanceHealth:
+    view = getattr(vm.properties, "instance_view", None)
+    codes = [status.code or "" for status in (getattr(view, "statuses", None) or [])]
+    power = next((code.split("/", 1)[1] for code in codes if code.startswith("PowerState/")), "unknown")
+    state = POWER_STATES.get(power, InstanceState.UNKNOWN)
+    failed = [code for code in codes if code.startswith("ProvisioningState/failed")]
+    vm_health = getattr(getattr(getattr(view, "vm_health", None), "status", None), "code", None)
+    zone = ",".join(vm.zones or ()) or "none"
+    detail = f"zone {zone}; power {power}" + (f"; {', '.join(failed)}" if failed else "")
+    if vm_health:
+        detail += f"; {vm_health}"
+    if state is InstanceState.UNKNOWN:
+        status = Status.UNKNOWN
+    elif state is not InstanceState.RUNNING or failed or vm_health == "HealthState/unhealthy":
+        status = Status.DOWN
+    else:
+        status = Status.OK
+    return InstanceHealth(instance, state, status, detail)
+
+
+def _code(exc: HttpResponseError) -> str:
+    error = getattr(exc, "error", None)
+    return str(getattr(error, "code", None) or exc.status_code)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

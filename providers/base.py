@@ -1,0 +1,284 @@
+"""The cloud provider interface: public methods do the bookkeeping, adapters implement four small hooks.
+
+Patroni's `AbstractDCS` shape: `observe`, `start`, `stop`, `fence` and friends are written once here (deadlines,
+retries, error mapping, idempotence, dry runs, turning raw health into `Observation`s); each cloud implements only
+`_zone_statuses`, `_instance_healths`, `_start`, `_stop` (and `_translate` / `_retryable` for its errors). That keeps
+the behaviour the runbook relies on identical across AWS, GCP, Azure and the in-memory clouds of the tests and the
+simulator, and lets one contract suite check it on every adapter.
+
+Rules every adapter follows: it imports only `orchestrator.core` and its own SDK; it reads credentials only from its
+cloud's standard chain (or an injected credential, for tests); it never logs or stores a secret; and every SDK call
+goes through `self._read` / `self._write` so that it is counted, retried, bounded and mapped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence, Set
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from orchestrator.core.errors import FailoverError, ProviderError, ProviderNotFound
+from orchestrator.core.model import Observation, Site, Status
+from providers.calls import ApiCaller
+
+log = logging.getLogger(__name__)
+
+
+class Capability(StrEnum):
+    """What an adapter guarantees; `check_capabilities` refuses a configuration that needs more (tooz style)."""
+
+    ZONE_HEALTH = "zone_health"
+    INSTANCE_HEALTH = "instance_health"
+    START = "start"
+    STOP = "stop"
+    FENCE = "fence"
+    TRAFFIC = "traffic"
+
+
+class InstanceState(StrEnum):
+    """A machine's lifecycle state, common to all clouds (each adapter maps its own names onto these)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    TERMINATED = "terminated"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class InstanceHealth:
+    """What the provider says of one instance: its lifecycle state and whether it can serve (`status`)."""
+
+    instance: str
+    state: InstanceState
+    status: Status
+    detail: str = ""
+
+
+RUNNING = frozenset({InstanceState.RUNNING})
+GONE = frozenset({InstanceState.STOPPED, InstanceState.TERMINATED})
+MOVING_TO = {RUNNING: InstanceState.PENDING, GONE: InstanceState.STOPPING}  # already on the way: nothing to write
+
+
+def aggregate_zones(zones: Mapping[str, Status]) -> tuple[Status, str]:
+    """One status for a site from its zones: all ok → ok, some impaired → degraded, all impaired → down.
+
+    A zone the provider could not tell us about is `unknown`, which is not impaired: if every zone is unknown the
+    site is unknown; otherwise the unknown zones only show in the detail.
+    """
+    detail = "zones: " + ", ".join(f"{zone}={status}" for zone, status in zones.items()) if zones else "no zones"
+    impaired = sum(status in (Status.DEGRADED, Status.DOWN) for status in zones.values())
+    unknown = sum(status is Status.UNKNOWN for status in zones.values())
+    if not zones or unknown == len(zones):
+        return Status.UNKNOWN, detail
+    if impaired == len(zones):
+        return Status.DOWN, detail
+    if impaired:
+        return Status.DEGRADED, detail
+    return Status.OK, detail
+
+
+class CloudProvider(ApiCaller, ABC):
+    """One site's view of its cloud: health, and the lifecycle actions the runbook needs.
+
+    Constructor keywords shared by every adapter: `clock` stamps observations (wall clock, or a virtual one);
+    `poll_interval` paces waits for a state; and those of `ApiCaller`: `call_deadline` bounds one API call with
+    its retries, `request_timeout` one HTTP request, `backoff` (first, largest wait) and `jitter` shape the
+    retries, `timer` / `sleep` measure and spend time (inject both for a virtual clock), `dry_run` records writes
+    in `planned` instead of making them.
+    """
+
+    kind: ClassVar[str]
+    capabilities: ClassVar[frozenset[Capability]]
+
+    def __init__(
+        self,
+        site: Site,
+        *,
+        clock: Callable[[], float] = time.time,
+        poll_interval: float = 2.0,
+        **options: Any,
+    ) -> None:
+        super().__init__(**options)
+        self.site = site
+        self.poll_interval = poll_interval
+        self._clock = clock
+
+    @property
+    def scope(self) -> str:
+        return f"site {self.site.name}"
+
+    @property
+    def source(self) -> str:
+        return f"provider:{self.kind}"
+
+    # --- hooks ---------------------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def _zone_statuses(self) -> Mapping[str, Status]:
+        """Status of the site's zones (`self.site.zones`; all zones of the region when none are configured).
+        A configured zone may be left out when the provider says nothing of it: it then counts as unknown.
+        Raise (through `self._read`) when the API fails."""
+
+    @abstractmethod
+    def _instance_healths(self, instances: Sequence[str]) -> Mapping[str, InstanceHealth]:
+        """Health of each instance that exists; leave out the ones the provider does not know (the caller turns
+        them into `ProviderNotFound` or a `down` observation). Raise only when the API itself fails."""
+
+    @abstractmethod
+    def _start(self, instance: str) -> None:
+        """Ask the provider to start a stopped instance (one idempotent write through `self._write`). May wait for
+        the provider's own operation to finish within `self._active_deadline()`; need not wait for RUNNING."""
+
+    @abstractmethod
+    def _stop(self, instance: str) -> None:
+        """Ask the provider to stop a running instance; the same rules as `_start`."""
+
+    def _fence(self, instance: str) -> None:
+        """Stop an instance so that it cannot act as primary. Default: `_stop`; adapters may use a harder stop."""
+        self._stop(instance)
+
+    # --- health --------------------------------------------------------------------------------------------------
+
+    def observe(self, instances: Mapping[str, str]) -> list[Observation]:
+        """One observation of the site and one per replica (`instances`: instance id → replica name).
+
+        Never raises for a provider failure: a control plane that cannot answer is not a down data plane, so its
+        subjects are reported `unknown` with the error in the detail. The whole poll shares one `call_deadline`.
+        """
+        at = self._clock()
+        with self._deadline(self.call_deadline):  # one budget for the whole poll...
+            with self._deadline(self.call_deadline / 2):  # ...of which zones may use half: replicas matter more
+                observations = [self._observe_site(at)]
+            try:
+                healths, missing = self._healths(list(instances))
+            except FailoverError as exc:
+                log.warning("%s: instance health unavailable: %s", self.scope, exc)
+                return observations + [
+                    Observation(at, replica, self.source, Status.UNKNOWN, f"provider API failed: {exc}")
+                    for replica in instances.values()
+                ]
+        for instance, replica in instances.items():
+            if instance in missing:
+                detail = f"instance {instance} not found at the provider (terminated long ago, or misconfigured)"
+                observations.append(Observation(at, replica, self.source, Status.DOWN, detail))
+            else:
+                health = healths[instance]
+                detail = f"{instance} {health.state}" + (f": {health.detail}" if health.detail else "")
+                observations.append(Observation(at, replica, self.source, health.status, detail))
+        return observations
+
+    def _observe_site(self, at: float) -> Observation:
+        try:
+            status, detail = aggregate_zones(self.zone_health())
+        except FailoverError as exc:
+            log.warning("%s: zone health unavailable: %s", self.scope, exc)
+            status, detail = Status.UNKNOWN, f"provider API failed: {exc}"
+        return Observation(at, self.site.name, self.source, status, detail)
+
+    def zone_health(self) -> dict[str, Status]:
+        """Status per zone of the site: the configured zones in their order, or every zone the provider lists."""
+        with self._deadline(self.call_deadline):
+            reported = self._zone_statuses()
+        zones = self.site.zones or tuple(sorted(reported))
+        return {zone: reported.get(zone, Status.UNKNOWN) for zone in zones}
+
+    def instance_health(self, instances: Sequence[str]) -> dict[str, InstanceHealth]:
+        """Health per instance; `ProviderNotFound` naming every instance the provider does not know."""
+        with self._deadline(self.call_deadline):
+            healths, missing = self._healths(instances)
+        if missing:
+            raise ProviderNotFound(f"{self.scope}: instance {', '.join(missing)} not found")
+        return healths
+
+    def instance_state(self, instance: str) -> InstanceState:
+        return self.instance_health([instance])[instance].state
+
+    def _healths(self, instances: Sequence[str]) -> tuple[dict[str, InstanceHealth], list[str]]:
+        wanted = list(dict.fromkeys(instances))
+        found = dict(self._instance_healths(wanted)) if wanted else {}
+        return found, [instance for instance in wanted if instance not in found]
+
+    # --- lifecycle -----------------------------------------------------------------------------------------------
+
+    def start(self, instance: str, *, deadline: float) -> None:
+        """Return once the instance is RUNNING (no write if it already is); `ProviderError` after `deadline` s."""
+        self._drive(instance, "start", RUNNING, {InstanceState.STOPPED}, self._start, deadline)
+
+    def stop(self, instance: str, *, deadline: float) -> None:
+        """Return once the instance is STOPPED or TERMINATED (no write if it already is)."""
+        self._drive(instance, "stop", GONE, {InstanceState.RUNNING}, self._stop, deadline)
+
+    def fence(self, instance: str, *, deadline: float) -> None:
+        """Make sure the instance cannot serve as primary: stopped (or terminated). Idempotent: no write when it
+        already is; a fence that finds it stopping waits instead of asking again."""
+        self._drive(instance, "fence", GONE, {InstanceState.RUNNING}, self._fence, deadline)
+
+    def wait_for_state(self, instance: str, wanted: set[InstanceState], *, deadline: float) -> InstanceState:
+        """Poll until the instance is in one of `wanted`; `ProviderError` naming the last state after `deadline`."""
+        with self._deadline(deadline) as bound:
+            while True:
+                state = self.instance_state(instance)
+                if state in wanted:
+                    return state
+                if bound.expired:
+                    raise self._late(instance, state, wanted, deadline)
+                self._pause(bound, self.poll_interval)
+
+    def _drive(
+        self,
+        instance: str,
+        verb: str,
+        target: frozenset[InstanceState],
+        act_from: set[InstanceState],
+        action: Callable[[str], None],
+        deadline: float,
+    ) -> None:
+        """Read, act once if the state calls for it, then poll until `target`. In a dry run the write that a real
+        run would make is recorded and the method returns at once (nothing will change, so nothing to wait for)."""
+        with self._deadline(deadline) as bound:
+            acted = False
+            while True:
+                state = self.instance_state(instance)
+                if state in target:
+                    return
+                if state is InstanceState.TERMINATED:
+                    raise ProviderError(f"{self.scope}: instance {instance} is terminated; cannot {verb} it")
+                if self.dry_run:
+                    if state is not MOVING_TO[target]:
+                        action(instance)
+                    return
+                if state in act_from and not acted:
+                    log.info("%s: %s instance %s (it is %s)", self.scope, verb, instance, state)
+                    action(instance)
+                    acted = True
+                    continue
+                if bound.expired:
+                    raise self._late(instance, state, target, deadline)
+                self._pause(bound, self.poll_interval)
+
+    def _late(
+        self, instance: str, state: InstanceState, wanted: Set[InstanceState], deadline: float
+    ) -> ProviderError:
+        goal = " or ".join(sorted(wanted))
+        return ProviderError(f"{self.scope}: instance {instance} still {state}, not {goal}, after {deadline:g}s")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(site={self.site.name!r})"
+
+
+def loopback_http(url: str | None) -> bool:
+    """True for a plain-http endpoint on this host: a local fake or emulator, never a real cloud.
+
+    Adapters use it to pick placeholder credentials (no real token is ever sent to a fake, or over plain http)."""
+    if not url:
+        return False
+    parts = urlsplit(url)
+    return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
+
