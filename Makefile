@@ -21,7 +21,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy --strict orchestrator
+	$(BIN)/mypy --strict orchestrator providers
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

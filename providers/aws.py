@@ -117,6 +117,7 @@ def _session(profile: str | None, region: str | None, endpoint_url: str | None) 
 
 
 def _config(request_timeout: float) -> botocore.config.Config:
+    """botocore fixes timeouts per client, not per call: a hung request can outlive a short deadline by up to this."""
     return botocore.config.Config(
         retries={"total_max_attempts": 1, "mode": "standard"},  # one attempt: ours retry and count
         connect_timeout=request_timeout,
@@ -151,11 +152,12 @@ class AwsProvider(_AwsErrors, CloudProvider):
         """One boto3 client per service, made on first use; the Health API is global, served from us-east-1."""
         with self._lock:
             if service not in self._clients:
-                session = self._session or _session(self.site.profile, self.site.region, self.site.endpoint_url)
+                if self._session is None:
+                    self._session = _session(self.site.profile, self.site.region, self.site.endpoint_url)
                 region = "us-east-1" if service == "health" else self.site.region
-                self._clients[service] = session.client(
+                self._clients[service] = self._session.client(
                     service, region_name=region, endpoint_url=self.site.endpoint_url,
-                    config=_config(self.request_timeout),
+                    config=_config(min(self.request_timeout, self.call_deadline)),
                 )
             return self._clients[service]
 
@@ -274,7 +276,7 @@ class Route53Router(_AwsErrors, TrafficRouter):
                 session = self._session or _session(self._profile, None, self.endpoint_url)
                 self._route53 = session.client(
                     "route53", region_name="us-east-1", endpoint_url=self.endpoint_url,
-                    config=_config(self.request_timeout),
+                    config=_config(min(self.request_timeout, self.call_deadline)),
                 )
             return self._route53
 

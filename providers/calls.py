@@ -218,7 +218,7 @@ class ApiCaller:
             raise self._mapped(exc, operation, subject, deadline) from exc
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
-        """Exponential backoff with jitter, but never less than the server asked for in Retry-After."""
+        """Exponential backoff (with jitter unless turned off), never less than the server's Retry-After."""
         backoff = float(self._backoff(state))
         exc = state.outcome.exception() if state.outcome is not None else None
         hinted = self._retry_after(exc) if isinstance(exc, Exception) else None

@@ -111,6 +111,15 @@ def execute(
     limit = duration_option(timeout, "--timeout") if timeout else None
     with build_edges(loaded, dry_run=dry_run) as edges:
         operator = Operator(loaded, edges, actor=actor())
+        running = operator.resumable(engine, target)
+        if running is not None and not dry_run:  # the command that drove it died: go on from its journal
+            console.print(f"resuming incident {running} from its journal")
+            with Live(_steps_table([]), console=console, refresh_per_second=8) as live:
+                incident = operator.resume(running, timeout=limit, on_progress=lambda j: live.update(_steps_table(j)))
+            console.print(f"incident {incident.id}: {incident.status.value}")
+            if incident.status is IncidentStatus.NEEDS_HUMAN:
+                raise typer.Exit(EXIT_UNSAFE)
+            return
         report = operator.plan(engine, target)
         if dry_run:
             _print_plan(report)

@@ -199,7 +199,8 @@ def check_target(
     snapshot: EngineSnapshot, topology: Topology, verdicts: Mapping[str, Assessment], target: str, now: float,
     *, manual: bool = False,
 ) -> tuple[Rule, ...]:
-    """The rules a failover to `target` would break now; an operator's switchover is checked with these too."""
+    """The rules a failover to `target` would break now; an operator's switchover (`manual`) is checked with these
+    too, except the interval (a human decides) and the lag (the runbook waits for catch-up after the halt)."""
     broken: list[Rule] = []
     if target == snapshot.primary:
         broken.append(Rule.NOT_PRIMARY)
@@ -210,5 +211,8 @@ def check_target(
     if target != snapshot.primary:
         highest = highest_known_seq(snapshot.statuses.values())
         replica = snapshot.engine.replica(target)
-        broken.extend(_candidate(replica, snapshot, verdicts, highest, topology.policy.max_lag_on_failover).blocked_by)
+        rules = _candidate(replica, snapshot, verdicts, highest, topology.policy.max_lag_on_failover).blocked_by
+        # An operator's switchover halts first and then waits for the target to catch up (wait_caught_up, within
+        # its deadline): lag under a live order stream is expected there, not a reason to refuse.
+        broken.extend(rule for rule in rules if not (manual and rule is Rule.TARGET_CAUGHT_UP))
     return tuple(broken)

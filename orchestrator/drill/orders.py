@@ -174,3 +174,21 @@ def missing_or_moved(ledger: Ledger, entries: Sequence[dict[str, Any]]) -> dict[
     """Acknowledged requests absent from `entries`, or present under another seq: `{key: (acked, found)}`."""
     found = journal_keys(entries)
     return {key: (seq, found.get(key)) for key, seq in ledger.acknowledged.items() if found.get(key) != seq}
+
+
+def trades_by_phase(entries: Sequence[dict[str, Any]], trades: Sequence[dict[str, Any]]) -> Counter[str]:
+    """How many trades happened in each trading phase, judged by the journal's own order (a trade carries the
+    seq of the order that caused it; the phase in force is the last `phase` entry before that seq). Exact, with
+    no clock involved: the invariant "no trade in halted or protection" is checked on the record itself."""
+    changes = sorted((int(e["seq"]), str((e.get("data") or {}).get("phase"))) for e in entries
+                     if e.get("kind") == "phase")
+    counts: Counter[str] = Counter()
+    for trade in trades:
+        seq = int(trade["seq"])
+        phase = "open"  # a replica starts open
+        for change_seq, changed_to in changes:
+            if change_seq > seq:
+                break
+            phase = changed_to
+        counts[phase] += 1
+    return counts

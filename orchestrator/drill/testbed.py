@@ -118,8 +118,17 @@ class Testbed:
         self._stack.callback(azure_server.stop)
         self.gcp_url, self.azure_url = gcp_server.url, azure_server.url
 
-    def _start_replicas(self) -> None:
-        cluster = ReplicaCluster(self.base / "replicas", [
+    def renew(self, tag: str) -> Path:
+        """Fresh replicas (aws primary again) and a fresh store under `tag`, same clouds: one testbed serves many
+        independent runs."""
+        if self.replicas is not None:
+            self.replicas.close()
+        self.store = f"sqlite:///{self.base / f'failover-state-{tag}.db'}"
+        self._start_replicas(tag)
+        return self.write_config()
+
+    def _start_replicas(self, tag: str = "") -> None:
+        cluster = ReplicaCluster(self.base / f"replicas{'-' + tag if tag else ''}", [
             ReplicaSpec(f"{self.engine}-aws", "aws", primary=True),
             ReplicaSpec(f"{self.engine}-gcp", "gcp"),
             ReplicaSpec(f"{self.engine}-azure", "azure"),

@@ -210,9 +210,9 @@ class Operator:
         now = self.edges.clock()
         if target not in {r.name for r in engine.replicas}:
             raise ConfigError(f"--target {target}: engine {engine.name} has no such replica")
-        running = snap.incident
-        if running is not None and running.status == "running" and running.target == target:
-            return self.resume(running.id, on_progress=on_progress, poll=poll, timeout=timeout)
+        running = self.resumable(engine.name, target)
+        if running is not None:
+            return self.resume(running, on_progress=on_progress, poll=poll, timeout=timeout)
         if snap.incident is not None and snap.incident.status == "needs_human":
             incident = self.store.incident(snap.incident.id)
             if incident.kind == "halt":  # a human now decides where to go: this switchover supersedes the halt
@@ -235,6 +235,13 @@ class Operator:
             return self._drive(controller, incident_id, leader, on_progress, poll, timeout)
         finally:
             controller.release()
+
+    def resumable(self, engine_name: str | None, target: str) -> str | None:
+        """The running incident of this engine towards `target`, which a repeated `execute` continues."""
+        incident = self.store.open_incident(self.engine(engine_name).name)
+        if incident is not None and incident.status is IncidentStatus.RUNNING and incident.target == target:
+            return incident.id
+        return None
 
     def resume(self, incident_id: str, *, on_progress: Callable[[list[Any]], None] | None = None,
                poll: float = 0.2, timeout: float | None = None) -> Incident:

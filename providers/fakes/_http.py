@@ -95,6 +95,7 @@ class FakeApi(ABC):
         with self.lock:
             self._faults.clear()
             self.requests.clear()
+            self._released.clear()
 
     # --- handling ------------------------------------------------------------------------------------------------
 

@@ -137,3 +137,10 @@ def test_engines_fail_over_independently(topology: Topology) -> None:
     snaps = [snapshot(both), replace(snapshot(both), engine=other)]
     actions = decide(snaps, both, verdicts(spot_aws=Verdict.DOWN), NOW)
     assert sorted(a.engine for a in actions) == ["perp", "spot"]
+
+
+def test_operator_switchover_is_not_refused_for_lag_the_runbook_will_wait_out(topology: Topology) -> None:
+    snap = snapshot(topology)
+    snap = replace(snap, statuses={**snap.statuses, "spot-gcp": status("spot-gcp", 97)})
+    assert check_target(snap, topology, verdicts(), "spot-gcp", NOW) == (Rule.TARGET_CAUGHT_UP,)
+    assert check_target(snap, topology, verdicts(), "spot-gcp", NOW, manual=True) == ()
