@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml uv.lock
 	@if [ -z "$(UV)" ]; then $(PY) -m pip install --quiet --user uv 2>/dev/null || $(PY) -m pip install --quiet uv; fi
 	@UVBIN=$$(command -v uv || echo $$HOME/.local/bin/uv); \
 	  $$UVBIN venv --quiet --allow-existing --python $(PY) $(VENV) && \
-	  VIRTUAL_ENV=$(CURDIR)/$(VENV) $$UVBIN sync --quiet --active --frozen --extra test
+	  VIRTUAL_ENV=$(CURDIR)/$(VENV) $$UVBIN sync --quiet --active --frozen --extra test --compile-bytecode
 	@touch $(STAMP)
 
 venv: $(STAMP)

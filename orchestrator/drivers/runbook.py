@@ -125,6 +125,7 @@ class RunbookDriver:
             now = self.clock()
             nxt = rb.next_step(journal, now)
             if nxt.status is rb.Status.FINISHED:
+                self._finish(incident_id, plan, now)
                 return Progress(incident_id, nxt.status, None, "finished")
             if nxt.status is rb.Status.WAIT:
                 return Progress(incident_id, nxt.status, nxt.step, f"{nxt.step} retries after backoff")
@@ -387,14 +388,22 @@ class RunbookDriver:
         self.store.update_incident(incident_id, detail={key: found}, at=self.clock())
 
     def _close(self, plan: Plan, incident: Incident, now: float) -> tuple[Outcome, dict[str, Any]]:
+        """Post-failover hooks (at least once: a resumed close runs them again), final counters, and the time
+        the failover completed, which starts `min_failover_interval`. The incident itself is closed only once
+        this step is journaled done (`_finish`), so a crash here leaves it running and resumable."""
         self._hooks(self.post_hooks, plan, incident, "post")
         self._snapshot_stats(incident.id, self.topology.engines[plan.engine], "stats_at_close")
         self._update(plan.engine, lambda r: replace(r, last_failover_done_at=now, override_interval=False))
-        self.store.update_incident(incident.id, status=IncidentStatus.CLOSED, at=now)
-        self.store.audit(self.actor, "incident.closed", {"incident": incident.id, "engine": plan.engine}, now)
-        self._say(plan.engine, now, f"[{plan.engine}] incident {incident.id} closed; {plan.target} is primary",
-                  EventKind.INCIDENT)
         return Outcome.DONE, {}
+
+    def _finish(self, incident_id: str, plan: Plan, now: float) -> None:
+        incident = self.store.incident(incident_id)
+        if not incident.is_open:
+            return
+        self.store.update_incident(incident_id, status=IncidentStatus.CLOSED, at=now)
+        self.store.audit(self.actor, "incident.closed", {"incident": incident_id, "engine": plan.engine}, now)
+        self._say(plan.engine, now, f"[{plan.engine}] incident {incident_id} closed; {plan.target} is primary",
+                  EventKind.INCIDENT)
 
     def _needs_human(
         self, incident: Incident, plan: Plan, engine: Engine, nxt: rb.Next, *, journal_has_it: bool
