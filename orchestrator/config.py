@@ -82,6 +82,7 @@ class ProbesConfig(_Strict):
     interval: Duration = 1.0
     timeout: Duration = 0.5
     vantage_points: list[str] = []
+    provider_interval: Duration = 30.0  # how often each cloud's API is asked (control-plane health)
 
 
 class PolicyConfig(_Strict):
@@ -459,6 +460,7 @@ def to_topology(config: FailoverConfig) -> Topology:
             interval=config.probes.interval,
             timeout=config.probes.timeout,
             vantage_points=tuple(config.probes.vantage_points),
+            provider_interval=config.probes.provider_interval,
         ),
         protection=ProtectionSettings(
             duration=config.protection_window.duration, allow=tuple(config.protection_window.allow)

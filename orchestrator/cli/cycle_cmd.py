@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from typing import Annotated
 
 import typer
 
 from orchestrator.cli.common import ConfigOption, Output, OutputOption, console, duration_option, load, print_json
 from orchestrator.drivers.controller import Controller, ControllerOptions, CycleResult
+from orchestrator.drivers.events import Announcer
 from orchestrator.drivers.wiring import build_edges
 from orchestrator.errors import EXIT_ACTED, EXIT_OK, EXIT_UNSAFE
 from orchestrator.store.records import IncidentStatus
@@ -32,7 +34,9 @@ def check(
     """Run one cycle: probe, evaluate, decide, act or propose. Two overlapping runs never both act."""
     loaded = load(config)
     notifications = loaded.config.notifications
-    with build_edges(loaded) as edges:
+    # with --output json, stdout carries one JSON document; announcements go to stderr
+    announcer = Announcer(sys.stderr) if output is Output.JSON and notifications.stdout else None
+    with build_edges(loaded, notifier=announcer) as edges:
         controller = Controller(
             loaded.topology, edges.store, edges.engines, edges.providers, edges.routers, edges.prober,
             edges.notifier, edges.clock,
@@ -97,7 +101,8 @@ def daemon(
             edges.clock,
             ControllerOptions(identity=identity or f"daemon@{socket.gethostname()}:{os.getpid()}",
                               lease_ttl=loaded.config.daemon.lease_ttl, remote_observations=shared,
-                              provider_interval=30.0, pre_hooks=tuple(notifications.pre_failover),
+                              provider_interval=topology.probes.provider_interval,
+                              pre_hooks=tuple(notifications.pre_failover),
                               post_hooks=tuple(notifications.post_failover)),
         )
         runner = Daemon(controller, metrics, interval=every, listen=listen or loaded.config.daemon.listen,

@@ -128,6 +128,7 @@ class ProbeSettings:
     interval: float = 1.0
     timeout: float = 0.5
     vantage_points: tuple[str, ...] = ()
+    provider_interval: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)

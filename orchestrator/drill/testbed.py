@@ -137,6 +137,50 @@ class Testbed:
         cluster.start()
         self.replicas = cluster
 
+    # ---- faults: what a lost data centre looks like from outside ---------------------------------------------
+
+    def impair_aws(self, impaired: bool = True) -> None:
+        """moto reports the zone impaired and the instance's status checks failed (as AWS does, minutes late)."""
+        from moto.core import DEFAULT_ACCOUNT_ID  # type: ignore[attr-defined]
+        from moto.ec2.models import ec2_backends
+        from moto.ec2.models.instances import Instance
+
+        for zone in ec2_backends[DEFAULT_ACCOUNT_ID][AWS_REGION].zones[AWS_REGION]:
+            if zone.name == AWS_ZONE:
+                zone.state = "impaired" if impaired else "available"
+        patched = "_drill_original_status"
+        if impaired and patched not in vars(Instance):
+            original: Any = vars(Instance)["system_status"]
+            sick = self.aws_instance
+
+            def system_status(instance: Any) -> Any:
+                if instance.id == sick and instance.state_code == 16:
+                    return {"Status": "impaired", "Details": [{"Name": "reachability", "Status": "failed"}]}
+                return original.fget(instance)
+
+            setattr(Instance, patched, original)
+            setattr(Instance, "system_status", property(system_status))  # noqa: B010 - patching a class property
+            self._stack.callback(self.impair_aws, False)
+        elif not impaired and patched in vars(Instance):
+            setattr(Instance, "system_status", vars(Instance)[patched])  # noqa: B010
+            delattr(Instance, patched)
+
+    def lose_aws(self, *, kill: bool = False) -> None:
+        """The primary's data centre goes dark: its replica stops answering (frozen, or killed) and AWS's API
+        reports the zone and the instance impaired."""
+        assert self.replicas is not None
+        name = f"{self.engine}-aws"
+        if kill:
+            self.replicas.kill(name)
+        else:
+            self.replicas.pause(name)
+        self.impair_aws(True)
+
+    def restore_aws(self) -> None:
+        assert self.replicas is not None
+        self.impair_aws(False)
+        self.replicas.resume(f"{self.engine}-aws")
+
     # ---- configuration --------------------------------------------------------------------------------------
 
     def config(self) -> dict[str, Any]:
