@@ -402,7 +402,7 @@ def _timing_checks(config: FailoverConfig) -> Iterator[Problem]:
     if probes.timeout >= probes.interval:
         yield Problem(("probes", "timeout"), "must be shorter than probes.interval")
     detection = probes.interval * policy.failure_threshold
-    if detection * 10 > config.protection_window.duration:
+    if detection * 10 > config.protection_window.duration + 1e-9:
         yield Problem(
             ("probes", "interval"),
             f"interval x failure_threshold = {detection:g}s must be well below (<= 1/10 of) the "

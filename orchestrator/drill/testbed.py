@@ -45,6 +45,7 @@ class Testbed:
     protection: str = "20s"
     probe_interval: str = "500ms"
     probe_timeout: str = "300ms"
+    provider_interval: str = "1s"
     min_failover_interval: str = "1h"
     approval: str = "auto"
     store: str | None = None
@@ -201,7 +202,8 @@ class Testbed:
                              "subscription": AZURE_SUBSCRIPTION, "resource_group": AZURE_GROUP,
                              "endpoint_url": azure_url},
             },
-            "probes": {"interval": self.probe_interval, "timeout": self.probe_timeout, "vantage_points": []},
+            "probes": {"interval": self.probe_interval, "timeout": self.probe_timeout,
+                       "vantage_points": ["aws-hk", "gcp-hk", "azure-hk"], "provider_interval": self.provider_interval},
             "policy": {"failure_threshold": 3, "quorum": 2, "flap_count": 3, "flap_window": "30m",
                        "max_lag_on_failover": 0, "min_failover_interval": self.min_failover_interval,
                        "approval": self.approval, "prefer_other_provider": True, "step_deadline": "60s"},

@@ -7,6 +7,7 @@ acts; a follower still probes and records what it sees, so every orchestrator re
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from orchestrator.drivers.state import (
 )
 from orchestrator.drivers.status import write_verdicts
 from orchestrator.engine.base import EngineControl
-from orchestrator.store.base import StateStore
+from orchestrator.store.base import Conflict, StateStore
 from orchestrator.store.records import IncidentStatus, Lease
 from providers.base import CloudProvider
 from providers.traffic import TrafficRouter
@@ -179,9 +180,11 @@ class Controller:
                     "previous": before.verdict.value if before else None, "reason": assessment.reason,
                 }))
         self._verdicts = verdicts
-        if self.options.carry_health_in_store:
+        if self.options.carry_health_in_store and self.lease is not None:
+            # only the leader carries hysteresis forward; a concurrent writer's newer state wins
             found = self.store.get_state(HEALTH_KEY)
-            self.store.put_state(HEALTH_KEY, health_to_json(self.health), found[1] if found else None)
+            with contextlib.suppress(Conflict):
+                self.store.put_state(HEALTH_KEY, health_to_json(self.health), found[1] if found else None)
         return verdicts
 
     # ---- decide and act -------------------------------------------------------------------------------------

@@ -149,7 +149,7 @@ class Daemon:
         last = self.state.last
         return {
             "identity": self.controller.options.identity,
-            "leader": bool(last and last.leader),
+            "leader": bool(last and last.leader) and self.controller.lease is not None and not self.state.error,
             "cycles": self.state.cycles,
             "last_cycle_at": last.at if last else None,
             "message": last.message if last else "",

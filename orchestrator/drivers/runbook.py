@@ -42,10 +42,18 @@ def failpoint(step: Step, where: str) -> None:
 
     `<step>:before` dies after `started` is journaled, before the step acts; `<step>` or `<step>:acted` after it
     acted, before its outcome is journaled (the hardest case: the world changed, the journal does not know);
-    `<step>:after` once the outcome is journaled."""
+    `<step>:after` once the outcome is journaled. With `FAILOVER_FAILPOINT_ONCE=<path>`, only the first process
+    to reach the point dies (it creates the file)."""
     wanted = os.environ.get(FAILPOINT_ENV)
-    if wanted and wanted in (f"{step.value}:{where}", step.value if where == "acted" else ""):
-        os.kill(os.getpid(), signal.SIGKILL)
+    if not wanted or wanted not in (f"{step.value}:{where}", step.value if where == "acted" else ""):
+        return
+    once = os.environ.get(FAILPOINT_ENV + "_ONCE")
+    if once:  # among several processes (HA tests), only the first to get here dies
+        try:
+            os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True, slots=True)
