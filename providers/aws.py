@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import boto3
@@ -145,6 +146,7 @@ class AwsProvider(_AwsErrors, CloudProvider):
         super().__init__(site, **kwargs)
         self._session = session
         self._clients: dict[str, Any] = {}
+        self._ids: dict[str, str] = {}  # Name tag -> instance id
         self.use_health_api = use_health_api
         self.force_fence = force_fence
 
@@ -189,7 +191,28 @@ class AwsProvider(_AwsErrors, CloudProvider):
             return set()
         return {event["availabilityZone"] for event in answer.get("events", []) if event.get("availabilityZone")}
 
+    def _resolve(self, instance: str) -> str:
+        """An instance id, or the value of a `Name` tag (stable across re-creation, and what a CI config against
+        moto can name before the ids exist) resolved once to the id of the live instance carrying it."""
+        if instance.startswith("i-") or instance in self._ids:
+            return self._ids.get(instance, instance)
+        answer = self._read(
+            "ec2.describe_instances", self._sdk("ec2", "describe_instances"),
+            Filters=[{"Name": "tag:Name", "Values": [instance]},
+                     {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}],
+        )
+        found = [str(i["InstanceId"]) for r in answer.get("Reservations", []) for i in r.get("Instances", [])]
+        if len(found) != 1:
+            return instance  # unknown (or ambiguous): reported as not found by the caller
+        self._ids[instance] = found[0]
+        return found[0]
+
     def _instance_healths(self, instances: Sequence[str]) -> Mapping[str, InstanceHealth]:
+        by_id = {self._resolve(name): name for name in instances}
+        return {by_id[h.instance]: replace(h, instance=by_id[h.instance])
+                for h in self._healths_by_id(list(by_id)).values() if h.instance in by_id}
+
+    def _healths_by_id(self, instances: Sequence[str]) -> Mapping[str, InstanceHealth]:
         healths: dict[str, InstanceHealth] = {}
         token: str | None = None
         while True:
@@ -207,15 +230,15 @@ class AwsProvider(_AwsErrors, CloudProvider):
 
     def _start(self, instance: str) -> None:
         self._write("ec2.start_instances", self._sdk("ec2", "start_instances"), subject=f"instance {instance}",
-                    InstanceIds=[instance])
+                    InstanceIds=[self._resolve(instance)])
 
     def _stop(self, instance: str) -> None:
         self._write("ec2.stop_instances", self._sdk("ec2", "stop_instances"), subject=f"instance {instance}",
-                    InstanceIds=[instance])
+                    InstanceIds=[self._resolve(instance)])
 
     def _fence(self, instance: str) -> None:
         self._write("ec2.stop_instances", self._sdk("ec2", "stop_instances"), subject=f"instance {instance}",
-                    InstanceIds=[instance], Force=self.force_fence)
+                    InstanceIds=[self._resolve(instance)], Force=self.force_fence)
 
 
 def _instance_health(entry: Mapping[str, Any]) -> InstanceHealth:
@@ -265,10 +288,26 @@ class Route53Router(_AwsErrors, TrafficRouter):
         self._profile = profile
         self._session = session
         self._route53: Any = None
+        self._zones: dict[str, str] = {}  # zone name -> hosted zone id
 
     @property
     def scope(self) -> str:
         return "route53"
+
+    def _zone_id(self, dns: DnsTarget) -> str:
+        """`zone_id` as configured: an id (Z0123...), or a zone's name (`engine.example.internal`, with a dot),
+        resolved once; names survive re-creating a zone and let a CI config name a zone moto has not made yet."""
+        if "." not in dns.zone_id:
+            return dns.zone_id
+        if dns.zone_id not in self._zones:
+            wanted = _fqdn(dns.zone_id)
+            answer = self._read("route53.list_hosted_zones_by_name", self._sdk("route53", "list_hosted_zones_by_name"),
+                                subject=f"zone {dns.zone_id}", DNSName=wanted, MaxItems="1")
+            zones = [z for z in answer.get("HostedZones", []) if _fqdn(z["Name"]) == wanted]
+            if not zones:
+                raise ProviderNotFound(f"route53: no hosted zone named {dns.zone_id}")
+            self._zones[dns.zone_id] = str(zones[0]["Id"]).split("/")[-1]
+        return self._zones[dns.zone_id]
 
     def _client(self, service: str) -> Any:
         with self._lock:
@@ -284,7 +323,7 @@ class Route53Router(_AwsErrors, TrafficRouter):
         name = _fqdn(dns.record)
         answer = self._read(
             "route53.list_resource_record_sets", self._sdk("route53", "list_resource_record_sets"),
-            subject=f"zone {dns.zone_id}", HostedZoneId=dns.zone_id, StartRecordName=name, MaxItems="10",
+            subject=f"zone {dns.zone_id}", HostedZoneId=self._zone_id(dns), StartRecordName=name, MaxItems="10",
         )
         return [rrset for rrset in answer.get("ResourceRecordSets", []) if _fqdn(rrset["Name"]) == name]
 
@@ -310,7 +349,7 @@ class Route53Router(_AwsErrors, TrafficRouter):
         changes.append({"Action": "UPSERT", "ResourceRecordSet": new})
         self._write(
             "route53.change_resource_record_sets", self._sdk("route53", "change_resource_record_sets"),
-            subject=f"record {dns.record}", HostedZoneId=dns.zone_id,
+            subject=f"record {dns.record}", HostedZoneId=self._zone_id(dns),
             ChangeBatch={"Comment": f"failover: {dns.record} -> {address}", "Changes": changes},
         )
 

@@ -55,13 +55,16 @@ def plan(
     config: ConfigOption = None,
     engine: EngineOption = None,
     target: Annotated[str | None, typer.Option("--target", help="Replica to promote (default: the best).")] = None,
+    assume_primary_lost: Annotated[bool, typer.Option(
+        "--assume-primary-lost", help="Contact no engine; plan as if the primary's site were lost (CI dry run).")]
+    = False,
     output: OutputOption = Output.TABLE,
 ) -> None:
     """The steps a failover would run, each call it would make, and which safety rule would block it.
     Makes no change (provider and DNS writes are only recorded). Exit 3 when a rule blocks."""
     loaded = load(config)
     with build_edges(loaded, dry_run=True) as edges:
-        report = Operator(loaded, edges, actor=actor()).plan(engine, target)
+        report = Operator(loaded, edges, actor=actor()).plan(engine, target, assume_primary_lost=assume_primary_lost)
     if output is Output.JSON:
         print_json({**_plain_plan(report), "safe": report.safe})
     else:

@@ -19,7 +19,7 @@ from orchestrator.config import LoadedConfig
 from orchestrator.core.decide import EngineSnapshot, IncidentView, Rule, check_target, rank_candidates
 from orchestrator.core.errors import ConfigError, FailoverError, IllegalTransition, UnsafeError
 from orchestrator.core.health import Assessment
-from orchestrator.core.model import Engine, Phase, ReplicaStatus, Verdict
+from orchestrator.core.model import Engine, Phase, ReplicaStatus, Role, Verdict
 from orchestrator.core.phases import PhaseChange, PhaseEvent, announce, parse_timezone, transition
 from orchestrator.core.runbook import STEPS, Step
 from orchestrator.core.runbook import Status as RunStatus
@@ -120,12 +120,21 @@ class Operator:
 
     # ---- plan -----------------------------------------------------------------------------------------------
 
-    def plan(self, engine_name: str | None = None, target: str | None = None) -> PlanReport:
+    def plan(self, engine_name: str | None = None, target: str | None = None, *,
+             assume_primary_lost: bool = False) -> PlanReport:
         """What a failover would do now, call by call, and which rule would block it. Changes nothing: engine
-        calls are described, provider and DNS writes are recorded by the adapters' dry-run mode."""
+        calls are described, provider and DNS writes are recorded by the adapters' dry-run mode.
+
+        `assume_primary_lost` contacts no engine: it plans as if the primary's site had just been lost and every
+        other replica were healthy and caught up (a CI dry run against moto or localstack, where no engine runs);
+        the cloud calls are still real reads and recorded writes."""
         engine = self.engine(engine_name)
-        statuses = self.statuses(engine)
-        verdicts = self.live_verdicts(engine, statuses)
+        if assume_primary_lost:
+            record = load_engine(self.store, self.topology, engine.name)
+            statuses, verdicts = self._assumed_loss(engine, record.primary)
+        else:
+            statuses = self.statuses(engine)
+            verdicts = self.live_verdicts(engine, statuses)
         snap, record = self.snapshot(engine, statuses)
         now = self.edges.clock()
         ranked = rank_candidates(snap, self.topology, verdicts)
@@ -141,6 +150,19 @@ class Operator:
         return PlanReport(engine.name, snap.primary, target, epoch, [r.value for r in blocked],
                           [{"replica": c.replica, "eligible": c.eligible, "lag": c.lag,
                             "blocked_by": [r.value for r in c.blocked_by]} for c in ranked], steps)
+
+    def _assumed_loss(self, engine: Engine, primary: str) -> tuple[dict[str, ReplicaStatus],
+                                                                    dict[str, Assessment]]:
+        now = self.edges.clock()
+        lost = engine.replica(primary)
+        statuses = {r.name: ReplicaStatus(r.name, Role.STANDBY, 0, Phase.OPEN, None, 0, 0)
+                    for r in engine.replicas if r.name != primary}
+        verdicts = {}
+        for replica in engine.replicas:
+            bad = replica.site == lost.site
+            verdicts[replica.name] = Assessment(replica.name, Verdict.DOWN if bad else Verdict.HEALTHY, now)
+            verdicts[replica.site] = Assessment(replica.site, Verdict.DOWN if bad else Verdict.HEALTHY, now)
+        return statuses, verdicts
 
     def _planned_steps(self, engine: Engine, source: str, target: str, epoch: int,
                        statuses: Mapping[str, ReplicaStatus]) -> list[PlannedStep]:
