@@ -26,6 +26,12 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
+drill: $(STAMP)
+	$(BIN)/failover drill
+
+simulate: $(STAMP)
+	$(BIN)/failover simulate configs/scenarios/hk-2022.yaml
+
 status: $(STAMP)
 	$(BIN)/failover status --config configs/example.yaml
 

@@ -17,7 +17,8 @@ What the simulated cloud models, and why:
   the caller's own network is down);
 - DNS records keep their history so that clients can be modelled as resolving through a TTL.
 
-Retries here are deterministic (no jitter): a simulation must give the same result for the same seed.
+Retries here are deterministic (no jitter): a simulation must give the same result for the same seed. Built without
+a `cloud` (from the provider registry), each adapter gets a fresh cloud of its own on the wall clock.
 This module depends on the core's model and errors only (DESIGN §10).
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -241,9 +243,7 @@ class LocalProvider(_LocalCalls, CloudProvider):
     def __init__(self, site: Site, *, cloud: LocalCloud | None = None, **kwargs: Any) -> None:
         super().__init__(site, **kwargs)
         self._backoff_range = kwargs.get("backoff", (0.2, 5.0))
-        if cloud is None:
-            cloud = LocalCloud(site.provider, clock=kwargs.get("clock") or _zero)
-        self.cloud = cloud
+        self.cloud = cloud if cloud is not None else LocalCloud(site.provider, clock=kwargs.get("clock") or time.time)
 
     @property
     def source(self) -> str:
@@ -281,10 +281,10 @@ class LocalRouter(_LocalCalls, TrafficRouter):
 
     kind: ClassVar[str] = "local"
 
-    def __init__(self, *, cloud: LocalCloud, **kwargs: Any) -> None:
+    def __init__(self, *, cloud: LocalCloud | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._backoff_range = kwargs.get("backoff", (0.2, 5.0))
-        self.cloud = cloud
+        self.cloud = cloud if cloud is not None else LocalCloud("dns", clock=time.time)
 
     def _current_target(self, dns: DnsTarget) -> str | None:
         return self._read("local.get_record", self.cloud.get_record, zone_id=dns.zone_id, name=dns.record)
@@ -292,7 +292,3 @@ class LocalRouter(_LocalCalls, TrafficRouter):
     def _point_to(self, dns: DnsTarget, address: str) -> None:
         self._write("local.put_record", self.cloud.put_record, subject=f"record {dns.record}",
                     zone_id=dns.zone_id, name=dns.record, address=address)
-
-
-def _zero() -> float:
-    return 0.0

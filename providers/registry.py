@@ -25,6 +25,7 @@ PROVIDERS: dict[str, str] = {
 ROUTERS: dict[str, str] = {
     "aws": "providers.aws:Route53Router",
     "memory": "providers.memory:MemoryRouter",
+    "local": "providers.local:LocalRouter",
 }
 
 

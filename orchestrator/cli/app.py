@@ -31,8 +31,10 @@ def _root(
 
 def _register() -> None:
     """Commands live in their own modules; importing them here keeps `failover --help` complete."""
-    from orchestrator.cli import audit_cmd, cycle_cmd, operate_cmd, status_cmd
+    from orchestrator.cli import audit_cmd, cycle_cmd, drill_cmd, operate_cmd, simulate_cmd, status_cmd
 
+    drill_cmd.register(app)
+    simulate_cmd.register(app)
     status_cmd.register(app)
     cycle_cmd.register(app)
     operate_cmd.register(app)

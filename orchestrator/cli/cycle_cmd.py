@@ -76,6 +76,8 @@ def daemon(
     interval: Annotated[str | None, typer.Option("--interval", help="Cycle interval (default: probes.interval).")]
     = None,
     max_cycles: Annotated[int | None, typer.Option("--max-cycles", hidden=True)] = None,
+    observe_only: Annotated[bool, typer.Option("--observe-only", help="Only probe and record (a vantage point "
+                                                                      "for another daemon); never lead.")] = False,
 ) -> None:
     """Run the cycle on an interval; one leader acts, followers probe. SIGTERM finishes the step and releases."""
     from orchestrator.drivers.daemon import Daemon, configure_json_logs
@@ -93,7 +95,8 @@ def daemon(
     notifications = loaded.config.notifications
     every = duration_option(interval, "--interval") if interval else (loaded.config.daemon.cycle_interval
                                                                   or topology.probes.interval)
-    shared = loaded.store_url.startswith("etcd://")
+    # several vantage points share the store: read what the others saw (etcd, or SQLite on one host)
+    shared = loaded.store_url.startswith("etcd://") or bool(topology.probes.vantage_points)
     with build_edges(loaded, vantage=vantage) as edges:
         notifier = Fanout(edges.notifier, metrics)
         controller = Controller(
@@ -101,7 +104,7 @@ def daemon(
             edges.clock,
             ControllerOptions(identity=identity or f"daemon@{socket.gethostname()}:{os.getpid()}",
                               lease_ttl=loaded.config.daemon.lease_ttl, remote_observations=shared,
-                              provider_interval=topology.probes.provider_interval,
+                              provider_interval=topology.probes.provider_interval, observe_only=observe_only,
                               pre_hooks=tuple(notifications.pre_failover),
                               post_hooks=tuple(notifications.post_failover)),
         )

@@ -90,12 +90,13 @@ class HealthSettings:
 
 
 def ingest(state: HealthState, observations: Iterable[Observation]) -> HealthState:
-    """Fold observations into the tracks; observations older than a track's last one are ignored."""
+    """Fold observations into the tracks; an observation not newer than a track's last one is ignored, so reading
+    an overlapping window of shared observations twice counts nothing twice."""
     tracks = dict(state.tracks)
     for obs in observations:
         key = (obs.subject, obs.source)
         old = tracks.get(key)
-        if old is not None and obs.at < old.at:
+        if old is not None and obs.at <= old.at:
             continue
         if obs.status is Status.DOWN:
             tracks[key] = Track(obs.status, obs.at, (old.failures if old else 0) + 1, 0)

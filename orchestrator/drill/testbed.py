@@ -47,6 +47,8 @@ class Testbed:
     probe_timeout: str = "300ms"
     provider_interval: str = "1s"
     min_failover_interval: str = "1h"
+    flap_window: str = "30m"
+    lease_ttl: str = "5s"
     approval: str = "auto"
     store: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -204,7 +206,7 @@ class Testbed:
             },
             "probes": {"interval": self.probe_interval, "timeout": self.probe_timeout,
                        "vantage_points": ["aws-hk", "gcp-hk", "azure-hk"], "provider_interval": self.provider_interval},
-            "policy": {"failure_threshold": 3, "quorum": 2, "flap_count": 3, "flap_window": "30m",
+            "policy": {"failure_threshold": 3, "quorum": 2, "flap_count": 3, "flap_window": self.flap_window,
                        "max_lag_on_failover": 0, "min_failover_interval": self.min_failover_interval,
                        "approval": self.approval, "prefer_other_provider": True, "step_deadline": "60s"},
             "protection_window": {"duration": self.protection, "allow": ["cancel", "post_only", "add_margin"]},
@@ -224,7 +226,7 @@ class Testbed:
                 },
             },
             "notifications": {"stdout": True},
-            "daemon": {"listen": "127.0.0.1:0", "lease_ttl": "5s"},
+            "daemon": {"listen": "127.0.0.1:0", "lease_ttl": self.lease_ttl},
             **self.extra,
         }
 

@@ -65,6 +65,7 @@ class ControllerOptions:
     provider_interval: float = 30.0
     remote_observations: bool = False  # HA: read other vantage points' observations from the shared store
     act: bool = True  # False: observe and decide, never act (dry runs)
+    observe_only: bool = False  # a probe agent: never takes the lease, only records what it sees
     publish_verdicts: bool = True  # a display copy for `status` and `plan`
     pre_hooks: tuple[str, ...] = ()
     post_hooks: tuple[str, ...] = ()
@@ -151,8 +152,11 @@ class Controller:
         if self.options.persist_observations:
             self.store.record_observations(observations)
         if self.options.remote_observations:
+            # other vantage points write late by up to a cycle: read with an overlap (ingest drops repeats)
             own = {o.source for o in observations}
-            remote = [o for o in self.store.observations(self._last_remote) if o.source not in own]
+            since = max(self._last_remote, now - 10 * self.topology.probes.interval)
+            remote = [o for o in self.store.observations(since - 2 * self.topology.probes.interval)
+                      if o.source not in own]
             self._last_remote = now
             observations.extend(remote)
         return observations
@@ -211,7 +215,7 @@ class Controller:
 
     def run_cycle(self) -> CycleResult:
         now = self.clock()
-        leader = self._lead()
+        leader = False if self.options.observe_only else self._lead()
         observations = self._observe(now)
         verdicts = self._assess(observations, now)
         if self.options.publish_verdicts and leader:

@@ -120,6 +120,7 @@ class RunbookDriver:
         self.pre_hooks = tuple(pre_hooks)
         self.post_hooks = tuple(post_hooks)
         self.guard = guard
+        self._silent: set[str] = set()
 
     # ---- the loop -------------------------------------------------------------------------------------------
 
@@ -127,6 +128,7 @@ class RunbookDriver:
         """Run steps until one waits; returns where the runbook stands."""
         incident = self.store.incident(incident_id)
         engine = self.topology.engines[incident.engine]
+        self._silent = set()
         plan = self._adopt(incident, plan_of(incident), engine)
         while True:
             journal = self.store.journal(incident_id)
@@ -191,12 +193,17 @@ class RunbookDriver:
     # ---- facts ----------------------------------------------------------------------------------------------
 
     def statuses(self, engine: Engine) -> dict[str, ReplicaStatus]:
+        """Every replica that answers. One that did not answer is not asked again within the same `advance`
+        (each ask costs a timeout); safe because an old primary that comes back meanwhile cannot acknowledge
+        anything once the others carry the new epoch, and the next cycle asks again."""
         found = {}
         for replica in engine.replicas:
+            if replica.name in self._silent:
+                continue
             try:
                 found[replica.name] = self.engines.status(replica)
             except FailoverError:
-                continue
+                self._silent.add(replica.name)
         return found
 
     def _instance_state(self, engine: Engine, replica_name: str) -> str | None:

@@ -64,10 +64,11 @@ def build_edges(
     stack.callback(store.close)
     if engines is None:
         client = HttpEngineClient(token_file=loaded.config.control_token_file,
-                                  read_timeout=max(0.2, topology.probes.timeout), attempts=2)
+                                  read_timeout=max(0.2, topology.probes.timeout), attempts=2,
+                                  control_timeout=max(5.0, topology.probes.timeout))
         stack.callback(client.close)
         engines = client
-    kwargs = provider_kwargs or {}
+    kwargs = {"poll_interval": 1.0, **(provider_kwargs or {})}
     providers = {name: build_provider(site, dry_run=dry_run, **kwargs) for name, site in topology.sites.items()}
     routers = {
         name: build_router(engine.dns, dry_run=dry_run)

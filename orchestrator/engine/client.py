@@ -57,7 +57,8 @@ class HttpEngineClient(EngineControl):
 
     def __init__(self, *, token: str | None = None, token_file: str | Path | None = None,
                  connect_timeout: float = 1.0, read_timeout: float = 5.0, attempts: int = 3,
-                 backoff: float = 0.2, max_backoff: float = 2.0, verify: bool | str = True) -> None:
+                 backoff: float = 0.2, max_backoff: float = 2.0, verify: bool | str = True,
+                 control_timeout: float | None = None) -> None:
         """`token` wins over `token_file`, which wins over $FAILOVER_CONTROL_TOKEN; none is needed for reads.
         `verify` is passed to httpx: False, True (system CAs) or the path of a CA bundle for https URLs."""
         if token is None and token_file is not None:
@@ -67,6 +68,8 @@ class HttpEngineClient(EngineControl):
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
         self._http = httpx.Client(timeout=timeout, verify=verify)
+        # control calls (phase, promote, fence) may take longer than a probe: a promotion asks every peer first
+        self._control_timeout = httpx.Timeout(control_timeout, connect=connect_timeout) if control_timeout else None
         self._attempts = max(1, attempts)
         self._wait = wait_random_exponential(multiplier=backoff, max=max_backoff)
 
@@ -172,8 +175,9 @@ class HttpEngineClient(EngineControl):
     def _once(self, replica: Target, method: str, path: str, body: Mapping[str, Any] | None,
               params: Mapping[str, int] | None) -> Any:
         try:
+            timeout = self._control_timeout if method == "POST" and self._control_timeout else self._http.timeout
             response = self._http.request(method, _url(replica) + path, json=body, params=params,
-                                          headers=self._headers)
+                                          headers=self._headers, timeout=timeout)
         except httpx.HTTPError as error:
             raise _Retryable(_describe(error)) from error
         if response.status_code >= 500:

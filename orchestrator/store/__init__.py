@@ -47,7 +47,11 @@ __all__ = [
 DEFAULT_STORE_URL = "sqlite:///failover-state.db"
 """Used when the configuration names no store: `./failover-state.db`, relative to the working directory."""
 
-_BACKENDS = {"sqlite": "orchestrator.store.sqlite", "etcd": "orchestrator.store.etcd"}
+_BACKENDS = {
+    "sqlite": "orchestrator.store.sqlite",
+    "etcd": "orchestrator.store.etcd",
+    "memory": "orchestrator.store.memory",  # the simulator's: one process, virtual clock, nothing on disk
+}
 
 
 class _Backend(Protocol):

@@ -6,14 +6,15 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from daemon_helpers import Daemons
 from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator.config import load_config
 from orchestrator.core.model import Phase, Role
+from orchestrator.drill.daemons import Daemons
 from orchestrator.drill.orders import OrderStream, missing_or_moved
 from orchestrator.drill.testbed import Testbed
 from orchestrator.store import open_store
@@ -24,31 +25,41 @@ LEASE_TTL = 3.0
 INTERVAL = 0.1
 
 
+@dataclass
+class HA:
+    bed: Testbed
+    daemons: Daemons
+
+
 @pytest.fixture
-def ha(tmp_path: Path, etcd: EtcdCluster) -> Iterator[Daemons]:
+def ha(tmp_path: Path, etcd: EtcdCluster) -> Iterator[HA]:
     store = f"{etcd.url}/t-{uuid.uuid4().hex[:8]}"
     with Testbed(tmp_path / "bed", store=store, protection="3s", probe_interval="100ms", probe_timeout="80ms",
                  extra={"daemon": {"listen": "127.0.0.1:0", "lease_ttl": f"{LEASE_TTL:g}s"}}) as bed:
-        daemons = Daemons(bed, tmp_path)
+        daemons = Daemons(bed.env(), tmp_path)
         try:
-            yield daemons
+            yield HA(bed, daemons)
         finally:
             daemons.stop_all()
 
 
-def start_three(ha: Daemons, env: dict[str, str] | None = None) -> None:
+def start_three(ha: HA, env: dict[str, str] | None = None) -> Daemons:
+    daemons = ha.daemons
     for name, vantage in (("d-aws", "aws-hk"), ("d-gcp", "gcp-hk"), ("d-azure", "azure-hk")):
-        ha.start(name, vantage, env)
-    ha.wait_for(lambda: len(ha.leaders()) == 1 and all(d.status() for d in ha.running), 30, "one leader")
+        daemons.start(name, vantage, env)
+    daemons.wait_for(lambda: len(daemons.leaders()) == 1 and all(d.status() for d in daemons.running), 30,
+                     "one leader")
+    return daemons
 
 
-def test_exactly_one_acts_and_a_killed_leader_hands_over_mid_failover(ha: Daemons, tmp_path: Path) -> None:
+def test_exactly_one_acts_and_a_killed_leader_hands_over_mid_failover(ha: HA, tmp_path: Path) -> None:
     bed = ha.bed
     assert bed.replicas is not None
-    start_three(ha, {"FAILOVER_FAILPOINT": "promote:before", "FAILOVER_FAILPOINT_ONCE": str(tmp_path / "died")})
+    daemons = start_three(ha, {"FAILOVER_FAILPOINT": "promote:before",
+                               "FAILOVER_FAILPOINT_ONCE": str(tmp_path / "died")})
     time.sleep(1.0)
-    assert len(ha.leaders()) == 1
-    followers = [d for d in ha.running if d.status()["leader"] is False]  # type: ignore[index]
+    assert len(daemons.leaders()) == 1
+    followers = [d for d in daemons.running if d.status()["leader"] is False]  # type: ignore[index]
     assert len(followers) == 2
 
     client = bed.replicas.client()
@@ -57,12 +68,12 @@ def test_exactly_one_acts_and_a_killed_leader_hands_over_mid_failover(ha: Daemon
     time.sleep(1.0)
     bed.lose_aws()  # the primary's data centre goes dark
 
-    ha.wait_for(lambda: (tmp_path / "died").exists(), 30, "the leader to die at promote")
-    dead = next(d for d in ha.running if not d.alive or d.process.poll() is not None)
+    daemons.wait_for(lambda: (tmp_path / "died").exists(), 30, "the leader to die at promote")
+    dead = next(d for d in daemons.running if not d.alive or d.process.poll() is not None)
     dead.process.wait(timeout=5)
     loaded = load_config(bed.config_path)
     with open_store(loaded.store_url) as store:
-        ha.wait_for(lambda: (i := store.open_incident("spot")) is None or i.status.value == "closed", 60,
+        daemons.wait_for(lambda: (i := store.open_incident("spot")) is None or i.status.value == "closed", 60,
                     "the new leader to finish the runbook")
         [incident] = store.incidents()
         journal = store.journal(incident.id)
@@ -91,7 +102,7 @@ def test_exactly_one_acts_and_a_killed_leader_hands_over_mid_failover(ha: Daemon
                  if client.status(bed.replicas.replica(n)).role is Role.PRIMARY]
     assert primaries == [incident.target]
 
-    leader = next(d for d in ha.running if d.alive and d.status()["leader"])  # type: ignore[index]
+    leader = next(d for d in daemons.running if d.alive and d.status()["leader"])  # type: ignore[index]
     metrics = {f.name: f for f in text_string_to_metric_families(leader.get("/metrics").text)}
     assert metrics["failover_leader"].samples[0].value == 1
     phase = {s.labels["phase"]: s.value for s in metrics["failover_phase"].samples if s.labels["engine"] == "spot"}
@@ -101,15 +112,15 @@ def test_exactly_one_acts_and_a_killed_leader_hands_over_mid_failover(ha: Daemon
     assert leader.get("/healthz").status_code == 200
 
 
-def test_etcd_quorum_lost_stops_everyone_then_one_leads_again(ha: Daemons, etcd: EtcdCluster) -> None:
-    start_three(ha)
+def test_etcd_quorum_lost_stops_everyone_then_one_leads_again(ha: HA, etcd: EtcdCluster) -> None:
+    daemons = start_three(ha)
     etcd.stop_member(1)
     etcd.stop_member(2)
     try:
-        ha.wait_for(lambda: ha.leaders() == [] and all(d.status()["error"] for d in ha.running), 20,  # type: ignore[index]
-                    "every daemon to stop acting and report the store error")
-        assert all(d.get("/healthz").status_code == 503 for d in ha.running)
+        daemons.wait_for(lambda: daemons.leaders() == [] and all(s["error"] for s in daemons.statuses().values()),
+                         20, "every daemon to stop acting and report the store error")
+        assert all(d.get("/healthz").status_code == 503 for d in daemons.running)
     finally:
         etcd.restart_member(1)
         etcd.restart_member(2)
-    ha.wait_for(lambda: len(ha.leaders()) == 1, 30, "one leader again")
+    daemons.wait_for(lambda: len(daemons.leaders()) == 1, 30, "one leader again")

@@ -1,4 +1,4 @@
-"""Daemon processes for the HA tests: start, ask /status, wait for a condition, stop."""
+"""Orchestrator daemons as child processes, for drills and HA tests: start, ask /status, wait, stop."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from orchestrator.drill.testbed import Testbed
 from orchestrator.engine.replica.testbed import free_port
 
 
@@ -25,7 +25,7 @@ class DaemonProcess:
 
     def status(self) -> dict[str, Any] | None:
         try:
-            body: dict[str, Any] = httpx.get(f"http://127.0.0.1:{self.port}/status", timeout=1.0).json()
+            body: dict[str, Any] = httpx.get(f"http://127.0.0.1:{self.port}/status", timeout=0.5).json()
             return body
         except (httpx.HTTPError, json.JSONDecodeError):
             return None
@@ -40,26 +40,33 @@ class DaemonProcess:
 
 @dataclass
 class Daemons:
-    bed: Testbed
+    env: dict[str, str]
     base: Path
     running: list[DaemonProcess] = field(default_factory=list)
 
-    def start(self, name: str, vantage: str, env: dict[str, str] | None = None) -> DaemonProcess:
+    def start(self, name: str, vantage: str, env: dict[str, str] | None = None, *,
+              observe_only: bool = False) -> DaemonProcess:
         port = free_port()
         log = self.base / f"{name}.log"
         handle = log.open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator", "daemon", "--identity", name, "--vantage", vantage,
-             "--listen", f"127.0.0.1:{port}"],
-            env={**self.bed.env(), **(env or {})}, stdout=handle, stderr=subprocess.STDOUT)
+        command = [sys.executable, "-m", "orchestrator", "daemon", "--identity", name, "--vantage", vantage,
+                   "--listen", f"127.0.0.1:{port}"]
+        if observe_only:
+            command.append("--observe-only")
+        process = subprocess.Popen(command, env={**self.env, **(env or {})}, stdout=handle,
+                                   stderr=subprocess.STDOUT)
+        handle.close()
         daemon = DaemonProcess(name, port, process, log)
         self.running.append(daemon)
         return daemon
 
-    def leaders(self) -> list[str]:
-        return [d.name for d in self.running if d.alive and (s := d.status()) is not None and s["leader"]]
+    def statuses(self) -> dict[str, dict[str, Any]]:
+        return {d.name: s for d in self.running if d.alive and (s := d.status()) is not None}
 
-    def wait_for(self, predicate: Any, timeout: float, what: str) -> float:
+    def leaders(self) -> list[str]:
+        return [name for name, status in self.statuses().items() if status["leader"]]
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str) -> float:
         began = time.monotonic()
         while time.monotonic() - began < timeout:
             if predicate():
@@ -79,3 +86,4 @@ class Daemons:
                 daemon.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 daemon.process.kill()
+                daemon.process.wait(timeout=5)

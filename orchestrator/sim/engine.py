@@ -1,0 +1,86 @@
+"""`SimEngineControl`: the engine control interface (DESIGN §7) answered by the simulated replicas.
+
+Why it mirrors the reference replica so closely: the runbook that runs here is the one that runs in production, so
+every answer must be one a real replica could give — the epoch rule first (a lower epoch is refused with
+`StaleEpoch` and changes nothing; a higher one is recorded before the call acts), then the role, then the effect.
+Where the simulation takes a position the reference replica leaves open, it is stated here:
+
+- a standby accepts `set_phase` (recording the epoch and the phase it is told), so that the runbook's `halt` step
+  can confirm that every replica it reaches is halted under its epoch; a fenced replica accepts only `halted`,
+  which it already is;
+- fencing halts: a fenced replica reports `halted` (it takes no order, so that is what it is);
+- a promotion without `force` is refused with `PromoteRefused` when a peer the replica can reach holds more
+  journal entries; a promoted replica applies everything it holds and starts `halted`.
+
+Every call fails with `EngineError` when the orchestrator's host is partitioned, the replica's site is out, its
+machine is not running, or it answers slower than the control timeout.
+"""
+
+from __future__ import annotations
+
+from orchestrator.core.errors import EngineError, StaleEpoch
+from orchestrator.core.model import Phase, Replica, ReplicaStatus, Role
+from orchestrator.engine.base import EngineControl, PromoteRefused
+from orchestrator.sim.world import SimReplica, World
+
+
+class SimEngineControl(EngineControl):
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.calls = 0
+
+    def _reach(self, replica: Replica) -> SimReplica:
+        self.calls += 1
+        sim = self.world.replicas[replica.name]
+        problem = self.world.control_problem(sim)
+        if problem is not None:
+            raise EngineError(f"replica {replica.name} at {replica.control_url}: {problem}")
+        return sim
+
+    def _see_epoch(self, sim: SimReplica, epoch: int) -> None:
+        """The epoch rule, checked before anything else; every mutating call goes through here."""
+        if epoch < sim.epoch:
+            raise StaleEpoch(f"replica {sim.name}: stale epoch {epoch}; the replica has seen epoch {sim.epoch}")
+        sim.epoch = epoch
+        self.world.touch()
+
+    def status(self, replica: Replica) -> ReplicaStatus:
+        return self._reach(replica).status()
+
+    def set_phase(self, replica: Replica, phase: Phase, until: float | None, epoch: int) -> ReplicaStatus:
+        sim = self._reach(replica)
+        self._see_epoch(sim, epoch)
+        if sim.role is Role.FENCED:
+            if phase is Phase.HALTED:
+                return sim.status()
+            raise EngineError(f"replica {sim.name}: refused with 409 fenced")
+        sim.phase = phase
+        sim.phase_until = until if phase is Phase.PROTECTION else None
+        return sim.status()
+
+    def promote(self, replica: Replica, epoch: int, *, force: bool = False) -> ReplicaStatus:
+        sim = self._reach(replica)
+        self._see_epoch(sim, epoch)
+        if sim.role is Role.PRIMARY:
+            return sim.status()
+        if sim.role is Role.FENCED and not force:
+            raise EngineError(f"replica {sim.name}: refused with 409 fenced")
+        if not force:
+            ahead = max(self.world.reachable_peers(sim), key=lambda peer: peer.n, default=None)
+            if ahead is not None and ahead.n > sim.n:
+                raise PromoteRefused(
+                    f"replica {sim.name}: promotion refused: at seq {sim.n}, behind {ahead.name} at {ahead.n}",
+                    last_seq=sim.n, peer_seq=ahead.n, peer=ahead.name,
+                )
+        self.world.note_promotion(sim, force)
+        sim.role = Role.PRIMARY
+        sim.applied = sim.n
+        sim.phase, sim.phase_until = Phase.HALTED, None
+        return sim.status()
+
+    def fence(self, replica: Replica, epoch: int) -> ReplicaStatus:
+        sim = self._reach(replica)
+        self._see_epoch(sim, epoch)
+        sim.role = Role.FENCED
+        sim.phase, sim.phase_until = Phase.HALTED, None
+        return sim.status()

@@ -1,0 +1,151 @@
+"""What can happen to the simulated world (DESIGN §9 fault kinds), and how each fault unfolds in time.
+
+A `Fault` is what a scenario author writes; `expand` turns it into `Atom`s, each one effect on one target over
+one interval (a flapping fault is several data-plane outages; an outage is also, after `provider_delay`, an
+impairment the provider API reports). The world keeps the set of active atoms and recomputes its conditions only
+at atom edges, so a quiet hour costs nothing but the ticks themselves.
+
+Which faults *stop the primary from serving* is decided here too (`stopping_windows`), because two figures depend
+on it and must agree: detection time starts at the first such window on the primary's site, and a failover is
+false when no such window touched the old primary's site within the preceding flap window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class FaultKind(StrEnum):
+    OUTAGE = "outage"
+    FLAPPING = "flapping"
+    DEGRADED = "degraded"
+    PROBE_LOSS = "probe_loss"
+    OBSERVER_PARTITION = "observer_partition"
+    SILENT_OUTAGE = "silent_outage"
+    API_ERRORS = "api_errors"
+    LAG = "lag"
+
+
+ORCHESTRATOR = "orchestrator"
+DEFAULT_PROVIDER_DELAY = 300.0  # status pages lag the data plane (DESIGN §9)
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One fault as written in a scenario; fields not used by `kind` keep their defaults.
+
+    `site`: every kind but observer_partition (optional for lag when `replica` is given). `observer`: the vantage
+    point that is cut off. `replica` / `entries`: lag (no `entries`: the replica stops applying for the duration).
+    """
+
+    kind: FaultKind
+    at: float
+    duration: float
+    site: str | None = None
+    provider_delay: float = DEFAULT_PROVIDER_DELAY
+    up: float = 0.0
+    down: float = 0.0
+    latency: float = 0.0
+    loss: float = 0.0
+    observer: str = ORCHESTRATOR
+    status: int = 503
+    retry_after: float | None = None
+    replica: str | None = None
+    entries: int | None = None
+
+    @property
+    def end(self) -> float:
+        return self.at + self.duration
+
+
+class Effect(StrEnum):
+    DATA_PLANE_OUT = "data_plane_out"  # probes fail, replicas unreachable, transitions hang
+    PROVIDER_REPORTS_OUT = "provider_reports_out"  # the API reports the zone down and the instances impaired
+    LATENCY = "latency"
+    PROBE_LOSS = "probe_loss"
+    PARTITION = "partition"  # target: a vantage point
+    API_ERRORS = "api_errors"
+    LAG = "lag"  # target: a site or a replica name; value: entries behind, or -1 for "stops applying"
+
+
+@dataclass(frozen=True, slots=True)
+class Atom:
+    start: float  # seconds from the scenario's start
+    end: float
+    effect: Effect
+    target: str
+    value: float = 0.0
+    fault: int = 0  # index of the fault in the scenario, for the timeline
+
+
+STOPPED = -1.0  # Atom.value of a lag that stops applying altogether
+
+
+def _outage(start: float, end: float, site: str, delay: float, index: int, *, silent: bool) -> list[Atom]:
+    atoms = [Atom(start, end, Effect.DATA_PLANE_OUT, site, fault=index)]
+    if not silent and start + delay < end:
+        atoms.append(Atom(start + delay, end, Effect.PROVIDER_REPORTS_OUT, site, fault=index))
+    return atoms
+
+
+def down_windows(fault: Fault) -> list[tuple[float, float]]:
+    """The intervals during which a flapping fault's site is out: `down` first, then `up`, alternating."""
+    windows, at = [], fault.at
+    while at < fault.end:
+        windows.append((at, min(at + fault.down, fault.end)))
+        at += fault.down + fault.up
+    return windows
+
+
+def expand(fault: Fault, index: int = 0) -> list[Atom]:
+    """The atoms of one fault; times are relative to the scenario's start."""
+    target = fault.site or ""
+    match fault.kind:
+        case FaultKind.OUTAGE:
+            return _outage(fault.at, fault.end, target, fault.provider_delay, index, silent=False)
+        case FaultKind.SILENT_OUTAGE:
+            return _outage(fault.at, fault.end, target, 0.0, index, silent=True)
+        case FaultKind.FLAPPING:
+            return [atom for start, end in down_windows(fault)
+                    for atom in _outage(start, end, target, fault.provider_delay, index, silent=False)]
+        case FaultKind.DEGRADED:
+            return [Atom(fault.at, fault.end, Effect.LATENCY, target, fault.latency, index)]
+        case FaultKind.PROBE_LOSS:
+            return [Atom(fault.at, fault.end, Effect.PROBE_LOSS, target, fault.loss, index)]
+        case FaultKind.OBSERVER_PARTITION:
+            return [Atom(fault.at, fault.end, Effect.PARTITION, fault.observer, 0.0, index)]
+        case FaultKind.API_ERRORS:
+            return [Atom(fault.at, fault.end, Effect.API_ERRORS, target, float(fault.status), index)]
+        case FaultKind.LAG:
+            value = STOPPED if fault.entries is None else float(fault.entries)
+            return [Atom(fault.at, fault.end, Effect.LAG, fault.replica or target, value, index)]
+    raise AssertionError(fault.kind)
+
+
+def stopping_windows(fault: Fault, probe_timeout: float) -> list[tuple[float, float]]:
+    """When this fault stops a replica on its site from serving (DESIGN §9: outage, flapping's downs, silent
+    outage, degradation beyond the probe timeout); empty for faults that leave the data plane serving."""
+    if fault.kind in (FaultKind.OUTAGE, FaultKind.SILENT_OUTAGE):
+        return [(fault.at, fault.end)]
+    if fault.kind is FaultKind.FLAPPING:
+        return down_windows(fault)
+    if fault.kind is FaultKind.DEGRADED and fault.latency > probe_timeout:
+        return [(fault.at, fault.end)]
+    return []
+
+
+def describe(fault: Fault) -> str:
+    """One line for the timeline."""
+    where = fault.site or fault.replica or fault.observer
+    extra = {
+        FaultKind.OUTAGE: f"provider notices after {fault.provider_delay:g}s",
+        FaultKind.FLAPPING: f"down {fault.down:g}s / up {fault.up:g}s",
+        FaultKind.DEGRADED: f"latency {fault.latency * 1000:g}ms",
+        FaultKind.PROBE_LOSS: f"{fault.loss:.0%} of probes lost",
+        FaultKind.OBSERVER_PARTITION: "reaches no site",
+        FaultKind.SILENT_OUTAGE: "provider API keeps saying ok",
+        FaultKind.API_ERRORS: f"provider API answers {fault.status}",
+        FaultKind.LAG: "stops applying" if fault.entries is None else f"{fault.entries} entries behind",
+    }[fault.kind]
+    return f"{fault.kind.value} on {where} for {fault.duration:g}s ({extra})"

@@ -1,0 +1,147 @@
+"""The simulated order flow and a small price-time order book.
+
+Why an order flow at all: the figures that matter to an exchange — acknowledged orders lost, trades while halted or
+in protection, how many replicas accepted writes as primary at once — only exist if clients keep sending orders
+through the whole incident, to wherever the DNS record points, including the kinds the protection window must
+refuse (market, IOC, FOK, plain limits, post-only orders that would cross).
+
+Why so small: a simulated day is ~170,000 orders per engine. The book has a handful of integer price levels around
+a fixed mid so that orders cross often (trades happen) and the book stays bounded; it is enough to tell a trade
+from a resting order, which is all the figures need. It is not a matching engine.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+
+from orchestrator.core.phases import RequestKind
+
+MID = 1000
+SPREAD = 5  # limit prices are MID-SPREAD .. MID+SPREAD
+MAX_RESTING = 400  # past this, the flow cancels instead of adding (keeps the book, and the sim, cheap)
+
+# How often each kind is sent: every kind of DESIGN §5, plus crossing post-only orders (drawn as POST_ONLY).
+KINDS: tuple[tuple[RequestKind, float], ...] = (
+    (RequestKind.LIMIT, 0.30),
+    (RequestKind.POST_ONLY, 0.20),
+    (RequestKind.MARKET, 0.08),
+    (RequestKind.IOC, 0.08),
+    (RequestKind.FOK, 0.04),
+    (RequestKind.CANCEL, 0.20),
+    (RequestKind.ADD_MARGIN, 0.10),
+)
+_CUMULATIVE = tuple(sum(weight for _, weight in KINDS[: i + 1]) for i in range(len(KINDS)))
+
+
+Order = tuple[RequestKind, bool, int, int]
+"""(kind, buy, price, qty): a plain tuple, because ~170,000 of them are drawn per simulated day."""
+
+
+def poisson(rng: random.Random, mean: float) -> int:
+    """A Poisson draw: Knuth's product method for small means, a rounded normal for large ones."""
+    if mean <= 0:
+        return 0
+    if mean > 50:
+        return max(0, round(rng.gauss(mean, math.sqrt(mean))))
+    limit, count, product = math.exp(-mean), 0, rng.random()
+    while product > limit:
+        count += 1
+        product *= rng.random()
+    return count
+
+
+def draw(rng: random.Random, resting: int) -> Order:
+    """One client request; about half the post-only orders are priced to cross the book."""
+    pick = rng.random()
+    kind = KINDS[-1][0]
+    for (candidate, _), bound in zip(KINDS, _CUMULATIVE, strict=True):
+        if pick < bound:
+            kind = candidate
+            break
+    if resting > MAX_RESTING and kind in (RequestKind.LIMIT, RequestKind.POST_ONLY):
+        kind = RequestKind.CANCEL
+    buy = rng.random() < 0.5
+    offset = int(rng.random() * (SPREAD + 1))
+    price = MID - offset if buy else MID + offset
+    if kind is RequestKind.POST_ONLY and rng.random() < 0.5:
+        price = MID + offset if buy else MID - offset  # on the wrong side of the mid: likely to cross
+    return kind, buy, price, 1 + int(rng.random() * 10)
+
+
+class Book:
+    """Price-time priority over integer price levels; each level a FIFO of [order id, remaining qty]."""
+
+    __slots__ = ("asks", "bids", "next_id", "resting")
+
+    def __init__(self) -> None:
+        self.bids: dict[int, deque[list[int]]] = {}
+        self.asks: dict[int, deque[list[int]]] = {}
+        self.resting: dict[int, tuple[bool, int]] = {}  # order id -> (buy, price), oldest first
+        self.next_id = 1
+
+    def crosses(self, buy: bool, price: int) -> bool:
+        """Whether a limit order at `price` would take liquidity (post-only orders must not)."""
+        if buy:
+            return bool(self.asks) and min(self.asks) <= price
+        return bool(self.bids) and max(self.bids) >= price
+
+    def has_resting(self) -> bool:
+        return bool(self.resting)
+
+    def cancel_oldest(self) -> None:
+        order_id, (buy, price) = next(iter(self.resting.items()))
+        del self.resting[order_id]
+        side = self.bids if buy else self.asks
+        level = side[price]
+        for entry in level:
+            if entry[0] == order_id:
+                level.remove(entry)
+                break
+        if not level:
+            del side[price]
+
+    def execute(self, kind: RequestKind, buy: bool, price: int, qty: int, matching: bool) -> int:
+        """Apply an admitted order (not a cancel or margin); returns the number of trades (fills). With matching
+        off (protection) only non-crossing post-only orders reach here, and they rest."""
+        if kind is RequestKind.FOK and self._available(buy, price) < qty:
+            return 0  # killed: not fully fillable now
+        limit: int | None = None if kind is RequestKind.MARKET else price
+        trades, remaining = self._take(buy, limit, qty) if matching else (0, qty)
+        if remaining and kind in (RequestKind.LIMIT, RequestKind.POST_ONLY):
+            self._rest(buy, price, remaining)
+        return trades
+
+    def _available(self, buy: bool, limit: int) -> int:
+        side = self.asks if buy else self.bids
+        return sum(entry[1] for price, level in side.items()
+                   if (price <= limit if buy else price >= limit) for entry in level)
+
+    def _take(self, buy: bool, limit: int | None, qty: int) -> tuple[int, int]:
+        side = self.asks if buy else self.bids
+        trades = 0
+        while qty and side:
+            best = min(side) if buy else max(side)
+            if limit is not None and (best > limit if buy else best < limit):
+                break
+            level = side[best]
+            while qty and level:
+                entry = level[0]
+                fill = min(qty, entry[1])
+                qty -= fill
+                entry[1] -= fill
+                trades += 1
+                if entry[1] == 0:
+                    level.popleft()
+                    del self.resting[entry[0]]
+            if not level:
+                del side[best]
+        return trades, qty
+
+    def _rest(self, buy: bool, price: int, qty: int) -> None:
+        order_id = self.next_id
+        self.next_id += 1
+        side = self.bids if buy else self.asks
+        side.setdefault(price, deque()).append([order_id, qty])
+        self.resting[order_id] = (buy, price)

@@ -1,0 +1,165 @@
+"""Run a scenario: the production controller and runbook against the simulated world, on a virtual clock.
+
+Why this is the whole of the glue: the point of the simulator is that nothing of the orchestrator is simulated.
+`Controller`, `RunbookDriver`, the health evaluator, `decide` and the runbook step machine run unchanged; only the
+edges are swapped — `SimEngineControl` for the HTTP client, `SimProber` for the HTTP prober, `LocalProvider` /
+`LocalRouter` for the cloud SDKs, a `MemoryStore` for SQLite and the `VirtualClock` for `time.time`/`time.sleep`.
+
+The loop ticks once per probe interval: the world lives up to the tick (faults, replication, orders), then one
+controller cycle runs at that instant. A cycle that sleeps (a provider retrying, a runbook step waiting for an
+instance to stop) moves the clock and the world with it, and the next tick comes no earlier than its end, as in
+the daemon.
+
+`simulate(path, seed, policy)` is what `failover simulate` calls: the figures as a JSON-ready dict (the CLI exits
+1 when one of its `expectations` is false, 2 on a ConfigError). `render_timeline` formats that dict for people.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from orchestrator.core.model import Phase
+from orchestrator.core.phases import format_instant, parse_timezone
+from orchestrator.drivers.controller import Controller, ControllerOptions
+from orchestrator.drivers.events import Event, EventKind, EventLog
+from orchestrator.sim.clock import VirtualClock
+from orchestrator.sim.engine import SimEngineControl
+from orchestrator.sim.metrics import SimResult, measure
+from orchestrator.sim.policies import apply_policy
+from orchestrator.sim.probes import SimProber
+from orchestrator.sim.scenario import Scenario, load_scenario
+from orchestrator.sim.world import World
+from orchestrator.store.memory import MemoryStore
+from providers.base import CloudProvider
+from providers.local import LocalProvider, LocalRouter
+from providers.traffic import TrafficRouter
+
+POLL_INTERVAL = 2.0  # how often a provider re-reads an instance while waiting for it to stop or start
+
+
+class SimEventLog(EventLog):
+    """Keeps every event, and tells the world at once when the orchestrator announces a phase: the world counts
+    trades against the phase the exchange has announced, not the phase the runner last looked at."""
+
+    def __init__(self, world: World) -> None:
+        super().__init__()
+        self.world = world
+
+    def publish(self, event: Event) -> None:
+        super().publish(event)
+        if event.kind is EventKind.PHASE and event.engine is not None and "phase" in event.detail:
+            self.world.note_phase(event.engine, Phase(event.detail["phase"]), event.at)
+
+
+class Simulation:
+    """One run: build once, then `run_until` any number of times (stateful tests inject faults in between)."""
+
+    def __init__(self, scenario: Scenario, seed: int = 0, policy: str = "default") -> None:
+        self.scenario, self.seed, self.policy = scenario, seed, policy
+        self.topology = apply_policy(scenario.topology, policy)
+        self.clock = VirtualClock(scenario.start)
+        self.world = World(scenario, self.topology, seed, self.clock)
+        self.store = MemoryStore(f"memory://{scenario.name}", clock=self.clock)
+        self.events = SimEventLog(self.world)
+        settings = scenario.world
+        timing: dict[str, Any] = {"timer": self.clock, "sleep": self.clock.sleep,
+                                  "call_deadline": settings.provider_call_deadline,
+                                  "request_timeout": settings.provider_request_timeout}
+        self.providers: dict[str, CloudProvider] = {
+            name: LocalProvider(site, cloud=self.world.clouds[site.provider], clock=self.clock,
+                                poll_interval=POLL_INTERVAL, **timing)
+            for name, site in self.topology.sites.items()
+        }
+        self.routers: dict[str, TrafficRouter] = {
+            name: LocalRouter(cloud=self.world.clouds[engine.dns.provider], **timing)
+            for name, engine in self.topology.engines.items() if engine.dns is not None
+        }
+        self.engines = SimEngineControl(self.world)
+        self.prober = SimProber(self.world)
+        self.controller = Controller(
+            self.topology, self.store, self.engines, self.providers, self.routers, self.prober, self.events,
+            self.clock, ControllerOptions(persist_observations=False, provider_interval=settings.provider_interval,
+                              publish_verdicts=False),
+        )
+        self.next_tick = scenario.start
+        self.cycles = 0
+
+    def run_until(self, at: float) -> None:
+        """Tick until `at` (epoch seconds): the world lives to each tick, then one controller cycle runs."""
+        interval = self.topology.probes.interval
+        while self.next_tick <= at:
+            self.world.advance_to(self.next_tick)
+            self.controller.run_cycle()
+            self.cycles += 1
+            self.next_tick = max(self.next_tick + interval, self.clock())
+        self.world.advance_to(at)
+
+    def run(self) -> SimResult:
+        self.run_until(self.scenario.end)
+        return self.result()
+
+    def result(self) -> SimResult:
+        return measure(self.scenario, self.topology, self.world, self.events.events, self.store, seed=self.seed,
+                       policy=self.policy, cycles=self.cycles)
+
+
+@contextmanager
+def quiet_adapters() -> Iterator[None]:
+    """The provider adapters log every failed API call, as they should in production; in a simulation of an
+    API outage that is thousands of lines on stderr, and the timeline already says it."""
+    loggers = [logging.getLogger(name) for name in ("providers", "orchestrator.drivers")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def run_scenario(path_or_scenario: str | Path | Scenario, seed: int = 0, policy: str = "default") -> SimResult:
+    """Load (if given a path), run to the end, and measure. ConfigError for a bad file or an unknown policy."""
+    scenario = path_or_scenario if isinstance(path_or_scenario, Scenario) else load_scenario(path_or_scenario)
+    with quiet_adapters():
+        return Simulation(scenario, seed, policy).run()
+
+
+def simulate(path: str | Path, seed: int = 0, policy: str = "default") -> dict[str, Any]:
+    """The figures of one run as plain JSON data (DESIGN §9 names), for `failover simulate`."""
+    return run_scenario(path, seed, policy).to_json()
+
+
+FIGURES = ("detection_s", "halt_s", "time_to_new_primary_s", "protection_s", "failovers", "false_failovers",
+           "orders_acknowledged", "orders_lost", "trades_during_protection", "trades_while_halted", "max_primaries")
+
+
+def render_timeline(result: SimResult | Mapping[str, Any]) -> str:
+    """The timeline, the figures and the expectations as text, times in UTC and in the display time zone."""
+    data = result.to_json() if isinstance(result, SimResult) else result
+    display = parse_timezone(str(data.get("display_timezone", "UTC")))
+    start = datetime.fromisoformat(str(data["start"])).timestamp()
+    lines = [f"scenario {data['scenario']} · seed {data['seed']} · policy {data['policy']}", ""]
+    for item in data["timeline"]:
+        offset = float(item["at"])
+        sign, whole = ("-" if offset < 0 else "+"), int(abs(offset))
+        stamp = f"{sign}{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+        lines.append(f"{stamp:>10}  {format_instant(start + offset, display)}  {item['event']:<10} "
+                     f"{item.get('message', '')}")
+    lines += ["", "figures:"]
+    for name in FIGURES:
+        value = data.get(name)
+        shown = "-" if value is None else (f"{value:.1f}" if isinstance(value, float) else str(value))
+        lines.append(f"  {name:<26}{shown}")
+    if data.get("expectations"):
+        lines += ["", "expectations:"]
+        expect = data.get("expect", {})
+        for name, passed in data["expectations"].items():
+            lines.append(f"  {'ok  ' if passed else 'FAIL'} {name} = {expect.get(name)}")
+    return "\n".join(lines)
+

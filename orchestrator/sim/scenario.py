@@ -1,0 +1,286 @@
+"""Scenario files (DESIGN §9) → a validated, typed `Scenario`, every problem reported as `FILE:LINE: field: message`.
+
+Why the same machinery as the configuration: an SRE writing a drill scenario makes the same typos as in a config,
+and `failover simulate` must fail the same way (`ConfigError`, exit 2, one line per problem) before any virtual
+second has run. The YAML is read with `orchestrator.config.parse_yaml` (duplicate keys refused, lines indexed),
+shapes and types are checked by pydantic, references (sites, replicas, vantage points) against the topology the
+scenario names, which is itself loaded with `load_config` — so a scenario can only point at a config that
+`failover config validate` accepts.
+
+Besides DESIGN §9's keys a scenario may carry a `world:` section: how the simulated exchange behaves (order rate,
+synchronous or asynchronous replication, probe attempts, cloud API timings). Every field has a default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from orchestrator.config import Duration, load_config, parse_yaml, read_text
+from orchestrator.core.model import Topology
+from orchestrator.errors import ConfigError
+from orchestrator.sim.faults import DEFAULT_PROVIDER_DELAY, ORCHESTRATOR, Fault, FaultKind
+
+Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+Count = Annotated[int, Field(ge=0)]
+
+DURATION_EXPECTATIONS = ("max_detection", "max_halt", "max_time_to_new_primary")
+COUNT_EXPECTATIONS = ("failovers", "max_failovers", "false_failovers", "orders_lost", "trades_during_protection",
+                      "trades_while_halted", "max_primaries")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _FaultModel(_Strict):
+    at: Duration
+    duration: Duration
+
+
+class _SiteFault(_FaultModel):
+    site: Name
+
+
+class OutageModel(_SiteFault):
+    kind: Literal["outage"]
+    provider_delay: Duration = DEFAULT_PROVIDER_DELAY
+
+
+class FlappingModel(_SiteFault):
+    kind: Literal["flapping"]
+    up: Duration
+    down: Duration
+    provider_delay: Duration = DEFAULT_PROVIDER_DELAY
+
+
+class DegradedModel(_SiteFault):
+    kind: Literal["degraded"]
+    latency: Duration
+
+
+class ProbeLossModel(_SiteFault):
+    kind: Literal["probe_loss"]
+    loss: Fraction
+
+
+class ObserverPartitionModel(_FaultModel):
+    kind: Literal["observer_partition"]
+    observer: Name = ORCHESTRATOR
+
+
+class SilentOutageModel(_SiteFault):
+    kind: Literal["silent_outage"]
+
+
+class ApiErrorsModel(_SiteFault):
+    kind: Literal["api_errors"]
+    status: Literal[401, 403, 429, 500, 502, 503, 504] = 503
+    retry_after: Duration | None = None
+
+
+class LagModel(_FaultModel):
+    kind: Literal["lag"]
+    site: Name | None = None
+    replica: Name | None = None
+    entries: Annotated[int, Field(ge=1)] | None = None
+
+
+FaultModel = Annotated[
+    OutageModel | FlappingModel | DegradedModel | ProbeLossModel | ObserverPartitionModel | SilentOutageModel
+    | ApiErrorsModel | LagModel,
+    Field(discriminator="kind"),
+]
+
+
+class ExpectModel(_Strict):
+    max_detection: Duration | None = None
+    max_halt: Duration | None = None
+    max_time_to_new_primary: Duration | None = None
+    failovers: Count | None = None
+    max_failovers: Count | None = None
+    false_failovers: Count | None = None
+    orders_lost: Count | None = None
+    trades_during_protection: Count | None = None
+    trades_while_halted: Count | None = None
+    max_primaries: Count | None = None
+    final_phase: Literal["open", "halted", "protection"] | None = None
+    needs_human: bool | None = None
+    final_primary_provider_not: Name | None = None
+
+
+class WorldModel(_Strict):
+    order_rate: Annotated[float, Field(ge=0.0, le=1000.0)] = 2.0
+    replication: Literal["synchronous", "asynchronous"] = "synchronous"
+    replication_lag: Duration = 0.5
+    sync_timeout: Duration = 2.0
+    probe_attempts: Annotated[int, Field(ge=1, le=10)] = 2
+    control_timeout: Duration | None = None
+    provider_call_deadline: Duration = 20.0
+    provider_request_timeout: Duration = 10.0
+    provider_interval: Duration = 30.0
+    instance_start_time: Duration = 30.0
+    instance_stop_time: Duration = 5.0
+
+
+class ScenarioModel(_Strict):
+    name: Name
+    description: str = ""
+    topology: Annotated[str, Field(min_length=1)]
+    start: datetime
+    duration: Duration
+    faults: list[FaultModel] = []
+    expect: ExpectModel = ExpectModel()
+    world: WorldModel = WorldModel()
+
+
+@dataclass(frozen=True)
+class WorldSettings:
+    """How the simulated exchange and clouds behave. The defaults are production's: the engine client makes 2
+    attempts per call and times out after the probe timeout (`drivers/wiring.py`), provider calls get 20 s with
+    their retries, and the controller polls providers every 30 s."""
+
+    order_rate: float = 2.0
+    synchronous: bool = True
+    replication_lag: float = 0.5
+    sync_timeout: float = 2.0  # a standby slower than this cannot acknowledge (the reference replica's default)
+    probe_attempts: int = 2
+    control_timeout: float | None = None  # None: the probe timeout, as the production engine client
+    provider_call_deadline: float = 20.0
+    provider_request_timeout: float = 10.0
+    provider_interval: float = 30.0
+    instance_start_time: float = 30.0
+    instance_stop_time: float = 5.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario. Fault times are seconds from `start` (epoch seconds, UTC)."""
+
+    name: str
+    topology: Topology
+    start: float
+    duration: float
+    faults: tuple[Fault, ...] = ()
+    expect: Mapping[str, Any] = field(default_factory=dict)
+    world: WorldSettings = field(default_factory=WorldSettings)
+    path: Path | None = None
+    description: str = ""
+
+    @property
+    def end(self) -> float:
+        return self.start + self.duration
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and check a scenario file; one ConfigError listing every problem, one `FILE:LINE: ...` line each."""
+    file = Path(path)
+    data, lines = parse_yaml(file, read_text(file, what="scenario"))
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}:1: a scenario must be a mapping (name, topology, start, duration, faults, expect)")
+    try:
+        model = ScenarioModel.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError("\n".join(_render(file, lines, path, message) for path, message in _problems(error))) \
+            from None
+    topology_file = (file.parent / model.topology)
+    if not topology_file.is_file():
+        raise ConfigError(_render(file, lines, ("topology",), f"no such config file {topology_file}"))
+    topology = load_config(topology_file).topology
+    problems = list(_reference_problems(model, topology))
+    if model.start.tzinfo is None:
+        problems.append((("start",), "needs a UTC offset, e.g. 2022-12-18T11:00:00+08:00"))
+    if problems:
+        raise ConfigError("\n".join(_render(file, lines, path, message) for path, message in problems))
+    return Scenario(
+        name=model.name, topology=topology, start=model.start.timestamp(), duration=model.duration,
+        faults=tuple(_fault(item) for item in model.faults), expect=_expectations(model.expect),
+        world=_world(model.world), path=file, description=model.description,
+    )
+
+
+def _fault(model: Any) -> Fault:
+    values = {key: value for key, value in model.model_dump().items() if value is not None}
+    values["kind"] = FaultKind(values["kind"])
+    return Fault(**values)
+
+
+def _expectations(model: ExpectModel) -> dict[str, Any]:
+    return {key: value for key, value in model.model_dump().items() if value is not None}
+
+
+def _world(model: WorldModel) -> WorldSettings:
+    values = model.model_dump()
+    values["synchronous"] = values.pop("replication") == "synchronous"
+    return WorldSettings(**values)
+
+
+Path_ = tuple[str | int, ...]
+
+
+def _problems(error: ValidationError) -> Iterator[tuple[Path_, str]]:
+    kinds = {kind.value for kind in FaultKind}
+    for item in error.errors():
+        loc = list(item["loc"])
+        # a discriminated union puts the chosen tag into the location: faults.0.outage.site -> faults.0.site
+        if len(loc) > 2 and loc[0] == "faults" and loc[2] in kinds:
+            del loc[2]
+        kind = item["type"]
+        if kind in ("union_tag_invalid", "union_tag_not_found"):
+            loc.append("kind")
+            message = f"must be one of {', '.join(sorted(kinds))}"
+        elif kind == "extra_forbidden":
+            message = "unknown key"
+        elif kind == "missing":
+            message = "required field is missing"
+        else:
+            message = str(item["msg"]).removeprefix("Value error, ")
+            message = message[:1].lower() + message[1:]
+            if "input" in item and not isinstance(item["input"], dict | list):
+                message += f" (got {item['input']!r})"
+        yield tuple(loc), message
+
+
+def _reference_problems(model: ScenarioModel, topology: Topology) -> Iterator[tuple[Path_, str]]:
+    replicas = {r.name: r for e in topology.engines.values() for r in e.replicas}
+    observers = {*topology.probes.vantage_points, ORCHESTRATOR}
+    for index, fault in enumerate(model.faults):
+        where: Path_ = ("faults", index)
+        if fault.duration <= 0:
+            yield (*where, "duration"), "must be longer than 0s"
+        if fault.at > model.duration:
+            yield (*where, "at"), f"starts after the scenario ends ({model.duration:g}s)"
+        site = getattr(fault, "site", None)
+        if site is not None and site not in topology.sites:
+            yield (*where, "site"), f"unknown site {site!r}; known: {', '.join(sorted(topology.sites))}"
+        if isinstance(fault, ObserverPartitionModel) and fault.observer not in observers:
+            yield (*where, "observer"), f"{fault.observer!r} is not a vantage point ({', '.join(sorted(observers))})"
+        if isinstance(fault, FlappingModel) and (fault.up <= 0 or fault.down <= 0):
+            yield (*where, "up" if fault.up <= 0 else "down"), "must be longer than 0s"
+        if isinstance(fault, LagModel):
+            yield from _lag_problems(fault, where, replicas)
+
+
+def _lag_problems(fault: LagModel, where: Path_, replicas: Mapping[str, Any]) -> Iterator[tuple[Path_, str]]:
+    if fault.replica is None and fault.site is None:
+        yield (*where, "replica"), "a lag needs the replica (or the site whose replicas lag)"
+    elif fault.replica is not None and fault.replica not in replicas:
+        yield (*where, "replica"), f"unknown replica {fault.replica!r}; known: {', '.join(sorted(replicas))}"
+    elif fault.replica is not None and fault.site is not None and replicas[fault.replica].site != fault.site:
+        yield (*where, "site"), f"replica {fault.replica} is not at site {fault.site}"
+
+
+def _render(file: Path, lines: Mapping[Path_, int], path: Path_, message: str) -> str:
+    line = None
+    for cut in range(len(path), -1, -1):
+        line = lines.get(path[:cut])
+        if line is not None:
+            break
+    where = f"{file}:{line}" if line is not None else str(file)
+    return f"{where}: {'.'.join(map(str, path)) or '(top level)'}: {message}"

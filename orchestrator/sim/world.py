@@ -1,0 +1,485 @@
+"""The simulated world: sites on simulated clouds, engine replicas with journals, clients sending orders, faults.
+
+Why it looks like this:
+- **Deterministic.** One `random.Random(seed)` seeds one stream for the order flow and one for probe losses, so
+  changing the probe interval (a policy preset) does not change which orders the clients send. No wall clock, no
+  threads: time is the `VirtualClock`, which the orchestrator's own sleeps also advance (through `advance_to`).
+- **Cheap.** Conditions (which sites are out, which vantage point is cut off...) are recomputed only at fault
+  edges; between them the world advances a whole tick at once: replication catches up once per engine, then the
+  tick's Poisson count of orders is processed against conditions that cannot change inside the tick.
+  Journals are shared Python lists: a replica is a view `(log, n)` of a history, so replicating is an assignment
+  and checking that one journal is a prefix of another compares one entry (entry ids are unique).
+- **Honest about the safety rules.** Replicas keep the epoch rule, refuse writes when fenced or standby, admit
+  orders through `orchestrator.core.phases.admit`, and — in synchronous mode — acknowledge an order only when a
+  standby on another cloud that accepts the primary's epoch has it. So a deposed primary that clients can still
+  reach cannot acknowledge anything once the standbys carry a newer epoch, exactly as in production.
+  `max_primaries` is measured here — replicas that acknowledged writes in the same tick, clients following DNS
+  through their caches — not from what the orchestrator believes.
+
+Replicas answer the orchestrator through `SimEngineControl` (engine.py), probes through `SimProber` (probes.py),
+and the clouds' control planes through `providers.local`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+from orchestrator.core.model import Phase, Replica, ReplicaStatus, Role, Status, Topology
+from orchestrator.core.phases import MATCHING, RequestKind, admit
+from orchestrator.sim.clock import VirtualClock
+from orchestrator.sim.faults import ORCHESTRATOR, STOPPED, Atom, Effect, expand
+from orchestrator.sim.orders import Book, draw, poisson
+from orchestrator.sim.scenario import Scenario
+from providers.base import InstanceState
+from providers.local import LocalCloud, LocalInstance
+
+_RUNNING = InstanceState.RUNNING
+
+
+class SimReplica:
+    """One replica's own state: what `GET /v1/status` would answer, and its journal as a view of a history."""
+
+    __slots__ = ("address", "applied", "cloud", "engine", "epoch", "instance", "log", "machine", "n", "name",
+                 "phase", "phase_until", "role", "site", "zone")
+
+    def __init__(self, replica: Replica, cloud: str, zone: str, role: Role, machine: LocalInstance) -> None:
+        self.name, self.engine, self.site, self.instance = replica.name, replica.engine, replica.site, replica.instance
+        self.cloud, self.zone = cloud, zone
+        self.machine = machine  # the simulated cloud's record of its instance (state, pending transition)
+        self.address = urlparse(replica.control_url).hostname or replica.control_url
+        self.role = role
+        self.epoch = 0
+        self.phase = Phase.OPEN
+        self.phase_until: float | None = None
+        self.log: list[int] = []  # entry ids; shared with the replicas that hold the same history
+        self.n = 0  # last_seq: entries 1..n of `log` are this replica's journal
+        self.applied = 0
+
+    def status(self) -> ReplicaStatus:
+        return ReplicaStatus(self.name, self.role, self.epoch, self.phase, self.phase_until, self.n, self.applied)
+
+
+def holds(standby: SimReplica, source: SimReplica) -> bool:
+    """Whether `standby`'s journal is a prefix of `source`'s (entry ids are unique, so one comparison suffices)."""
+    n = standby.n
+    return n <= source.n and (n == 0 or standby.log is source.log or source.log[n - 1] == standby.log[n - 1])
+
+
+@dataclass
+class EngineFlow:
+    """One engine's clients and its book, and what they saw."""
+
+    name: str
+    replicas: list[SimReplica]
+    dns: tuple[str, str, str, float] | None  # (cloud, zone id, record, ttl)
+    book: Book
+    by_address: dict[str, SimReplica]
+    acknowledged: int = 0
+    trades: int = 0
+    trades_in_protection: int = 0
+    trades_while_halted: int = 0
+    trades_off_phase: int = 0  # trades by a replica whose own phase forbids matching (never expected)
+    max_primaries: int = 0  # the most replicas that acknowledged writes within one stretch (one tick)
+    max_writable: int = 0  # the most replicas that could have (see World._sample)
+    acked_ids: list[int] = field(default_factory=list)  # entry id of each acknowledged order ...
+    acked_seqs: list[int] = field(default_factory=list)  # ... and the seq it was acknowledged at
+    refused: Counter[str] = field(default_factory=Counter)
+    cache: tuple[int, dict[str, bool], dict[str, list[SimReplica]]] | None = None  # see World._live
+
+
+@dataclass(frozen=True, slots=True)
+class Promotion:
+    at: float
+    engine: str
+    replica: str
+    last_seq: int
+    applied_seq: int
+    reachable_peer_seq: int  # the highest last_seq among the peers it could reach
+    highest_seq: int  # the highest last_seq of any replica of the engine, reachable or not
+    forced: bool
+
+
+class World:
+    def __init__(self, scenario: Scenario, topology: Topology, seed: int, clock: VirtualClock) -> None:
+        master = random.Random(seed)
+        self.order_rng = random.Random(master.getrandbits(64))
+        self.probe_rng = random.Random(master.getrandbits(64))
+        self.scenario, self.topology, self.settings, self.clock = scenario, topology, scenario.world, clock
+        self.start = scenario.start
+        self.control_timeout = self.settings.control_timeout or topology.probes.timeout
+        clock.on_sleep = self.advance_to
+        providers = {site.provider for site in topology.sites.values()}
+        providers |= {e.dns.provider for e in topology.engines.values() if e.dns is not None}
+        self.clouds = {name: LocalCloud(name, clock, self.settings.instance_start_time,
+                                        self.settings.instance_stop_time) for name in sorted(providers)}
+        self.zones = {name: site.zones or (f"{name}-zone",) for name, site in topology.sites.items()}
+        self.replicas: dict[str, SimReplica] = {}
+        self.engines: dict[str, EngineFlow] = {}
+        for engine in topology.engines.values():
+            flow = EngineFlow(engine.name, [], None, Book(), {})
+            for replica in engine.replicas:
+                site = topology.sites[replica.site]
+                cloud = self.clouds[site.provider]
+                zone = self.zones[site.name][0]
+                cloud.add_instance(site.name, replica.instance, zone)
+                sim = SimReplica(replica, site.provider, zone,
+                                 Role.PRIMARY if replica.name == engine.primary else Role.STANDBY,
+                                 cloud.instances[site.name][replica.instance])
+                self.replicas[sim.name] = sim
+                flow.replicas.append(sim)
+                flow.by_address[sim.address] = sim
+            if engine.dns is not None:
+                dns = engine.dns
+                flow.dns = (dns.provider, dns.zone_id, dns.record, float(dns.ttl))
+                primary = self.replicas[engine.primary]
+                self.clouds[dns.provider].seed_record(dns.zone_id, dns.record, primary.address, 0.0)
+            self.engines[engine.name] = flow
+        self.vantages = tuple(dict.fromkeys((*topology.probes.vantage_points, ORCHESTRATOR)))
+        allow = topology.protection.allow
+        self._admission = {phase: {kind: admit(phase, kind, allow) for kind in RequestKind} for phase in Phase}
+        self.announced = {name: Phase.OPEN for name in topology.engines}
+        self.phase_log: dict[str, list[tuple[float, Phase]]] = {name: [] for name in topology.engines}
+        self.promotions: list[Promotion] = []
+        self.entry_times: list[float] = []  # by entry id: when the entry was appended (asynchronous replication)
+        self.out: set[str] = set()
+        self.latency: dict[str, float] = {}
+        self.loss: dict[str, float] = {}
+        self.partitioned: set[str] = set()
+        self.lag: dict[str, float] = {}
+        self._active: list[Atom] = []
+        self._serial = 0
+        self.version = 0
+        self._edges = self._schedule(atom for index, fault in enumerate(scenario.faults)
+                                     for atom in expand(fault, index))
+        self._next_edge = 0
+
+    # ---- faults ---------------------------------------------------------------------------------------------
+
+    def _schedule(self, atoms: Iterable[Atom]) -> list[tuple[float, int, int, Atom]]:
+        edges = []
+        for atom in atoms:
+            self._serial += 1
+            edges.append((self.start + atom.start, 1, self._serial, atom))
+            edges.append((self.start + atom.end, 0, self._serial, atom))  # ends sort before starts at one instant
+        edges.sort(key=lambda edge: edge[:3])
+        return edges
+
+    def inject(self, atoms: Iterable[Atom]) -> None:
+        """Add atoms (times relative to the scenario's start) while the world runs, for stateful tests; an atom
+        that should already have started starts now."""
+        now = self.clock()
+        fresh = [Atom(max(a.start, now - self.start), a.end, a.effect, a.target, a.value, a.fault)
+                 for a in atoms if self.start + a.end > now]
+        rest = self._edges[self._next_edge:] + self._schedule(fresh)
+        rest.sort(key=lambda edge: edge[:3])
+        self._edges = self._edges[: self._next_edge] + rest
+
+    def _apply_edges(self, now: float) -> None:
+        changed = False
+        while self._next_edge < len(self._edges) and self._edges[self._next_edge][0] <= now:
+            _, kind, _, atom = self._edges[self._next_edge]
+            self._next_edge += 1
+            changed = True
+            if kind == 1:
+                self._active.append(atom)
+            elif atom in self._active:
+                self._active.remove(atom)
+        if changed:
+            self._recompute()
+
+    def _recompute(self) -> None:
+        """Conditions from the active atoms, pushed to the clouds' control planes."""
+        self.version += 1
+        active = self._active
+        self.out = {a.target for a in active if a.effect is Effect.DATA_PLANE_OUT}
+        reported = {a.target for a in active if a.effect is Effect.PROVIDER_REPORTS_OUT}
+        self.latency, self.loss, api = {}, {}, {}
+        for a in active:
+            if a.effect is Effect.LATENCY:
+                self.latency[a.target] = max(a.value, self.latency.get(a.target, 0.0))
+            elif a.effect is Effect.PROBE_LOSS:
+                self.loss[a.target] = 1 - (1 - self.loss.get(a.target, 0.0)) * (1 - a.value)
+            elif a.effect is Effect.API_ERRORS:
+                api[a.target] = int(a.value)
+        self.partitioned = {a.target for a in active if a.effect is Effect.PARTITION}
+        lag: dict[str, float] = {}
+        for a in (a for a in active if a.effect is Effect.LAG):
+            names = [a.target] if a.target in self.replicas else \
+                [r.name for r in self.replicas.values() if r.site == a.target]
+            for name in names:
+                lag[name] = STOPPED if STOPPED in (a.value, lag.get(name)) else max(a.value, lag.get(name, 0.0))
+        self.lag = lag
+        for name, site in self.topology.sites.items():
+            cloud = self.clouds[site.provider]
+            for zone in self.zones[name]:
+                cloud.set_data_plane(zone, name not in self.out)
+                cloud.set_zone_status(zone, Status.DOWN if name in reported else Status.OK)
+            cloud.impair(name, name in reported)
+            if name in api:
+                cloud.fail_api(name, status=api[name])
+            else:
+                cloud.heal_api(name)
+        for cloud in self.clouds.values():
+            cloud.set_caller_offline(ORCHESTRATOR in self.partitioned)
+
+    # ---- reachability ---------------------------------------------------------------------------------------
+
+    def up(self, replica: SimReplica) -> bool:
+        """Its data plane answers: the site is not out and the machine runs."""
+        if replica.site in self.out:
+            return False
+        machine = replica.machine
+        if machine.pending is None:
+            return machine.state is _RUNNING
+        return self.clouds[replica.cloud].state_of(replica.site, replica.instance) is _RUNNING
+
+    def control_problem(self, replica: SimReplica) -> str | None:
+        """Why the orchestrator's control call to `replica` fails, or None."""
+        if ORCHESTRATOR in self.partitioned:
+            return "unreachable: the orchestrator's own network is partitioned"
+        if replica.site in self.out:
+            return f"unreachable: site {replica.site} is out"
+        state = self.clouds[replica.cloud].state_of(replica.site, replica.instance)
+        if state is not _RUNNING:
+            return f"unreachable: instance {replica.instance} is {state.value}"
+        latency = self.latency.get(replica.site, 0.0)
+        if latency > self.control_timeout:
+            return f"timed out after {self.control_timeout:g}s (answers take {latency:g}s)"
+        return None
+
+    def reachable_peers(self, replica: SimReplica) -> list[SimReplica]:
+        return [r for r in self.engines[replica.engine].replicas if r is not replica and self.up(r)]
+
+    # ---- time -----------------------------------------------------------------------------------------------
+
+    def advance_to(self, at: float) -> None:
+        """Live through (now, at]: fault edges, replication, orders; the clock ends at `at`."""
+        clock = self.clock
+        while True:
+            now = clock()
+            self._apply_edges(now)
+            edge = self._edges[self._next_edge][0] if self._next_edge < len(self._edges) else at
+            stop = min(at, edge)
+            if stop <= now:
+                return
+            self._live(now, stop)
+            clock.advance_to(stop)
+
+    def _live(self, start: float, stop: float) -> None:
+        """One stretch of time in which no condition changes: catch standbys up, then the stretch's orders.
+
+        Who is up and who takes whose entries only change with a fault edge, a control call or an instance
+        transition, so they are kept between stretches (`version`) unless a transition is under way; then a
+        synchronous world with no lag has nothing to replicate that the orders did not already carry."""
+        mean = self.settings.order_rate * (stop - start)
+        for flow in self.engines.values():
+            cache = flow.cache
+            if cache is None or cache[0] != self.version or any(r.machine.pending for r in flow.replicas):
+                up = {replica.name: self.up(replica) for replica in flow.replicas}
+                self._replicate(flow, start, up)
+                receivers = {r.name: self._receivers(flow, r, up) for r in flow.replicas
+                             if r.role is Role.PRIMARY and up[r.name]}
+                self._sample(flow, receivers)
+                steady = not any(r.machine.pending for r in flow.replicas)
+                flow.cache = (self.version, up, receivers) if steady else None
+            else:
+                _, up, receivers = cache
+                if self.lag or not self.settings.synchronous:
+                    self._replicate(flow, start, up)
+            count = poisson(self.order_rng, mean)
+            if not count:
+                continue
+            writers = 0
+            for target, share in self._client_targets(flow, stop, count):
+                reachable = target is not None and up[target.name]
+                taking = receivers.get(target.name, []) if target is not None else []
+                writers += self._orders(flow, share, target, reachable, taking)
+            if writers > flow.max_primaries:
+                flow.max_primaries = writers
+
+    def touch(self) -> None:
+        """Something that decides who is up or who replicates from whom changed (a control call)."""
+        self.version += 1
+
+    # ---- replication ----------------------------------------------------------------------------------------
+
+    def _source(self, flow: EngineFlow, standby: SimReplica, up: dict[str, bool]) -> SimReplica | None:
+        """What the standby copies from: the reachable primary with the highest epoch it accepts (None if their
+        journals diverged: it is stuck); with no such primary, the most advanced reachable peer that extends its
+        journal (standbys catch up from peers while there is no primary, e.g. before a promotion)."""
+        primaries = [other for other in flow.replicas if other is not standby and other.role is Role.PRIMARY
+                     and other.epoch >= standby.epoch and up[other.name]]
+        if primaries:
+            primary = max(primaries, key=lambda other: other.epoch)
+            return primary if holds(standby, primary) else None
+        peers = [other for other in flow.replicas
+                 if other is not standby and other.n > standby.n and up[other.name] and holds(standby, other)]
+        return max(peers, key=lambda other: other.n) if peers else None
+
+    def _replicate(self, flow: EngineFlow, now: float, up: dict[str, bool]) -> None:
+        for standby in flow.replicas:
+            if standby.role is not Role.STANDBY or not up[standby.name]:
+                continue
+            source = self._source(flow, standby, up)
+            lag = self.lag.get(standby.name)
+            if source is not None and source.n > standby.n:
+                target = source.n
+                if not self.settings.synchronous and source.role is Role.PRIMARY:
+                    cutoff = now - self.settings.replication_lag
+                    times = self.entry_times
+                    target = bisect.bisect_right(source.log, cutoff, lo=standby.n, hi=source.n,
+                                                 key=lambda entry: times[entry])
+                if lag is not None and lag != STOPPED:
+                    target = source.n - int(lag)
+                if target > standby.n:
+                    standby.log, standby.n = source.log, target
+            if lag != STOPPED:
+                standby.applied = standby.n
+
+    def _receivers(self, flow: EngineFlow, primary: SimReplica, up: dict[str, bool]) -> list[SimReplica]:
+        """Standbys that take the primary's entries synchronously: up, accepting its epoch, holding a prefix of
+        its journal, not lagging by entries, and answering within the sync timeout (as the reference replica,
+        which refuses with `replication_timeout` after `sync_timeout`)."""
+        if not self.settings.synchronous:
+            return []
+        lag, latency, limit = self.lag, self.latency, self.settings.sync_timeout
+        if latency.get(primary.site, 0.0) > limit:
+            return []
+        return [s for s in flow.replicas
+                if s.role is Role.STANDBY and s.epoch <= primary.epoch and up[s.name]
+                and (not lag or lag.get(s.name) in (None, STOPPED)) and latency.get(s.site, 0.0) <= limit
+                and holds(s, primary)]
+
+    def can_acknowledge(self, primary: SimReplica, receivers: list[SimReplica]) -> bool:
+        """Asynchronous: always; synchronous: only with a receiving standby on another cloud."""
+        return not self.settings.synchronous or any(s.cloud != primary.cloud for s in receivers)
+
+    # ---- orders ---------------------------------------------------------------------------------------------
+
+    def _client_targets(self, flow: EngineFlow, now: float, count: int) -> list[tuple[SimReplica | None, int]]:
+        """Where the stretch's `count` requests go. With DNS: to the record's address, except that within one TTL
+        of a change each client still uses the old address with a probability that falls from 1 to 0 over the
+        TTL (caches expire at random). Without DNS: to the replica claiming primary at the highest epoch."""
+        if flow.dns is None:
+            primaries = [r for r in flow.replicas if r.role is Role.PRIMARY]
+            return [(max(primaries, key=lambda r: r.epoch) if primaries else None, count)]
+        cloud_name, zone_id, record, ttl = flow.dns
+        cloud = self.clouds[cloud_name]
+        history = cloud.records.get((zone_id, record))
+        if history and history[-1][0] <= now - ttl:  # the common case: no change within the last TTL
+            return [(flow.by_address.get(history[-1][1]), count)]
+        current, cached = cloud.resolve(zone_id, record, now), cloud.resolve(zone_id, record, now - ttl)
+        fresh = flow.by_address.get(current or "")
+        if current == cached:
+            return [(fresh, count)]
+        changed = cloud.changed_at(zone_id, record, now)
+        stale = max(0.0, min(1.0, (changed + ttl - now) / ttl))
+        old = sum(1 for _ in range(count) if self.order_rng.random() < stale)
+        return [(flow.by_address.get(cached or ""), old), (fresh, count - old)]
+
+    def _gate(self, target: SimReplica | None, reachable: bool) -> str | None:
+        """The refusal every request to `target` gets whatever it is, or None."""
+        if target is None:
+            return "no_route"
+        if not reachable:
+            return "unreachable"
+        if target.role is not Role.PRIMARY:
+            return "fenced" if target.role is Role.FENCED else "not_primary"
+        return None
+
+    def _orders(self, flow: EngineFlow, count: int, target: SimReplica | None, reachable: bool,
+                receivers: list[SimReplica]) -> int:
+        """`count` client requests to `target`, each drawn whatever happens to it (so that the order stream of a
+        seed does not depend on the orchestrator's policy). Refusal order as the reference replica's: role,
+        phase admission, book (`unknown_order`, `would_cross`), then replication. Returns 1 if `target`
+        acknowledged anything (it accepted writes as primary in this stretch), else 0."""
+        rng, book, refused = self.order_rng, flow.book, flow.refused
+        gate = self._gate(target, reachable)
+        if gate is not None or target is None:
+            for _ in range(count):
+                draw(rng, len(book.resting))
+            refused[gate or "no_route"] += count
+            return 0
+        acknowledged = flow.acknowledged
+        admission = self._admission[target.phase]
+        acknowledge = self.can_acknowledge(target, receivers)
+        matching = MATCHING[target.phase]
+        times, now, lag = self.entry_times, self.clock(), self.lag
+        for _ in range(count):
+            kind, buy, price, qty = draw(rng, len(book.resting))
+            reason = admission[kind]
+            if reason is None:
+                if kind is RequestKind.CANCEL and not book.resting:
+                    reason = "unknown_order"
+                elif kind is RequestKind.POST_ONLY and book.crosses(buy, price):
+                    reason = "would_cross"
+                elif not acknowledge:
+                    reason = "replication_timeout"
+            if reason is not None:
+                refused[reason] += 1
+                continue
+            entry = len(times)
+            times.append(now)
+            if len(target.log) != target.n:
+                target.log = target.log[: target.n]  # another replica extended this history: ours forks here
+            target.log.append(entry)
+            target.n += 1
+            target.applied = target.n
+            for standby in receivers:
+                standby.log, standby.n = target.log, target.n
+                if standby.name not in lag:
+                    standby.applied = standby.n
+            flow.acknowledged += 1
+            flow.acked_ids.append(entry)
+            flow.acked_seqs.append(target.n)
+            if kind is RequestKind.CANCEL:
+                book.cancel_oldest()
+            elif kind is not RequestKind.ADD_MARGIN:
+                trades = book.execute(kind, buy, price, qty, matching)
+                if trades:
+                    self._count_trades(flow, target, trades)
+        return int(flow.acknowledged > acknowledged)
+
+    def _count_trades(self, flow: EngineFlow, replica: SimReplica, trades: int) -> None:
+        flow.trades += trades
+        announced = self.announced[flow.name]
+        if announced is Phase.PROTECTION:
+            flow.trades_in_protection += trades
+        elif announced is Phase.HALTED:
+            flow.trades_while_halted += trades
+        if not MATCHING[replica.phase]:
+            flow.trades_off_phase += trades
+
+    def _sample(self, flow: EngineFlow, receivers: dict[str, list[SimReplica]]) -> None:
+        """How many replicas *could* accept a write as primary right now, whether or not any client reaches
+        them: up, primary, not halted, and able to acknowledge (`receivers` holds exactly the primaries that are
+        up). Stricter than `max_primaries` (writes actually accepted in one stretch); reported beside it."""
+        replicas = self.replicas
+        count = sum(1 for name, taking in receivers.items()
+                    if replicas[name].phase is not Phase.HALTED and self.can_acknowledge(replicas[name], taking))
+        if count > flow.max_writable:
+            flow.max_writable = count
+
+    # ---- what the orchestrator announces, and the end state ------------------------------------------------
+
+    def note_phase(self, engine: str, phase: Phase, at: float) -> None:
+        self.announced[engine] = phase
+        self.phase_log[engine].append((at, phase))
+
+    def note_promotion(self, replica: SimReplica, forced: bool) -> None:
+        peers = self.reachable_peers(replica)
+        everyone = self.engines[replica.engine].replicas
+        self.promotions.append(Promotion(self.clock(), replica.engine, replica.name, replica.n, replica.applied,
+                                         max((p.n for p in peers), default=0), max(r.n for r in everyone), forced))
+
+    def lost(self, engine: str, primary: str) -> int:
+        """Acknowledged entries absent from `primary`'s journal."""
+        flow, replica = self.engines[engine], self.replicas[primary]
+        log, n = replica.log, replica.n
+        return sum(1 for entry, seq in zip(flow.acked_ids, flow.acked_seqs, strict=True)
+                   if seq > n or log[seq - 1] != entry)
