@@ -138,8 +138,11 @@ def _isolated_sources(
         contradicted = sum(
             1
             for subject in subjects
-            if any(
-                other != source and track.failures == 0 and _fresh(other, track, now, settings)
+            if any(  # only another vantage point's probe contradicts a probe: status pages lag outages
+                other != source
+                and not other.startswith(PROVIDER_PREFIX)
+                and track.failures == 0
+                and _fresh(other, track, now, settings)
                 for other, track in by_subject[subject]
             )
         )
