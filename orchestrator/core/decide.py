@@ -57,6 +57,7 @@ class EngineSnapshot:
     incident: IncidentView | None = None
     last_failover_done_at: float | None = None
     override_interval: bool = False  # an operator lifted min_failover_interval for the next failover
+    seq_floor: int = 0  # the highest journal position a standby was ever seen holding (it may be gone since)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +109,7 @@ def rank_candidates(
     """Every other replica, eligible ones first in the order we would pick them (DESIGN §4 target choice)."""
     engine, policy = snapshot.engine, topology.policy
     failed_provider = topology.sites[engine.replica(snapshot.primary).site].provider
-    highest = highest_known_seq(snapshot.statuses.values())
+    highest = max(snapshot.seq_floor, highest_known_seq(snapshot.statuses.values()))
     skip = {snapshot.primary, *exclude}
     ranked: list[tuple[tuple[int, int, int], Candidate]] = []
     for replica in engine.replicas:
@@ -209,7 +210,7 @@ def check_target(
     if not manual and interval_blocks(snapshot, topology, now):
         broken.append(Rule.MIN_INTERVAL)
     if target != snapshot.primary:
-        highest = highest_known_seq(snapshot.statuses.values())
+        highest = max(snapshot.seq_floor, highest_known_seq(snapshot.statuses.values()))
         replica = snapshot.engine.replica(target)
         rules = _candidate(replica, snapshot, verdicts, highest, topology.policy.max_lag_on_failover).blocked_by
         # An operator's switchover halts first and then waits for the target to catch up (wait_caught_up, within

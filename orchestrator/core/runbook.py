@@ -207,6 +207,8 @@ class Plan:
     max_lag: int = 0
     has_dns: bool = True
     target_address: str = ""
+    replicas: tuple[str, ...] = ()  # every replica of the engine, the source included
+    seq_floor: int = 0  # the highest journal position any standby was seen holding: the target must reach it
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,15 +238,17 @@ def halted(plan: Plan, facts: Facts) -> bool:
 
 
 def fenced(plan: Plan, facts: Facts) -> str | None:
-    """How the old primary is fenced, or None. Unreachable counts only once every other replica carries our epoch:
-    under synchronous replication it then cannot acknowledge an order (no standby accepts its older epoch)."""
+    """How the old primary is fenced, or None. Unreachable counts only once *every* other replica of the engine
+    answers with our epoch: under synchronous replication it then cannot acknowledge an order (no standby accepts
+    its older epoch). One other replica we cannot reach could still be its partner: then only a stopped machine
+    counts."""
     old = facts.statuses.get(plan.source)
     if old is not None and old.role is Role.FENCED and old.epoch >= plan.epoch:
         return "fenced by epoch"
     if facts.old_instance_state in ("stopped", "terminated"):
         return f"instance {facts.old_instance_state}"
-    others = [s for name, s in facts.statuses.items() if name != plan.source]
-    if old is None and others and plan.target in facts.statuses and all(_current(s, plan.epoch) for s in others):
+    others = [name for name in plan.replicas if name != plan.source]
+    if old is None and others and all(_current(facts.statuses.get(name), plan.epoch) for name in others):
         return "unreachable; every other replica carries the new epoch"
     return None
 
@@ -254,11 +258,12 @@ def target_running(plan: Plan, facts: Facts) -> bool:
 
 
 def caught_up(plan: Plan, facts: Facts) -> tuple[bool, int]:
-    """Whether the target has applied everything any reachable replica holds (within max_lag), and its lag."""
+    """Whether the target has applied everything any reachable replica holds, and everything a standby was ever
+    seen holding (`seq_floor`: a replica lost since may have held acknowledged orders), within max_lag."""
     target = facts.statuses.get(plan.target)
     if target is None:
         return False, -1
-    highest = max(s.last_seq for s in facts.statuses.values())
+    highest = max(plan.seq_floor, *(s.last_seq for s in facts.statuses.values()))
     lag = max(0, highest - target.applied_seq)
     return lag <= plan.max_lag, lag
 

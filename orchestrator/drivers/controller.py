@@ -17,8 +17,7 @@ from orchestrator.core import health as hl
 from orchestrator.core.decide import Action, ActionKind, EngineSnapshot, IncidentView, decide, primary_unserving
 from orchestrator.core.errors import FailoverError, LeaseLost, StoreError
 from orchestrator.core.health import Assessment, HealthSettings, HealthState
-from orchestrator.core.model import Observation, Phase, ReplicaStatus, Topology
-from orchestrator.core.phases import PhaseEvent
+from orchestrator.core.model import Observation, Phase, ReplicaStatus, Role, Status, Topology
 from orchestrator.core.runbook import Plan
 from orchestrator.drivers.events import Event, EventKind, Notifier
 from orchestrator.drivers.probe import Prober
@@ -83,6 +82,7 @@ class Controller:
         notifier: Notifier,
         clock: Callable[[], float],
         options: ControllerOptions | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.topology = topology
         self.store = store
@@ -93,6 +93,7 @@ class Controller:
         self.notifier = notifier
         self.clock = clock
         self.options = options or ControllerOptions()
+        self.monotonic = monotonic  # measures how long the lease surely holds; the simulator passes its clock
         self.settings = HealthSettings.from_policy(
             topology.policy, topology.probes.interval, self.options.provider_interval
         )
@@ -104,6 +105,9 @@ class Controller:
         self._verdicts: dict[str, Assessment] = {}
         self._holding: set[str] = set()
         self._valid_until = 0.0
+        self.seq_floor: dict[str, int] = {}  # per engine: the highest journal position a standby was seen holding
+        self._engine_of = {r.name: e.name for e in topology.engines.values() for r in e.replicas}
+        self._provider_backoff: dict[str, tuple[int, float]] = {}
 
     # ---- leadership -----------------------------------------------------------------------------------------
 
@@ -113,7 +117,7 @@ class Controller:
 
     def _lead(self) -> bool:
         """Hold the leader lease, or learn that someone else does. Losing it mid-cycle stops us acting."""
-        began = time.monotonic()
+        began = self.monotonic()
         try:
             if self.lease is not None:
                 self.lease = self.store.renew_lease(self.lease, self.options.lease_ttl)
@@ -128,7 +132,7 @@ class Controller:
 
     def still_leader(self) -> bool:
         """Checked before every runbook step: a leader that could not renew stops before its lease can lapse."""
-        return self.lease is not None and time.monotonic() < self._valid_until
+        return self.lease is not None and self.monotonic() < self._valid_until
 
     def release(self) -> None:
         if self.lease is not None:
@@ -141,14 +145,16 @@ class Controller:
 
     def _observe(self, now: float) -> list[Observation]:
         probe = self.prober.probe(now)
-        self.statuses = {**self.statuses, **probe.statuses}
-        for name in list(self.statuses):
-            if name not in probe.statuses:
-                self.statuses.pop(name)
+        self.statuses = dict(probe.statuses)
+        for name, status in probe.statuses.items():
+            # what a standby holds is durable somewhere: remember it, even once the standby is lost
+            if status.role is not Role.PRIMARY:
+                engine = self._engine_of[name]
+                self.seq_floor[engine] = max(self.seq_floor.get(engine, 0), status.last_seq)
         observations = list(probe.observations)
         if now - self._last_provider_poll >= self.options.provider_interval:
             self._last_provider_poll = now
-            observations.extend(self._provider_observations())
+            observations.extend(self._provider_observations(now))
         if self.options.persist_observations:
             self.store.record_observations(observations)
         if self.options.remote_observations:
@@ -161,19 +167,32 @@ class Controller:
             observations.extend(remote)
         return observations
 
-    def _provider_observations(self) -> list[Observation]:
+    def _provider_observations(self, now: float) -> list[Observation]:
+        """Each site's cloud API, except those backing off: an API that fails is asked again only after a
+        growing pause (up to a minute), so that a struggling control plane cannot stall every cycle."""
         found: list[Observation] = []
         for site, provider in self.providers.items():
+            failures, next_at = self._provider_backoff.get(site, (0, 0.0))
+            if now < next_at:
+                continue
             instances = {
                 r.instance: r.name for e in self.topology.engines.values() for r in e.replicas if r.site == site
             }
-            found.extend(provider.observe(instances))
+            observed = provider.observe(instances)
+            if any(o.status is Status.UNKNOWN and o.detail.startswith("provider API failed") for o in observed):
+                pause = min(60.0, self.options.provider_interval * 2 ** failures)
+                self._provider_backoff[site] = (failures + 1, now + pause)
+            else:
+                self._provider_backoff.pop(site, None)
+            found.extend(observed)
         return found
 
     def _assess(self, observations: list[Observation], now: float) -> dict[str, Assessment]:
         if self.options.carry_health_in_store:
             stored = self.store.get_state(HEALTH_KEY)
             self.health = health_from_json(stored[0]) if stored else HealthState()
+            for engine, floor in (stored[0].get("seq_floor", {}) if stored else {}).items():
+                self.seq_floor[engine] = max(self.seq_floor.get(engine, 0), int(floor))
         self.health = hl.ingest(self.health, observations)
         self.health, verdicts = hl.assess(self.health, now, self.settings)
         for subject, assessment in verdicts.items():
@@ -188,7 +207,8 @@ class Controller:
             # only the leader carries hysteresis forward; a concurrent writer's newer state wins
             found = self.store.get_state(HEALTH_KEY)
             with contextlib.suppress(Conflict):
-                self.store.put_state(HEALTH_KEY, health_to_json(self.health), found[1] if found else None)
+                document = {**health_to_json(self.health), "seq_floor": self.seq_floor}
+                self.store.put_state(HEALTH_KEY, document, found[1] if found else None)
         return verdicts
 
     # ---- decide and act -------------------------------------------------------------------------------------
@@ -202,7 +222,7 @@ class Controller:
         snap = EngineSnapshot(
             engine=engine, primary=record.primary, phase=record.phase, epoch=record.epoch, statuses=statuses,
             incident=view, last_failover_done_at=record.last_failover_done_at,
-            override_interval=record.override_interval,
+            override_interval=record.override_interval, seq_floor=self.seq_floor.get(engine_name, 0),
         )
         return snap, record
 
@@ -229,6 +249,7 @@ class Controller:
         progress: list[Progress] = []
         acted = False
         if self.options.act:
+            self._enforce(snapshots, now)
             for action in actions:
                 acted |= self._apply(action, snapshots[action.engine][1], now)
             progress = self._advance_running(verdicts)
@@ -237,6 +258,31 @@ class Controller:
         degraded = any(a.verdict.value not in ("healthy",) for a in verdicts.values())
         return CycleResult(now, True, self._message(actions, progress, verdicts), verdicts, tuple(actions),
                            tuple(progress), acted, degraded)
+
+    def _enforce(self, snapshots: Mapping[str, tuple[EngineSnapshot, EngineRecord]], now: float) -> None:
+        """Keep what was decided true while a replica comes back from the dark: a replica claiming primary under
+        an older epoch than the engine's is fenced on sight, and while an engine waits halted for a human every
+        primary that answers is halted again (it may have missed the halt while it was unreachable)."""
+        driver: RunbookDriver | None = None
+        for name, (snap, record) in snapshots.items():
+            engine = self.topology.engines[name]
+            for replica_name, status in snap.statuses.items():
+                if status.role is Role.PRIMARY and replica_name != record.primary and status.epoch < record.epoch:
+                    try:
+                        self.engines.fence(engine.replica(replica_name), record.epoch)
+                        self._page(now, name, f"[{name}] fenced {replica_name}: it claimed primary under epoch "
+                                              f"{status.epoch}, the engine is at {record.epoch}")
+                    except FailoverError as error:
+                        self._page(now, name, f"[{name}] could not fence stale primary {replica_name}: {error}")
+            waiting = snap.incident is not None and snap.incident.status == "needs_human"
+            stray = [n for n, s in snap.statuses.items() if s.role is Role.PRIMARY and s.phase is not Phase.HALTED]
+            if waiting and (stray or record.phase.phase is not Phase.HALTED):
+                driver = driver or self.runbook()
+                epoch = max([record.epoch, *(s.epoch for s in snap.statuses.values())])
+                driver.halt_everywhere(engine, epoch, "halted while a human decides", now, quiet=True)
+
+    def _page(self, now: float, engine: str, message: str) -> None:
+        self.notifier.publish(Event(now, EventKind.PAGE, engine, message))
 
     def _apply(self, action: Action, record: EngineRecord, now: float) -> bool:
         if action.kind is ActionKind.HOLD:
@@ -267,6 +313,7 @@ class Controller:
             protection=self.topology.protection.duration, max_lag=self.topology.policy.max_lag_on_failover,
             has_dns=engine.dns is not None and engine_name in self.routers,
             target_address=address_of(engine.replica(target).control_url),
+            replicas=tuple(r.name for r in engine.replicas), seq_floor=self.seq_floor.get(engine_name, 0),
         )
         status = IncidentStatus.PROPOSED if proposed else IncidentStatus.RUNNING
         incident = self.store.create_incident(engine_name, kind, reason, now, source=source, target=target,
@@ -286,22 +333,14 @@ class Controller:
                                               detail={"blocked_by": [r.value for r in action.blocked_by]})
         engine = self.topology.engines[action.engine]
         seen = max((s.epoch for s in self.statuses.values()), default=0)
-        epoch = next_epoch(record, seen, self.token)
-        for replica in engine.replicas:
-            if replica.name in self.statuses:
-                try:
-                    self.engines.set_phase(replica, Phase.HALTED, None, epoch)
-                except FailoverError:
-                    continue
-        driver = self.runbook()
-        driver._phase(Plan(action.engine, action.source or "", "", epoch, 0), PhaseEvent.HALT, now, None,
-                      "primary lost; no automatic failover allowed")
+        self.runbook().halt_everywhere(engine, next_epoch(record, seen, self.token), "primary lost; no automatic "
+                                       "failover allowed", now)
         self.store.audit(self.options.identity, "incident.needs_human",
                          {"incident": incident.id, "reason": action.reason,
                           "blocked_by": [r.value for r in action.blocked_by]}, now)
         self.notifier.publish(Event(now, EventKind.PAGE, action.engine,
                                     f"[{action.engine}] NEEDS A HUMAN: {action.reason} "
-                                    f"({', '.join(r.value for r in action.blocked_by)}); trading halted",
+                                    f"({', '.join(r.value for r in action.blocked_by)}); halting trading",
                                     {"incident": incident.id}))
 
     def _advance_running(self, verdicts: Mapping[str, Assessment]) -> list[Progress]:

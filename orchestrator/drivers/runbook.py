@@ -75,6 +75,8 @@ def plan_of(incident: Incident) -> Plan:
         max_lag=int(detail.get("max_lag", 0)),
         has_dns=bool(detail.get("has_dns", False)),
         target_address=str(detail.get("target_address", "")),
+        replicas=tuple(str(name) for name in detail.get("replicas", ())),
+        seq_floor=int(detail.get("seq_floor", 0)),
     )
 
 
@@ -82,6 +84,7 @@ def plan_detail(plan: Plan) -> dict[str, Any]:
     return {
         "source": plan.source, "target": plan.target, "epoch": plan.epoch, "protection": plan.protection,
         "max_lag": plan.max_lag, "has_dns": plan.has_dns, "target_address": plan.target_address,
+        "replicas": list(plan.replicas), "seq_floor": plan.seq_floor,
     }
 
 
@@ -129,7 +132,10 @@ class RunbookDriver:
         incident = self.store.incident(incident_id)
         engine = self.topology.engines[incident.engine]
         self._silent = set()
-        plan = self._adopt(incident, plan_of(incident), engine)
+        plan = plan_of(incident)
+        if not plan.replicas:
+            plan = replace(plan, replicas=tuple(r.name for r in engine.replicas))
+        plan = self._adopt(incident, plan, engine)
         while True:
             journal = self.store.journal(incident_id)
             now = self.clock()
@@ -216,8 +222,8 @@ class RunbookDriver:
         except FailoverError:
             return None
 
-    def facts(self, plan: Plan, engine: Engine, verdicts: Mapping[str, Assessment], *, instances: bool = False,
-              dns: bool = False) -> Facts:
+    def facts(self, plan: Plan, engine: Engine, verdicts: Mapping[str, Assessment], *, old_instance: bool = False,
+              target_instance: bool = False, dns: bool = False) -> Facts:
         target = verdicts.get(plan.target)
         dns_target = None
         if dns and engine.dns is not None and plan.engine in self.routers:
@@ -227,8 +233,8 @@ class RunbookDriver:
                 dns_target = None
         return Facts(
             statuses=self.statuses(engine),
-            old_instance_state=self._instance_state(engine, plan.source) if instances else None,
-            target_instance_state=self._instance_state(engine, plan.target) if instances else None,
+            old_instance_state=self._instance_state(engine, plan.source) if old_instance else None,
+            target_instance_state=self._instance_state(engine, plan.target) if target_instance else None,
             dns_target=dns_target,
             target_verdict=target.verdict if target else Verdict.UNKNOWN,
         )
@@ -262,8 +268,8 @@ class RunbookDriver:
             return self._await_window(plan, engine, journal, verdicts, now)
         if step is Step.CLOSE_INCIDENT:
             return self._close(plan, incident, now)
-        facts = self.facts(plan, engine, verdicts, instances=step in (Step.FENCE_OLD_PRIMARY,
-                           Step.ENSURE_TARGET_RUNNING), dns=step is Step.SWITCH_TRAFFIC)
+        facts = self.facts(plan, engine, verdicts, old_instance=step is Step.FENCE_OLD_PRIMARY,
+                           target_instance=step is Step.ENSURE_TARGET_RUNNING, dns=step is Step.SWITCH_TRAFFIC)
         if step is Step.SWITCH_TRAFFIC and not plan.has_dns:
             return Outcome.SKIPPED, {"why": "no DNS record configured"}
         if rb.CHECKS[step](plan, facts):
@@ -272,8 +278,8 @@ class RunbookDriver:
         if step is Step.WAIT_CAUGHT_UP:
             caught, lag = rb.caught_up(plan, facts)
             return (Outcome.DONE if caught else Outcome.PENDING), {"lag": lag}
-        after = self.facts(plan, engine, verdicts, instances=step is Step.FENCE_OLD_PRIMARY,
-                           dns=step is Step.SWITCH_TRAFFIC)
+        after = self.facts(plan, engine, verdicts, old_instance=step is Step.FENCE_OLD_PRIMARY,
+                           target_instance=step is Step.ENSURE_TARGET_RUNNING, dns=step is Step.SWITCH_TRAFFIC)
         if rb.CHECKS[step](plan, after):
             return Outcome.DONE, self._done_detail(step, plan, after, already=False)
         return Outcome.RETRY, {"error": error or f"{step.value} not confirmed"}
@@ -283,7 +289,10 @@ class RunbookDriver:
         now = self.clock()
         if step is Step.FENCE_OLD_PRIMARY:
             detail["how"] = rb.fenced(plan, facts)
-        elif step is Step.HALT:
+            self._phase(plan, PhaseEvent.HALT, now, None, f"failover; old primary {detail['how']}")
+        elif step is Step.HALT and plan.source in facts.statuses:
+            # announced only when true: the old primary answered and is halted. If it did not answer it may still
+            # be trading, and the halt is announced once it is fenced (the next step).
             self._phase(plan, PhaseEvent.HALT, now, None, "failover")
         elif step is Step.PROMOTE:
             self._update(plan.engine, lambda r: replace(r, primary=plan.target, epoch=max(r.epoch, plan.epoch)))
@@ -431,19 +440,40 @@ class RunbookDriver:
             self.store.append_journal(incident.id, entry.step, entry.state, now, dict(entry.detail), token=self.token)
         journal = self.store.journal(incident.id)
         touched = any(e.step != Step.ANNOUNCE for e in journal if e.state == rb.StepState.STARTED)
+        trading = "nothing was changed; trading as before"
         if touched:  # trading never reopens on an uncertain state; before the halt step nothing was changed
-            for replica in engine.replicas:
-                if replica.name == plan.source:
-                    continue
-                try:
-                    self.engines.set_phase(replica, Phase.HALTED, None, plan.epoch)
-                except FailoverError:
-                    continue
-            self._phase(plan, PhaseEvent.HALT, now, None, "needs a human")
+            confirmed = self.halt_everywhere(engine, plan.epoch, "needs a human", now)
+            trading = "trading halted" if confirmed else "halt not yet confirmed by the primary"
         self.store.update_incident(incident.id, status=IncidentStatus.NEEDS_HUMAN, at=now)
         self.store.audit(self.actor, "incident.needs_human", {"incident": incident.id, "reason": nxt.reason}, now)
         self._say(plan.engine, now, f"[{plan.engine}] NEEDS A HUMAN: incident {incident.id} at {nxt.step}: "
-                  f"{nxt.reason}; trading stays halted", EventKind.PAGE)
+                  f"{nxt.reason}; {trading}", EventKind.PAGE)
+
+    def halt_everywhere(self, engine: Engine, epoch: int, reason: str, now: float, *, quiet: bool = False) -> bool:
+        """Halt every replica that answers (a standby records the epoch; a fenced one refuses, harmlessly), and
+        announce HALTED only once it is true: the engine's primary answered and is halted. A primary that did not
+        answer may still be trading; announcing a halt it has not taken would be a lie to every client. Until it
+        answers, the controller tries again each cycle (`Controller._enforce`). Returns whether it is true."""
+        record = self._update(engine.name, lambda r: replace(r, epoch=max(r.epoch, epoch)))
+        answered: dict[str, ReplicaStatus] = {}
+        for replica in engine.replicas:
+            try:
+                answered[replica.name] = self.engines.set_phase(replica, Phase.HALTED, None,
+                                                                max(epoch, record.epoch))
+            except FailoverError:
+                try:  # a fenced replica refuses the phase but still says what it is
+                    answered[replica.name] = self.engines.status(replica)
+                except FailoverError:
+                    continue
+        trading = [n for n, s in answered.items() if s.role is Role.PRIMARY and s.phase is not Phase.HALTED]
+        halted_primary = record.primary in answered and not trading
+        if halted_primary:
+            self._phase(Plan(engine.name, record.primary, "", epoch, 0), PhaseEvent.HALT, now, None, reason)
+        elif record.phase.phase is not Phase.HALTED and not quiet:
+            self._say(engine.name, now, f"[{engine.name}] halt ordered (epoch {epoch}) but the primary "
+                      f"{record.primary} does not answer: it may still be trading; retrying every cycle",
+                      EventKind.PAGE)
+        return halted_primary
 
     # ---- bookkeeping ----------------------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ and an exhaustive exploration of crashes and leader changes at every point of a 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -14,7 +14,7 @@ from orchestrator.core.model import Phase, ReplicaStatus, Role, Verdict
 from orchestrator.core.runbook import Entry, Facts, Outcome, Plan, Status, Step, StepState
 
 PLAN = Plan(engine="spot", source="spot-aws", target="spot-gcp", epoch=7, protection=1200, has_dns=True,
-            target_address="10.1.1.10")
+            target_address="10.1.1.10", replicas=("spot-aws", "spot-gcp", "spot-azure"))
 
 
 def entries(*pairs: tuple[Step, StepState], at: float = 0.0) -> list[Entry]:
@@ -88,10 +88,15 @@ def test_checks_recognise_each_effect() -> None:
     assert rb.fenced(PLAN, Facts({"spot-aws": st("spot-aws", role=Role.FENCED)})) == "fenced by epoch"
     assert rb.fenced(PLAN, Facts({}, old_instance_state="stopped")) == "instance stopped"
     assert rb.fenced(PLAN, halted) is not None  # unreachable, and every other replica carries the new epoch
+    only_target = Facts({"spot-gcp": st("spot-gcp")})
+    assert rb.fenced(PLAN, only_target) is None  # azure unreachable: it could still be the old primary's partner
+    assert rb.fenced(PLAN, Facts(only_target.statuses, old_instance_state="stopped")) == "instance stopped"
     assert rb.fenced(PLAN, Facts({"spot-gcp": st("spot-gcp"), "spot-azure": st("spot-azure", epoch=3)})) is None
     assert rb.fenced(PLAN, Facts({"spot-aws": st("spot-aws", role=Role.PRIMARY)})) is None
     assert rb.caught_up(PLAN, Facts({"spot-gcp": st("spot-gcp", seq=9), "spot-azure": st("spot-azure")})) == (
         False, 1)
+    remembered = replace(PLAN, seq_floor=12)  # a standby lost since was seen holding 12 entries
+    assert rb.caught_up(remembered, Facts({"spot-gcp": st("spot-gcp", seq=10)})) == (False, 2)
     assert rb.promoted(PLAN, Facts({"spot-gcp": st("spot-gcp", role=Role.PRIMARY)}))
     assert rb.traffic_switched(PLAN, Facts({}, dns_target="10.1.1.10"))
     assert not rb.traffic_switched(PLAN, Facts({}, dns_target="10.0.1.10"))
