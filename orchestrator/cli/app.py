@@ -31,7 +31,7 @@ def _root(
 
 def _register() -> None:
     """Commands live in their own modules; importing them here keeps `failover --help` complete."""
-    from orchestrator.cli import audit_cmd, cycle_cmd, drill_cmd, operate_cmd, simulate_cmd, status_cmd
+    from orchestrator.cli import audit_cmd, cycle_cmd, drill_cmd, operate_cmd, replica_cmd, simulate_cmd, status_cmd
 
     drill_cmd.register(app)
     simulate_cmd.register(app)
@@ -39,6 +39,7 @@ def _register() -> None:
     cycle_cmd.register(app)
     operate_cmd.register(app)
     app.add_typer(audit_cmd.app, name="audit")
+    app.add_typer(replica_cmd.app, name="replica")
 
 
 _register()

@@ -132,3 +132,10 @@ def test_no_traceback_from_the_real_entry_point() -> None:
     debug = subprocess.run([sys.executable, "-m", "orchestrator", "--debug", "config", "validate", path],
                            capture_output=True, text=True, check=False)
     assert debug.returncode == 2 and "Traceback" in debug.stderr
+
+
+@pytest.mark.parametrize("name", ["example.yaml", "ci-moto.yaml", "deploy/failover-ha.yaml",
+                                  "scenarios/hk-topology.yaml"])
+def test_shipped_configs_are_valid(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["config", "validate", str(ROOT / "configs" / name)], capsys)
+    assert code == 0, err
