@@ -68,9 +68,11 @@ def test_exactly_one_acts_and_a_killed_leader_hands_over_mid_failover(ha: HA, tm
     time.sleep(1.0)
     bed.lose_aws()  # the primary's data centre goes dark
 
-    daemons.wait_for(lambda: (tmp_path / "died").exists(), 30, "the leader to die at promote")
-    dead = next(d for d in daemons.running if not d.alive or d.process.poll() is not None)
-    dead.process.wait(timeout=5)
+    # the failpoint creates its marker file, then SIGKILLs its own process: wait for the death itself
+    daemons.wait_for(lambda: any(not d.alive for d in daemons.running), 30, "the leader to die at promote")
+    assert (tmp_path / "died").exists()
+    dead = next(d for d in daemons.running if not d.alive)
+    assert dead.process.wait(timeout=5) == -9
     loaded = load_config(bed.config_path)
     with open_store(loaded.store_url) as store:
         daemons.wait_for(lambda: (i := store.open_incident("spot")) is None or i.status.value == "closed", 60,
