@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -203,7 +203,7 @@ def load_config(path: str | Path | None = None) -> LoadedConfig:
     if config is not None:
         problems.extend(_cross_checks(config))
     if problems:
-        raise ConfigError("\n".join(_render(file, lines, problem) for problem in problems))
+        raise ConfigError("\n".join(locate(file, lines, problem.path, problem.message) for problem in problems))
     assert config is not None
     return LoadedConfig(file, config, to_topology(config))
 
@@ -412,8 +412,8 @@ def _timing_checks(config: FailoverConfig) -> Iterator[Problem]:
         yield Problem(("policy", "flap_window"), "too short to ever see flap_count downs at this probe interval")
 
 
-def _render(file: Path, lines: dict[tuple[str | int, ...], int], problem: Problem) -> str:
-    path = problem.path
+def locate(file: Path, lines: Mapping[tuple[str | int, ...], int], path: tuple[str | int, ...], message: str) -> str:
+    """`FILE:LINE: field.path: message`, the line of the deepest part of `path` the YAML marks know."""
     line = None
     for cut in range(len(path), -1, -1):
         line = lines.get(path[:cut])
@@ -421,7 +421,7 @@ def _render(file: Path, lines: dict[tuple[str | int, ...], int], problem: Proble
             break
     where = f"{file}:{line}" if line is not None else str(file)
     dotted = ".".join(map(str, path)) or "(top level)"
-    return f"{where}: {dotted}: {problem.message}"
+    return f"{where}: {dotted}: {message}"
 
 
 def to_topology(config: FailoverConfig) -> Topology:

@@ -66,6 +66,15 @@ GONE = frozenset({InstanceState.STOPPED, InstanceState.TERMINATED})
 MOVING_TO = {RUNNING: InstanceState.PENDING, GONE: InstanceState.STOPPING}  # already on the way: nothing to write
 
 
+def simple_health(instance: str, zone: str, state: InstanceState, impaired: bool) -> InstanceHealth:
+    """Health from a lifecycle state and one status check, as the in-memory and simulated clouds report it."""
+    if state is not InstanceState.RUNNING:
+        return InstanceHealth(instance, state, Status.DOWN, f"zone {zone}")
+    if impaired:
+        return InstanceHealth(instance, state, Status.DOWN, f"zone {zone}; status check impaired")
+    return InstanceHealth(instance, state, Status.OK, f"zone {zone}")
+
+
 def aggregate_zones(zones: Mapping[str, Status]) -> tuple[Status, str]:
     """One status for a site from its zones: all ok → ok, some impaired → degraded, all impaired → down.
 

@@ -35,7 +35,7 @@ import tenacity
 
 from orchestrator.core.errors import FailoverError, ProviderAuthError, ProviderNotFound
 from orchestrator.core.model import DnsTarget, Site, Status
-from providers.base import Capability, CloudProvider, InstanceHealth, InstanceState
+from providers.base import Capability, CloudProvider, InstanceHealth, InstanceState, simple_health
 from providers.traffic import TrafficRouter
 
 OFFLINE = 0  # the status of a call that never reached the API (connection refused, no route)
@@ -256,16 +256,8 @@ class LocalProvider(_LocalCalls, CloudProvider):
     def _instance_healths(self, instances: Sequence[str]) -> Mapping[str, InstanceHealth]:
         found = self._read("local.describe_instances", self.cloud.describe_instances, site=self.site.name,
                            ids=instances)
-        healths = {}
-        for instance, (zone, state, impaired) in found.items():
-            if state is not InstanceState.RUNNING:
-                status, detail = Status.DOWN, f"zone {zone}"
-            elif impaired:
-                status, detail = Status.DOWN, f"zone {zone}; status check impaired"
-            else:
-                status, detail = Status.OK, f"zone {zone}"
-            healths[instance] = InstanceHealth(instance, state, status, detail)
-        return healths
+        return {instance: simple_health(instance, zone, state, impaired)
+                for instance, (zone, state, impaired) in found.items()}
 
     def _start(self, instance: str) -> None:
         self._write("local.start_instance", self.cloud.start_instance, subject=f"instance {instance}",

@@ -269,12 +269,7 @@ class Operator:
                poll: float = 0.2, timeout: float | None = None) -> Incident:
         """Go on with a running incident from its journal (the command that drove it was killed)."""
         self._audit("resume", {"incident": incident_id})
-        controller = self._controller(None)
-        leader = controller._lead()
-        try:
-            return self._drive(controller, incident_id, leader, on_progress, poll, timeout)
-        finally:
-            controller.release()
+        return self._run_to_end(incident_id, on_progress, poll, timeout)
 
     def approve(self, incident_id: str, *, on_progress: Callable[[list[Any]], None] | None = None,
                 poll: float = 0.2, timeout: float | None = None) -> Incident:
@@ -285,6 +280,10 @@ class Operator:
         self.store.update_incident(incident_id, status=IncidentStatus.RUNNING, at=now,
                                    detail={"approved_by": self.actor})
         self._audit("approve", {"incident": incident_id})
+        return self._run_to_end(incident_id, on_progress, poll, timeout)
+
+    def _run_to_end(self, incident_id: str, on_progress: Callable[[list[Any]], None] | None, poll: float,
+                    timeout: float | None) -> Incident:
         controller = self._controller(None)
         leader = controller._lead()
         try:

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from orchestrator.config import Duration, load_config, parse_yaml, read_text
+from orchestrator.config import Duration, load_config, locate, parse_yaml, read_text
 from orchestrator.core.model import Topology
 from orchestrator.errors import ConfigError
 from orchestrator.sim.faults import DEFAULT_PROVIDER_DELAY, ORCHESTRATOR, Fault, FaultKind
@@ -187,17 +187,17 @@ def load_scenario(path: str | Path) -> Scenario:
     try:
         model = ScenarioModel.model_validate(data)
     except ValidationError as error:
-        raise ConfigError("\n".join(_render(file, lines, path, message) for path, message in _problems(error))) \
+        raise ConfigError("\n".join(locate(file, lines, path, message) for path, message in _problems(error))) \
             from None
     topology_file = (file.parent / model.topology)
     if not topology_file.is_file():
-        raise ConfigError(_render(file, lines, ("topology",), f"no such config file {topology_file}"))
+        raise ConfigError(locate(file, lines, ("topology",), f"no such config file {topology_file}"))
     topology = load_config(topology_file).topology
     problems = list(_reference_problems(model, topology))
     if model.start.tzinfo is None:
         problems.append((("start",), "needs a UTC offset, e.g. 2022-12-18T11:00:00+08:00"))
     if problems:
-        raise ConfigError("\n".join(_render(file, lines, path, message) for path, message in problems))
+        raise ConfigError("\n".join(locate(file, lines, path, message) for path, message in problems))
     return Scenario(
         name=model.name, topology=topology, start=model.start.timestamp(), duration=model.duration,
         faults=tuple(_fault(item) for item in model.faults), expect=_expectations(model.expect),
@@ -274,13 +274,3 @@ def _lag_problems(fault: LagModel, where: Path_, replicas: Mapping[str, Any]) ->
         yield (*where, "replica"), f"unknown replica {fault.replica!r}; known: {', '.join(sorted(replicas))}"
     elif fault.replica is not None and fault.site is not None and replicas[fault.replica].site != fault.site:
         yield (*where, "site"), f"replica {fault.replica} is not at site {fault.site}"
-
-
-def _render(file: Path, lines: Mapping[Path_, int], path: Path_, message: str) -> str:
-    line = None
-    for cut in range(len(path), -1, -1):
-        line = lines.get(path[:cut])
-        if line is not None:
-            break
-    where = f"{file}:{line}" if line is not None else str(file)
-    return f"{where}: {'.'.join(map(str, path)) or '(top level)'}: {message}"
