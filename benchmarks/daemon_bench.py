@@ -119,3 +119,15 @@ def run() -> dict[str, Any]:
 
 if __name__ == "__main__":
     print(json.dumps(run(), indent=2))
+
+
+def render(result: dict[str, Any]) -> str:
+    data = result["daemon.cycle (300 replicas over loopback HTTP)"]
+    cycle = data["cycle"]
+    return "\n".join([
+        "== daemon: one cycle, 300 replicas (100 engines x 3) probed over loopback HTTP, SQLite store",
+        f"   cycle median {cycle['median_ms']:.0f} ms, p95 {cycle['p95_ms']:.0f} ms "
+        f"({cycle['per_replica_ms']:.2f} ms per replica); probes alone {data['probe_phase']['median_ms']:.0f} ms",
+        f"   ratio of the cycle to a 1 s probe interval: {cycle['ratio_to_1s_interval']:.2f}",
+        f"   verdicts after the last cycle: {data['last_verdicts']}",
+    ])
