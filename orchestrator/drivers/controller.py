@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +67,7 @@ class ControllerOptions:
     act: bool = True  # False: observe and decide, never act (dry runs)
     observe_only: bool = False  # a probe agent: never takes the lease, only records what it sees
     publish_verdicts: bool = True  # a display copy for `status` and `plan`
+    parallel_provider_polls: bool = True  # one slow cloud API must not delay the others (the simulator: False)
     pre_hooks: tuple[str, ...] = ()
     post_hooks: tuple[str, ...] = ()
 
@@ -170,15 +172,22 @@ class Controller:
     def _provider_observations(self, now: float) -> list[Observation]:
         """Each site's cloud API, except those backing off: an API that fails is asked again only after a
         growing pause (up to a minute), so that a struggling control plane cannot stall every cycle."""
-        found: list[Observation] = []
-        for site, provider in self.providers.items():
-            failures, next_at = self._provider_backoff.get(site, (0, 0.0))
-            if now < next_at:
-                continue
+        due = [site for site in self.providers if now >= self._provider_backoff.get(site, (0, 0.0))[1]]
+
+        def poll(site: str) -> list[Observation]:
             instances = {
                 r.instance: r.name for e in self.topology.engines.values() for r in e.replicas if r.site == site
             }
-            observed = provider.observe(instances)
+            return self.providers[site].observe(instances)
+
+        if self.options.parallel_provider_polls and len(due) > 1:
+            with ThreadPoolExecutor(max_workers=len(due), thread_name_prefix="provider-poll") as pool:
+                results = list(pool.map(poll, due))  # in site order: the result does not depend on timing
+        else:
+            results = [poll(site) for site in due]
+        found: list[Observation] = []
+        for site, observed in zip(due, results, strict=True):
+            failures = self._provider_backoff.get(site, (0, 0.0))[0]
             if any(o.status is Status.UNKNOWN and o.detail.startswith("provider API failed") for o in observed):
                 pause = min(60.0, self.options.provider_interval * 2 ** failures)
                 self._provider_backoff[site] = (failures + 1, now + pause)

@@ -154,7 +154,9 @@ class Daemon:
             "last_cycle_at": last.at if last else None,
             "message": last.message if last else "",
             "error": self.state.error,
-            "verdicts": {s: a.verdict.value for s, a in (last.verdicts if last else {}).items()},
+            # verdicts as they change, not only at the end of a cycle that may be busy running a runbook step
+            "verdicts": dict(self.metrics.current) or {s: a.verdict.value for s, a in
+                                                       (last.verdicts if last else {}).items()},
             "healthy": self.healthy(),
         }
 

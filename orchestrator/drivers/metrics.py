@@ -36,11 +36,13 @@ class Metrics(Notifier):
         self.cycles = Counter("failover_cycles", "Controller cycles run", ["role"], registry=r)
         self.last_cycle = Gauge("failover_last_cycle_timestamp_seconds", "When the last cycle ended", registry=r)
         self._first_failure: dict[str, float] = {}
+        self.current: dict[str, str] = {}  # verdict per subject as of the last verdict event (for /status)
 
     def publish(self, event: Event) -> None:
         detail = event.detail
         if event.kind is EventKind.VERDICT:
             subject, verdict = str(detail["subject"]), Verdict(str(detail["verdict"]))
+            self.current[subject] = verdict.value
             for choice in Verdict:
                 self.verdict.labels(subject, choice.value).set(1 if choice is verdict else 0)
             if verdict is Verdict.SUSPECT:

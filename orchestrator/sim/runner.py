@@ -84,7 +84,7 @@ class Simulation:
         self.controller = Controller(
             self.topology, self.store, self.engines, self.providers, self.routers, self.prober, self.events,
             self.clock, ControllerOptions(persist_observations=False, provider_interval=settings.provider_interval,
-                              publish_verdicts=False),
+                              publish_verdicts=False, parallel_provider_polls=False),
             monotonic=self.clock,  # the lease's safety margin runs on the virtual clock too: deterministic
         )
         self.next_tick = scenario.start
