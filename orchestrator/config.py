@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema, model_validator
 
 from orchestrator.core.durations import parse_duration
 from orchestrator.core.model import (
@@ -123,8 +123,17 @@ class EngineConfig(_Strict):
 
 
 class WebhookConfig(_Strict):
-    url: Url
+    """`url`, or `url_file` naming a file that holds it: a Slack incoming-webhook URL is itself a credential."""
+
+    url: Url | None = None
+    url_file: str | None = None
     timeout: Duration = 5.0
+
+    @model_validator(mode="after")
+    def _one_source(self) -> WebhookConfig:
+        if (self.url is None) == (self.url_file is None):
+            raise ValueError("give exactly one of url and url_file")
+        return self
 
 
 class NotificationsConfig(_Strict):

@@ -7,9 +7,11 @@ import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
+from orchestrator.core.errors import ConfigError
 from orchestrator.drivers.events import Event, EventKind, Notifier
 
 log = logging.getLogger(__name__)
@@ -25,7 +27,7 @@ class WebhookNotifier(Notifier):
     """
 
     def __init__(self, webhooks: Sequence[object], kinds: frozenset[EventKind] = ANNOUNCED) -> None:
-        self._targets = [(str(getattr(w, "url", w)), float(getattr(w, "timeout", 5.0))) for w in webhooks]
+        self._targets = [(_url_of(w), float(getattr(w, "timeout", 5.0))) for w in webhooks]
         self._kinds = kinds
         self._http = httpx.Client()
         self.failures = 0
@@ -41,6 +43,20 @@ class WebhookNotifier(Notifier):
             except httpx.HTTPError as error:
                 self.failures += 1
                 log.warning("webhook #%d failed: %s", position, type(error).__name__)
+
+
+def _url_of(webhook: object) -> str:
+    """The webhook's URL, read from `url_file` when given (a ConfigError naming the file, never its content)."""
+    url_file = getattr(webhook, "url_file", None)
+    if url_file:
+        try:
+            url = Path(url_file).read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ConfigError(f"notifications.webhooks.url_file {url_file}: cannot read: {error.strerror}") from None
+        if not url.startswith(("https://", "http://")):
+            raise ConfigError(f"notifications.webhooks.url_file {url_file}: does not hold an http(s) URL")
+        return url
+    return str(getattr(webhook, "url", None) or webhook)
 
 
 @dataclass(frozen=True, slots=True)
