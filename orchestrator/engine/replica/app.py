@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from orchestrator.core.model import Role
 from orchestrator.engine import protocol as wire
 from orchestrator.engine.protocol import Reason
 from orchestrator.engine.replica.book import Refusal
@@ -117,51 +118,54 @@ class ReplicaApp:
 
     # --- control ------------------------------------------------------------------------------------------
 
-    def _epoch_refused(self, epoch: int) -> Response | None:
-        refused = self.node.see_epoch(epoch)
-        return None if refused is None else _refusal(refused, epoch=self.node.epoch)
+    def _control_refusal(self, refused: Refusal) -> Response:
+        """A refused control call; `stale_epoch` says the highest epoch seen, so the caller knows who is newer."""
+        if refused.reason == Reason.STALE_EPOCH:
+            return _refusal(refused, epoch=self.node.epoch)
+        return _refusal(refused)
 
     def _status_or(self, refused: Refusal | None) -> Response:
-        return JSONResponse(self.node.status()) if refused is None else _refusal(refused)
+        return JSONResponse(self.node.status()) if refused is None else self._control_refusal(refused)
 
     async def status(self, request: Request) -> Response:
         return JSONResponse(self.node.status())
 
     async def phase(self, request: Request) -> Response:
         body = await self._parse(request, wire.PhaseRequest)
-        stale = self._epoch_refused(body.epoch)  # on a standby, recording the epoch is the whole effect
-        if stale is not None:
-            return stale
-        return self._status_or(self.node.set_phase(body.phase, body.until))
+        async with self.node.control_lock:
+            return self._status_or(self.node.stamp(body.epoch, body.phase, body.until))
 
     async def fence(self, request: Request) -> Response:
         body = await self._parse(request, wire.FenceRequest)
-        stale = self._epoch_refused(body.epoch)
-        if stale is not None:
-            return stale
-        self.node.fence()
-        return JSONResponse(self.node.status())
+        async with self.node.control_lock:
+            return self._status_or(self.node.fence_at(body.epoch))
 
     async def promote(self, request: Request) -> Response:
+        """Checked once to start, then, after asking every peer for its status (which may take the whole poll
+        timeout when one is in a dark data centre), decided again at commit against the state then: a fence or a
+        higher epoch that was answered meanwhile is never undone by this older request."""
         body = await self._parse(request, wire.PromoteRequest)
-        stale = self._epoch_refused(body.epoch)
-        if stale is not None:
-            return stale
-        refused = self.node.can_promote(body.force)
-        if refused is not None:
-            return _refusal(refused)
-        if not self.node.is_primary():
-            assert self.replicator is not None
-            await self.replicator.poll_peers(timeout=1.0)
+        node = self.node
+        async with node.control_lock:
+            refused = node.see_epoch(body.epoch) or node.can_promote(body.force)
+            if refused is not None or node.is_primary():
+                return self._status_or(refused)
+            was_fenced = node.role is Role.FENCED
+        assert self.replicator is not None
+        await self.replicator.poll_peers(timeout=node.settings.promote_poll_timeout)
+        async with node.control_lock:
+            refused = node.promotion_refused(body.epoch, body.force, was_fenced)
+            if refused is not None or node.is_primary():  # or another promotion at this epoch came first
+                return self._status_or(refused)
             rival = self.replicator.rival_primary()
-            if rival is not None and rival[0] >= self.node.epoch:  # it would not see itself deposed
+            if rival is not None and rival[0] >= node.epoch:  # it would not see itself deposed
                 return _refusal(Refusal(Reason.STALE_EPOCH), epoch=rival[0], peer=rival[1])
             peer_seq, peer = self.replicator.highest_peer()
-            if not body.force and not self.node.is_primary() and peer_seq > self.node.journal.last_seq:
-                return _refusal(Refusal(Reason.BEHIND), last_seq=self.node.journal.last_seq,
-                                peer_seq=peer_seq, peer=peer)
-        self.node.promote()
-        return JSONResponse(self.node.status())
+            if not body.force and peer_seq > node.journal.last_seq:
+                return _refusal(Refusal(Reason.BEHIND), last_seq=node.journal.last_seq, peer_seq=peer_seq,
+                                peer=peer)
+            node.promote()
+            return JSONResponse(node.status())
 
     # --- order entry ---------------------------------------------------------------------------------------
 

@@ -47,13 +47,13 @@ def serve(*, replica_id: str, port: int, data_dir: Path, primary: bool = False, 
           cloud: str = "local", peers: Sequence[str] = (), synchronous: bool = True, sync_timeout: float = 2.0,
           token_file: Path | None = None, host: str = "127.0.0.1",
           protection_allow: Sequence[str] = DEFAULT_PROTECTION_ALLOW, peer_interval: float = 0.2,
-          peer_catch_up: bool = True) -> None:
+          peer_catch_up: bool = True, promote_poll_timeout: float = 1.0) -> None:
     """Run a replica until SIGINT/SIGTERM. Raises NoToken, JournalCorrupt or OSError before serving."""
     settings = Settings(
         replica_id=replica_id, data_dir=data_dir, cloud=cloud,
         initial_role=Role.PRIMARY if primary else Role.STANDBY, standby_of=standby_of, peers=tuple(peers),
         synchronous=synchronous, sync_timeout=sync_timeout, protection_allow=tuple(protection_allow),
-        peer_catch_up=peer_catch_up, token=read_token(token_file),
+        peer_catch_up=peer_catch_up, promote_poll_timeout=promote_poll_timeout, token=read_token(token_file),
     )
     node = Node(settings)
     log = logging.getLogger("orchestrator.engine.replica")
@@ -92,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="copy only from a primary, never from a peer while no primary is reachable")
     run.add_argument("--peer-interval", type=float, default=0.2, metavar="SECONDS",
                      help="how often peers' status is polled")
+    run.add_argument("--promote-poll-timeout", type=float, default=1.0, metavar="SECONDS",
+                     help="how long a promotion waits for each peer's status before deciding")
     return parser
 
 
@@ -105,7 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               standby_of=args.standby_of, cloud=args.cloud, peers=args.peer, synchronous=args.synchronous,
               sync_timeout=args.sync_timeout, token_file=args.token_file, host=args.host,
               protection_allow=[kind for kind in args.protection_allow.split(",") if kind],
-              peer_interval=args.peer_interval, peer_catch_up=args.peer_catch_up)
+              peer_interval=args.peer_interval, peer_catch_up=args.peer_catch_up,
+              promote_poll_timeout=args.promote_poll_timeout)
     except (NoToken, OSError) as error:
         print(f"replica: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -1,8 +1,11 @@
 """One replica's state and the rules that change it: role, epoch, journal, ledger, replication acks, counters.
 
 Every method here is synchronous and runs on the server's single event loop, so each one is atomic with respect
-to the others without locks: a request is checked, journaled (fsync'd), applied and announced in one go. The only
-awaiting is done by callers, outside these methods: waiting for a standby's acknowledgement, talking to peers.
+to the others: a request is checked, journaled (fsync'd), applied and announced in one go. The only awaiting is
+done by callers, outside these methods: waiting for a standby's acknowledgement, talking to peers. One control
+call does await in its middle: a promotion asks its peers for their status first. So control changes (phase,
+fence, promote) take `control_lock`, and a promotion takes it twice, to start and to commit, and is decided at
+commit against the state then (`promotion_refused`): a fence or a newer epoch that arrived while it waited wins.
 
 Roles: a *primary* accepts writes; a *standby* applies what it fetches from the primary; a *fenced* replica does
 neither, for good (the role is persisted, so a restart does not undo a fence). The epoch rule: every control call
@@ -51,6 +54,7 @@ class Settings:
     sync_timeout: float = 2.0
     protection_allow: tuple[str, ...] = DEFAULT_PROTECTION_ALLOW
     peer_catch_up: bool = True  # with no primary reachable, copy from the peer with the longest journal
+    promote_poll_timeout: float = 1.0  # how long a promotion waits for each peer's status
     token: str = field(default="", repr=False)
 
 
@@ -110,6 +114,7 @@ class Node:
         self.error: str | None = None  # set when replication cannot go on (diverged journal)
         self.accepted: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
+        self.control_lock = asyncio.Lock()  # serializes control changes (see the module's docstring)
 
     @property
     def role(self) -> Role:
@@ -225,6 +230,24 @@ class Node:
             self._write("phase", {"phase": str(phase), "until": until})
         return None
 
+    def stamp(self, epoch: int, phase: Phase, until: str | None) -> Refusal | None:
+        """`POST /v1/phase`: the epoch rule, then `set_phase`."""
+        return self.see_epoch(epoch) or self.set_phase(phase, until)
+
+    def fence_at(self, epoch: int) -> Refusal | None:
+        """`POST /v1/fence`: the epoch rule and the fence, persisted in one write of the control state, so that no
+        crash can leave the new epoch recorded but the fence not."""
+        if epoch < self.control.epoch:
+            return Refusal(Reason.STALE_EPOCH)
+        if self.role is Role.FENCED:
+            return self.see_epoch(epoch)
+        log.warning("%s: fenced by the orchestrator at epoch %d (was %d); no more writes",
+                    self.settings.replica_id, epoch, self.control.epoch)
+        self.control.epoch = epoch
+        self.control.role = Role.FENCED
+        self.control.save()
+        return None
+
     def fence(self, why: str = "fenced by the orchestrator") -> None:
         if self.role is not Role.FENCED:
             log.warning("%s: %s at epoch %d; no more writes", self.settings.replica_id, why, self.epoch)
@@ -238,6 +261,18 @@ class Node:
         if self.role is Role.FENCED:
             return Refusal(Reason.FENCED)
         if self.error is not None:
+            return Refusal(Reason.DIVERGED)
+        return None
+
+    def promotion_refused(self, epoch: int, force: bool, was_fenced: bool) -> Refusal | None:
+        """A promotion at `epoch` that waited for its peers, decided against the state now: refused if a higher
+        epoch arrived meanwhile (whoever sent it is newer than whoever promotes), or if the replica was fenced
+        meanwhile (`force` overrides only a fence that was already there when the promotion was asked)."""
+        if self.epoch > epoch:
+            return Refusal(Reason.STALE_EPOCH)
+        if self.role is Role.FENCED and not (force and was_fenced):
+            return Refusal(Reason.FENCED)
+        if self.error is not None and not force:
             return Refusal(Reason.DIVERGED)
         return None
 

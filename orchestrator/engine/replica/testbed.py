@@ -3,7 +3,8 @@
 Each replica is `python -m orchestrator.engine.replica serve` in its own process, on a free port chosen once (so
 its URL survives restarts), with its own data directory under `base_dir`, every other replica as `--peer`, and
 the first replica marked primary as the others' `--standby-of` (`ReplicaSpec.peers` narrows a replica's peers, to
-model one that cannot hear the others). The control token is random, written to a 0600 file and passed with
+model one that cannot hear the others, and `ReplicaSpec.via` makes it reach a named peer at another address: a dead
+port, a `Blackhole`, a fault proxy). The control token is random, written to a 0600 file and passed with
 `--token-file`, so it never appears on a command line or in the environment.
 
     with ReplicaCluster(tmp_path, [ReplicaSpec("p", "aws", primary=True), ReplicaSpec("s", "gcp")]) as cluster:
@@ -26,8 +27,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,7 @@ class ReplicaSpec:
     sync_timeout: float = 2.0
     extra_args: tuple[str, ...] = ()
     peers: tuple[str, ...] | None = None  # names it lists with --peer; None: every other replica
+    via: Mapping[str, str] = field(default_factory=dict)  # peer name -> the URL this replica uses for it
 
 
 @dataclass
@@ -64,6 +67,43 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
+
+
+class Blackhole:
+    """A TCP listener that accepts every connection and never answers: a peer in a dark data centre, as seen
+    from a process whose packets still leave (each request waits for its full timeout). `url` is its address;
+    `accepted` counts connections; `close` drops them all."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self._listener = socket.create_server((host, 0), backlog=128)
+        self.url = f"http://{host}:{self._listener.getsockname()[1]}"
+        self.accepted = 0
+        self._held: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, name="blackhole", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            self._held.append(connection)
+            self.accepted += 1
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        self._listener.close()
+        for connection in self._held:
+            connection.close()
+        self._thread.join(5)
+
+    def __enter__(self) -> Blackhole:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class ReplicaCluster:
@@ -116,10 +156,10 @@ class ReplicaCluster:
         if spec.primary:
             argv.append("--primary")
         elif primaries:
-            argv += ["--standby-of", self.url(primaries[0].spec.name)]
+            argv += ["--standby-of", spec.via.get(primaries[0].spec.name, self.url(primaries[0].spec.name))]
         for other in self.replicas if spec.peers is None else spec.peers:
             if other != name:
-                argv += ["--peer", self.url(other)]
+                argv += ["--peer", spec.via.get(other, self.url(other))]
         return argv + list(spec.extra_args)
 
     # --- processes ---------------------------------------------------------------------------------------
