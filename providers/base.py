@@ -28,6 +28,8 @@ from providers.calls import ApiCaller
 
 log = logging.getLogger(__name__)
 
+API_FAILED = "provider API failed"  # the detail of an `unknown` observation whose API call failed
+
 
 class Capability(StrEnum):
     """What an adapter guarantees; `check_capabilities` refuses a configuration that needs more (tooz style)."""
@@ -170,7 +172,7 @@ class CloudProvider(ApiCaller, ABC):
             except FailoverError as exc:
                 log.warning("%s: instance health unavailable: %s", self.scope, exc)
                 return observations + [
-                    Observation(at, replica, self.source, Status.UNKNOWN, f"provider API failed: {exc}")
+                    Observation(at, replica, self.source, Status.UNKNOWN, f"{API_FAILED}: {exc}")
                     for replica in instances.values()
                 ]
         for instance, replica in instances.items():
@@ -188,7 +190,7 @@ class CloudProvider(ApiCaller, ABC):
             status, detail = aggregate_zones(self.zone_health())
         except FailoverError as exc:
             log.warning("%s: zone health unavailable: %s", self.scope, exc)
-            status, detail = Status.UNKNOWN, f"provider API failed: {exc}"
+            status, detail = Status.UNKNOWN, f"{API_FAILED}: {exc}"
         return Observation(at, self.site.name, self.source, status, detail)
 
     def zone_health(self) -> dict[str, Status]:

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from orchestrator.core.health import Assessment
-from orchestrator.core.model import Approval, Engine, Phase, Replica, ReplicaStatus, Topology, Verdict
+from orchestrator.core.model import Approval, Engine, Phase, Replica, ReplicaStatus, Role, Topology, Verdict
 from orchestrator.core.phases import PhaseState
 
-UNSERVING = frozenset({Verdict.DOWN, Verdict.FLAPPING})
+UNSERVING = frozenset({Verdict.DOWN, Verdict.FLAPPING, Verdict.CANNOT_COMMIT})
+COMMIT_STALL_MIN = 5.0  # seconds an entry may wait for a standby before its primary counts as unable to commit
 
 
 class ActionKind(StrEnum):
@@ -36,6 +37,7 @@ class Rule(StrEnum):
     MIN_INTERVAL = "no automatic failover within min_failover_interval of the last"
     OBSERVER_ISOLATED = "no failover when the orchestrator cannot see most sites"
     NOT_PRIMARY = "target must not be the current primary"
+    SUSPECT_UNDECIDED = "a suspect primary left undecided past policy.suspect_timeout needs a human"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +86,33 @@ def _verdict(verdicts: Mapping[str, Assessment], subject: str) -> Verdict:
     return found.verdict if found else Verdict.UNKNOWN
 
 
-def highest_known_seq(statuses: Iterable[ReplicaStatus]) -> int:
-    return max((status.last_seq for status in statuses), default=0)
+def owed_seq(snapshot: EngineSnapshot) -> int:
+    """The journal position a new primary must reach: what any standby holds or was seen holding, and of the
+    primary only what it acknowledged (a synchronous primary that cannot replicate holds entries nobody was told
+    about; they must not make every standby look behind)."""
+    held = (status.acknowledged_seq() if name == snapshot.primary else status.last_seq
+            for name, status in snapshot.statuses.items())
+    return max(snapshot.seq_floor, *held, 0)
+
+
+def commit_stall_after(topology: Topology) -> float:
+    """How long an entry may wait for a standby's copy before its primary counts as unable to commit: as long as
+    an outage takes to detect, and never less than COMMIT_STALL_MIN (a standby's fetch is a long poll)."""
+    return max(COMMIT_STALL_MIN, topology.probes.interval * topology.policy.failure_threshold)
+
+
+def commit_verdict(status: ReplicaStatus, now: float, stall_after: float) -> Assessment | None:
+    """`cannot_commit` for a synchronous primary whose oldest unacknowledged entry has waited `stall_after` or more:
+    every write it takes is answered 503 and nobody is told, although it answers every probe. None otherwise."""
+    age = status.unreplicated_age
+    if status.role is not Role.PRIMARY or not status.synchronous or age is None or age < stall_after:
+        return None
+    held = "?" if status.replicated_seq is None else status.replicated_seq
+    return Assessment(
+        status.replica, Verdict.CANNOT_COMMIT, now - age, reason=(
+            f"no standby on another cloud took its writes for {age:.1f}s (written up to {status.last_seq}, "
+            f"replicated up to {held}, {status.replication_timeouts} writes timed out)"),
+    )
 
 
 def primary_unserving(snapshot: EngineSnapshot, topology: Topology, verdicts: Mapping[str, Assessment]) -> str | None:
@@ -109,7 +136,7 @@ def rank_candidates(
     """Every other replica, eligible ones first in the order we would pick them (DESIGN §4 target choice)."""
     engine, policy = snapshot.engine, topology.policy
     failed_provider = topology.sites[engine.replica(snapshot.primary).site].provider
-    highest = max(snapshot.seq_floor, highest_known_seq(snapshot.statuses.values()))
+    highest = owed_seq(snapshot)
     skip = {snapshot.primary, *exclude}
     ranked: list[tuple[tuple[int, int, int], Candidate]] = []
     for replica in engine.replicas:
@@ -157,16 +184,7 @@ def decide_engine(
         return None  # the runbook driver, or a human, owns this engine until the incident closes
     reason = primary_unserving(snapshot, topology, verdicts)
     if reason is None:
-        primary = snapshot.engine.replica(snapshot.primary)
-        unknown = [s for s in (primary.site, primary.name) if _verdict(verdicts, s) is Verdict.UNKNOWN]
-        if unknown and snapshot.phase.phase is not Phase.HALTED:
-            return Action(
-                ActionKind.HOLD,
-                name,
-                f"cannot tell whether {', '.join(unknown)} serves: too few sources see it",
-                blocked_by=(Rule.OBSERVER_ISOLATED,),
-            )
-        return None
+        return _undecided(snapshot, topology, verdicts, now)
     candidates = rank_candidates(snapshot, topology, verdicts)
     if interval_blocks(snapshot, topology, now):
         return Action(
@@ -182,6 +200,36 @@ def decide_engine(
         )
     kind = ActionKind.PROPOSE if topology.policy.approval is Approval.MANUAL else ActionKind.FAILOVER
     return Action(kind, name, reason, snapshot.primary, best.replica, candidates=candidates)
+
+
+def _undecided(
+    snapshot: EngineSnapshot, topology: Topology, verdicts: Mapping[str, Assessment], now: float
+) -> Action | None:
+    """A primary we cannot call down: hold and page when we cannot see it at all, or when it has been suspect for
+    longer than `policy.suspect_timeout` (a dark primary whose cloud API still says "running" would otherwise keep
+    trading open on a dead engine, cycle after cycle, in silence)."""
+    if snapshot.phase.phase is Phase.HALTED:
+        return None
+    primary = snapshot.engine.replica(snapshot.primary)
+    unknown = [s for s in (primary.site, primary.name) if _verdict(verdicts, s) is Verdict.UNKNOWN]
+    if unknown:
+        return Action(
+            ActionKind.HOLD, snapshot.engine.name,
+            f"cannot tell whether {', '.join(unknown)} serves: too few sources see it",
+            blocked_by=(Rule.OBSERVER_ISOLATED,),
+        )
+    limit = topology.policy.suspect_timeout
+    for subject in (primary.site, primary.name):
+        found = verdicts.get(subject)
+        if found is not None and found.verdict is Verdict.SUSPECT and now - found.since > limit:
+            failing = f" (failing from {', '.join(found.failing)})" if found.failing else ""
+            return Action(
+                ActionKind.HOLD, snapshot.engine.name,
+                f"{subject} has been suspect for {now - found.since:.0f}s{failing}, past suspect_timeout "
+                f"{limit:g}s: too few sources agree it is down to fail over, too many doubt it to trust it",
+                snapshot.primary, blocked_by=(Rule.SUSPECT_UNDECIDED,),
+            )
+    return None
 
 
 def decide(
@@ -210,7 +258,7 @@ def check_target(
     if not manual and interval_blocks(snapshot, topology, now):
         broken.append(Rule.MIN_INTERVAL)
     if target != snapshot.primary:
-        highest = max(snapshot.seq_floor, highest_known_seq(snapshot.statuses.values()))
+        highest = owed_seq(snapshot)
         replica = snapshot.engine.replica(target)
         rules = _candidate(replica, snapshot, verdicts, highest, topology.policy.max_lag_on_failover).blocked_by
         # An operator's switchover halts first and then waits for the target to catch up (wait_caught_up, within

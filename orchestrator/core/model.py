@@ -28,6 +28,7 @@ class Verdict(StrEnum):
     DOWN = "down"
     FLAPPING = "flapping"
     UNKNOWN = "unknown"
+    CANNOT_COMMIT = "cannot_commit"  # a primary that answers but whose writes no standby on another cloud takes
 
 
 class Phase(StrEnum):
@@ -120,6 +121,8 @@ class Policy:
     approval: Approval = Approval.AUTO
     prefer_other_provider: bool = True
     step_deadline: float = 60.0
+    suspect_timeout: float = 30.0  # a suspect primary undecided for longer than this pages a human (issue 11 hole 5)
+    quorum_may_count_cloud_apis: bool = False  # config validate refuses a quorum only a cloud API can complete
     isolation_fraction: float = 0.5  # a vantage point that sees more than this share of subjects fail is suspect
 
 
@@ -163,3 +166,20 @@ class ReplicaStatus:
     phase_until: float | None
     last_seq: int
     applied_seq: int
+    # Replication health, as far as the replica reports it (None: it does not say). A synchronous primary whose
+    # entries stay unacknowledged cannot commit anything, even though it answers every probe.
+    synchronous: bool | None = None
+    replicated_seq: int | None = None  # on a primary: the highest seq a standby on another cloud holds
+    unreplicated_age: float | None = None  # on a primary: seconds its oldest unacknowledged entry has waited
+    replication_timeouts: int = 0  # on a primary: writes answered 503 replication_timeout since it started
+    following: str | None = None  # on a standby: where it copies from
+    error: str | None = None  # replication stopped (a diverged journal)
+    primary_contact_age: float | None = None  # on a standby: seconds since it last heard from its primary
+
+    def acknowledged_seq(self) -> int:
+        """Of a replica that is or was the primary, the highest seq it acknowledged to clients. In synchronous mode
+        that is what a standby on another cloud holds (its `replicated_seq`, 0 once it no longer reports one, since
+        the standbys' own positions then tell); anything above was never acknowledged. Otherwise all it holds."""
+        if self.synchronous:
+            return min(self.last_seq, self.replicated_seq or 0)
+        return self.last_seq

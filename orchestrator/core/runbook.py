@@ -88,6 +88,17 @@ SPECS: dict[Step, StepSpec] = {
     Step.REOPEN: StepSpec(30),
     Step.CLOSE_INCIDENT: StepSpec(30),
 }
+REFERENCE_DEADLINE = 60.0
+"""`policy.step_deadline` scales the table above: at its default (60 s) each step has the deadline listed, at 30 s
+half of it. The proportions stay: stopping a machine or moving DNS takes longer than a halt."""
+
+
+def deadlines(step_deadline: float = REFERENCE_DEADLINE) -> dict[Step, float | None]:
+    """Every step's deadline for a given `policy.step_deadline`."""
+    scale = step_deadline / REFERENCE_DEADLINE
+    return {step: None if spec.deadline is None else spec.deadline * scale for step, spec in SPECS.items()}
+
+
 MAX_EXTENSIONS = 3
 # Steps after which trading is no longer halted: a needs_human there must halt again.
 TRADING_AFTER: frozenset[Step] = frozenset({Step.OPEN_PROTECTION, Step.AWAIT_WINDOW, Step.REOPEN})
@@ -136,8 +147,11 @@ def backoff(spec: StepSpec, attempt: int) -> float:
     return float(min(spec.retry_max, spec.retry_base * 2 ** max(0, attempt - 1)))
 
 
-def next_step(journal: Sequence[JournalRecord], now: float) -> Next:
-    """Where the runbook stands: the step to run (or resume), a wait, a human, or the end."""
+def next_step(
+    journal: Sequence[JournalRecord], now: float, limits: Mapping[Step, float | None] | None = None
+) -> Next:
+    """Where the runbook stands: the step to run (or resume), a wait, a human, or the end. `limits` are the
+    steps' deadlines (`deadlines(policy.step_deadline)`; the table's own when not given)."""
     if not journal:
         return Next(Status.RUN, Step.ANNOUNCE)
     last = journal[-1]
@@ -149,8 +163,9 @@ def next_step(journal: Sequence[JournalRecord], now: float) -> Next:
     if last.state in (StepState.DONE, StepState.SKIPPED):
         following = NEXT[step]
         return Next(Status.FINISHED) if following is None else Next(Status.RUN, following)
-    if spec.deadline is not None and first is not None and now - first > spec.deadline:
-        return Next(Status.NEEDS_HUMAN, step, attempts, reason=f"{step.value} did not finish within {spec.deadline:g}s")
+    deadline = spec.deadline if limits is None else limits.get(step, spec.deadline)
+    if deadline is not None and first is not None and now - first > deadline:
+        return Next(Status.NEEDS_HUMAN, step, attempts, reason=f"{step.value} did not finish within {deadline:g}s")
     if last.state == StepState.FAILED:
         if last.detail.get("final"):
             return Next(Status.NEEDS_HUMAN, step, attempts, reason=str(last.detail.get("error", "step failed")))
@@ -209,6 +224,7 @@ class Plan:
     target_address: str = ""
     replicas: tuple[str, ...] = ()  # every replica of the engine, the source included
     seq_floor: int = 0  # the highest journal position any standby was seen holding: the target must reach it
+    step_deadline: float = REFERENCE_DEADLINE  # policy.step_deadline when the failover began
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,13 +273,22 @@ def target_running(plan: Plan, facts: Facts) -> bool:
     return plan.target in facts.statuses and facts.target_instance_state in (None, "running")
 
 
+def owed_seq(plan: Plan, facts: Facts) -> int:
+    """The journal position the target must reach: everything any standby holds or was ever seen holding
+    (`seq_floor`: a replica lost since may have held acknowledged orders), and of the old primary only what it can
+    vouch was acknowledged. Entries a synchronous primary wrote but no standby on another cloud took were never
+    acknowledged to anyone; a deposed primary thawed after the halt writes just such entries, and waiting for
+    them would wait forever (they are archived for reconciliation instead, never replayed)."""
+    held = (s.acknowledged_seq() if name == plan.source else s.last_seq for name, s in facts.statuses.items())
+    return max(plan.seq_floor, *held)
+
+
 def caught_up(plan: Plan, facts: Facts) -> tuple[bool, int]:
-    """Whether the target has applied everything any reachable replica holds, and everything a standby was ever
-    seen holding (`seq_floor`: a replica lost since may have held acknowledged orders), within max_lag."""
+    """Whether the target has applied everything it owes (`owed_seq`), within max_lag."""
     target = facts.statuses.get(plan.target)
     if target is None:
         return False, -1
-    highest = max(plan.seq_floor, *(s.last_seq for s in facts.statuses.values()))
+    highest = owed_seq(plan, facts)
     lag = max(0, highest - target.applied_seq)
     return lag <= plan.max_lag, lag
 

@@ -8,20 +8,31 @@ acts; a follower still probes and records what it sees, so every orchestrator re
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.core import health as hl
-from orchestrator.core.decide import Action, ActionKind, EngineSnapshot, IncidentView, decide, primary_unserving
+from orchestrator.core import runbook as rb
+from orchestrator.core.decide import (
+    Action,
+    ActionKind,
+    EngineSnapshot,
+    IncidentView,
+    commit_stall_after,
+    commit_verdict,
+    decide,
+    primary_unserving,
+)
 from orchestrator.core.errors import FailoverError, LeaseLost, StoreError
 from orchestrator.core.health import Assessment, HealthSettings, HealthState
-from orchestrator.core.model import Observation, Phase, ReplicaStatus, Role, Status, Topology
+from orchestrator.core.model import Observation, Phase, ReplicaStatus, Role, Topology
 from orchestrator.core.runbook import Plan
 from orchestrator.drivers.events import Event, EventKind, Notifier
 from orchestrator.drivers.probe import Prober
+from orchestrator.drivers.provider_watch import ProviderWatch
 from orchestrator.drivers.runbook import Progress, RunbookDriver, address_of, plan_detail
 from orchestrator.drivers.state import (
     HEALTH_KEY,
@@ -54,6 +65,7 @@ class CycleResult:
     progress: tuple[Progress, ...] = ()
     acted: bool = False
     degraded: bool = False
+    needs_human: bool = False  # a runbook needs a human, or cannot move and said so
 
 
 @dataclass
@@ -67,7 +79,9 @@ class ControllerOptions:
     act: bool = True  # False: observe and decide, never act (dry runs)
     observe_only: bool = False  # a probe agent: never takes the lease, only records what it sees
     publish_verdicts: bool = True  # a display copy for `status` and `plan`
-    parallel_provider_polls: bool = True  # one slow cloud API must not delay the others (the simulator: False)
+    parallel_provider_polls: bool = True  # cloud APIs polled on threads of their own (the simulator: False)
+    provider_wait: float = 0.0  # how long a cycle waits for polls still running (cron: a little; daemon: none)
+    renew_in_background: bool = False  # renew the lease on a thread of its own (daemon, cron); not in simulations
     pre_hooks: tuple[str, ...] = ()
     post_hooks: tuple[str, ...] = ()
 
@@ -102,14 +116,20 @@ class Controller:
         self.health = HealthState()
         self.lease: Lease | None = None
         self.statuses: dict[str, ReplicaStatus] = {}
-        self._last_provider_poll = float("-inf")
+        self.provider_watch = ProviderWatch(
+            providers, self._instances_on, self.options.provider_interval,
+            background=self.options.parallel_provider_polls,
+        )
+        self._lease_lock = threading.RLock()
+        self._keeper: threading.Thread | None = None
+        self._keeper_stop = threading.Event()
         self._last_remote = 0.0
         self._verdicts: dict[str, Assessment] = {}
         self._holding: set[str] = set()
+        self._stalled: set[tuple[str, Any]] = set()
         self._valid_until = 0.0
         self.seq_floor: dict[str, int] = {}  # per engine: the highest journal position a standby was seen holding
         self._engine_of = {r.name: e.name for e in topology.engines.values() for r in e.replicas}
-        self._provider_backoff: dict[str, tuple[int, float]] = {}
 
     # ---- leadership -----------------------------------------------------------------------------------------
 
@@ -119,29 +139,67 @@ class Controller:
 
     def _lead(self) -> bool:
         """Hold the leader lease, or learn that someone else does. Losing it mid-cycle stops us acting."""
-        began = self.monotonic()
-        try:
+        with self._lease_lock:
+            began = self.monotonic()
+            try:
+                if self.lease is not None:
+                    self.lease = self.store.renew_lease(self.lease, self.options.lease_ttl)
+                else:
+                    self.lease = self.store.acquire_lease(LEADER_LEASE, self.options.identity,
+                                                          self.options.lease_ttl)
+            except (LeaseLost, StoreError):
+                self.lease = None
             if self.lease is not None:
-                self.lease = self.store.renew_lease(self.lease, self.options.lease_ttl)
-            else:
-                self.lease = self.store.acquire_lease(LEADER_LEASE, self.options.identity, self.options.lease_ttl)
-        except (LeaseLost, StoreError):
-            self.lease = None
-        if self.lease is not None:
-            # act only while the lease surely holds: measured from before the renewal, with a margin
-            self._valid_until = began + self.options.lease_ttl * LEASE_SAFETY
-        return self.lease is not None
+                # act only while the lease surely holds: measured from before the renewal, with a margin
+                self._valid_until = began + self.options.lease_ttl * LEASE_SAFETY
+                self._start_keeper()
+            return self.lease is not None
+
+    def _start_keeper(self) -> None:
+        """Leadership must not depend on how long a cycle's work takes: a runbook step waiting on a slow cloud API
+        (each call near its budget) outlasted the lease, and every later cycle stopped before the next step
+        ("leadership not certain"), for good. So a leader renews on a thread of its own, several times per TTL;
+        `still_leader` stays true exactly as long as those renewals succeed."""
+        if not self.options.renew_in_background or (self._keeper is not None and self._keeper.is_alive()):
+            return
+        self._keeper_stop.clear()
+        self._keeper = threading.Thread(target=self._keep_lease, name="lease-keeper", daemon=True)
+        self._keeper.start()
+
+    def _keep_lease(self) -> None:
+        pause = max(0.05, self.options.lease_ttl * LEASE_SAFETY / 3)
+        while not self._keeper_stop.wait(pause):
+            with self._lease_lock:
+                if self.lease is None:
+                    return
+                self._lead()
+
+    def _stop_keeper(self) -> None:
+        self._keeper_stop.set()
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None and keeper is not threading.current_thread():
+            keeper.join(timeout=5.0)
 
     def still_leader(self) -> bool:
         """Checked before every runbook step: a leader that could not renew stops before its lease can lapse."""
         return self.lease is not None and self.monotonic() < self._valid_until
 
     def release(self) -> None:
-        if self.lease is not None:
-            try:
-                self.store.release_lease(self.lease)
-            finally:
-                self.lease = None
+        self._stop_keeper()
+        with self._lease_lock:
+            if self.lease is not None:
+                try:
+                    self.store.release_lease(self.lease)
+                finally:
+                    self.lease = None
+                    self._valid_until = 0.0
+
+    def drop_lease(self) -> None:
+        """Forget the lease without telling the store (it cannot be reached): stop acting at once."""
+        self._stop_keeper()
+        with self._lease_lock:
+            self.lease = None
+            self._valid_until = 0.0
 
     # ---- observe --------------------------------------------------------------------------------------------
 
@@ -150,13 +208,11 @@ class Controller:
         self.statuses = dict(probe.statuses)
         for name, status in probe.statuses.items():
             # what a standby holds is durable somewhere: remember it, even once the standby is lost
-            if status.role is not Role.PRIMARY:
+            if status.role is Role.STANDBY and status.error is None:  # a fenced or diverged journal owes nothing
                 engine = self._engine_of[name]
                 self.seq_floor[engine] = max(self.seq_floor.get(engine, 0), status.last_seq)
         observations = list(probe.observations)
-        if now - self._last_provider_poll >= self.options.provider_interval:
-            self._last_provider_poll = now
-            observations.extend(self._provider_observations(now))
+        observations.extend(self.provider_watch.collect(now, self.options.provider_wait))
         if self.options.persist_observations:
             self.store.record_observations(observations)
         if self.options.remote_observations:
@@ -169,32 +225,8 @@ class Controller:
             observations.extend(remote)
         return observations
 
-    def _provider_observations(self, now: float) -> list[Observation]:
-        """Each site's cloud API, except those backing off: an API that fails is asked again only after a
-        growing pause (up to a minute), so that a struggling control plane cannot stall every cycle."""
-        due = [site for site in self.providers if now >= self._provider_backoff.get(site, (0, 0.0))[1]]
-
-        def poll(site: str) -> list[Observation]:
-            instances = {
-                r.instance: r.name for e in self.topology.engines.values() for r in e.replicas if r.site == site
-            }
-            return self.providers[site].observe(instances)
-
-        if self.options.parallel_provider_polls and len(due) > 1:
-            with ThreadPoolExecutor(max_workers=len(due), thread_name_prefix="provider-poll") as pool:
-                results = list(pool.map(poll, due))  # in site order: the result does not depend on timing
-        else:
-            results = [poll(site) for site in due]
-        found: list[Observation] = []
-        for site, observed in zip(due, results, strict=True):
-            failures = self._provider_backoff.get(site, (0, 0.0))[0]
-            if any(o.status is Status.UNKNOWN and o.detail.startswith("provider API failed") for o in observed):
-                pause = min(60.0, self.options.provider_interval * 2 ** failures)
-                self._provider_backoff[site] = (failures + 1, now + pause)
-            else:
-                self._provider_backoff.pop(site, None)
-            found.extend(observed)
-        return found
+    def _instances_on(self, site: str) -> dict[str, str]:
+        return {r.instance: r.name for e in self.topology.engines.values() for r in e.replicas if r.site == site}
 
     def _assess(self, observations: list[Observation], now: float) -> dict[str, Assessment]:
         if self.options.carry_health_in_store:
@@ -204,6 +236,11 @@ class Controller:
                 self.seq_floor[engine] = max(self.seq_floor.get(engine, 0), int(floor))
         self.health = hl.ingest(self.health, observations)
         self.health, verdicts = hl.assess(self.health, now, self.settings)
+        stall_after = commit_stall_after(self.topology)
+        for name, status in self.statuses.items():
+            stalled = commit_verdict(status, now, stall_after)
+            if stalled is not None:
+                verdicts[name] = stalled
         for subject, assessment in verdicts.items():
             before = self._verdicts.get(subject)
             if before is None or before.verdict is not assessment.verdict:
@@ -264,9 +301,11 @@ class Controller:
             progress = self._advance_running(verdicts)
             acted |= any(p.step is not None for p in progress)
         self._page_holds(actions, now)
+        self._page_stalls(progress, now)
         degraded = any(a.verdict.value not in ("healthy",) for a in verdicts.values())
+        needs_human = any(p.stalled_for is not None or p.status is rb.Status.NEEDS_HUMAN for p in progress)
         return CycleResult(now, True, self._message(actions, progress, verdicts), verdicts, tuple(actions),
-                           tuple(progress), acted, degraded)
+                           tuple(progress), acted, degraded, needs_human)
 
     def _enforce(self, snapshots: Mapping[str, tuple[EngineSnapshot, EngineRecord]], now: float) -> None:
         """Keep what was decided true while a replica comes back from the dark: a replica claiming primary under
@@ -323,6 +362,7 @@ class Controller:
             has_dns=engine.dns is not None and engine_name in self.routers,
             target_address=address_of(engine.replica(target).control_url),
             replicas=tuple(r.name for r in engine.replicas), seq_floor=self.seq_floor.get(engine_name, 0),
+            step_deadline=self.topology.policy.step_deadline,
         )
         status = IncidentStatus.PROPOSED if proposed else IncidentStatus.RUNNING
         incident = self.store.create_incident(engine_name, kind, reason, now, source=source, target=target,
@@ -368,6 +408,15 @@ class Controller:
                 self.notifier.publish(Event(now, EventKind.PAGE, action.engine,
                                             f"[{action.engine}] holding, not failing over: {action.reason}"))
         self._holding = holding
+
+    def _page_stalls(self, progress: list[Progress], now: float) -> None:
+        """Page once for each runbook that cannot move (leadership not certain past the step's deadline)."""
+        stalled = {(p.incident, p.step) for p in progress if p.stalled_for is not None}
+        for p in progress:
+            if p.stalled_for is not None and (p.incident, p.step) not in self._stalled:
+                engine = self.store.incident(p.incident).engine
+                self._page(now, engine, f"[{engine}] runbook of {p.incident} stalled at {p.step}: {p.message}")
+        self._stalled = stalled
 
     def _message(self, actions: list[Action], progress: list[Progress], verdicts: Mapping[str, Assessment]) -> str:
         parts = [f"{a.engine}: {a.kind.value} ({a.reason})" for a in actions]

@@ -95,7 +95,7 @@ class Daemon:
         try:
             result = self.controller.run_cycle()
         except FailoverError as error:
-            self.controller.lease = None  # cannot reach the store: assume we are no longer leader, stop acting
+            self.controller.drop_lease()  # cannot reach the store: assume we are no longer leader, stop acting
             self.state.error = str(error)
             self.metrics.leader.set(0)
             log.error("cycle.failed", error=str(error), kind=type(error).__name__)

@@ -62,6 +62,7 @@ class Progress:
     status: rb.Status
     step: Step | None
     message: str
+    stalled_for: float | None = None  # seconds the runbook could not move, once that outlasts the step's deadline
 
 
 def plan_of(incident: Incident) -> Plan:
@@ -77,6 +78,7 @@ def plan_of(incident: Incident) -> Plan:
         target_address=str(detail.get("target_address", "")),
         replicas=tuple(str(name) for name in detail.get("replicas", ())),
         seq_floor=int(detail.get("seq_floor", 0)),
+        step_deadline=float(detail.get("step_deadline", rb.REFERENCE_DEADLINE)),
     )
 
 
@@ -84,7 +86,7 @@ def plan_detail(plan: Plan) -> dict[str, Any]:
     return {
         "source": plan.source, "target": plan.target, "epoch": plan.epoch, "protection": plan.protection,
         "max_lag": plan.max_lag, "has_dns": plan.has_dns, "target_address": plan.target_address,
-        "replicas": list(plan.replicas), "seq_floor": plan.seq_floor,
+        "replicas": list(plan.replicas), "seq_floor": plan.seq_floor, "step_deadline": plan.step_deadline,
     }
 
 
@@ -136,10 +138,11 @@ class RunbookDriver:
         if not plan.replicas:
             plan = replace(plan, replicas=tuple(r.name for r in engine.replicas))
         plan = self._adopt(incident, plan, engine)
+        limits = rb.deadlines(plan.step_deadline)
         while True:
             journal = self.store.journal(incident_id)
             now = self.clock()
-            nxt = rb.next_step(journal, now)
+            nxt = rb.next_step(journal, now, limits)
             if nxt.status is rb.Status.FINISHED:
                 self._finish(incident_id, plan, now)
                 return Progress(incident_id, nxt.status, None, "finished")
@@ -151,7 +154,7 @@ class RunbookDriver:
             step = nxt.step
             assert step is not None
             if self.guard is not None and not self.guard():
-                return Progress(incident_id, rb.Status.WAIT, step, "leadership not certain; stopped before a step")
+                return self._unsure(incident_id, step, journal, limits, now)
             if not rb.was_started(journal, step, nxt.attempt):
                 self._journal(incident_id, step, rb.StepState.STARTED, now, {"attempt": nxt.attempt})
             failpoint(step, "before")
@@ -170,6 +173,19 @@ class RunbookDriver:
                                          "duration": entry.at - started_at, **entry.detail}))
             if outcome not in (Outcome.DONE, Outcome.SKIPPED, Outcome.EXTEND):
                 continue  # the core decides between retry, wait and a human
+
+    def _unsure(
+        self, incident_id: str, step: Step, journal: Sequence[Any], limits: Mapping[Step, float | None], now: float
+    ) -> Progress:
+        """Leadership is not certain, so no step may act; but a runbook must never wait in silence. Once it has
+        not moved for longer than the step's deadline, say so: the controller pages, and `check` exits 3."""
+        waiting = now - journal[-1].at if journal else 0.0
+        deadline = limits.get(step) or rb.REFERENCE_DEADLINE
+        stalled = waiting if waiting > deadline else None
+        message = "leadership not certain; stopped before a step"
+        if stalled is not None:
+            message += f" (the runbook has not moved for {waiting:.0f}s, past {step}'s {deadline:g}s deadline)"
+        return Progress(incident_id, rb.Status.WAIT, step, message, stalled)
 
     def _adopt(self, incident: Incident, plan: Plan, engine: Engine) -> Plan:
         """A new leader (a newer fencing token) takes the runbook over under an epoch of its own and stamps it on

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +155,7 @@ class HttpEngineClient(EngineControl):
 
     def _status_of(self, replica: Target, body: Any) -> ReplicaStatus:
         try:
-            return status_from_wire(body)
+            return replication_fields(status_from_wire(body), body)
         except (KeyError, ValueError, TypeError) as error:
             raise EngineError(f"{_where(replica, wire.STATUS)}: malformed status ({error!r})") from error
 
@@ -186,6 +186,26 @@ class HttpEngineClient(EngineControl):
         if response.status_code == 200:
             return answer
         raise _refusal_error(replica, path, response.status_code, answer)
+
+
+def _optional(body: Mapping[str, Any], key: str, kind: type[Any]) -> Any:
+    value = body.get(key)
+    return None if value is None else kind(value)
+
+
+def replication_fields(status: ReplicaStatus, body: Mapping[str, Any]) -> ReplicaStatus:
+    """The replication-health fields of a status body, where the replica reports them (all optional: an engine
+    that implements only the three control endpoints still works, just with less to judge by)."""
+    return replace(
+        status,
+        synchronous=_optional(body, "synchronous", bool),
+        replicated_seq=_optional(body, "replicated_seq", int),
+        unreplicated_age=_optional(body, "unreplicated_age_s", float),
+        replication_timeouts=int(body.get("replication_timeouts") or 0),
+        following=_optional(body, "following", str),
+        error=_optional(body, "error", str),
+        primary_contact_age=_optional(body, "primary_contact_age_s", float),
+    )
 
 
 def _refusal_error(replica: Target, path: str, code: int, answer: Any) -> EngineError:

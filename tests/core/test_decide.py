@@ -4,19 +4,30 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from orchestrator.core.decide import ActionKind, EngineSnapshot, IncidentView, Rule, check_target, decide
+from orchestrator.core.decide import (
+    ActionKind,
+    EngineSnapshot,
+    IncidentView,
+    Rule,
+    check_target,
+    commit_stall_after,
+    commit_verdict,
+    decide,
+)
 from orchestrator.core.health import Assessment
 from orchestrator.core.model import Approval, Phase, ReplicaStatus, Role, Topology, Verdict
+from orchestrator.core.phases import PhaseState
 
 NOW = 1_671_332_400.0
 
 
-def verdicts(**overrides: Verdict) -> dict[str, Assessment]:
+def verdicts(since: float = NOW, **overrides: Verdict) -> dict[str, Assessment]:
+    """Every subject healthy but the overrides, each verdict reached at `since` (by default: just now)."""
     subjects = ["aws-hk", "gcp-hk", "azure-hk", "spot-aws", "spot-gcp", "spot-azure"]
-    found = {s: Assessment(s, Verdict.HEALTHY, 0.0) for s in subjects}
+    found = {s: Assessment(s, Verdict.HEALTHY, since) for s in subjects}
     for key, verdict in overrides.items():
         name = key.replace("_", "-")
-        found[name] = Assessment(name, verdict, 0.0, reason="test")
+        found[name] = Assessment(name, verdict, since, reason="test")
     return found
 
 
@@ -38,6 +49,35 @@ def test_healthy_primary_means_no_action(topology: Topology) -> None:
 
 def test_suspect_primary_means_no_action(topology: Topology) -> None:
     assert decide([snapshot(topology)], topology, verdicts(spot_aws=Verdict.SUSPECT), NOW) == []
+
+
+def test_a_primary_suspect_past_suspect_timeout_holds_and_asks_a_human(topology: Topology) -> None:
+    """A dark primary whose cloud API still says "running" stays suspect (one vantage point, quorum 2): after
+    suspect_timeout the controller must stop waiting in silence."""
+    limit = topology.policy.suspect_timeout
+    assert decide([snapshot(topology)], topology, verdicts(NOW - limit + 1, spot_aws=Verdict.SUSPECT), NOW) == []
+    [action] = decide([snapshot(topology)], topology, verdicts(NOW - limit - 1, spot_aws=Verdict.SUSPECT), NOW)
+    assert action.kind is ActionKind.HOLD
+    assert action.blocked_by == (Rule.SUSPECT_UNDECIDED,)
+    assert "spot-aws has been suspect" in action.reason
+    halted = snapshot(topology, phase=PhaseState(Phase.HALTED, NOW - 100))
+    assert decide([halted], topology, verdicts(NOW - limit - 1, spot_aws=Verdict.SUSPECT), NOW) == []
+
+
+def test_a_primary_that_cannot_commit_is_failed_over_like_a_lost_one(topology: Topology) -> None:
+    """The primary answers every probe but no standby takes its writes: its unacknowledged entries must not make
+    the standbys look behind, and it is failed over to a standby on another cloud."""
+    stuck = replace(status("spot-aws", 54, Role.PRIMARY), synchronous=True, replicated_seq=48,
+                    unreplicated_age=30.0, replication_timeouts=6)
+    stalled = commit_verdict(stuck, NOW, commit_stall_after(topology))
+    assert stalled is not None and stalled.verdict is Verdict.CANNOT_COMMIT
+    assert "48" in stalled.reason and "54" in stalled.reason
+    assert commit_verdict(replace(stuck, unreplicated_age=0.5), NOW, commit_stall_after(topology)) is None
+    statuses = {"spot-aws": stuck, "spot-gcp": status("spot-gcp", 48), "spot-azure": status("spot-azure", 48)}
+    [action] = decide([snapshot(topology, statuses=statuses)], topology,
+                      {**verdicts(), "spot-aws": stalled}, NOW)
+    assert action.kind is ActionKind.FAILOVER and action.target == "spot-gcp"
+    assert [c.lag for c in action.candidates] == [0, 0]
 
 
 def test_lost_site_fails_over_to_the_first_healthy_caught_up_replica_on_another_cloud(topology: Topology) -> None:

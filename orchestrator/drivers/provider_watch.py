@@ -1,0 +1,98 @@
+"""Each site's cloud API, polled on its own schedule and off the cycle's path.
+
+A cloud API in trouble answers slowly: in the seed's outage the provider's own control plane struggled for hours.
+A cycle that waits for it cannot probe, cannot renew its view, cannot run the runbook; so in the daemon every
+site's poll runs on a thread of its own and the cycle takes whatever answers have arrived (`collect`). A cron run
+waits for the polls at most `wait` seconds and goes on without the late ones. The simulator polls inline
+(`background=False`): its clock is virtual, and results must not depend on thread timing.
+
+An API that fails is asked again only after a growing pause (up to a minute), so that a struggling control plane
+is not hammered while it recovers.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+from orchestrator.core.model import Observation, Status
+from providers.base import API_FAILED, CloudProvider
+
+MAX_PAUSE = 60.0
+
+
+def api_failed(observations: list[Observation]) -> bool:
+    return any(o.status is Status.UNKNOWN and o.detail.startswith(API_FAILED) for o in observations)
+
+
+class ProviderWatch:
+    def __init__(
+        self,
+        providers: Mapping[str, CloudProvider],
+        instances_of: Callable[[str], dict[str, str]],
+        interval: float,
+        *,
+        background: bool = True,
+    ) -> None:
+        self.providers = providers
+        self.instances_of = instances_of
+        self.interval = interval
+        self.background = background
+        self._next_at: dict[str, float] = {}
+        self._failures: dict[str, int] = {}
+        self._in_flight: dict[str, threading.Thread] = {}
+        self._done: queue.SimpleQueue[tuple[str, list[Observation]]] = queue.SimpleQueue()
+
+    def collect(self, now: float, wait: float = 0.0) -> list[Observation]:
+        """Start the polls that are due, and return every answer that arrived since the last call, waiting up to
+        `wait` seconds (wall time) for polls still running."""
+        due = [site for site in self.providers
+               if now >= self._next_at.get(site, float("-inf")) and site not in self._in_flight]
+        for site in due:
+            self._next_at[site] = now + self.interval
+        if not self.background:
+            return [obs for site in due for obs in self._settle(site, self._poll(site), now)]
+        for site in due:
+            thread = threading.Thread(target=self._run, args=(site,), name=f"provider-poll-{site}", daemon=True)
+            self._in_flight[site] = thread
+            thread.start()
+        if wait > 0:
+            deadline = time.monotonic() + wait
+            for thread in list(self._in_flight.values()):
+                thread.join(max(0.0, deadline - time.monotonic()))
+        found: list[Observation] = []
+        while True:
+            try:
+                site, observations = self._done.get_nowait()
+            except queue.Empty:
+                break
+            self._in_flight.pop(site, None)
+            found.extend(self._settle(site, observations, now))
+        return sorted(found, key=lambda o: (o.subject, o.source))
+
+    def pending(self) -> list[str]:
+        """Sites whose poll is still running (a slow or hung API)."""
+        return sorted(self._in_flight)
+
+    def _poll(self, site: str) -> list[Observation]:
+        return self.providers[site].observe(self.instances_of(site))
+
+    def _run(self, site: str) -> None:
+        try:
+            observations = self._poll(site)
+        except Exception as error:  # a poll thread must always report back, whatever broke
+            observations = [Observation(time.time(), site, self.providers[site].source, Status.UNKNOWN,
+                                        f"{API_FAILED}: {type(error).__name__}")]
+        self._done.put((site, observations))
+
+    def _settle(self, site: str, observations: list[Observation], now: float) -> list[Observation]:
+        if api_failed(observations):
+            failures = self._failures.get(site, 0)
+            pause = min(MAX_PAUSE, max(self.interval, 1.0) * 2 ** failures)
+            self._failures[site] = failures + 1
+            self._next_at[site] = max(self._next_at.get(site, now), now + pause)
+        else:
+            self._failures.pop(site, None)
+        return observations
