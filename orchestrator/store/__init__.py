@@ -11,9 +11,12 @@ every command that does not use that backend.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Protocol, cast
 
 from orchestrator.errors import ConfigError, StoreError
+from orchestrator.store.audit_anchor import ENV as AUDIT_HEAD_FILE_ENV
+from orchestrator.store.audit_chain import Tampered, parse_head
 from orchestrator.store.base import Conflict, NotFound, StateStore
 from orchestrator.store.records import (
     GENESIS_HASH,
@@ -28,6 +31,7 @@ from orchestrator.store.records import (
 )
 
 __all__ = [
+    "AUDIT_HEAD_FILE_ENV",
     "DEFAULT_STORE_URL",
     "GENESIS_HASH",
     "AuditEntry",
@@ -41,7 +45,9 @@ __all__ = [
     "Lease",
     "NotFound",
     "StateStore",
+    "Tampered",
     "open_store",
+    "parse_head",
 ]
 
 DEFAULT_STORE_URL = "sqlite:///failover-state.db"
@@ -58,15 +64,21 @@ class _Backend(Protocol):
     def open_url(self, url: str) -> StateStore: ...
 
 
-def open_store(url: str = DEFAULT_STORE_URL) -> StateStore:
+def open_store(url: str = DEFAULT_STORE_URL, *, audit_anchor: Path | str | None = None) -> StateStore:
     """Open (creating if need be) the store the URL names. ConfigError for a URL we cannot read, StoreError for
-    a store we cannot open; both one line."""
+    a store we cannot open; both one line.
+
+    `audit_anchor` is where to keep the copy of the audit head outside the store (see `StateStore.audit_anchor_path`
+    for the default: `$FAILOVER_AUDIT_HEAD_FILE`, else beside an SQLite file)."""
     scheme, sep, _ = url.partition("://")
     module_name = _BACKENDS.get(scheme) if sep else None
     if module_name is None:
         known = ", ".join(f"{name}://" for name in _BACKENDS)
         raise ConfigError(f"store URL {url!r}: unknown scheme (use one of {known})")
-    return _load_backend(scheme, module_name).open_url(url)
+    store = _load_backend(scheme, module_name).open_url(url)
+    if audit_anchor is not None:
+        store.set_audit_anchor(audit_anchor)
+    return store
 
 
 def _load_backend(scheme: str, module_name: str) -> _Backend:

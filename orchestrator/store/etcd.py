@@ -368,7 +368,7 @@ class EtcdStore(StateStore):
     @_operation
     def _load_audit(self, after_seq: int | None) -> tuple[AuditHead | None, list[AuditRow]]:
         head_kv, revision = self._etcd.read(self.keys.audit_head)
-        head, _ = layout.load_audit_head(head_kv)
+        head = layout.read_audit_head(head_kv)
         if after_seq is None:
             return head, []
         start = self.keys.audit_entry(after_seq + 1) if after_seq >= 0 else self.keys.audit_dir

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.errors import StoreError
+from orchestrator.store.audit_chain import Tampered, head_problem
 from orchestrator.store.etcd_client import KV, prefix_end
 from orchestrator.store.records import (
     AuditEntry,
@@ -35,6 +36,7 @@ from orchestrator.store.records import (
     JournalState,
     Lease,
     canonical_json,
+    strict_json,
 )
 
 SCHEMA = b"1"
@@ -174,25 +176,46 @@ def dump_audit_entry(entry: AuditEntry) -> bytes:
 
 
 def load_audit_row(directory: bytes, kv: KV) -> AuditRow:
-    """The entry as stored. Never raises: a mangled entry becomes a row whose hash cannot match, so that
-    verification reports it at its seq instead of failing to read the log."""
+    """The entry as stored, each field as found (verification checks their kinds). Never raises: an entry that
+    cannot even be split into fields becomes a row whose `problem` names it, reported at its seq."""
     seq_text = kv.key[len(directory) :].decode(errors="replace")
     seq = int(seq_text) if seq_text.isdigit() else 0
     try:
-        doc = json.loads(kv.value)
-        return AuditRow(int(doc["seq"]), float(doc["at"]), str(doc["actor"]), str(doc["action"]),
-                        canonical_json(doc["detail"]), str(doc["prev_hash"]), str(doc["hash"]))
-    except (ValueError, TypeError, KeyError):
-        return AuditRow(seq, 0.0, "", "", kv.value.decode(errors="replace"), "", "")
+        doc = strict_json(kv.value)
+    except ValueError as error:
+        return _unreadable_row(seq, f"entry {seq}: the stored entry is not JSON: {error}")
+    if not isinstance(doc, dict):
+        return _unreadable_row(seq, f"entry {seq}: the stored entry is not a JSON object")
+    detail = doc.get("detail")
+    return AuditRow(doc.get("seq"), doc.get("at"), doc.get("actor"), doc.get("action"),  # type: ignore[arg-type]
+                    None if detail is None else canonical_json(detail),  # type: ignore[arg-type]
+                    doc.get("prev_hash"), doc.get("hash"))  # type: ignore[arg-type]
+
+
+def _unreadable_row(seq: int, problem: str) -> AuditRow:
+    return AuditRow(seq, 0.0, "", "", "", "", "", problem)
 
 
 def load_audit_head(kv: KV | None) -> tuple[AuditHead | None, int]:
-    """The head and its mod revision (0 when there is none yet)."""
+    """The head and its mod revision (0 when there is none yet). Tampered if it is not a head record."""
+    head = read_audit_head(kv)
+    if head is not None and head_problem(head):
+        raise Tampered(f"etcd key {kv.key.decode(errors='replace') if kv else ''}: {head_problem(head)}")
+    return head, (kv.mod_revision if kv else 0)
+
+
+def read_audit_head(kv: KV | None) -> AuditHead | None:
+    """The head as stored, its fields as found, for verification to judge. Tampered only if it is not even a
+    JSON object."""
     if kv is None:
-        return None, 0
-    doc = load(kv, "audit head")
-    return AuditHead(_field(doc, kv, "audit head", "seq", int), _field(doc, kv, "audit head", "hash", str)), \
-        kv.mod_revision
+        return None
+    try:
+        doc = strict_json(kv.value)
+    except ValueError as error:
+        raise Tampered(f"the stored head is corrupt: not JSON ({error})") from None
+    if not isinstance(doc, dict):
+        raise Tampered("the stored head is corrupt: not a JSON object")
+    return AuditHead(doc.get("seq"), doc.get("hash"))  # type: ignore[arg-type]
 
 
 # --- leases -------------------------------------------------------------------------------------------------------

@@ -91,15 +91,31 @@ class AuditEntry:
 
 @dataclass(frozen=True, slots=True)
 class AuditHead:
-    """The last seq and hash, stored apart from the entries so that a deleted tail is detectable."""
+    """The last seq and hash, stored apart from the entries so that a deleted tail is detectable.
+
+    `str(head)` is the anchor text, `SEQ:HASH`: what incident reports and notifications carry, what
+    `failover audit verify --expect-head` takes back. An expected head may carry a shortened hash (a prefix).
+    """
 
     seq: int
     hash: str
 
+    def __str__(self) -> str:
+        return f"{self.seq}:{self.hash}"
+
+    @property
+    def short(self) -> str:
+        """`SEQ:` and the first 16 hex digits: enough to recognise a head in one line of text."""
+        return f"{self.seq}:{self.hash[:16]}"
+
 
 @dataclass(frozen=True, slots=True)
 class AuditRow:
-    """An audit entry as stored, `detail` still JSON text: verification must survive a row edited into garbage."""
+    """An audit entry as stored, `detail` still JSON text: verification must survive a row edited into garbage.
+
+    The types are what a well-formed row holds; a row edited by hand may hold anything (NULL, a BLOB, text where a
+    number was), so verification checks every field before using it. `problem` is set by a backend that could not
+    even split the stored entry into fields (one sentence naming the entry)."""
 
     seq: int
     at: float
@@ -108,16 +124,25 @@ class AuditRow:
     detail_json: str
     prev_hash: str
     hash: str
+    problem: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class AuditReport:
-    """The outcome of `verify_audit`. `problem` is one sentence, empty when `ok`."""
+    """The outcome of `verify_audit`. `problem` is one sentence, empty when `ok`; `first_bad_seq` is None when the
+    problem is not one entry's (an unreadable anchor, a missing one).
+
+    `head` is the store's head as verified (None for an empty log), `anchor_file` the copy of the head kept outside
+    the store (None when this store keeps none), `checked` the heads the chain was checked against (the anchor
+    file's, an expected one), spelled `SEQ:HASH16`."""
 
     ok: bool
     entries: int
     first_bad_seq: int | None
     problem: str
+    head: AuditHead | None = None
+    anchor_file: str | None = None
+    checked: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,14 +221,67 @@ def normalise_detail(detail: Mapping[str, Any] | None, where: str) -> dict[str, 
 
 
 def load_detail(text: str, where: str) -> dict[str, Any]:
-    """Parse a stored `detail`; a row that is not a JSON object is corruption, reported as a StoreError."""
+    """Parse a stored `detail`; a row that is not a JSON object of what `canonical_json` can write (no NaN, no
+    infinities, no absurd nesting) is corruption, reported as one StoreError line."""
+    if not isinstance(text, str):
+        raise StoreError(f"{where}: stored detail is {describe(text)}, not text")
     try:
-        value = json.loads(text)
+        value = strict_json(text)
     except ValueError as error:
         raise StoreError(f"{where}: stored detail is not JSON: {error}") from None
     if not isinstance(value, dict):
         raise StoreError(f"{where}: stored detail is not a JSON object")
     return value
+
+
+def strict_json(text: str | bytes) -> Any:
+    """`json.loads` refusing what canonical JSON cannot hold (NaN, Infinity, 1e999) and nesting deep enough to
+    exhaust the stack. ValueError with a one-line reason."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except _NotJson:
+        raise
+    except ValueError as error:
+        raise ValueError(str(error).splitlines()[0] if str(error) else "unreadable") from None
+
+
+class _NotJson(ValueError):
+    """Something Python's json module reads but JSON (and so canonical_json) does not allow."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not a number JSON allows")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotJson(f"{text[:20]} is not a finite number")
+    return value
+
+
+def describe(value: object) -> str:
+    """What kind of value a stored field holds, in the words of a one-line report (never the value itself: it may
+    be megabytes, or hold a line break)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "a BLOB"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "infinite"
+        return "a number with a fraction" if not value.is_integer() else "a number"
+    return type(value).__name__
 
 
 def check_time(at: float, what: str) -> float:
@@ -241,47 +319,3 @@ def audit_hash(seq: int, at: float, actor: str, action: str, detail: Mapping[str
     """sha256 over the canonical JSON of `[seq, at, actor, action, detail, prev_hash]`, hex."""
     payload = canonical_json([seq, at, actor, action, dict(detail), prev_hash])
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
-
-
-def verify_chain(head: AuditHead | None, rows: list[AuditRow]) -> AuditReport:
-    """Walk the chain from genesis; the first broken link names the first bad seq.
-
-    Catches an edited row (its hash no longer matches its content), a deleted or reordered row (a seq gap, or a
-    `prev_hash` that is not the previous row's hash), and a deleted tail (the separately stored head points past
-    the last row). It cannot catch a rewrite of the whole chain and its head: publish `audit_head()` elsewhere
-    (a notification, a ticket) to anchor it.
-    """
-    prev_hash, expected = GENESIS_HASH, 1
-    for row in rows:
-        problem = _check_link(row, expected, prev_hash)
-        if problem:
-            return AuditReport(False, len(rows), expected, problem)
-        prev_hash, expected = row.hash, expected + 1
-    last = expected - 1
-    if head is None:
-        if last:
-            return AuditReport(False, len(rows), 1, f"the audit head is missing while {last} entries exist")
-        return AuditReport(True, 0, None, "")
-    if head.seq > last:
-        return AuditReport(
-            False, len(rows), last + 1, f"entries {last + 1}..{head.seq} are missing: the tail was deleted"
-        )
-    if head.seq < last:
-        return AuditReport(False, len(rows), head.seq + 1, f"entries after the head (seq {head.seq}) were added")
-    if head.hash != prev_hash:
-        return AuditReport(False, len(rows), last, f"entry {last}: its hash does not match the stored head")
-    return AuditReport(True, len(rows), None, "")
-
-
-def _check_link(row: AuditRow, expected: int, prev_hash: str) -> str:
-    if row.seq != expected:
-        return f"entry {expected} is missing (next stored entry is {row.seq}): deleted or reordered"
-    try:
-        detail = load_detail(row.detail_json, f"audit entry {row.seq}")
-    except StoreError as error:
-        return str(error)
-    if audit_hash(row.seq, row.at, row.actor, row.action, detail, row.prev_hash) != row.hash:
-        return f"entry {row.seq}: its hash does not match its content: the entry was edited"
-    if row.prev_hash != prev_hash:
-        return f"entry {row.seq}: prev_hash does not match entry {row.seq - 1}: the chain was altered"
-    return ""

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import ConfigError, LeaseLost, StoreError
+from orchestrator.store.audit_anchor import SUFFIX as ANCHOR_SUFFIX
+from orchestrator.store.audit_chain import Tampered, head_problem
 from orchestrator.store.base import Conflict, NotFound, ObservationRow, StateStore
 from orchestrator.store.records import (
     GENESIS_HASH,
@@ -187,6 +189,11 @@ class SqliteStore(StateStore):
         with self._lock, self._errors("close"):
             self._conn.close()
 
+    def _default_anchor_path(self) -> Path | None:
+        """`$FAILOVER_AUDIT_HEAD_FILE`, else `<db file>.audit-head` beside the database: a truncated, deleted or
+        re-created file leaves the anchor behind to say so."""
+        return super()._default_anchor_path() or self.path.with_name(self.path.name + ANCHOR_SUFFIX)
+
     # --- observations ---------------------------------------------------------------------------------------------
 
     def _insert_observations(self, rows: Sequence[ObservationRow]) -> None:
@@ -309,7 +316,10 @@ class SqliteStore(StateStore):
 
     def _append_audit(self, make_entry: Callable[[int, str], AuditEntry]) -> AuditEntry:
         with self._write() as conn:
+            _check_audit_tables(conn)
             head = conn.execute("SELECT seq, hash FROM audit_head WHERE one = 1").fetchone()
+            if head is not None and head_problem(AuditHead(*head)):
+                raise Tampered(f"state store {self.path}: {head_problem(AuditHead(*head))}")
             last_seq, last_hash = head if head else (0, GENESIS_HASH)
             entry = make_entry(last_seq + 1, last_hash)
             conn.execute(
@@ -326,6 +336,7 @@ class SqliteStore(StateStore):
 
     def _load_audit(self, after_seq: int | None) -> tuple[AuditHead | None, list[AuditRow]]:
         with self._read() as conn:
+            _check_audit_tables(conn)
             head = conn.execute("SELECT seq, hash FROM audit_head WHERE one = 1").fetchone()
             rows = [] if after_seq is None else conn.execute(
                 "SELECT seq, at, actor, action, detail, prev_hash, hash FROM audit WHERE seq > ? ORDER BY seq",
@@ -420,6 +431,20 @@ def _why_unopenable(path: Path) -> str:
 
 def _tables(conn: sqlite3.Connection) -> set[str]:
     return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+_AUDIT_COLUMNS = {"audit": {"seq", "at", "actor", "action", "detail", "prev_hash", "hash"},
+                  "audit_head": {"one", "seq", "hash"}}
+
+
+def _check_audit_tables(conn: sqlite3.Connection) -> None:
+    """Tampered if a table of the audit log, or one of its columns, is gone: someone edited the file's schema."""
+    for table, wanted in _AUDIT_COLUMNS.items():
+        found = {row[1] for row in conn.execute("SELECT * FROM pragma_table_info(?)", (table,))}
+        if not found:
+            raise Tampered(f"the {table} table is missing: the store file was edited")
+        if not wanted <= found:
+            raise Tampered(f"the {table} table lacks {', '.join(sorted(wanted - found))}: the store file was edited")
 
 
 def _create_schema(conn: sqlite3.Connection) -> None:

@@ -57,7 +57,8 @@ def test_audit_verify_detects_an_edited_entry(config: Path, capsys: pytest.Captu
         for n in range(5):
             store.audit("sre:alice", "phase.halt", {"engine": "spot", "n": n}, 100.0 + n)
     code, out, _ = run_cli(["audit", "verify", "--config", str(config)], capsys)
-    assert (code, out.strip()) == (0, "audit log intact: 5 entries verified")
+    anchor = config.parent / "failover-state.db.audit-head"
+    assert (code, out.strip()) == (0, f"audit log intact: 5 entries verified, consistent with the anchor file {anchor}")
 
     db = sqlite3.connect(config.parent / "failover-state.db")
     for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.store import StateStore, open_store
+from orchestrator.store import AUDIT_HEAD_FILE_ENV, StateStore, open_store
 
 WORKER = Path(__file__).with_name("store_worker.py")
 
@@ -43,13 +43,20 @@ def run_together(url: str, mode: str, names: list[str], *args: str) -> list[dict
     return [json.loads(out.strip().splitlines()[-1]) for out, _ in results]
 
 
-def test_two_processes_append_without_loss(store_url: str) -> None:
+def test_two_processes_append_without_loss(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    anchor = tmp_path / "audit.head"
+    monkeypatch.setenv(AUDIT_HEAD_FILE_ENV, str(anchor))  # the workers inherit it
     with open_store(store_url) as store:
         incident = store.create_incident("spot", "drill", "concurrency", 1.0)
     run_together(store_url, "append", ["cron", "operator"], incident.id)
     with open_store(store_url) as store:
         report = store.verify_audit()
         assert report.ok and report.entries == 600, report
+        assert report.anchor_file == str(anchor)
+        head = store.audit_head()
+        assert head is not None and json.loads(anchor.read_text())["hash"] == head.hash, "the anchor fell behind"
         actors = [e.actor for e in store.audit_entries()]
         switches = sum(1 for a, b in itertools.pairwise(actors) if a != b)
         assert switches >= 2, "the two writers did not overlap: the test proved nothing"

@@ -8,20 +8,23 @@ import itertools
 import json
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from orchestrator.core.model import Observation, Status
-from orchestrator.errors import LeaseLost, StoreError
+from orchestrator.errors import ConfigError, LeaseLost, StoreError
 from orchestrator.store import (
     GENESIS_HASH,
+    AuditHead,
     Conflict,
     IncidentStatus,
     JournalState,
     NotFound,
     StateStore,
     open_store,
+    parse_head,
 )
 
 T0 = 1_671_332_412.0  # 2022-12-18T03:00:12Z
@@ -217,7 +220,87 @@ def test_audit_chain_links_and_verifies(store: StateStore) -> None:
     assert store.audit_entries(after_seq=3) == written[3:]
     head = store.audit_head()
     assert head is not None and (head.seq, head.hash) == (5, written[-1].hash)
-    assert store.verify_audit() == type(store.verify_audit())(True, 5, None, "")
+    assert str(head) == f"5:{written[-1].hash}"
+    report = store.verify_audit()
+    assert (report.ok, report.entries, report.first_bad_seq, report.problem, report.head) == (True, 5, None, "", head)
+
+
+def test_the_anchor_file_follows_the_head_outside_the_store(store: StateStore, tmp_path: Path) -> None:
+    anchor = tmp_path / "elsewhere" / "audit.head"
+    anchor.parent.mkdir()
+    store.set_audit_anchor(anchor)
+    assert store.audit_anchor_path == anchor and store.verify_audit().ok  # empty store, no anchor yet: fine
+    written = [store.audit("alice", "halt", {"n": i}, T0 + i) for i in range(3)]
+    on_disk = json.loads(anchor.read_text())
+    assert (on_disk["seq"], on_disk["hash"], on_disk["store"]) == (3, written[-1].hash, store.url)
+    report = store.verify_audit()
+    assert report.ok and report.anchor_file == str(anchor)
+    assert report.checked == (f"the anchor file {anchor}",)
+
+
+def test_a_store_younger_than_its_anchor_was_recreated(store: StateStore, tmp_path: Path) -> None:
+    """The anchor remembers a chain of 3 entries; this store never held it (re-created, or truncated)."""
+    anchor = tmp_path / "audit.head"
+    earlier = "ab" * 32
+    anchor.write_text(json.dumps({"seq": 3, "hash": earlier}))
+    store.set_audit_anchor(anchor)
+    report = store.verify_audit()
+    assert (report.ok, report.entries, report.first_bad_seq) == (False, 0, 1)
+    assert report.problem == (f"the store holds 0 entries but the anchor file {anchor} says the chain reached "
+                              "seq 3: the store was truncated or re-created")
+    for i in range(5):  # appends go on, but never move the evidence
+        store.audit("alice", "halt", {"n": i}, T0 + i)
+        assert json.loads(anchor.read_text())["hash"] == earlier
+    report = store.verify_audit()
+    assert (report.ok, report.first_bad_seq) == (False, 3)
+    assert report.problem == f"entry 3: its hash differs from the anchor file {anchor}: the chain was rewritten"
+
+
+def test_a_missing_or_garbled_anchor_is_reported(store: StateStore, tmp_path: Path) -> None:
+    anchor = tmp_path / "audit.head"
+    store.set_audit_anchor(anchor)
+    store.audit("alice", "halt", {}, T0)
+    anchor.unlink()
+    report = store.verify_audit()
+    assert not report.ok and report.problem.startswith(f"the anchor file {anchor} is missing while the store "
+                                                       "holds 1 entries")
+    anchor.write_text("57:" + "ab" * 32)
+    report = store.verify_audit()
+    assert not report.ok and report.problem == f"the anchor file {anchor} is unreadable: not JSON"
+    store.audit("alice", "halt", {}, T0 + 1)  # the append stands; the garbled anchor stays as evidence
+    assert anchor.read_text() == "57:" + "ab" * 32 and len(store.audit_entries()) == 2
+
+
+def test_an_anchor_that_cannot_be_written_does_not_stop_appends(
+    store: StateStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    anchor = tmp_path / "no-such-directory" / "audit.head"
+    store.set_audit_anchor(anchor)
+    assert store.audit("alice", "halt", {}, T0).seq == 1
+    assert "could not be written" in caplog.text and str(anchor) in caplog.text
+    assert not store.verify_audit().ok
+
+
+def test_verify_against_a_head_kept_elsewhere(store: StateStore) -> None:
+    written = [store.audit("alice", "halt", {"n": i}, T0 + i) for i in range(5)]
+    for seq in (1, 3, 5):
+        assert store.verify_audit(expect=AuditHead(seq, written[seq - 1].hash)).ok
+        report = store.verify_audit(expect=AuditHead(seq, written[seq - 1].hash[:16]))
+        assert report.ok and report.checked[-1] == f"the expected head {seq}:{written[seq - 1].hash[:16]}"
+    wrong = store.verify_audit(expect=AuditHead(3, written[3].hash))
+    assert (wrong.ok, wrong.first_bad_seq) == (False, 3) and "differs from the expected head 3:" in wrong.problem
+    beyond = store.verify_audit(expect=AuditHead(9, written[0].hash))
+    assert (beyond.ok, beyond.first_bad_seq) == (False, 6) and "truncated or re-created" in beyond.problem
+    assert store.verify_audit(expect=AuditHead(0, GENESIS_HASH)).ok
+
+
+def test_parse_head_reads_what_audit_head_prints() -> None:
+    digest = "0123456789abcdef" * 4
+    assert parse_head(f"57:{digest}") == AuditHead(57, digest)
+    assert parse_head(f" 57:{digest[:16].upper()} ") == AuditHead(57, digest[:16])
+    for bad in ("57", f"57:{digest[:15]}", f"-1:{digest}", f"57:{digest}0", f"x:{digest}", f"57:{'g' * 64}"):
+        with pytest.raises(ConfigError, match="SEQ:HASH"):
+            parse_head(bad)
 
 
 def test_audit_detail_reads_back_as_written(store: StateStore) -> None:
