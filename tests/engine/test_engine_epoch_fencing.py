@@ -53,7 +53,7 @@ def journal_with(path: Path, count: int) -> list[dict[str, Any]]:
     return [entry.to_wire() for entry in journal.entries]
 
 
-def test_a_standby_reads_but_never_acknowledges_a_primary_below_its_epoch(tmp_path: Path) -> None:
+def test_a_standby_neither_acknowledges_nor_copies_a_primary_below_its_epoch(tmp_path: Path) -> None:
     entries = journal_with(tmp_path / "primary.jsonl", 3)
     requests: list[dict[str, str]] = []
 
@@ -61,8 +61,9 @@ def test_a_standby_reads_but_never_acknowledges_a_primary_below_its_epoch(tmp_pa
         requests.append(dict(request.url.params))
         return httpx.Response(200, json=entries[int(request.url.params["after"]):])
 
-    def primary_at(epoch: int) -> dict[str, dict[str, Any] | None]:
-        return {PRIMARY_URL: {"replica": "p", "role": "primary", "epoch": epoch, "last_seq": len(entries)}}
+    def primary_at(epoch: int, **extra: Any) -> dict[str, dict[str, Any] | None]:
+        body = {"replica": "p", "role": "primary", "epoch": epoch, "last_seq": len(entries)}
+        return {PRIMARY_URL: {**body, **extra}}
 
     async def scenario() -> None:
         node = standby(tmp_path / "s")
@@ -70,18 +71,17 @@ def test_a_standby_reads_but_never_acknowledges_a_primary_below_its_epoch(tmp_pa
         async with httpx.AsyncClient(transport=httpx.MockTransport(serve)) as client:
             replication = Replicator(node, client)
             replication.seen = primary_at(4)
-            assert replication.choose_source() == (PRIMARY_URL, False)  # catch-up only
+            assert replication.choose_source() is None  # not followed, and not copied from either
             assert not await replication.fetch_once(PRIMARY_URL, True)  # the acknowledging fetch is never sent
-            assert requests == []
-            assert await replication.fetch_once(PRIMARY_URL, False)
-            assert node.journal.last_seq == 3
-            assert requests == [{"after": "0", "limit": "500"}]  # no `replica`: nothing acknowledged
-            assert replication.choose_source() is None  # nothing left to read, and nobody to follow
+            assert not await replication.fetch_once(PRIMARY_URL, False)  # nor a catch-up read
+            replication.seen = primary_at(5, role="fenced", journal_epoch=4)
+            assert replication.choose_source() is None  # fenced at 5, but its journal is still its epoch 4's
+            assert requests == [] and node.journal.last_seq == 0
 
             replication.seen = primary_at(5)  # the same epoch as ours: followed, and so acknowledged
             assert replication.choose_source() == (PRIMARY_URL, True)
             assert await replication.fetch_once(PRIMARY_URL, True)
-            assert (requests[-1]["replica"], requests[-1]["after"]) == ("s", "3")
+            assert (requests[-1]["replica"], requests[-1]["after"], node.journal.last_seq) == ("s", "0", 3)
 
     asyncio.run(scenario())
 
@@ -193,10 +193,13 @@ def test_standbys_at_a_new_epoch_fence_a_live_primary_nobody_reached(
         assert {(s.answer.status_code, s.answer.reason) for s in late} == {(503, "replication_timeout")}
         assert [s.coid for s in acknowledged if held.get(s.answer.seq or 0) != s.coid] == []
 
-        # b and c still copy a's journal (reading is not acknowledging), and a still believes it is primary
-        last = client.status(a).last_seq
-        cluster.wait_for(lambda: all(cluster.status(name)["last_seq"] == last for name in "bc"),
-                         what="b and c to catch up from a without acknowledging it")
+        # b and c copy nothing a wrote after the stamp (nobody acknowledged it), and a still believes it is primary
+        late_coids = {s.coid for s in late}
+        with pytest.raises(AssertionError, match="timed out"):
+            cluster.wait_for(lambda: any(set(coids_by_seq(client, cluster.url(name)).values()) & late_coids
+                                         for name in "bc"), timeout=30 * cluster.peer_interval)
+        cluster.wait_for(lambda: cluster.status("b")["last_seq"] == cluster.status("c")["last_seq"],
+                         what="b and c to level (each holds what it acknowledged)")
         status = cluster.status("a")
         assert (status["role"], status["epoch"]) == ("primary", epoch - 1)
         assert status["replicated_seq"] < min(s.answer.seq or 0 for s in late)

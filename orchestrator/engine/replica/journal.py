@@ -169,24 +169,35 @@ class Journal:
 
 @dataclass
 class ControlState:
-    """The highest epoch seen and the role, persisted; `role` is None until first saved (flags decide)."""
+    """The highest epoch seen and the role, persisted; `role` is None until first saved (flags decide).
+
+    `journal_epoch` is set when the replica is fenced: the epoch it carried just before, the last one under which
+    its journal could grow. A fence often raises the epoch (a deposed primary learns of the new one only when it
+    is fenced), and what it wrote before hearing of it must not pass for history written under the new epoch."""
 
     path: Path
     epoch: int = 0
     role: Role | None = None
+    journal_epoch: int | None = None
 
     @classmethod
     def load(cls, path: Path) -> ControlState:
         if not path.exists():
             return cls(path)
         body = json.loads(path.read_text(encoding="utf-8"))
-        role = body.get("role")
-        return cls(path, epoch=int(body["epoch"]), role=None if role is None else Role(role))
+        role = None if body.get("role") is None else Role(body["role"])
+        frozen = body.get("journal_epoch")
+        if frozen is None and role is Role.FENCED:
+            frozen = body["epoch"]  # fenced before this field existed: its epoch then is the best bound we have
+        return cls(path, epoch=int(body["epoch"]), role=role, journal_epoch=None if frozen is None else int(frozen))
 
     def save(self) -> None:
         temporary = self.path.with_suffix(".tmp")
+        body: dict[str, Any] = {"epoch": self.epoch, "role": None if self.role is None else str(self.role)}
+        if self.journal_epoch is not None:
+            body["journal_epoch"] = self.journal_epoch
         with temporary.open("w", encoding="utf-8") as handle:
-            handle.write(_canonical({"epoch": self.epoch, "role": None if self.role is None else str(self.role)}))
+            handle.write(_canonical(body))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, self.path)

@@ -129,6 +129,13 @@ class Node:
     def epoch(self) -> int:
         return self.control.epoch
 
+    @property
+    def journal_epoch(self) -> int:
+        """The epoch this replica's journal is vouched at: its epoch, except on a fenced replica, where it stays the
+        epoch it carried when it was fenced (see `ControlState`). Standbys copy only from journals vouched at
+        their own epoch or above (`Replicator`)."""
+        return self.control.epoch if self.control.journal_epoch is None else self.control.journal_epoch
+
     # --- status -------------------------------------------------------------------------------------------
 
     def replicated_seq(self) -> int:
@@ -140,6 +147,7 @@ class Node:
             "replica": self.settings.replica_id, "role": str(self.role), "epoch": self.epoch,
             "phase": str(self.ledger.phase), "phase_until": self.ledger.phase_until,
             "last_seq": self.journal.last_seq, "applied_seq": self.ledger.applied_seq,
+            "journal_epoch": self.journal_epoch,
             "cloud": self.settings.cloud, "synchronous": self.settings.synchronous,
             "following": self.following if self.role is Role.STANDBY else None,
             "replicated_seq": self.replicated_seq() if self.role is Role.PRIMARY else None,
@@ -243,6 +251,7 @@ class Node:
             return self.see_epoch(epoch)
         log.warning("%s: fenced by the orchestrator at epoch %d (was %d); no more writes",
                     self.settings.replica_id, epoch, self.control.epoch)
+        self.control.journal_epoch = self.control.epoch
         self.control.epoch = epoch
         self.control.role = Role.FENCED
         self.control.save()
@@ -251,6 +260,7 @@ class Node:
     def fence(self, why: str = "fenced by the orchestrator") -> None:
         if self.role is not Role.FENCED:
             log.warning("%s: %s at epoch %d; no more writes", self.settings.replica_id, why, self.epoch)
+            self.control.journal_epoch = self.control.epoch
             self.control.role = Role.FENCED
             self.control.save()
 
@@ -284,6 +294,7 @@ class Node:
         log.warning("%s: promoted to primary at epoch %d, last seq %d", self.settings.replica_id, self.epoch,
                     self.journal.last_seq)
         self.control.role = Role.PRIMARY
+        self.control.journal_epoch = None  # a forced promotion of a fenced replica: its journal grows again
         self.control.save()
         self.acks.clear()
         self.following = None

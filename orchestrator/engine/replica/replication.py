@@ -15,12 +15,23 @@ acknowledging fetch is sent, against the epoch the primary last reported (epochs
 only understate it); a fetch already in flight when the epoch is raised acknowledges only entries held before.
 
 Catch-up (on unless `--no-peer-catch-up`): while no such primary is reachable (the old one is dead, fenced or
-below our epoch, the new one not yet promoted), a standby copies from the reachable peer with the longest journal,
-whatever its role. This is what lets the runbook's `wait_caught_up` succeed after the primary died, and it is safe
-because entries are hash-chained: a batch that does not chain onto our journal is refused and its peer is never
-copied from again. A catch-up fetch never names the fetcher (no `replica`), so it acknowledges nothing, even to a
-primary: reading an old primary's journal is not acknowledging it. Entries a dead or deposed primary wrote but
-never acknowledged may so survive; clients reconcile them by retrying with the same `client_order_id`.
+below our epoch, the new one not yet promoted), a standby copies from the reachable peer with the longest journal
+among those whose journal is vouched at our epoch or above (`journal_epoch` in their status: the epoch, except
+on a fenced replica, where it stays the epoch it had when fenced). This is what lets the runbook's
+`wait_caught_up` succeed after the primary died, and it is safe because entries are hash-chained: a batch that
+does not chain onto our journal is refused and its peer is never copied from again. A catch-up fetch never
+names the fetcher (no `replica`), so it acknowledges nothing, even to a primary.
+
+The rule that keeps a zombie out: once a standby carries epoch E, nothing written after that moment by a replica
+below E enters its journal. A primary frozen while the orchestrator stamped the standbys with E, and thawed
+later, still believes it is primary and journals (and matches) orders that nobody acknowledges; it is below E,
+so no standby at E follows it or copies from it, and if the orchestrator then fences it at E its journal stays
+vouched at its old epoch only. The check is made from the peer's last reported status when the source is chosen
+and again right before each fetch leaves, and a batch that arrives after our own epoch rose is dropped (the
+source may have written it after the stamp; the next fetch asks again under the new epoch). A deposed primary's
+entries that no standby at E holds were never acknowledged in synchronous mode: they stay in its journal only,
+for reconciliation (clients retry with the same `client_order_id`), and a promotion's `behind` check ignores
+them (`highest_peer`).
 
 Copying: a standby long-polls its primary with `GET /v1/journal?after=N&hash=H&replica=ID&cloud=C&wait=S` and the
 control token. `after=N` with `hash` = the hash of its entry N is its acknowledgement that it holds 1..N durably,
@@ -86,11 +97,23 @@ class Replicator:
     def _reachable(self) -> list[tuple[str, dict[str, Any]]]:
         return [(url, body) for url, body in self.seen.items() if body is not None]
 
+    def vouched(self, body: dict[str, Any]) -> bool:
+        """Whether a peer's journal is vouched at our epoch or above (a peer that does not report `journal_epoch`
+        is judged by its epoch)."""
+        return int(body.get("journal_epoch", body["epoch"])) >= self.node.epoch
+
+    def may_catch_up_from(self, url: str) -> bool:
+        body = self.seen.get(url)
+        return body is not None and url not in self.mismatched and self.vouched(body)
+
     def highest_peer(self) -> tuple[int, str | None]:
-        """The longest journal among the peers last seen, and whose it is."""
+        """The longest journal among the peers last seen that may hold acknowledged entries we lack, and whose it
+        is: standbys of any epoch (one nobody stamped may have acknowledged a primary we no longer follow) and
+        others vouched at our epoch; not a deposed primary's journal, whose extra entries nobody acknowledged."""
         best: tuple[int, str | None] = (0, None)
         for url, body in self._reachable():
-            if int(body["last_seq"]) > best[0]:
+            counts = body.get("role") == Role.STANDBY or self.vouched(body)
+            if counts and int(body["last_seq"]) > best[0]:
                 best = (int(body["last_seq"]), url)
         return best
 
@@ -115,7 +138,7 @@ class Replicator:
         if not self.node.settings.peer_catch_up:
             return None
         ahead = sorted((int(body["last_seq"]), url) for url, body in self._reachable()
-                       if int(body["last_seq"]) > self.node.journal.last_seq and url not in self.mismatched)
+                       if int(body["last_seq"]) > self.node.journal.last_seq and self.may_catch_up_from(url))
         return (ahead[-1][1], False) if ahead else None
 
     def check_deposed(self) -> None:
@@ -150,11 +173,14 @@ class Replicator:
 
         From a primary (`is_primary`): a long-poll that acknowledges what we hold, sent only if that primary's
         epoch is still not below ours, checked here with no await before the request leaves. From a catch-up
-        peer: a plain read without `replica`, which acknowledges nothing; the chain check of `Node.receive`
-        tells whether its entries continue our journal."""
+        peer: a plain read without `replica`, which acknowledges nothing, sent only if the peer's journal is still
+        vouched at our epoch; the chain check of `Node.receive` tells whether its entries continue our journal.
+        Either way, a batch that arrives after our epoch rose is dropped (see the module's docstring)."""
         node = self.node
-        if is_primary and not self.acknowledgeable(source):
+        allowed = self.acknowledgeable(source) if is_primary else self.may_catch_up_from(source)
+        if not allowed:
             return False  # our epoch rose (or its status changed) since the source was chosen
+        sent_at_epoch = node.epoch
         node.following = source
         params: dict[str, str | int | float] = {"after": node.journal.last_seq, "limit": FETCH_LIMIT}
         if is_primary:
@@ -175,6 +201,8 @@ class Replicator:
             return False
         if node.role is not Role.STANDBY:
             return True  # promoted or fenced while waiting: these entries are no longer ours to take
+        if node.epoch != sent_at_epoch:
+            return False  # stamped while the fetch was out: the source may have written these after the stamp
         try:
             node.receive([Entry.from_wire(item) for item in body])
         except ValueError as error:
