@@ -127,6 +127,7 @@ class Controller:
         self._verdicts: dict[str, Assessment] = {}
         self._holding: set[str] = set()
         self._stalled: set[tuple[str, Any]] = set()
+        self._archive_tried: set[str] = set()
         self._valid_until = 0.0
         self.seq_floor: dict[str, int] = {}  # per engine: the highest journal position a standby was seen holding
         self._engine_of = {r.name: e.name for e in topology.engines.values() for r in e.replicas}
@@ -300,6 +301,7 @@ class Controller:
                 acted |= self._apply(action, snapshots[action.engine][1], now)
             progress = self._advance_running(verdicts)
             acted |= any(p.step is not None for p in progress)
+            self._archive_returned(now)
         self._page_holds(actions, now)
         self._page_stalls(progress, now)
         degraded = any(a.verdict.value not in ("healthy",) for a in verdicts.values())
@@ -328,6 +330,21 @@ class Controller:
                 driver = driver or self.runbook()
                 epoch = max([record.epoch, *(s.epoch for s in snap.statuses.values())])
                 driver.halt_everywhere(engine, epoch, "halted while a human decides", now, quiet=True)
+
+    def _archive_returned(self, now: float) -> None:
+        """An old primary that answers again after its incident closed: record once what it wrote that the new
+        primary does not hold (`reconcile`); the incident report lists it for support."""
+        fenced = {name for name, status in self.statuses.items() if status.role is Role.FENCED}
+        if not fenced:
+            return
+        for engine in self.topology.engines:
+            latest = self.store.incidents(engine, limit=1)
+            if not latest or latest[0].is_open or latest[0].id in self._archive_tried:
+                continue
+            diverged = latest[0].detail.get("diverged")
+            if isinstance(diverged, dict) and not diverged.get("checked") and latest[0].source in fenced:
+                self._archive_tried.add(latest[0].id)
+                self.runbook().archive_tail(latest[0], now)
 
     def _page(self, now: float, engine: str, message: str) -> None:
         self.notifier.publish(Event(now, EventKind.PAGE, engine, message))

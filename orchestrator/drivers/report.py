@@ -44,6 +44,8 @@ class IncidentReport:
     halted: Window
     protection: Window
     timeline: list[dict[str, Any]] = field(default_factory=list)
+    diverged: dict[str, Any] = field(default_factory=dict)  # the old primary's unacknowledged tail (`reconcile`)
+    audit_head: str = ""  # `SEQ:HASH` of the audit chain when the report was made: keep it to anchor the log
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,9 +114,32 @@ def build_report(store: StateStore, incident_id: str, display: tzinfo) -> Incide
         timeline.append({"at": entry.at, "when": format_instant(entry.at, display),
                          "event": f"{entry.step} {entry.state}", "detail": json.dumps(text) if text else ""})
     timeline.sort(key=lambda item: float(item["at"]))
+    diverged = detail.get("diverged")
+    head = store.audit_head()
     return IncidentReport(incident.id, incident.engine, incident.kind, incident.status.value, incident.reason,
                           incident.source, incident.target, incident.opened_at, incident.closed_at, figures,
-                          halted, protection, timeline)
+                          halted, protection, timeline, dict(diverged) if isinstance(diverged, dict) else {},
+                          f"{head.seq}:{head.hash}" if head is not None else "")
+
+
+def _diverged_lines(diverged: Mapping[str, Any]) -> list[str]:
+    lines = ["", "## Unacknowledged entries of the old primary (archived, not replayed)", ""]
+    if not diverged:
+        return [*lines, "not checked"]
+    if not diverged.get("checked"):
+        return [*lines, f"not yet compared: {diverged.get('why', 'unknown')}"]
+    count = int(diverged.get("count") or 0)
+    if count == 0:
+        return [*lines, f"none: {diverged.get('replica')} holds nothing beyond the new primary's history"]
+    lines.append(f"{count} entries of {diverged.get('replica')} after seq {diverged.get('common_seq')} were never "
+                 "acknowledged to a client; each order's outcome is \"not executed\". Reconcile with the clients:")
+    lines += ["", "| seq | at | kind | client_order_id | account | side | type | price | qty |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for entry in diverged.get("entries") or []:
+        cells = [entry.get(key, "") for key in ("seq", "at", "kind", "client_order_id", "account", "side", "type",
+                                               "price", "qty")]
+        lines.append("| " + " | ".join("" if cell is None else str(cell) for cell in cells) + " |")
+    return lines
 
 
 def render_markdown(report: IncidentReport) -> str:
@@ -143,6 +168,10 @@ def render_markdown(report: IncidentReport) -> str:
         lines += ["| reason | orders |", "|---|---|"] + [f"| {k} | {v} |" for k, v in refused.items()]
     else:
         lines.append("none recorded")
+    lines += _diverged_lines(report.diverged)
     lines += ["", "## Timeline", "", "| when | event | detail |", "|---|---|---|"]
     lines += [f"| {item['when']} | {item['event']} | {item['detail']} |" for item in report.timeline]
+    if report.audit_head:
+        lines += ["", f"Audit log head when this report was made: `{report.audit_head}` (keep it: "
+                  "`failover audit verify --expect-head` checks the log against it)."]
     return "\n".join(lines) + "\n"

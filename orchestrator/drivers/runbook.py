@@ -15,7 +15,7 @@ import os
 import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 
 from orchestrator.core import runbook as rb
@@ -25,6 +25,7 @@ from orchestrator.core.model import Engine, Phase, ReplicaStatus, Role, Topology
 from orchestrator.core.phases import PhaseChange, PhaseEvent, PhaseState, announce, parse_timezone, transition
 from orchestrator.core.runbook import Facts, Outcome, Plan, Step
 from orchestrator.drivers.events import Event, EventKind, Notifier
+from orchestrator.drivers.reconcile import JournalReader, diverged_tail
 from orchestrator.drivers.state import EPOCH_STRIDE, EngineRecord, load_engine, save_engine
 from orchestrator.drivers.webhooks import run_hooks
 from orchestrator.engine.base import EngineControl, PromoteRefused
@@ -433,8 +434,39 @@ class RunbookDriver:
         this step is journaled done (`_finish`), so a crash here leaves it running and resumable."""
         self._hooks(self.post_hooks, plan, incident, "post")
         self._snapshot_stats(incident.id, self.topology.engines[plan.engine], "stats_at_close")
+        self.archive_tail(incident, now)
         self._update(plan.engine, lambda r: replace(r, last_failover_done_at=now, override_interval=False))
         return Outcome.DONE, {}
+
+    def archive_tail(self, incident: Incident, now: float) -> dict[str, Any]:
+        """Record in the incident what the old primary wrote that the new primary does not hold (see
+        `reconcile`): at close if it answers, else when it answers again (the controller asks each cycle)."""
+        engine = self.topology.engines[incident.engine]
+        source, target = str(incident.source), str(incident.detail.get("target", incident.target))
+        reader = getattr(self.engines, "journal", None)
+        statuses = self.statuses(engine)
+        found: dict[str, Any] = {"replica": source, "checked": False}
+        if reader is None:
+            found["why"] = "this engine offers no journal to compare"
+        elif source not in statuses or target not in statuses:
+            found["why"] = "the old primary did not answer; compared when it answers again"
+        else:
+            try:
+                found = diverged_tail(cast(JournalReader, self.engines), engine.replica(source),
+                                      engine.replica(target), statuses[source].last_seq, statuses[target].last_seq)
+            except (FailoverError, KeyError, ValueError, TypeError) as error:
+                found["why"] = f"comparison failed: {error}"
+        found["at"] = now
+        self.store.update_incident(incident.id, detail={"diverged": found}, at=now)
+        if found.get("count"):
+            self.store.audit(self.actor, "incident.diverged_archived",
+                             {"incident": incident.id, "replica": source, "entries": found["count"],
+                              "common_seq": found.get("common_seq")}, now)
+            self._say(incident.engine, now, f"[{incident.engine}] {found['count']} entries {source} wrote after "
+                      f"seq {found.get('common_seq')} were never acknowledged and are not in the new primary's "
+                      f"history: archived in incident {incident.id} for reconciliation, not replayed",
+                      EventKind.INCIDENT)
+        return found
 
     def _finish(self, incident_id: str, plan: Plan, now: float) -> None:
         incident = self.store.incident(incident_id)
