@@ -1,0 +1,165 @@
+"""Real replica processes whose every link goes through its own fault proxy, and the faults of a replica's disk.
+
+`ProxiedCluster` is a `ReplicaCluster` whose replicas reach each other through `FaultProxy` links (`gcp->aws` is
+what `spot-gcp` uses to reach `spot-aws`), so a partition can be cut link by link and one way only. The links from
+the outside are made here too: `orch->NAME` (what the orchestrator's configuration points at), `client->NAME`
+(the order clients), and any vantage point's own (`link("vp:gcp-hk", NAME)`). `url(NAME)` stays the direct
+address: the harness itself (checker, monitor) must always see the truth.
+
+Disk faults: a full disk under one replica is a small tmpfs mounted on its data directory, filled with a ballast
+file (when this process may mount, as root in a container usually can); otherwise the replica's file-size limit
+is lowered to what its journal holds (`RLIMIT_FSIZE` with `prlimit` on the running process), so the next append
+fails with EFBIG instead of ENOSPC. Either way the replica's journal write fails and it stops, as it must.
+`DISK_MODE` says which one this machine gets. A stale standby is a copy of its data directory taken earlier
+(`snapshot`) put back under a restarted process (`restore`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import resource
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from nemesis.proxy import FaultProxy, ProxyHub
+from orchestrator.core.model import Replica
+from orchestrator.engine.replica.testbed import ReplicaCluster, ReplicaSpec
+
+DiskMode = Literal["tmpfs", "rlimit"]
+TMPFS_SIZE = "16m"
+
+
+@functools.cache
+def disk_mode() -> DiskMode:
+    """`tmpfs` if this process may mount one (checked once, on a scratch directory), else `rlimit`."""
+    probe = Path(tempfile.mkdtemp(prefix="nemesis-tmpfs-probe-"))
+    try:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)],
+                                 capture_output=True, check=False, timeout=10).returncode == 0
+        if mounted:
+            subprocess.run(["umount", str(probe)], capture_output=True, check=False, timeout=10)
+        return "tmpfs" if mounted else "rlimit"
+    except (OSError, subprocess.TimeoutExpired):
+        return "rlimit"
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+
+
+def short(name: str) -> str:
+    """`spot-gcp` -> `gcp`: link names read like the issue's (`gcp->aws`)."""
+    return name.rsplit("-", 1)[-1]
+
+
+class ProxiedCluster(ReplicaCluster):
+    def __init__(self, base_dir: Path, specs: Sequence[ReplicaSpec], hub: ProxyHub, *,
+                 small_disk: Sequence[str] = (), **options: Any) -> None:
+        super().__init__(base_dir, specs, **options)
+        self.hub = hub
+        self.links: dict[tuple[str, str], FaultProxy] = {}
+        for name in self.replicas:
+            for other in self.replicas:
+                if other != name:
+                    self.link(name, other)
+            self.link("orch", name)
+            self.link("client", name)
+        self.small_disk = [name for name in small_disk if disk_mode() == "tmpfs"]
+        self._mounted: list[Path] = []
+        self._snapshots: dict[str, Path] = {}
+
+    # ---- links ----------------------------------------------------------------------------------------------
+
+    def link(self, source: str, target: str) -> FaultProxy:
+        """The link `source` uses to reach replica `target` (made on first use)."""
+        key = (source, target)
+        if key not in self.links:
+            label = f"{short(source) if source in self.replicas else source}->{short(target)}"
+            self.links[key] = self.hub.proxy(f"{self.base_dir.name}:{label}", self.replicas[target].port)
+        return self.links[key]
+
+    def via(self, source: str, target: str) -> Replica:
+        """`target` as `source` reaches it: a core `Replica` whose control URL is the link's."""
+        direct = self.replica(target)
+        return Replica(name=direct.name, engine=direct.engine, site=direct.site, instance=direct.instance,
+                       control_url=self.link(source, target).url)
+
+    def command(self, name: str) -> list[str]:
+        """The replica's command line with each peer's address replaced by this replica's link to it."""
+        direct = {self.url(other): self.link(name, other).url for other in self.replicas if other != name}
+        return [direct.get(argument, argument) for argument in super().command(name)]
+
+    # ---- disks ----------------------------------------------------------------------------------------------
+
+    def start(self, *names: str) -> None:
+        for name in names or tuple(self.replicas):
+            self._mount(name)
+        super().start(*names)
+
+    def _mount(self, name: str) -> None:
+        path = self.data_dir(name)
+        if name not in self.small_disk or path in self._mounted:
+            return
+        path.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(path)], check=True,
+                       capture_output=True, timeout=10)
+        self._mounted.append(path)
+
+    def fill_disk(self, name: str) -> str:
+        """The replica's next journal write fails; returns how (`tmpfs full` or `file-size limit`)."""
+        if name in self.small_disk:
+            ballast = self.data_dir(name) / "ballast"
+            with contextlib.suppress(OSError), ballast.open("ab") as handle:
+                stats = os.statvfs(self.data_dir(name))
+                handle.write(b"\0" * (stats.f_bavail * stats.f_frsize))
+            return "tmpfs full"
+        process = self.replicas[name].process
+        if process is not None and process.poll() is None:
+            journal = self.data_dir(name) / "journal.jsonl"
+            size = journal.stat().st_size if journal.exists() else 0
+            resource.prlimit(process.pid, resource.RLIMIT_FSIZE, (size, size))
+        return "file-size limit"
+
+    def free_disk(self, name: str) -> None:
+        (self.data_dir(name) / "ballast").unlink(missing_ok=True)
+        process = self.replicas[name].process
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(OSError):
+                unlimited = resource.RLIM_INFINITY
+                resource.prlimit(process.pid, resource.RLIMIT_FSIZE, (unlimited, unlimited))
+
+    # ---- stale copies ---------------------------------------------------------------------------------------
+
+    def snapshot(self, name: str) -> Path:
+        """A copy of the replica's data directory as it is now (the backup an operator might restore)."""
+        copy = self.base_dir / f"{name}.snapshot"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(self.data_dir(name), copy, ignore=shutil.ignore_patterns("ballast", "*.tmp"))
+        self._snapshots[name] = copy
+        return copy
+
+    def restore(self, name: str) -> bool:
+        """Kill the replica, put its last snapshot back in place of its data directory, start it again."""
+        copy = self._snapshots.get(name)
+        if copy is None:
+            return False
+        self.kill(name)
+        data = self.data_dir(name)
+        for item in data.iterdir():
+            if item.is_dir():
+                shutil.rmtree(item)
+            else:
+                item.unlink()
+        shutil.copytree(copy, data, dirs_exist_ok=True)
+        self.start(name)
+        return True
+
+    def close(self) -> None:
+        super().close()
+        for path in self._mounted:
+            subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False, timeout=10)
+        self._mounted.clear()
