@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -161,6 +161,38 @@ class MarginRequest(_Body):
     def _positive(cls, value: str) -> str:
         parse_decimal(value, "amount")
         return value
+
+
+class StandbySeen(TypedDict):
+    """One standby as a primary reports it in `standbys`."""
+
+    cloud: str
+    seq: int
+    age_s: float  # since its last acknowledging fetch, on the primary's monotonic clock
+
+
+class StatusBody(TypedDict):
+    """`GET /v1/status` as the reference replica answers it (`Status` in openapi.yaml). The first seven fields are
+    the protocol every engine serves (`status_from_wire`); the rest are extensions an engine may leave out. Ages
+    are seconds on the replica's monotonic clock, so they mean the same whatever its wall clock says."""
+
+    replica: str
+    role: str
+    epoch: int
+    phase: str
+    phase_until: str | None
+    last_seq: int
+    applied_seq: int
+    journal_epoch: int  # the epoch its journal is vouched at (a fenced replica: its epoch when fenced)
+    cloud: str
+    synchronous: bool
+    following: str | None  # standby: the replica it copies from
+    replicated_seq: int | None  # primary: the highest seq a standby on another cloud holds
+    error: str | None  # why replication stopped (a diverged journal)
+    unreplicated_age_s: float | None  # synchronous primary: age of the oldest entry not held on another cloud
+    replication_timeouts: int  # writes answered 503 replication_timeout since start
+    standbys: dict[str, StandbySeen] | None  # primary: who fetches, from which cloud, how far, how long ago
+    primary_contact_age_s: float | None  # standby: since its last fetch from a primary it follows
 
 
 def status_from_wire(body: Mapping[str, Any]) -> ReplicaStatus:

@@ -25,7 +25,7 @@ import contextlib
 import logging
 import os
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +33,7 @@ from typing import Any
 
 from orchestrator.core.model import Phase, Role
 from orchestrator.core.phases import DEFAULT_PROTECTION_ALLOW
-from orchestrator.engine.protocol import Reason, to_wire_time
+from orchestrator.engine.protocol import Reason, StandbySeen, StatusBody, to_wire_time
 from orchestrator.engine.replica.book import Check, Duplicate, Ledger, Refusal
 from orchestrator.engine.replica.journal import ControlState, Entry, Journal
 
@@ -91,10 +91,12 @@ class Node:
     """One replica: its disk state recovered at construction, then changed only through the methods below."""
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time,
-                 on_disk_failure: Callable[[str], None] = _die) -> None:
+                 on_disk_failure: Callable[[str], None] = _die,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.settings = settings
         self.clock = clock
+        self.monotonic = monotonic  # ages in the status are on this clock, never on the wall clock
         self.on_disk_failure = on_disk_failure
         self.journal = Journal.open(settings.data_dir / "journal.jsonl")
         self.control = ControlState.load(settings.data_dir / "control.json")
@@ -108,6 +110,11 @@ class Node:
         for entry in self.journal.entries:
             self.ledger.apply(entry)
         self.acks: dict[str, tuple[str, int]] = {}  # standby -> (its cloud, the seq it holds durably)
+        self.acked_at: dict[str, float] = {}  # standby -> when its last acknowledging fetch arrived
+        # on a primary: (last seq of a run of entries, when that run was appended), oldest first, for the entries
+        # no standby on another cloud is known to hold yet
+        self.unreplicated: deque[tuple[int, float]] = deque()
+        self.primary_contact_at: float | None = None  # on a standby: its last fetch from a primary it follows
         self.appended = Signal()
         self.acked = Signal()
         self.following: str | None = None
@@ -115,6 +122,8 @@ class Node:
         self.accepted: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
         self.control_lock = asyncio.Lock()  # serializes control changes (see the module's docstring)
+        if self.role is Role.PRIMARY:
+            self._count_held_as_unreplicated()
 
     @property
     def role(self) -> Role:
@@ -142,7 +151,30 @@ class Node:
         """The highest seq durably held by a standby on another cloud (what synchronous mode waits for)."""
         return max((seq for cloud, seq in self.acks.values() if cloud != self.settings.cloud), default=0)
 
-    def status(self) -> dict[str, Any]:
+    def unreplicated_age(self) -> float | None:
+        """Seconds since the oldest entry that no standby on another cloud holds was appended (0.0 if none); None
+        unless this is a synchronous primary, the only kind that waits for such a copy."""
+        if self.role is not Role.PRIMARY or not self.settings.synchronous:
+            return None
+        held = self.replicated_seq()
+        while self.unreplicated and self.unreplicated[0][0] <= held:
+            self.unreplicated.popleft()
+        return self.monotonic() - self.unreplicated[0][1] if self.unreplicated else 0.0
+
+    def standbys(self) -> dict[str, StandbySeen] | None:
+        """On a primary, each standby that fetched as one: its cloud, the seq it holds, and how long ago it asked."""
+        if self.role is not Role.PRIMARY:
+            return None
+        now = self.monotonic()
+        return {replica: StandbySeen(cloud=cloud, seq=seq, age_s=now - self.acked_at[replica])
+                for replica, (cloud, seq) in sorted(self.acks.items())}
+
+    def primary_contact_age(self) -> float | None:
+        if self.role is not Role.STANDBY or self.primary_contact_at is None:
+            return None
+        return self.monotonic() - self.primary_contact_at
+
+    def status(self) -> StatusBody:
         return {
             "replica": self.settings.replica_id, "role": str(self.role), "epoch": self.epoch,
             "phase": str(self.ledger.phase), "phase_until": self.ledger.phase_until,
@@ -152,6 +184,10 @@ class Node:
             "following": self.following if self.role is Role.STANDBY else None,
             "replicated_seq": self.replicated_seq() if self.role is Role.PRIMARY else None,
             "error": self.error,
+            "unreplicated_age_s": self.unreplicated_age(),
+            "replication_timeouts": self.refused[Reason.REPLICATION_TIMEOUT],
+            "standbys": self.standbys(),
+            "primary_contact_age_s": self.primary_contact_age(),
         }
 
     def stats(self) -> dict[str, Any]:
@@ -169,8 +205,16 @@ class Node:
             self.on_disk_failure(f"journal write failed: {error}")
             raise
         self.ledger.apply(entry)
+        self.unreplicated.append((entry.seq, self.monotonic()))
         self.appended.notify()
         return entry
+
+    def _count_held_as_unreplicated(self) -> None:
+        """On becoming primary (at start or by promotion), nothing it holds is known to be on another cloud yet:
+        count it all from now, until a standby's fetch says otherwise."""
+        self.unreplicated.clear()
+        if self.journal.last_seq:
+            self.unreplicated.append((self.journal.last_seq, self.monotonic()))
 
     def _writable(self) -> Refusal | None:
         if self.role is Role.FENCED:
@@ -297,6 +341,8 @@ class Node:
         self.control.journal_epoch = None  # a forced promotion of a fenced replica: its journal grows again
         self.control.save()
         self.acks.clear()
+        self.acked_at.clear()
+        self._count_held_as_unreplicated()
         self.following = None
         if self.ledger.phase is not Phase.HALTED:
             self._write("phase", {"phase": str(Phase.HALTED), "until": None})
@@ -315,6 +361,7 @@ class Node:
             return Refusal(Reason.DIVERGED)
         if self.role is Role.PRIMARY:
             self.acks[replica] = (cloud, after)
+            self.acked_at[replica] = self.monotonic()
             self.acked.notify()
         return None
 

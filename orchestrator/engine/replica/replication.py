@@ -203,6 +203,8 @@ class Replicator:
             return True  # promoted or fenced while waiting: these entries are no longer ours to take
         if node.epoch != sent_at_epoch:
             return False  # stamped while the fetch was out: the source may have written these after the stamp
+        if is_primary:
+            node.primary_contact_at = node.monotonic()
         try:
             node.receive([Entry.from_wire(item) for item in body])
         except ValueError as error:
