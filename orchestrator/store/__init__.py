@@ -18,6 +18,7 @@ from orchestrator.errors import ConfigError, StoreError
 from orchestrator.store.audit_anchor import ENV as AUDIT_HEAD_FILE_ENV
 from orchestrator.store.audit_chain import Tampered, parse_head
 from orchestrator.store.base import Conflict, NotFound, StateStore
+from orchestrator.store.outbox import OutboxItem, OutboxStatus, OutboxSummary
 from orchestrator.store.records import (
     GENESIS_HASH,
     AuditEntry,
@@ -44,6 +45,9 @@ __all__ = [
     "JournalState",
     "Lease",
     "NotFound",
+    "OutboxItem",
+    "OutboxStatus",
+    "OutboxSummary",
     "StateStore",
     "Tampered",
     "open_store",

@@ -20,20 +20,23 @@ from types import TracebackType
 from typing import Any, Self
 
 from orchestrator.core.model import Observation, Status
-from orchestrator.errors import EXIT_BAD_INPUT, EXIT_UNSAFE, StoreError
+from orchestrator.errors import StoreError
 from orchestrator.store import audit_anchor
 from orchestrator.store.audit_chain import Anchor, Tampered, head_problem, verify_chain
+from orchestrator.store.outbox import OutboxStore
 from orchestrator.store.records import (
     GENESIS_HASH,
     AuditEntry,
     AuditHead,
     AuditReport,
     AuditRow,
+    Conflict,
     Incident,
     IncidentStatus,
     JournalEntry,
     JournalState,
     Lease,
+    NotFound,
     audit_hash,
     canonical_json,
     check_duration,
@@ -50,23 +53,11 @@ log = logging.getLogger(__name__)
 _UNSET: Any = object()
 
 
-class NotFound(StoreError):
-    """The incident (or other record) asked for does not exist. Usually a mistyped id on the command line."""
-
-    exit_code = EXIT_BAD_INPUT
-
-
-class Conflict(StoreError):
-    """A compare-and-set lost, or a uniqueness rule refused a write: someone else acted first. Re-read, re-decide."""
-
-    exit_code = EXIT_UNSAFE
-
-
 ObservationRow = tuple[float, str, str, str, str]
 """`(at, subject, source, status, detail)` as stored."""
 
 
-class StateStore(abc.ABC):
+class StateStore(OutboxStore):
     """Durable state shared by every run of the orchestrator: observations, incidents and their runbook journal,
     the audit log, leases with fencing tokens, and small versioned documents for the controller."""
 

@@ -29,13 +29,12 @@ unique to that attempt: applied, or not applied and retried. See `EtcdClient.com
 
 from __future__ import annotations
 
-import functools
 import math
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any
 
 from orchestrator.errors import LeaseLost, StoreError
 from orchestrator.store import etcd_layout as layout
@@ -55,11 +54,13 @@ from orchestrator.store.etcd_client import (
     parse_url,
     prefix_end,
     put_op,
+    serialised,
     txn_op,
     unmodified_since,
     value_is,
     version_is,
 )
+from orchestrator.store.etcd_outbox import EtcdOutbox
 from orchestrator.store.records import (
     GENESIS_HASH,
     AuditEntry,
@@ -76,10 +77,6 @@ __all__ = ["LEASE_GRACE", "EtcdStore", "open_url"]
 LEASE_GRACE = 1  # seconds an etcd lease outlives the `expires_at` it backs
 MAX_ATTEMPTS = 64  # compare-and-set rounds before a hook gives up with Conflict (others kept writing)
 
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
 def open_url(url: str) -> EtcdStore:
     """`etcd://host:port,host:port[/prefix]`; ConfigError for a URL we cannot read, StoreError if no member
     answers or the prefix holds something else."""
@@ -87,18 +84,7 @@ def open_url(url: str) -> EtcdStore:
     return EtcdStore(address.endpoints, address.prefix, url=url)
 
 
-def _operation(method: Callable[Concatenate[EtcdStore, _P], _R]) -> Callable[Concatenate[EtcdStore, _P], _R]:
-    """One hook at a time per store object: the transport and the caches below are not thread-safe."""
-
-    @functools.wraps(method)
-    def run(self: EtcdStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        with self._lock:
-            return method(self, *args, **kwargs)
-
-    return run
-
-
-class EtcdStore(StateStore):
+class EtcdStore(StateStore, EtcdOutbox):
     """A StateStore on an etcd cluster (3.4 or later) through its JSON gateway."""
 
     def __init__(
@@ -158,7 +144,7 @@ class EtcdStore(StateStore):
         kv, seen = self._etcd.read(self.keys.obs_pairs, revision)
         return obs.decode_pairs(kv), (kv.mod_revision if kv else 0), seen
 
-    @_operation
+    @serialised
     def _insert_observations(self, rows: Sequence[ObservationRow]) -> None:
         batch = uuid.uuid4().hex.encode()
         docs = [(obs.bucket_key(self.keys.obs, bucket) + batch, obs.encode_rows(part))
@@ -184,7 +170,7 @@ class EtcdStore(StateStore):
                 self._pairs = obs.decode_pairs(kv), (kv.mod_revision if kv else 0)
         raise self._gave_up("observations")
 
-    @_operation
+    @serialised
     def _select_observations(self, since: float, subjects: Sequence[str] | None) -> list[ObservationRow]:
         wanted = None if subjects is None else set(subjects)
 
@@ -194,7 +180,7 @@ class EtcdStore(StateStore):
         docs = self._etcd.scan(obs.bucket_key(self.keys.obs, obs.bucket_of(since)), self.keys.obs_end)
         return [row for _, row in obs.ordered_rows(docs, keep)]
 
-    @_operation
+    @serialised
     def _select_latest_observations(self, limit: int, since: float | None) -> list[ObservationRow]:
         spans, _, revision = self._read_pairs()
         scan = obs.LatestScan(limit, since, spans)
@@ -205,7 +191,7 @@ class EtcdStore(StateStore):
                 break
         return scan.result()
 
-    @_operation
+    @serialised
     def _delete_observations(self, before: float) -> int:
         directory, bucket = self.keys.obs, obs.bucket_of(before)
         low, high = obs.bucket_key(directory, bucket), obs.bucket_key(directory, bucket + 1)
@@ -238,7 +224,7 @@ class EtcdStore(StateStore):
 
     # --- incidents ------------------------------------------------------------------------------------------------
 
-    @_operation
+    @serialised
     def _insert_incident(self, incident: Incident) -> None:
         key, value = self.keys.incident(incident.id), layout.dump_incident(incident)
         compare, success, failure = [created_at(key, 0)], [put_op(key, value)], [get_op(key, keys_only=True)]
@@ -261,7 +247,7 @@ class EtcdStore(StateStore):
                 raise Conflict(f"engine {incident.engine} already has an open incident: {other}")
         raise self._gave_up(f"incident {incident.id}")
 
-    @_operation
+    @serialised
     def _update_incident(self, incident_id: str, change: Callable[[Incident], Incident]) -> Incident:
         key = self.keys.incident(incident_id)
         kv = self._etcd.get(key)
@@ -281,12 +267,12 @@ class EtcdStore(StateStore):
             kv = result.first(0) if result.known else self._etcd.get(key)
         raise self._gave_up(f"incident {incident_id}")
 
-    @_operation
+    @serialised
     def _select_incident(self, incident_id: str) -> Incident | None:
         kv = self._etcd.get(self.keys.incident(incident_id))
         return None if kv is None else layout.load_incident(kv)
 
-    @_operation
+    @serialised
     def _select_incidents(self, engine: str | None, open_only: bool, limit: int | None) -> list[Incident]:
         if open_only:  # the open index is small (one key per engine with an open incident): no full scan
             if engine is None:
@@ -308,7 +294,7 @@ class EtcdStore(StateStore):
 
     # --- journal --------------------------------------------------------------------------------------------------
 
-    @_operation
+    @serialised
     def _append_journal(
         self, incident_id: str, step: str, state: JournalState, at: float, detail: dict[str, Any], token: int
     ) -> JournalEntry:
@@ -337,14 +323,14 @@ class EtcdStore(StateStore):
             head = layout.load_journal_head(result.first(1) if result.known else self._etcd.get(head_key))
         raise self._gave_up(f"journal of {incident_id}")
 
-    @_operation
+    @serialised
     def _select_journal(self, incident_id: str) -> list[JournalEntry]:
         directory = self.keys.journal_dir(incident_id)
         return [layout.load_journal_entry(incident_id, kv) for kv in self._etcd.scan(directory, prefix_end(directory))]
 
     # --- audit ----------------------------------------------------------------------------------------------------
 
-    @_operation
+    @serialised
     def _append_audit(self, make_entry: Callable[[int, str], AuditEntry]) -> AuditEntry:
         head_key = self.keys.audit_head
         head, revision = self._audit_head or layout.load_audit_head(self._etcd.get(head_key))
@@ -365,7 +351,7 @@ class EtcdStore(StateStore):
             head, revision = layout.load_audit_head(result.first(0) if result.known else self._etcd.get(head_key))
         raise self._gave_up("audit log")
 
-    @_operation
+    @serialised
     def _load_audit(self, after_seq: int | None) -> tuple[AuditHead | None, list[AuditRow]]:
         head_kv, revision = self._etcd.read(self.keys.audit_head)
         head = layout.read_audit_head(head_kv)
@@ -378,7 +364,7 @@ class EtcdStore(StateStore):
 
     # --- leases ---------------------------------------------------------------------------------------------------
 
-    @_operation
+    @serialised
     def _acquire_lease(self, name: str, holder: str, ttl: float) -> Lease | None:
         key, granted = self.keys.lease(name), 0
         try:
@@ -413,7 +399,7 @@ class EtcdStore(StateStore):
             if granted:
                 self._etcd.revoke(granted)
 
-    @_operation
+    @serialised
     def _renew_lease(self, lease: Lease, ttl: float) -> Lease:
         key = self.keys.lease(lease.name)
         for _ in range(MAX_ATTEMPTS):
@@ -467,7 +453,7 @@ class EtcdStore(StateStore):
         return (f"lease {lease.name!r} (token {lease.token}) is no longer held by {lease.holder}: "
                 f"{other.holder} holds it with token {other.token}")
 
-    @_operation
+    @serialised
     def _release_lease(self, lease: Lease) -> None:
         key = self.keys.lease(lease.name)
         for _ in range(2):  # an unanswered delete is repeated once; the compare makes that harmless
@@ -478,7 +464,7 @@ class EtcdStore(StateStore):
                     self._etcd.revoke(held.lease)
                 return
 
-    @_operation
+    @serialised
     def _select_lease(self, name: str) -> Lease | None:
         kv = self._etcd.get(self.keys.lease(name))
         if kv is None:
@@ -488,12 +474,12 @@ class EtcdStore(StateStore):
 
     # --- controller state -----------------------------------------------------------------------------------------
 
-    @_operation
+    @serialised
     def _select_state(self, key: str) -> tuple[str, int] | None:
         kv = self._etcd.get(self.keys.state(key))
         return None if kv is None else (kv.value.decode(errors="replace"), kv.version)
 
-    @_operation
+    @serialised
     def _put_state(self, key: str, value_json: str, expected_version: int | None) -> int:
         state_key, value = self.keys.state(key), value_json.encode()
         expected = 0 if expected_version is None else expected_version

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast
 from urllib.parse import urlsplit
 
 import etcd3gw
@@ -93,6 +95,26 @@ def _parse_endpoint(url: str, text: str) -> tuple[str, int]:
     if not host or parsed.path:
         raise ConfigError(f"store URL {url!r}: {text!r} is not host:port")
     return host, DEFAULT_PORT if port is None else port
+
+
+class _Locked(Protocol):
+    _lock: threading.RLock
+
+
+_S = TypeVar("_S", bound=_Locked)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def serialised(method: Callable[Concatenate[_S, _P], _R]) -> Callable[Concatenate[_S, _P], _R]:
+    """One hook at a time per store object: the transport and the store's caches are not thread-safe."""
+
+    @functools.wraps(method)
+    def run(self: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return run
 
 
 # --- what etcd answers ------------------------------------------------------------------------------------------

@@ -13,6 +13,9 @@ Every key lives under the store's prefix (default `/failover`), so several store
     <p>/audit-head                {"seq", "hash"}: the chain head, the CAS point of appends
     <p>/lease/<name>              {"holder", "expires_at", "w"} attached to an etcd lease; token = create revision
     <p>/state/<key>               a controller document; its etcd `version` is the document's version
+    <p>/outbox-seq                {"id": last id}: the CAS point of enqueues (ids only grow)
+    <p>/outbox/<p|d|a>/<id>       one notification, under its status (pending, delivered, abandoned)
+    <p>/outbox-claim/<id>         {"holder", "until", "w"} on an etcd lease: exists exactly while the claim lives
 
 Values are the canonical JSON of records.py, so a human with etcdctl can read them.
 """
@@ -82,6 +85,24 @@ class Layout:
 
     def state(self, key: str) -> bytes:
         return self.root + b"/state/" + key.encode()
+
+    @property
+    def outbox_seq(self) -> bytes:
+        return self.root + b"/outbox-seq"
+
+    def outbox_dir(self, status: str) -> bytes:
+        """The directory of one status: `p`, `d` or `a` (the status's first letter)."""
+        return self.root + b"/outbox/" + status[0].encode() + b"/"
+
+    def outbox_item(self, status: str, item_id: int) -> bytes:
+        return self.outbox_dir(status) + f"{item_id:0{_SEQ_DIGITS}d}".encode()
+
+    @property
+    def outbox_claims(self) -> bytes:
+        return self.root + b"/outbox-claim/"
+
+    def outbox_claim(self, item_id: int) -> bytes:
+        return self.outbox_claims + f"{item_id:0{_SEQ_DIGITS}d}".encode()
 
 
 def dump(value: Any) -> bytes:

@@ -18,12 +18,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import ConfigError, LeaseLost
 from orchestrator.store.base import Conflict, NotFound, ObservationRow, StateStore
+from orchestrator.store.outbox import OutboxItem, OutboxStatus, OutboxSummary
 from orchestrator.store.records import (
     GENESIS_HASH,
     AuditEntry,
@@ -70,6 +71,9 @@ class MemoryStore(StateStore):
         self._audit_head: AuditHead | None = None
         self._leases: dict[str, _LeaseSlot] = {}
         self._state: dict[str, tuple[str, int]] = {}
+        self._outbox: dict[int, OutboxItem] = {}  # insertion order is id order
+        self._claims: dict[int, tuple[str, float]] = {}  # id -> (holder, claimed until, on the claimer's clock)
+        self._last_outbox_id = 0
 
     def _default_anchor_path(self) -> Path | None:
         """None, whatever the environment says: a memory store starts empty every time, so an anchor file could
@@ -247,3 +251,83 @@ class MemoryStore(StateStore):
             version = 1 if current is None else current + 1
             self._state[key] = (value_json, version)
             return version
+
+    # --- outbox ---------------------------------------------------------------------------------------------------
+
+    def _insert_notification(self, channel: str, body: dict[str, Any], at: float, max_attempts: int) -> int:
+        with self._lock:
+            self._last_outbox_id += 1
+            ident = self._last_outbox_id
+            self._outbox[ident] = OutboxItem(ident, channel, body, at, OutboxStatus.PENDING, 0, max_attempts, at,
+                                             None, None, None)
+            return ident
+
+    def _claim_holder(self, ident: int, now: float | None) -> str | None:
+        """The holder of the item's claim if it is live at `now` (any claim not yet ended when `now` is None)."""
+        claim = self._claims.get(ident)
+        return claim[0] if claim is not None and (now is None or claim[1] > now) else None
+
+    def _due(self, now: float, limit: int) -> list[OutboxItem]:
+        due = [item for item in self._outbox.values()
+               if item.status is OutboxStatus.PENDING and item.next_attempt_at is not None
+               and item.next_attempt_at <= now and self._claim_holder(item.id, now) is None]
+        return due[:limit]
+
+    def _select_due_notifications(self, now: float, limit: int) -> list[OutboxItem]:
+        with self._lock:
+            return self._due(now, limit)
+
+    def _claim_notifications(self, now: float, limit: int, holder: str, ttl: float) -> list[OutboxItem]:
+        with self._lock:
+            due = self._due(now, limit)
+            for item in due:
+                self._claims[item.id] = (holder, now + ttl)
+            return [replace(item, claimed_by=holder) for item in due]
+
+    def _update_notification(
+        self, item_id: int, change: Callable[[OutboxItem], OutboxItem], holder: str | None, now: float
+    ) -> OutboxItem:
+        with self._lock:
+            old = self._outbox.get(item_id)
+            if old is None:
+                raise NotFound(f"no notification {item_id} in {self.url}")
+            other = self._claim_holder(item_id, now)
+            if holder is not None and other not in (None, holder):
+                raise Conflict(f"notification {item_id} is claimed by {other}, not {holder}")
+            new = change(replace(old, claimed_by=other))
+            self._outbox[item_id] = new
+            self._claims.pop(item_id, None)
+            return new
+
+    def _with_claim(self, item: OutboxItem) -> OutboxItem:
+        return replace(item, claimed_by=self._claim_holder(item.id, None))
+
+    def _select_notification(self, item_id: int) -> OutboxItem | None:
+        with self._lock:
+            found = self._outbox.get(item_id)
+            return None if found is None else self._with_claim(found)
+
+    def _select_notifications(self, status: OutboxStatus | None, limit: int | None) -> list[OutboxItem]:
+        with self._lock:
+            chosen = [self._with_claim(item) for item in self._outbox.values() if status in (None, item.status)]
+        return chosen if limit is None else chosen[:limit]
+
+    def _outbox_summary(self) -> OutboxSummary:
+        with self._lock:
+            items = list(self._outbox.values())
+        pending = [item.created_at for item in items if item.status is OutboxStatus.PENDING]
+        return OutboxSummary(len(pending), sum(item.status is OutboxStatus.ABANDONED for item in items),
+                             sum(item.status is OutboxStatus.DELIVERED for item in items),
+                             min(pending, default=None))
+
+    def _delete_notifications(self, before: float, abandoned: bool) -> int:
+        def goes(item: OutboxItem) -> bool:
+            if item.status is OutboxStatus.DELIVERED:
+                return item.delivered_at is not None and item.delivered_at < before
+            return abandoned and item.status is OutboxStatus.ABANDONED and (item.last_attempt_at or 0) < before
+
+        with self._lock:
+            gone = [ident for ident, item in self._outbox.items() if goes(item)]
+            for ident in gone:
+                del self._outbox[ident]
+            return len(gone)

@@ -22,10 +22,22 @@ from enum import StrEnum
 from typing import Any
 
 from orchestrator.core.runbook import StepState
-from orchestrator.errors import StoreError
+from orchestrator.errors import EXIT_BAD_INPUT, EXIT_UNSAFE, StoreError
 
 GENESIS_HASH = "0" * 64
 """`prev_hash` of the first audit entry."""
+
+
+class NotFound(StoreError):
+    """The incident (or other record) asked for does not exist. Usually a mistyped id on the command line."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class Conflict(StoreError):
+    """A compare-and-set lost, or a uniqueness rule refused a write: someone else acted first. Re-read, re-decide."""
+
+    exit_code = EXIT_UNSAFE
 
 
 class IncidentStatus(StrEnum):

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import ConfigError, LeaseLost, StoreError
+from orchestrator.store import sqlite_outbox
 from orchestrator.store.audit_anchor import SUFFIX as ANCHOR_SUFFIX
 from orchestrator.store.audit_chain import Tampered, head_problem
 from orchestrator.store.base import Conflict, NotFound, ObservationRow, StateStore
@@ -38,8 +39,9 @@ from orchestrator.store.records import (
     canonical_json,
     load_detail,
 )
+from orchestrator.store.sqlite_outbox import SqliteOutbox
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 1: the tables below; 2: the notification outbox (_MIGRATIONS)
 BUSY_TIMEOUT = 5.0  # seconds a writer waits for the lock before giving up with StoreError
 
 _SCHEMA = """
@@ -88,7 +90,13 @@ def open_url(url: str) -> SqliteStore:
     return SqliteStore(Path(path), url)
 
 
-class SqliteStore(StateStore):
+# What each schema version adds to the one before; a file of an older version is brought up to date when opened.
+_MIGRATIONS: dict[int, Callable[[], Iterator[str]]] = {
+    2: sqlite_outbox.statements,
+}
+
+
+class SqliteStore(StateStore, SqliteOutbox):
     """A StateStore in one SQLite file; one connection per object, shared by its threads under a lock."""
 
     def __init__(self, path: Path, url: str | None = None) -> None:
@@ -163,10 +171,22 @@ class SqliteStore(StateStore):
             raise StoreError(f"state store {self.path}: the file is an SQLite database of something else")
         with self._read() as conn:
             version = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
-        if version != SCHEMA_VERSION:
+        if isinstance(version, int) and 1 <= version < SCHEMA_VERSION:
+            self._migrate()
+        elif version != SCHEMA_VERSION:
             raise StoreError(
                 f"state store {self.path}: schema version {version} is not the supported {SCHEMA_VERSION}"
             )
+
+    def _migrate(self) -> None:
+        """Bring an older file up to SCHEMA_VERSION in one transaction (another process may be doing the same:
+        the version is read again under the write lock)."""
+        with self._write() as conn:
+            version = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[step]():
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (step,))
 
     def _switch_to_wal(self) -> None:
         """WAL mode is a property of the file, set by the first opener. Changing it ignores busy_timeout, so two
@@ -451,6 +471,9 @@ def _create_schema(conn: sqlite3.Connection) -> None:
     """Create every table inside the caller's transaction (executescript would commit it early)."""
     for statement in _split_sql(_SCHEMA):
         conn.execute(statement)
+    for step in sorted(_MIGRATIONS):
+        for statement in _MIGRATIONS[step]():
+            conn.execute(statement)
     conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
 
 

@@ -1,7 +1,9 @@
 """Fixtures for the store contract suite: one `store_url` per backend, the test bodies never name a backend.
 
 Adding a backend is one more entry in `_BACKENDS`: a name, a function that turns the test's request and temporary
-directory into a fresh, empty store URL, and marks.
+directory into a fresh, empty store URL, and marks. The `store` fixture also runs on the in-memory store (the
+simulator's), which has no URL a second handle could open: tests that need a second handle, or another process,
+take `store_url`.
 
 etcd runs against a real one-member cluster on loopback, started once per session (`etcd_url`) and removed with
 its data directory at the end; each test gets its own key prefix on it. `FAILOVER_TEST_ETCD_URL` points the suite
@@ -19,6 +21,7 @@ import pytest
 
 from orchestrator.store import StateStore, open_store
 from orchestrator.store.etcd_cluster import EtcdCluster, etcd_binary
+from orchestrator.store.memory import MemoryStore
 
 ETCD_MISSING = (
     "etcd binary not found: install Debian's etcd-server (CI must install it: .ci/run does), "
@@ -70,7 +73,10 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return make(request, tmp_path)
 
 
-@pytest.fixture
-def store(store_url: str) -> Iterator[StateStore]:
-    with open_store(store_url) as opened:
+@pytest.fixture(params=[pytest.param(make, id=name, marks=marks) for name, make, marks in _BACKENDS]
+                + [pytest.param(None, id="memory")])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
+    """A fresh, empty store of each backend in turn, the in-memory one included."""
+    make: Callable[[pytest.FixtureRequest, Path], str] | None = request.param
+    with MemoryStore() if make is None else open_store(make(request, tmp_path)) as opened:
         yield opened

@@ -47,6 +47,29 @@ def race(store: StateStore, name: str, incident_id: str, wins_wanted: int) -> di
     return {"wins": wins, "tries": tries}
 
 
+def send(store: StateStore, name: str) -> dict[str, list[int]]:
+    """A notification sender: claim due items, "deliver" them (record the id), mark them. Every fifth item fails
+    its first attempt and is retried at once, so retries race the other sender too. Stops when nothing is pending."""
+    delivered: list[int] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        claimed = store.claim_notifications(time.time(), 7, name, 30)
+        if not claimed:
+            if store.outbox_summary().pending == 0:
+                break
+            time.sleep(0.02)
+            continue
+        for item in claimed:
+            if item.id % 5 == 0 and item.attempts == 0:
+                store.mark_notification(item.id, delivered=False, at=time.time(), error="HTTP 503",
+                                        next_attempt_at=time.time(), holder=name)
+                continue
+            time.sleep(0.003)  # the POST
+            delivered.append(item.id)
+            store.mark_notification(item.id, delivered=True, at=time.time(), holder=name)
+    return {"delivered": delivered}
+
+
 def main(argv: list[str]) -> int:
     mode, url, name, incident_id = argv[:4]
     print("ready", flush=True)
@@ -58,6 +81,8 @@ def main(argv: list[str]) -> int:
             summary = {"seq": store.audit(name, "opened", {}, time.time()).seq}
         elif mode == "race":
             summary = race(store, name, incident_id, int(argv[4]))
+        elif mode == "send":
+            summary = send(store, name)
         else:
             raise SystemExit(f"unknown mode {mode!r}")
     print(json.dumps(summary), flush=True)

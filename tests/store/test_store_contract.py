@@ -92,7 +92,12 @@ def test_prune_observations_deletes_before_the_cutoff(store: StateStore) -> None
 # --- incidents ----------------------------------------------------------------------------------------------------
 
 
-def test_incident_round_trips_with_a_sortable_id(store: StateStore) -> None:
+def test_incident_round_trips_with_a_sortable_id(store_url: str) -> None:
+    with open_store(store_url) as store:
+        _round_trip(store)
+
+
+def _round_trip(store: StateStore) -> None:
     created = store.create_incident("spot", "outage", "primary unreachable from 2 of 3 sources", T0,
                                     source="spot-aws", detail={"verdict": "down", "sources": ["a", "b"]})
     assert re.fullmatch(r"INC-20221218-030012-spot-[0-9a-f]{4}", created.id)
