@@ -58,9 +58,10 @@ def short(name: str) -> str:
 
 class ProxiedCluster(ReplicaCluster):
     def __init__(self, base_dir: Path, specs: Sequence[ReplicaSpec], hub: ProxyHub, *,
-                 small_disk: Sequence[str] = (), **options: Any) -> None:
+                 small_disk: Sequence[str] = (), prefix: str | None = None, **options: Any) -> None:
         super().__init__(base_dir, specs, **options)
         self.hub = hub
+        self.prefix = prefix or self.base_dir.name  # link names: `<prefix>:gcp->aws`
         self.links: dict[tuple[str, str], FaultProxy] = {}
         for name in self.replicas:
             for other in self.replicas:
@@ -79,7 +80,7 @@ class ProxiedCluster(ReplicaCluster):
         key = (source, target)
         if key not in self.links:
             label = f"{short(source) if source in self.replicas else source}->{short(target)}"
-            self.links[key] = self.hub.proxy(f"{self.base_dir.name}:{label}", self.replicas[target].port)
+            self.links[key] = self.hub.proxy(f"{self.prefix}:{label}", self.replicas[target].port)
         return self.links[key]
 
     def via(self, source: str, target: str) -> Replica:

@@ -306,6 +306,12 @@ class ProxyHub:
         self.proxies[name] = link
         return link
 
+    def discard(self, prefix: str) -> None:
+        """Stop and forget every link whose name starts with `prefix` (a finished run's)."""
+        for name in [n for n in self.proxies if n.startswith(prefix)]:
+            with contextlib.suppress(Exception):
+                self.call(self.proxies.pop(name).stop(), timeout=5)
+
     def heal_all(self) -> None:
         for link in self.proxies.values():
             if link.fault != HEALED:
