@@ -9,7 +9,9 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli.common import ConfigOption, Output, OutputOption, console, duration_option, load, print_json
+from orchestrator.cli.args import check_port_free, duration_between, free_text, listen_address
+from orchestrator.cli.common import ConfigOption, Output, OutputOption, console, load, print_json
+from orchestrator.config import DaemonConfig
 from orchestrator.drivers.controller import Controller, ControllerOptions, CycleResult
 from orchestrator.drivers.events import Announcer
 from orchestrator.drivers.wiring import build_edges
@@ -32,6 +34,8 @@ def check(
     identity: Annotated[str | None, typer.Option("--identity", help="Name in the leader lease.")] = None,
 ) -> None:
     """Run one cycle: probe, evaluate, decide, act or propose. Two overlapping runs never both act."""
+    if identity is not None:
+        free_text(identity, "--identity", limit=200)
     loaded = load(config)
     notifications = loaded.config.notifications
     # with --output json, stdout carries one JSON document; announcements go to stderr
@@ -73,6 +77,8 @@ def daemon(
     vantage: Annotated[str, typer.Option("--vantage", help="Site this daemon probes from.")] = "orchestrator",
     listen: Annotated[str | None, typer.Option("--listen", help="host:port of /metrics, /healthz, /status.")]
     = None,
+    listen_public: Annotated[bool, typer.Option("--listen-public", help="Allow --listen on a non-loopback address "
+                                                                        "(/status names every replica).")] = False,
     interval: Annotated[str | None, typer.Option("--interval", help="Cycle interval (default: probes.interval).")]
     = None,
     max_cycles: Annotated[int | None, typer.Option("--max-cycles", hidden=True)] = None,
@@ -84,8 +90,12 @@ def daemon(
     from orchestrator.drivers.events import Fanout
     from orchestrator.drivers.metrics import Metrics
 
+    if identity is not None:
+        free_text(identity, "--identity", limit=200)
+    every_arg = duration_between(interval, "--interval", low=0, high=3600) if interval is not None else None
     loaded = load(config)
     topology = loaded.topology
+    address = _listen(listen, loaded.config.daemon, listen_public)
     if vantage != "orchestrator" and vantage not in topology.sites:
         from orchestrator.core.errors import ConfigError
 
@@ -93,8 +103,8 @@ def daemon(
     configure_json_logs()
     metrics = Metrics()
     notifications = loaded.config.notifications
-    every = duration_option(interval, "--interval") if interval else (loaded.config.daemon.cycle_interval
-                                                                  or topology.probes.interval)
+    every = every_arg or loaded.config.daemon.cycle_interval or topology.probes.interval
+    check_port_free(*address, "--listen" if listen else "daemon.listen")
     # several vantage points share the store: read what the others saw (etcd, or SQLite on one host)
     shared = loaded.store_url.startswith("etcd://") or bool(topology.probes.vantage_points)
     with build_edges(loaded, vantage=vantage) as edges:
@@ -108,10 +118,18 @@ def daemon(
                               pre_hooks=tuple(notifications.pre_failover),
                               post_hooks=tuple(notifications.post_failover)),
         )
-        runner = Daemon(controller, metrics, interval=every, listen=listen or loaded.config.daemon.listen,
+        runner = Daemon(controller, metrics, interval=every, listen=f"{address[0]}:{address[1]}",
                         retention=loaded.config.daemon.observation_retention)
         runner.install_signal_handlers()
         runner.run(max_cycles=max_cycles)
+
+
+def _listen(flag: str | None, settings: DaemonConfig, public_flag: bool) -> tuple[str, int]:
+    """The daemon's HTTP address from --listen or daemon.listen; off loopback only when asked for explicitly."""
+    public = public_flag or bool(getattr(settings, "listen_public", False))
+    if flag is not None:
+        return listen_address(flag, "--listen", public=public)
+    return listen_address(str(settings.listen), "daemon.listen", public=public)
 
 
 def register(app: typer.Typer) -> None:

@@ -11,10 +11,11 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
+from orchestrator.cli.args import number_between
 from orchestrator.cli.common import console
 from orchestrator.cli.status_cmd import STYLE
-from orchestrator.drill.run import Drill, DrillOptions, DrillResult, DrillState
-from orchestrator.errors import EXIT_ACTED
+from orchestrator.drill.run import Drill, DrillOptions, DrillResult, DrillState, resolve_scenario
+from orchestrator.errors import EXIT_ACTED, ConfigError
 
 
 def _styled(value: str) -> str:
@@ -61,12 +62,18 @@ def _fmt(value: Any) -> str:
 def drill(
     scenario: Annotated[str, typer.Option("--scenario", help="A name in configs/scenarios/ or a path.")] = "hk-2022",
     ha: Annotated[bool, typer.Option("--ha", help="Three daemons on a three-member etcd.")] = False,
-    speed: Annotated[float, typer.Option("--speed", min=1.0, help="Scenario seconds per drill second.")] = 60.0,
+    speed: Annotated[float, typer.Option("--speed", help="Scenario seconds per drill second, 1 to 1000.")] = 60.0,
     out: Annotated[Path, typer.Option("--out", help="Where the report files go.")] = Path("."),
-    max_seconds: Annotated[float, typer.Option("--max-seconds", help="Stop the drill after this long.")] = 100.0,
+    max_seconds: Annotated[float, typer.Option("--max-seconds", help="Stop the drill after this many seconds.")]
+    = 100.0,
 ) -> None:
     """Stand up three clouds and three replicas locally, inject a scenario's faults, and report.
     Exit 1 when an invariant fails (an acknowledged order lost, a trade in protection, two primaries)."""
+    number_between(speed, "--speed", low=1, high=1000)
+    number_between(max_seconds, "--max-seconds", low=1, high=86400)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: expected a directory for the report files, found a file")
+    resolve_scenario(scenario)  # an unknown name is one line before the live view takes the terminal
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM cleans up like Ctrl-C
     with Live(_view(DrillState()), console=console, refresh_per_second=4, transient=True) as live:
         runner = Drill(DrillOptions(scenario=scenario, ha=ha, speed=speed, out=out, max_seconds=max_seconds),

@@ -13,11 +13,13 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from orchestrator.cli.common import ConfigOption, Output, OutputOption, console, duration_option, load, print_json
-from orchestrator.core.errors import ConfigError, UnsafeError
+from orchestrator.cli.args import MAX_WINDOW, duration_between, free_text, incident_id, int_between
+from orchestrator.cli.common import ConfigOption, Output, OutputOption, console, load, print_json
+from orchestrator.config import LoadedConfig
+from orchestrator.core.errors import ConfigError, FailoverError, UnsafeError
 from orchestrator.core.phases import format_instant, parse_timezone
 from orchestrator.core.runbook import STEPS
-from orchestrator.drivers.operator import Operator, PlanReport
+from orchestrator.drivers.operator import Operator, PlanReport, check_replica, pick_engine
 from orchestrator.drivers.report import build_report, render_markdown
 from orchestrator.drivers.wiring import build_edges
 from orchestrator.errors import EXIT_UNSAFE
@@ -30,6 +32,15 @@ ReasonOption = Annotated[str, typer.Option("--reason", help="Why; goes into the 
 
 def actor() -> str:
     return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def load_for(config: Path | None, engine: str | None, target: str | None = None) -> LoadedConfig:
+    """The configuration, with --engine and --target checked against it before any store or engine is touched."""
+    loaded = load(config)
+    chosen = pick_engine(loaded.topology, engine)
+    if target is not None:
+        check_replica(chosen, target)
+    return loaded
 
 
 def _print_plan(report: PlanReport) -> None:
@@ -62,7 +73,7 @@ def plan(
 ) -> None:
     """The steps a failover would run, each call it would make, and which safety rule would block it.
     Makes no change (provider and DNS writes are only recorded). Exit 3 when a rule blocks."""
-    loaded = load(config)
+    loaded = load_for(config, engine, target)
     with build_edges(loaded, dry_run=True) as edges:
         report = Operator(loaded, edges, actor=actor()).plan(engine, target, assume_primary_lost=assume_primary_lost)
     if output is Output.JSON:
@@ -109,9 +120,9 @@ def execute(
     timeout: Annotated[str | None, typer.Option("--timeout", help="Stop watching after this long.")] = None,
 ) -> None:
     """A manual switchover to TARGET with a live view of the runbook; refused (exit 3) when unsafe."""
-    loaded = load(config)
-    window = duration_option(protection, "--protection") if protection else None
-    limit = duration_option(timeout, "--timeout") if timeout else None
+    window = _window(protection, "--protection") if protection is not None else None
+    limit = _window(timeout, "--timeout") if timeout is not None else None
+    loaded = load_for(config, engine, target)
     with build_edges(loaded, dry_run=dry_run) as edges:
         operator = Operator(loaded, edges, actor=actor())
         running = operator.resumable(engine, target)
@@ -143,22 +154,29 @@ def execute(
         raise typer.Exit(EXIT_UNSAFE)
 
 
+def _window(text: str, option: str) -> float:
+    return duration_between(text, option, low=0, high=MAX_WINDOW, why="a longer stop is a halt: failover halt")
+
+
 def halt(config: ConfigOption = None, engine: EngineOption = None, reason: ReasonOption = "operator halt") -> None:
     """Halt trading now: no orders accepted, no matching."""
-    loaded = load(config)
+    free_text(reason, "--reason")
+    loaded = load_for(config, engine)
     with build_edges(loaded) as edges:
         Operator(loaded, edges, actor=actor()).halt(engine, reason)
 
 
 def protect(
-    for_: Annotated[str, typer.Option("--for", help="Length of the window, e.g. 20m.")],
+    for_: Annotated[str, typer.Option("--for", help="Length of the window, e.g. 20m; at most 24h.")],
     config: ConfigOption = None,
     engine: EngineOption = None,
     reason: ReasonOption = "operator protection window",
 ) -> None:
-    """Open (or extend) the recovery-protection window: cancel, post-only and add-margin only; no matching."""
-    loaded = load(config)
-    duration = duration_option(for_, "--for")
+    """Open (or extend) the recovery-protection window: cancel, post-only and add-margin only; no matching.
+    At most 24h: a longer stop is a halt (`failover halt`)."""
+    duration = _window(for_, "--for")
+    free_text(reason, "--reason")
+    loaded = load_for(config, engine)
     with build_edges(loaded) as edges:
         Operator(loaded, edges, actor=actor()).protect(engine, duration, reason)
 
@@ -170,7 +188,8 @@ def reopen(
     reason: ReasonOption = "operator reopen",
 ) -> None:
     """Reopen normal trading; refused before the protection window has elapsed unless --force."""
-    loaded = load(config)
+    free_text(reason, "--reason")
+    loaded = load_for(config, engine)
     with build_edges(loaded) as edges:
         Operator(loaded, edges, actor=actor()).reopen(engine, force=force, reason=reason)
 
@@ -181,8 +200,9 @@ def approve(
     timeout: Annotated[str | None, typer.Option("--timeout", help="Stop watching after this long.")] = None,
 ) -> None:
     """Approve a proposed failover (approval: manual) and watch it run."""
+    incident_id(incident)
+    limit = _window(timeout, "--timeout") if timeout is not None else None
     loaded = load(config)
-    limit = duration_option(timeout, "--timeout") if timeout else None
     with build_edges(loaded) as edges, Live(_steps_table([]), console=console, refresh_per_second=8) as live:
         done = Operator(loaded, edges, actor=actor()).approve(incident, timeout=limit,
                                                               on_progress=lambda j: live.update(_steps_table(j)))
@@ -194,13 +214,14 @@ def approve(
 def history(
     config: ConfigOption = None,
     engine: EngineOption = None,
-    limit: Annotated[int, typer.Option("--limit", min=1)] = 20,
+    limit: Annotated[int, typer.Option("--limit", help="How many incidents, 1 to 10000.")] = 20,
     output: OutputOption = Output.TABLE,
 ) -> None:
     """Incidents, newest first."""
+    int_between(limit, "--limit", low=1, high=10_000)
     loaded = load(config)
-    if engine is not None and engine not in loaded.topology.engines:
-        raise ConfigError(f"--engine {engine}: no such engine (configured: {', '.join(loaded.topology.engines)})")
+    if engine is not None:
+        pick_engine(loaded.topology, engine)
     with open_store(loaded.store_url) as store:
         incidents = store.incidents(engine=engine, limit=limit)
     if output is Output.JSON:
@@ -225,15 +246,21 @@ def report(
     """The incident's timeline, halt and protection windows (UTC and display time), and orders refused by reason."""
     if format_ not in ("md", "json"):
         raise ConfigError(f"--format {format_}: expected md or json")
+    incident_id(incident)
+    if out is not None and (out.is_dir() or not out.parent.is_dir()):
+        raise ConfigError(f"--out {out}: expected a file in an existing directory")
     loaded = load(config)
     display = parse_timezone(loaded.topology.display_timezone)
     with open_store(loaded.store_url) as store:
         built = build_report(store, incident, display)
     text = json.dumps(built.to_json(), indent=2) + "\n" if format_ == "json" else render_markdown(built)
-    if out is not None:
-        out.write_text(text, encoding="utf-8")
-    else:
+    if out is None:
         sys.stdout.write(text)
+        return
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise FailoverError(f"--out {out}: cannot write: {error.strerror}") from None
 
 
 def register(app: typer.Typer) -> None:

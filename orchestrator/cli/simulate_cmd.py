@@ -7,19 +7,22 @@ from typing import Annotated
 
 import typer
 
+from orchestrator.cli.args import int_between
 from orchestrator.cli.common import Output, OutputOption, console, print_json
 from orchestrator.errors import EXIT_ACTED
 
 
 def simulate(
     scenario: Annotated[Path, typer.Argument(help="Scenario file (configs/scenarios/*.yaml).")],
-    seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same run.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed, 0 or more: the same seed gives the same run.")]
+    = 0,
     policy: Annotated[str, typer.Option("--policy", help="default, route53, route53-fast, patroni or naive.")]
     = "default",
     output: OutputOption = Output.TABLE,
 ) -> None:
     """Run SCENARIO on a virtual clock; print the timeline and the figures. Exit 1 if an expectation fails,
     2 on a bad scenario file."""
+    int_between(seed, "--seed", low=0, high=2**63 - 1)
     from orchestrator.sim import render_timeline
     from orchestrator.sim import simulate as run
 

@@ -19,7 +19,7 @@ from orchestrator.config import LoadedConfig
 from orchestrator.core.decide import EngineSnapshot, IncidentView, Rule, check_target, rank_candidates
 from orchestrator.core.errors import ConfigError, FailoverError, IllegalTransition, UnsafeError
 from orchestrator.core.health import Assessment
-from orchestrator.core.model import Engine, Phase, ReplicaStatus, Role, Verdict
+from orchestrator.core.model import Engine, Phase, ReplicaStatus, Role, Topology, Verdict
 from orchestrator.core.phases import PhaseChange, PhaseEvent, announce, parse_timezone, transition
 from orchestrator.core.runbook import STEPS, Step
 from orchestrator.core.runbook import Status as RunStatus
@@ -31,6 +31,25 @@ from orchestrator.drivers.status import read_verdicts
 from orchestrator.drivers.wiring import Edges
 from orchestrator.store.records import Incident, IncidentStatus
 from providers.calls import plan_recorder
+
+
+def pick_engine(topology: Topology, name: str | None) -> Engine:
+    """`--engine NAME`, or the only engine there is. Checked before any store or engine is touched."""
+    if name is None:
+        if len(topology.engines) != 1:
+            raise ConfigError(f"several engines are configured ({', '.join(topology.engines)}); "
+                              "name one with --engine")
+        return next(iter(topology.engines.values()))
+    if name not in topology.engines:
+        raise ConfigError(f"--engine {name}: no such engine (configured: {', '.join(topology.engines)})")
+    return topology.engines[name]
+
+
+def check_replica(engine: Engine, name: str) -> None:
+    """`--target NAME` must be one of the engine's replicas: a typo is bad input, not a refusal."""
+    if name not in {r.name for r in engine.replicas}:
+        raise ConfigError(f"--target {name}: engine {engine.name} has no such replica "
+                          f"(replicas: {', '.join(r.name for r in engine.replicas)})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,14 +86,11 @@ class Operator:
     # ---- helpers --------------------------------------------------------------------------------------------
 
     def engine(self, name: str | None) -> Engine:
-        if name is None:
-            if len(self.topology.engines) != 1:
-                raise ConfigError(f"several engines are configured ({', '.join(self.topology.engines)}); "
-                                  "name one with --engine")
-            return next(iter(self.topology.engines.values()))
-        if name not in self.topology.engines:
-            raise ConfigError(f"--engine {name}: no such engine (configured: {', '.join(self.topology.engines)})")
-        return self.topology.engines[name]
+        return pick_engine(self.topology, name)
+
+    @staticmethod
+    def replica_named(engine: Engine, name: str) -> None:
+        check_replica(engine, name)
 
     def statuses(self, engine: Engine) -> dict[str, ReplicaStatus]:
         found = {}
@@ -129,6 +145,8 @@ class Operator:
         other replica were healthy and caught up (a CI dry run against moto or localstack, where no engine runs);
         the cloud calls are still real reads and recorded writes."""
         engine = self.engine(engine_name)
+        if target is not None:
+            self.replica_named(engine, target)
         if assume_primary_lost:
             record = load_engine(self.store, self.topology, engine.name)
             statuses, verdicts = self._assumed_loss(engine, record.primary)
@@ -141,8 +159,6 @@ class Operator:
         if target is None:
             eligible = [c for c in ranked if c.eligible]
             target = eligible[0].replica if eligible else (ranked[0].replica if ranked else None)
-        elif target not in {r.name for r in engine.replicas}:
-            raise ConfigError(f"--target {target}: engine {engine.name} has no such replica")
         blocked = list(check_target(snap, self.topology, verdicts, target, now, manual=True)) if target else [
             Rule.TARGET_REPLICA_HEALTHY]
         epoch = self._epoch(record, statuses)
@@ -226,12 +242,11 @@ class Operator:
                 timeout: float | None = None) -> Incident:
         """A manual switchover (or failover) to `target`, checked against the safety rules first."""
         engine = self.engine(engine_name)
+        self.replica_named(engine, target)
         statuses = self.statuses(engine)
         verdicts = self.live_verdicts(engine, statuses)
         snap, record = self.snapshot(engine, statuses)
         now = self.edges.clock()
-        if target not in {r.name for r in engine.replicas}:
-            raise ConfigError(f"--target {target}: engine {engine.name} has no such replica")
         running = self.resumable(engine.name, target)
         if running is not None:
             return self.resume(running, on_progress=on_progress, poll=poll, timeout=timeout)
