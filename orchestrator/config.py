@@ -56,6 +56,7 @@ MAX_ALIASES = 64
 MAX_NODES = 50_000
 MAX_NUMBER_CHARS = 64
 MIN_LEASE_TTL = 2.0
+MAX_PROBLEMS = 100  # every problem of a real file; not 50,000 lines for a file of junk
 _BASE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built: 10x faster
 
 # Keys that hold credentials. Credentials come from each cloud's standard chain, never from this file.
@@ -289,7 +290,10 @@ def load_config(path: str | Path | None = None) -> LoadedConfig:
         problems.extend(_cross_checks(config, _Comments(text.splitlines(), lines)))
     if problems:
         # every line is redacted: pydantic echoes the values it refuses, and a refused value may be a secret
-        raise ConfigError("\n".join(redact(locate(file, lines, p.path, p.message)) for p in problems))
+        report = [redact(locate(file, lines, p.path, p.message)) for p in problems[:MAX_PROBLEMS]]
+        if len(problems) > MAX_PROBLEMS:
+            report.append(f"{file}: and {len(problems) - MAX_PROBLEMS} more problems")
+        raise ConfigError("\n".join(report))
     assert config is not None
     return LoadedConfig(file, config, to_topology(config))
 
@@ -427,7 +431,8 @@ def _screen(text: str) -> None:
             _close(stack, anchors, None, size, height)
         if total > MAX_NODES:
             raise _Refused(
-                event, f"more than {MAX_NODES} values once YAML aliases are expanded; a configuration has a few hundred"
+                event, f"more than {MAX_NODES} values, each alias counted as the values it repeats; a configuration "
+                "has a few hundred"
             )
 
 
@@ -724,22 +729,24 @@ class _Comments:
 
 
 def _comment(line: str) -> str:
-    """A YAML comment starts with `#` at the start of the line or after a blank, outside a quoted scalar."""
-    quote, escaped, previous = "", False, ""
-    for position, char in enumerate(line):
-        if quote:
-            if escaped:
-                escaped = False
-            elif char == "\\" and quote == '"':
-                escaped = True
-            elif char == quote:
-                quote = ""
+    """A YAML comment starts with `#` at the start of the line or after a blank, outside a quoted scalar (in which
+    `''` and `\\"` do not close the quotes)."""
+    quote, previous, position = "", "", 0
+    while position < len(line):
+        char = line[position]
+        if quote == '"' and char == "\\":
+            position += 1  # the escaped character
+        elif quote == "'" and line.startswith("''", position):
+            position += 1
+        elif quote:
+            quote = "" if char == quote else quote
         elif char in "'\"" and previous in ("", ":", "[", "{", ",", "-"):
             quote = char
         elif char == "#" and (position == 0 or line[position - 1] in " \t"):
             return line[position + 1 :].strip()
         if not char.isspace():
             previous = char
+        position += 1
     return ""
 
 
