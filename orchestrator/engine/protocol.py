@@ -51,6 +51,16 @@ class Reason(StrEnum):
     DUPLICATE = "duplicate_client_order_id"  # 409: a reused id with different fields
     DIVERGED = "diverged"  # 409 to a replication fetch whose journal is not a prefix of ours
     REPLICATION_TIMEOUT = "replication_timeout"  # 503: durable here, not yet on another cloud
+    EPOCH_TOO_FAR = "epoch_too_far"  # 409: more than MAX_EPOCH_JUMP above the highest epoch seen
+    TOO_LARGE = "too_large"  # 413: a request body over the replica's cap
+
+
+# Epochs are `fencing token * 10**6 + n`, the token an etcd create revision (up to ~10**9 on a long-lived
+# cluster), so a first epoch near 10**15 is normal. Above 2**53 - 1 a JSON number is not exact everywhere; and a
+# replica refuses a jump of more than 2**50 over the highest epoch it has seen, since one absurd epoch (10**30)
+# would otherwise be persisted and block every legitimate one for good.
+MAX_EPOCH = 2**53 - 1
+MAX_EPOCH_JUMP = 2**50
 
 
 _DECIMAL = re.compile(r"^[0-9]{1,20}(\.[0-9]{1,18})?$")
@@ -89,7 +99,7 @@ class _Body(BaseModel):
 
 
 class EpochBody(_Body):
-    epoch: int = Field(ge=0)
+    epoch: int = Field(ge=0, le=MAX_EPOCH)
 
 
 class FenceRequest(EpochBody):

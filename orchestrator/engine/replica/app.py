@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -35,6 +36,7 @@ from orchestrator.engine.protocol import Reason
 from orchestrator.engine.replica.book import Refusal
 from orchestrator.engine.replica.node import Node
 from orchestrator.engine.replica.replication import Replicator
+from orchestrator.engine.replica.serving import BodyTooLarge, Limits, read_body
 
 Body = TypeVar("Body", bound=BaseModel)
 
@@ -47,11 +49,24 @@ class Invalid(Exception):
 
 
 class Refused(JSONResponse):
-    """A refusal `{"accepted": false, "reason": ...}`; keeps its reason for the counters of `/v1/stats`."""
+    """A refusal `{"accepted": false, "reason": ...}`; keeps its reason for the counters of `/v1/stats`. One sent
+    before the body was read (401, 413) closes the connection, so that the rest of the body is never read."""
 
     def __init__(self, refusal: Refusal, **extra: Any) -> None:
-        super().__init__({"accepted": False, "reason": refusal.reason, **extra}, status_code=refusal.status_code)
+        unread = refusal.status_code in (401, 413)
+        super().__init__({"accepted": False, "reason": refusal.reason, **extra}, status_code=refusal.status_code,
+                         headers={"connection": "close"} if unread else None)
         self.reason = refusal.reason
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`json.loads` hook: a key given twice is an error (parsers disagree on which one wins)."""
+    body: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in body:
+            raise Invalid(f"{key}: given more than once")
+        body[key] = value
+    return body
 
 
 _refusal = Refused
@@ -78,9 +93,10 @@ def _query_int(request: Request, name: str, default: int, low: int, high: int) -
 
 
 class ReplicaApp:
-    def __init__(self, node: Node, *, peer_interval: float = 0.2) -> None:
+    def __init__(self, node: Node, *, peer_interval: float = 0.2, limits: Limits = Limits()) -> None:
         self.node = node
         self.peer_interval = peer_interval
+        self.limits = limits
         self.replicator: Replicator | None = None
 
     def authorized(self, request: Request) -> bool:
@@ -88,13 +104,24 @@ class ReplicaApp:
         expected = self.node.settings.token.encode()
         return bool(expected) and scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), expected)
 
+    def may_read(self, request: Request) -> bool:
+        """Journal and trades expose accounts and orders: the token, unless started with `--public-read`."""
+        return self.node.settings.public_read or self.authorized(request)
+
     async def _parse(self, request: Request, model: type[Body]) -> Body:
+        """The body as `model` (BodyTooLarge past the cap, Invalid otherwise), duplicate keys refused."""
+        raw = await read_body(request, self.limits.max_body)
         try:
-            return model.model_validate_json(await request.body())
+            body = model.model_validate_json(raw)
         except ValidationError as error:
             first = error.errors()[0]
             where = ".".join(str(part) for part in first["loc"])
             raise Invalid(f"{where}: {first['msg']}" if where else first["msg"]) from None
+        try:  # valid, so small and shallow: safe to parse again
+            json.loads(raw, object_pairs_hook=_refuse_duplicate_keys)
+        except (ValueError, RecursionError) as error:
+            raise Invalid(f"not plain JSON: {error}") from None
+        return body
 
     def _mutating(self, kind: str, handler: Callable[[Request], Awaitable[Response]]) \
             -> Callable[[Request], Awaitable[Response]]:
@@ -108,6 +135,8 @@ class ReplicaApp:
                     response = await handler(request)
                 except Invalid as error:
                     response = _refusal(Refusal(Reason.INVALID, 422), detail=str(error))
+                except BodyTooLarge as error:
+                    response = _refusal(Refusal(Reason.TOO_LARGE, 413), detail=str(error))
             if isinstance(response, Refused):
                 self.node.refused[response.reason] += 1
             else:
@@ -122,6 +151,9 @@ class ReplicaApp:
         """A refused control call; `stale_epoch` says the highest epoch seen, so the caller knows who is newer."""
         if refused.reason == Reason.STALE_EPOCH:
             return _refusal(refused, epoch=self.node.epoch)
+        if refused.reason == Reason.EPOCH_TOO_FAR:
+            return _refusal(refused, epoch=self.node.epoch,
+                            detail=f"an epoch may exceed the highest seen ({self.node.epoch}) by at most 2**50")
         return _refusal(refused)
 
     def _status_or(self, refused: Refusal | None) -> Response:
@@ -189,6 +221,8 @@ class ReplicaApp:
     # --- reads -------------------------------------------------------------------------------------------
 
     async def journal(self, request: Request) -> Response:
+        if not self.may_read(request):
+            return _refusal(Refusal(Reason.UNAUTHORIZED, 401))
         try:
             after = _query_int(request, "after", 0, 0, 2**62)
             limit = _query_int(request, "limit", 1000, 1, MAX_LIMIT)
@@ -210,6 +244,8 @@ class ReplicaApp:
         return JSONResponse([entry.to_wire() for entry in entries])
 
     async def trades(self, request: Request) -> Response:
+        if not self.may_read(request):
+            return _refusal(Refusal(Reason.UNAUTHORIZED, 401))
         try:
             after = _query_int(request, "after", 0, 0, 2**62)
             limit = _query_int(request, "limit", 1000, 1, MAX_LIMIT)
@@ -253,6 +289,6 @@ class ReplicaApp:
         ]
 
 
-def create_app(node: Node, *, peer_interval: float = 0.2) -> Starlette:
-    replica = ReplicaApp(node, peer_interval=peer_interval)
+def create_app(node: Node, *, peer_interval: float = 0.2, limits: Limits = Limits()) -> Starlette:
+    replica = ReplicaApp(node, peer_interval=peer_interval, limits=limits)
     return Starlette(routes=replica.routes(), lifespan=replica.lifespan)

@@ -32,6 +32,10 @@ class JournalCorrupt(Exception):
     """The journal on disk is damaged before its last line; the replica must not start on it."""
 
 
+class ControlCorrupt(Exception):
+    """`control.json` does not hold a control state; the replica must not guess its epoch or role."""
+
+
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
@@ -154,7 +158,7 @@ class Journal:
                 entry = Entry.from_wire(json.loads(line))
                 if not entry.follows(self.last_seq, self.last_hash):
                     raise ValueError("does not chain onto the previous entry")
-            except ValueError as error:  # json.JSONDecodeError is a ValueError
+            except (ValueError, RecursionError) as error:  # json.JSONDecodeError is a ValueError
                 if number == len(complete) and not partial:
                     break  # a torn last line: it was never acknowledged
                 raise JournalCorrupt(f"{self.path}: line {number}: {error}") from None
@@ -184,12 +188,20 @@ class ControlState:
     def load(cls, path: Path) -> ControlState:
         if not path.exists():
             return cls(path)
-        body = json.loads(path.read_text(encoding="utf-8"))
-        role = None if body.get("role") is None else Role(body["role"])
-        frozen = body.get("journal_epoch")
+        try:
+            body = json.loads(path.read_bytes())
+            role = None if body.get("role") is None else Role(body["role"])
+            epoch, frozen = body["epoch"], body.get("journal_epoch")
+            if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0 or \
+                    not (frozen is None or (isinstance(frozen, int) and not isinstance(frozen, bool))):
+                raise ValueError("epochs must be non-negative integers")
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:  # JSONDecodeError too
+            detail = f"missing {error}" if isinstance(error, KeyError) else str(error)
+            raise ControlCorrupt(f"{path}: not a control state ({detail}); restore it or start on a fresh "
+                                 "data directory") from None
         if frozen is None and role is Role.FENCED:
-            frozen = body["epoch"]  # fenced before this field existed: its epoch then is the best bound we have
-        return cls(path, epoch=int(body["epoch"]), role=role, journal_epoch=None if frozen is None else int(frozen))
+            frozen = epoch  # fenced before this field existed: its epoch then is the best bound we have
+        return cls(path, epoch=epoch, role=role, journal_epoch=frozen)
 
     def save(self) -> None:
         temporary = self.path.with_suffix(".tmp")

@@ -33,7 +33,7 @@ from typing import Any
 
 from orchestrator.core.model import Phase, Role
 from orchestrator.core.phases import DEFAULT_PROTECTION_ALLOW
-from orchestrator.engine.protocol import Reason, StandbySeen, StatusBody, to_wire_time
+from orchestrator.engine.protocol import MAX_EPOCH_JUMP, Reason, StandbySeen, StatusBody, to_wire_time
 from orchestrator.engine.replica.book import Check, Duplicate, Ledger, Refusal
 from orchestrator.engine.replica.journal import ControlState, Entry, Journal
 
@@ -55,6 +55,7 @@ class Settings:
     protection_allow: tuple[str, ...] = DEFAULT_PROTECTION_ALLOW
     peer_catch_up: bool = True  # with no primary reachable, copy from the peer with the longest journal
     promote_poll_timeout: float = 1.0  # how long a promotion waits for each peer's status
+    public_read: bool = False  # GET /v1/journal and /v1/trades without the token
     token: str = field(default="", repr=False)
 
 
@@ -254,9 +255,12 @@ class Node:
     # --- control ------------------------------------------------------------------------------------------
 
     def see_epoch(self, epoch: int) -> Refusal | None:
-        """The epoch rule: refuse one below the highest seen, persist a higher one before acting on it."""
+        """The epoch rule: refuse one below the highest seen, persist a higher one before acting on it; refuse one
+        so far above it that it can only be a mistake or an attack (`MAX_EPOCH_JUMP`, in `protocol`)."""
         if epoch < self.control.epoch:
             return Refusal(Reason.STALE_EPOCH)
+        if epoch - self.control.epoch > MAX_EPOCH_JUMP:
+            return Refusal(Reason.EPOCH_TOO_FAR)
         if epoch > self.control.epoch:
             self.control.epoch = epoch
             self.control.save()
@@ -289,9 +293,7 @@ class Node:
     def fence_at(self, epoch: int) -> Refusal | None:
         """`POST /v1/fence`: the epoch rule and the fence, persisted in one write of the control state, so that no
         crash can leave the new epoch recorded but the fence not."""
-        if epoch < self.control.epoch:
-            return Refusal(Reason.STALE_EPOCH)
-        if self.role is Role.FENCED:
+        if epoch < self.control.epoch or epoch - self.control.epoch > MAX_EPOCH_JUMP or self.role is Role.FENCED:
             return self.see_epoch(epoch)
         log.warning("%s: fenced by the orchestrator at epoch %d (was %d); no more writes",
                     self.settings.replica_id, epoch, self.control.epoch)
