@@ -15,7 +15,7 @@ import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, BinaryIO, Literal
 
 import yaml
 from pydantic import (
@@ -306,9 +306,9 @@ def read_text(file: Path, *, what: str) -> str:
     try:
         _check_kind(file, os.stat(file), what)
         descriptor = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-        with os.fdopen(descriptor, "rb") as stream:
+        with os.fdopen(descriptor, "rb", buffering=0) as stream:
             _check_kind(file, os.fstat(stream.fileno()), what)
-            raw = stream.read(MAX_CONFIG_BYTES + 1)
+            raw = _read_capped(stream)
     except FileNotFoundError:
         raise ConfigError(f"{file}: no such {what} file") from None
     except OSError as error:
@@ -319,6 +319,20 @@ def read_text(file: Path, *, what: str) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{file}: not UTF-8 text") from None
+
+
+def _read_capped(stream: BinaryIO) -> bytes:
+    """Up to one byte past the cap, in small reads: a file that grew after stat (or a /proc file that says 0
+    bytes) is still cut at the cap, and a small file costs a small buffer."""
+    chunks: list[bytes] = []
+    total = 0
+    while total <= MAX_CONFIG_BYTES:
+        chunk = stream.read(min(1 << 16, MAX_CONFIG_BYTES + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
 
 
 _FILE_KINDS = (
