@@ -11,19 +11,31 @@ import typer
 
 from orchestrator.cli.args import check_port_free, duration_between, free_text, listen_address
 from orchestrator.cli.common import ConfigOption, Output, OutputOption, console, load, print_json
-from orchestrator.config import DaemonConfig
+from orchestrator.config import DaemonConfig, LoadedConfig
 from orchestrator.drivers.controller import Controller, ControllerOptions, CycleResult
 from orchestrator.drivers.events import Announcer
 from orchestrator.drivers.wiring import build_edges
 from orchestrator.errors import EXIT_ACTED, EXIT_OK, EXIT_UNSAFE
 from orchestrator.store.records import IncidentStatus
 
+CRON_PROVIDER_WAIT = 2.0  # seconds a cron run waits for the cloud APIs; a slower one is left for the next run
+
+
+def reads_shared_observations(loaded: LoadedConfig) -> bool:
+    """Whether other vantage points write observations this process must read: probe agents at the configured
+    vantage points, or other orchestrators on etcd. Every mode reads every source it is configured with (a cron
+    run that ignored the agents decided on its own probe and the cloud APIs alone)."""
+    return loaded.store_url.startswith("etcd://") or bool(loaded.topology.probes.vantage_points)
+
 
 def exit_code_for(result: CycleResult, needs_human: bool) -> int:
-    """DESIGN §8: 0 healthy, 1 acted or degraded, 3 a human is needed (holding, halted, needs_human)."""
-    if needs_human or any(a.kind.value in ("halt", "hold", "propose") for a in result.actions):
+    """DESIGN §8: 0 healthy, or following another leader (the leader's run is the one that pages: two crons on
+    two hosts must not both alert), 1 acted or degraded, 3 a human is needed (holding, halted, needs_human)."""
+    if not result.leader:
+        return EXIT_OK
+    if needs_human or result.needs_human or any(a.kind.value in ("halt", "hold", "propose") for a in result.actions):
         return EXIT_UNSAFE
-    if result.acted or result.degraded or not result.leader:
+    if result.acted or result.degraded:
         return EXIT_ACTED
     return EXIT_OK
 
@@ -46,7 +58,9 @@ def check(
             edges.notifier, edges.clock,
             ControllerOptions(identity=identity or f"check@{socket.gethostname()}:{os.getpid()}",
                               lease_ttl=loaded.config.daemon.lease_ttl, carry_health_in_store=True,
-                              provider_interval=0.0, pre_hooks=tuple(notifications.pre_failover),
+                              provider_interval=0.0, provider_wait=CRON_PROVIDER_WAIT, renew_in_background=True,
+                              remote_observations=reads_shared_observations(loaded),
+                              pre_hooks=tuple(notifications.pre_failover),
                               post_hooks=tuple(notifications.post_failover)),
         )
         try:
@@ -106,7 +120,7 @@ def daemon(
     every = every_arg or loaded.config.daemon.cycle_interval or topology.probes.interval
     check_port_free(*address, "--listen" if listen else "daemon.listen")
     # several vantage points share the store: read what the others saw (etcd, or SQLite on one host)
-    shared = loaded.store_url.startswith("etcd://") or bool(topology.probes.vantage_points)
+    shared = reads_shared_observations(loaded)
     with build_edges(loaded, vantage=vantage) as edges:
         notifier = Fanout(edges.notifier, metrics)
         controller = Controller(
@@ -114,6 +128,7 @@ def daemon(
             edges.clock,
             ControllerOptions(identity=identity or f"daemon@{socket.gethostname()}:{os.getpid()}",
                               lease_ttl=loaded.config.daemon.lease_ttl, remote_observations=shared,
+                              renew_in_background=True,
                               provider_interval=topology.probes.provider_interval, observe_only=observe_only,
                               pre_hooks=tuple(notifications.pre_failover),
                               post_hooks=tuple(notifications.post_failover)),

@@ -6,6 +6,9 @@ leadership and cycle time. Each daemon has its own registry, so tests can run se
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from orchestrator.core.model import Phase, Verdict
@@ -35,6 +38,10 @@ class Metrics(Notifier):
         self.cycle = Histogram("failover_cycle_seconds", "Wall time of one controller cycle", registry=r)
         self.cycles = Counter("failover_cycles", "Controller cycles run", ["role"], registry=r)
         self.last_cycle = Gauge("failover_last_cycle_timestamp_seconds", "When the last cycle ended", registry=r)
+        self.outbox = Gauge("failover_notifications", "Notifications in the outbox by state (pending: not yet "
+                            "delivered; abandoned: gave up after max_attempts)", ["state"], registry=r)
+        self.outbox_oldest = Gauge("failover_notifications_oldest_pending_age_seconds",
+                                   "Age of the oldest undelivered notification (0 when none)", registry=r)
         self._first_failure: dict[str, float] = {}
         self.current: dict[str, str] = {}  # verdict per subject as of the last verdict event (for /status)
 
@@ -63,6 +70,12 @@ class Metrics(Notifier):
                 float(detail.get("duration", 0.0)))
         elif event.kind is EventKind.PAGE:
             self.pages.labels(event.engine or "").inc()
+
+    def set_outbox(self, summary: Mapping[str, Any], now: float) -> None:
+        self.outbox.labels("pending").set(int(summary.get("pending") or 0))
+        self.outbox.labels("abandoned").set(int(summary.get("abandoned") or 0))
+        oldest = summary.get("oldest_pending_at")
+        self.outbox_oldest.set(max(0.0, now - float(oldest)) if oldest is not None else 0.0)
 
     def set_phases(self, phases: dict[str, Phase]) -> None:
         for engine, current in phases.items():
