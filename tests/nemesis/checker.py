@@ -169,16 +169,26 @@ def acknowledged_durable(observed: Observed, reference: str | None, expect: Expe
     return problems
 
 
-def halt_windows(observed: Observed, expect: Expect) -> list[tuple[float, float]]:
-    """[announced halted-or-protection, announced open) intervals; one still open runs to the end of the run."""
+def halt_windows(observed: Observed, expect: Expect, reference: str | None = None) -> list[tuple[float, float]]:
+    """[announced halted-or-protection, end of protection) intervals. The end is the earliest of: the `open`
+    announcement, the last announced `until` of the protection window, and the reference replica's own reopening
+    (its journal's `phase: open` entry): the announcement of a reopening is made a moment after the engine reopened,
+    and a trade in that moment is not inside the window. A window never closed runs to the end of the run."""
+    reopened = sorted(from_wire_time(str(e["at"])) for e in observed.journals.get(reference or "", [])
+                      if e.get("kind") == "phase" and (e.get("data") or {}).get("phase") == "open")
     windows: list[tuple[float, float]] = []
     start: float | None = None
+    until: float | None = None
     for item in sorted(observed.announcements, key=lambda a: a.at if expect.announcer_clock_trusted else a.received):
         at = item.at if expect.announcer_clock_trusted else item.received
         if item.phase in ("halted", "protection") and start is None:
-            start = at
+            start, until = at, None
+        announced_until = item.detail.get("until") if expect.announcer_clock_trusted else None
+        if item.phase == "protection" and start is not None and isinstance(announced_until, int | float):
+            until = float(announced_until)
         elif item.phase == "open" and start is not None:
-            windows.append((start, at))
+            engine_open = next((t for t in reopened if t >= start), at)
+            windows.append((start, min(at, engine_open, until if until is not None else at)))
             start = None
     if start is not None:
         windows.append((start, max(observed.ended, start)))
@@ -188,7 +198,7 @@ def halt_windows(observed: Observed, expect: Expect) -> list[tuple[float, float]
 def no_trade_halted_wallclock(observed: Observed, reference: str | None, expect: Expect) -> list[str]:
     if reference is None:
         return []
-    windows = halt_windows(observed, expect)
+    windows = halt_windows(observed, expect, reference)
     inside: dict[tuple[float, float], list[dict[str, Any]]] = defaultdict(list)
     for trade in observed.trades.get(reference, []):
         at = from_wire_time(str(trade["at"]))

@@ -71,6 +71,11 @@ def test_trades_inside_the_announced_halt_by_wall_clock() -> None:
     assert "no-trade-halted-wallclock" not in broken(world(announcements=said, trades={"p": [early]}),
                                                      Expect((0, 0), announcer_clock_trusted=False))
     assert "no-trade-halted-wallclock" in broken(world(announcements=said, trades={"p": [early]}))
+    # the engine reopened a moment before the reopening was announced: a trade in that moment is fine
+    reopened = [entry(1), entry(2), entry(3, kind="phase", at=T0 + 19.5, data={"phase": "open"})]
+    just_after = {"seq": 2, "at": to_wire_time(T0 + 19.8)}
+    assert "no-trade-halted-wallclock" not in broken(world(announcements=said, trades={"p": [just_after]},
+                                                           journals={"p": reopened, "s": [entry(1)]}))
 
 
 def test_trades_in_halted_or_protection_by_the_journal_phase() -> None:

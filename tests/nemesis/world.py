@@ -209,6 +209,7 @@ class WorldOptions:
     client_rate: float = 12.0
     seed: int = 0
     small_disk: tuple[str, ...] = ()
+    first: str | None = None  # start this process first and wait until it leads, then the others
 
 
 class Lab:
@@ -294,8 +295,13 @@ class World:
                 self.specs["daemon"] = ("orchestrator", "orch", False)
         self.bed.write_configs(["orch", *sorted({source for _, source, _ in self.specs.values()})])
         self.monitor.start()
+        first = self.options.first
+        if first is not None:
+            self.start_process(first)
+            self.wait_for(lambda: self.leader() == first, 60, f"{first} to lead")
         for name in self.specs:
-            self.start_process(name)
+            if name != first:
+                self.start_process(name)
         if mode == "cron":
             self.cron = CronRunner(self.bed.env_for("orch"), self.options.cron_every).start()
         elif wait_leader:
