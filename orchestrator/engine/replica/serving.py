@@ -6,12 +6,14 @@ Why a protocol subclass: uvicorn's `timeout_keep_alive` runs only between reques
 sends nothing, half a request line or half a body holds its connection, and a slot, forever (issue 12: 2,000
 half-open connections left a server unresponsive). Here every request must arrive whole within
 `Limits.request_timeout` of the connection opening (or of its first byte after an idle keep-alive): headers and
-body alike, since the bodies we accept are small. Past `Limits.max_connections` open connections, a new one is
-closed at once (a bounded `backlog` holds the queue before that), and uvicorn's `limit_concurrency` answers 503
-to requests beyond it. Headers are capped by h11 (`max_header_bytes`: 400 above it); bodies by the application
-(`read_body`: 413 from the Content-Length alone, or as soon as the streamed bytes pass the cap, never buffering
-more). The subclass relies on `H11Protocol`'s attributes `conn`, `cycle`, `connections`, `transport`, `loop`
-(uvicorn 0.29 to 0.54 at least).
+body alike, since the bodies we accept are small. Past `Limits.max_connections` open connections, the oldest one
+that is not being answered (idle, or its request still arriving) is closed to make room, or the new one if every
+connection is busy being answered: idle and slow connections evict each other, and a client that sends its
+request at once still gets in (a bounded `backlog` holds the queue before that; uvicorn's `limit_concurrency`, at
+twice the cap, only guards against a bug here). Headers are capped by h11 (`max_header_bytes`: 400 above it);
+bodies by the application (`read_body`: 413 from the Content-Length alone, or as soon as the streamed bytes pass
+the cap, never buffering more). The subclass relies on `H11Protocol`'s attributes `conn`, `cycle`, `connections`,
+`transport`, `loop` (uvicorn 0.29 to 0.54 at least).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import asyncio
 import logging
 import socket
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import h11
@@ -75,42 +78,79 @@ def bind(host: str, port: int, backlog: int = DEFAULT_BACKLOG) -> socket.socket:
     return sock
 
 
+Report = Callable[[str], None]  # where the server's one-line events go
+
+
+def log_report(message: str) -> None:
+    log.warning("%s", message)
+
+
 class _Throttled:
-    """At most one log line per `every` seconds for a repeated event, with how many happened meanwhile."""
+    """At most one line per `every` seconds for a repeated event (an attack must not flood the log), with how many
+    happened since the last line."""
 
     def __init__(self, every: float = 10.0) -> None:
         self.every = every
         self.last = float("-inf")
         self.count = 0
 
-    def __call__(self, message: str) -> None:
+    def __call__(self, message: str, report: Report) -> None:
         self.count += 1
         now = time.monotonic()
         if now - self.last >= self.every:
-            log.warning("%s (%d since the last report)", message, self.count)
+            report(f"{message} ({self.count} since the last report)")
             self.last, self.count = now, 0
 
 
+@dataclass(slots=True)
+class _Events:
+    """Where one server's events go, with a throttle for each kind that an attack can repeat."""
+
+    report: Report = log_report
+    over_cap: _Throttled = field(default_factory=_Throttled)
+    too_slow: _Throttled = field(default_factory=_Throttled)
+
+
 class GuardedH11Protocol(H11Protocol):
-    """`H11Protocol` with the limits of the module's docstring; `limits` is set on a subclass by `uvicorn_config`."""
+    """`H11Protocol` with the limits of the module's docstring. `uvicorn_config` makes a subclass per server with
+    its `limits`, its `report` and its own throttles."""
 
     limits: ClassVar[Limits] = Limits()
-    over_cap: ClassVar[_Throttled] = _Throttled()
-    too_slow: ClassVar[_Throttled] = _Throttled()
+    events: ClassVar[_Events] = _Events()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
         self._dropped = False
+        self._opened = 0.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._opened = self.loop.time()
         if len(self.connections) > self.limits.max_connections:
-            self.over_cap(f"closed a connection over the cap of {self.limits.max_connections}")
-            self._dropped = True
-            transport.close()
-            return
+            victim = self._oldest_waiting() or self
+            self.events.over_cap(f"closed {'an idle' if victim is not self else 'a new'} connection at the cap of "
+                                 f"{self.limits.max_connections}", self.events.report)
+            victim._drop()
+            if victim is self:
+                return
         self._arm()
+
+    def _waiting(self) -> bool:
+        """Whether nothing is being answered on this connection (idle, or a request still arriving)."""
+        return self.conn.their_state is h11.IDLE and (self.cycle is None or self.cycle.response_complete)
+
+    def _oldest_waiting(self) -> GuardedH11Protocol | None:
+        """At the cap, the connection to give up for a new one: the oldest that is not being answered. So idle or
+        slow connections cannot lock a client that sends its request at once out (they evict each other)."""
+        waiting = [other for other in self.connections if isinstance(other, GuardedH11Protocol)
+                   and other is not self and not other._dropped and other._waiting()]
+        return min(waiting, key=lambda other: other._opened, default=None)
+
+    def _drop(self) -> None:
+        self._dropped = True
+        self._disarm()
+        self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         if self._deadline is None and self.conn.their_state is h11.IDLE:
@@ -124,8 +164,8 @@ class GuardedH11Protocol(H11Protocol):
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete and not self._dropped:
             client = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
-            log.info("%s hung up before the answer to %s %s was complete", client, cycle.scope["method"],
-                     cycle.scope["path"])
+            where = f"{cycle.scope['method']} {cycle.scope['path']}"
+            self.events.report(f"{client} hung up before the answer to {where} was complete")
         super().connection_lost(exc)
 
     def _arm(self) -> None:
@@ -140,19 +180,23 @@ class GuardedH11Protocol(H11Protocol):
     def _expire(self) -> None:
         self._deadline = None
         if self.conn.their_state in (h11.IDLE, h11.SEND_BODY) and not self.transport.is_closing():
-            self.too_slow(f"closed a connection whose request did not arrive within {self.limits.request_timeout}s")
-            self._dropped = True
-            self.transport.close()
+            self.events.too_slow(f"closed a connection whose request did not arrive within "
+                                 f"{self.limits.request_timeout}s", self.events.report)
+            self._drop()
 
 
-def uvicorn_config(app: Any, limits: Limits, *, lifespan: Literal["on", "off"] = "off") -> uvicorn.Config:
+def uvicorn_config(app: Any, limits: Limits, *, lifespan: Literal["on", "off"] = "off", report: Report = log_report,
+                   configure_logging: bool = True) -> uvicorn.Config:
     """A uvicorn configuration serving `app` with `limits` (run it with `uvicorn.Server(config).run(sockets=[...])`
-    on a socket from `bind`)."""
-    protocol = type("LimitedH11Protocol", (GuardedH11Protocol,), {"limits": limits})
+    on a socket from `bind`). `report` receives the server's one-line events (a hangup, a connection dropped);
+    `configure_logging=False` leaves the process's logging alone (uvicorn otherwise installs its own handlers)."""
+    protocol = type("LimitedH11Protocol", (GuardedH11Protocol,),
+                    {"limits": limits, "events": _Events(report)})
+    extra: dict[str, Any] = {} if configure_logging else {"log_config": None}
     return uvicorn.Config(app, http=protocol, lifespan=lifespan, log_level="warning", access_log=False,
-                          timeout_keep_alive=limits.keep_alive, limit_concurrency=limits.max_connections,
+                          timeout_keep_alive=limits.keep_alive, limit_concurrency=2 * limits.max_connections,
                           backlog=limits.backlog, h11_max_incomplete_event_size=limits.max_header_bytes,
-                          timeout_graceful_shutdown=1)
+                          timeout_graceful_shutdown=1, **extra)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
