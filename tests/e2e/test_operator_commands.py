@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 from orchestrator.config import load_config
 from orchestrator.core.model import Phase, Role
@@ -78,3 +79,15 @@ def test_manual_approval_proposes_then_runs_once_approved(bed: Testbed) -> None:
     assert approved.returncode == 0, approved.stdout + approved.stderr
     status = bed.replicas.client().status(bed.replicas.replica("spot-gcp"))
     assert (status.role, status.phase) == (Role.PRIMARY, Phase.OPEN)
+
+
+def test_check_on_a_follower_exits_0_while_the_leader_pages(bed: Testbed) -> None:
+    """Two cron hosts: the one that follows must not alert too. Exit 3 is for the leader's run (and `status`)."""
+    with open_store(load_config(bed.config_path).store_url) as store:
+        assert store.acquire_lease("leader", "daemon@gcp-hk", 600) is not None
+        store.create_incident("spot", "failover", "fence failed", time.time(), source="spot-aws", target="spot-gcp",
+                              status="needs_human")
+    checked = failover(bed, "check", "--output", "json")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert json.loads(checked.stdout)["message"] == "following; the leader is daemon@gcp-hk"
+    assert failover(bed, "status").returncode == 3  # the store still says a human is needed
