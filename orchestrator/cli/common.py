@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from dataclasses import asdict, is_dataclass
 from enum import Enum, StrEnum
 from pathlib import Path
@@ -14,7 +15,10 @@ from rich.console import Console
 
 from orchestrator.config import LoadedConfig, load_config
 from orchestrator.core.durations import parse_duration
-from orchestrator.core.errors import ConfigError
+from orchestrator.core.errors import ConfigError, FailoverError
+from orchestrator.drivers import spool
+from orchestrator.drivers.events import Announcer, Fanout, Notifier
+from orchestrator.store import open_store
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False)
@@ -38,7 +42,35 @@ OutputOption = Annotated[Output, typer.Option("--output", "-o", help="table for 
 
 
 def load(config: Path | None) -> LoadedConfig:
-    return load_config(config)
+    """The configuration; and records queued while its store was unreachable (an emergency halt's) are written to
+    the store now, if it answers. A store that still does not answer is left to the command to report."""
+    loaded = load_config(config)
+    replay_spool(loaded)
+    return loaded
+
+
+def replay_spool(loaded: LoadedConfig) -> int:
+    if not spool.pending(loaded.store_url):
+        return 0
+    try:
+        with open_store(loaded.store_url) as store:
+            done = spool.replay(store, loaded.store_url, loaded.topology, time.time())
+    except (FailoverError, OSError):
+        return 0
+    if done:
+        err_console.print(f"note: {done} record(s) queued in {spool.spool_path()} while the store was unreachable "
+                          "were written to it", markup=False, soft_wrap=True)
+    return done
+
+
+def notifier_for(loaded: LoadedConfig) -> Notifier:
+    """The configured announcement channels, for a command that must announce without the store (`halt`)."""
+    channels: list[Notifier] = [Announcer()] if loaded.config.notifications.stdout else []
+    if loaded.config.notifications.webhooks:
+        from orchestrator.drivers.webhooks import WebhookNotifier
+
+        channels.append(WebhookNotifier(loaded.config.notifications.webhooks))
+    return Fanout(*channels)
 
 
 def _plain(value: Any) -> Any:

@@ -14,15 +14,32 @@ from rich.live import Live
 from rich.table import Table
 
 from orchestrator.cli.args import MAX_WINDOW, duration_between, free_text, incident_id, int_between
-from orchestrator.cli.common import ConfigOption, Output, OutputOption, console, load, print_json
-from orchestrator.config import LoadedConfig
+from orchestrator.cli.common import (
+    ConfigOption,
+    Output,
+    OutputOption,
+    console,
+    err_console,
+    load,
+    notifier_for,
+    print_json,
+)
+from orchestrator.config import LoadedConfig, load_config
 from orchestrator.core.errors import ConfigError, FailoverError, UnsafeError
 from orchestrator.core.phases import format_instant, parse_timezone
 from orchestrator.core.runbook import STEPS
-from orchestrator.drivers.operator import Operator, PlanReport, check_replica, pick_engine
+from orchestrator.drivers.operator import (
+    EmergencyBrake,
+    HaltOutcome,
+    Operator,
+    PlanReport,
+    check_replica,
+    pick_engine,
+)
 from orchestrator.drivers.report import build_report, render_markdown
 from orchestrator.drivers.wiring import build_edges
-from orchestrator.errors import EXIT_UNSAFE
+from orchestrator.engine.client import HttpEngineClient
+from orchestrator.errors import EXIT_ACTED, EXIT_OK, EXIT_UNSAFE
 from orchestrator.store import open_store
 from orchestrator.store.records import IncidentStatus
 
@@ -159,11 +176,43 @@ def _window(text: str, option: str) -> float:
 
 
 def halt(config: ConfigOption = None, engine: EngineOption = None, reason: ReasonOption = "operator halt") -> None:
-    """Halt trading now: no orders accepted, no matching."""
+    """Halt trading now: no orders accepted, no matching. Works with the store down: the engines are halted
+    first, and the record is queued locally and replayed by the next command that reaches the store (exit 1)."""
     free_text(reason, "--reason")
-    loaded = load_for(config, engine)
-    with build_edges(loaded) as edges:
-        Operator(loaded, edges, actor=actor()).halt(engine, reason)
+    loaded = load_config(config)  # not load(): replaying a queued record must never delay the brake
+    pick_engine(loaded.topology, engine)
+    client = HttpEngineClient(token_file=loaded.config.control_token_file,
+                              read_timeout=max(0.2, loaded.topology.probes.timeout), attempts=2,
+                              control_timeout=max(5.0, loaded.topology.probes.timeout))
+    try:
+        outcome = EmergencyBrake(loaded, client, notifier_for(loaded), actor=actor()).halt(engine, reason)
+    finally:
+        client.close()
+    raise typer.Exit(_report_halt(outcome))
+
+
+def _report_halt(outcome: HaltOutcome) -> int:
+    """One line on stdout for what the engines did, one on stderr when the store did not hear of it."""
+    line = f"halted {outcome.engine} on {outcome.primary} (epoch {outcome.epoch})"
+    others = [name for name in outcome.halted if name != outcome.primary]
+    if others:
+        line += f"; also halted {', '.join(others)}"
+    if outcome.silent:
+        line += f"; no answer from {', '.join(outcome.silent)}"
+    console.print(line, markup=False)
+    if outcome.replayed:
+        err_console.print(f"note: {outcome.replayed} record(s) queued while the store was unreachable were "
+                          "written to it", markup=False, soft_wrap=True)
+    if outcome.recorded:
+        return EXIT_OK
+    if outcome.spool is not None:
+        err_console.print(f"warning: store unreachable ({outcome.store_problem}): record queued in {outcome.spool}, "
+                          "replayed on the next run", markup=False, soft_wrap=True)
+    else:
+        err_console.print(f"warning: store unreachable ({outcome.store_problem}) and the record could not be queued "
+                          f"({outcome.spool_problem}): trading IS halted; only this message records it",
+                          markup=False, soft_wrap=True)
+    return EXIT_ACTED
 
 
 def protect(

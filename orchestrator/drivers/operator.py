@@ -13,22 +13,27 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from orchestrator.config import LoadedConfig
 from orchestrator.core.decide import EngineSnapshot, IncidentView, Rule, check_target, rank_candidates
-from orchestrator.core.errors import ConfigError, FailoverError, IllegalTransition, UnsafeError
+from orchestrator.core.errors import ConfigError, FailoverError, IllegalTransition, StoreError, UnsafeError
 from orchestrator.core.health import Assessment
 from orchestrator.core.model import Engine, Phase, ReplicaStatus, Role, Topology, Verdict
-from orchestrator.core.phases import PhaseChange, PhaseEvent, announce, parse_timezone, transition
+from orchestrator.core.phases import PhaseChange, PhaseEvent, PhaseState, announce, parse_timezone, transition
 from orchestrator.core.runbook import STEPS, Step
 from orchestrator.core.runbook import Status as RunStatus
+from orchestrator.drivers import spool
 from orchestrator.drivers.controller import Controller, ControllerOptions
-from orchestrator.drivers.events import Event, EventKind
+from orchestrator.drivers.events import Event, EventKind, Notifier
 from orchestrator.drivers.runbook import Progress, address_of
 from orchestrator.drivers.state import EngineRecord, load_engine, next_epoch, save_engine
 from orchestrator.drivers.status import read_verdicts
 from orchestrator.drivers.wiring import Edges
+from orchestrator.engine.base import EngineControl
+from orchestrator.store import open_store
+from orchestrator.store.base import Conflict, StateStore
 from orchestrator.store.records import Incident, IncidentStatus
 from providers.calls import plan_recorder
 
@@ -372,9 +377,6 @@ class Operator:
                                              "reason": reason, "forced": force})
         return saved
 
-    def halt(self, engine_name: str | None, reason: str) -> EngineRecord:
-        return self._set_phase(self.engine(engine_name), PhaseEvent.HALT, Phase.HALTED, None, reason)
-
     def protect(self, engine_name: str | None, duration: float, reason: str) -> EngineRecord:
         engine = self.engine(engine_name)
         record = load_engine(self.store, self.topology, engine.name)
@@ -400,3 +402,127 @@ class Operator:
 
 def _params(params: Mapping[str, Any]) -> str:
     return ", ".join(f"{key}={value!r}" for key, value in params.items())
+
+
+# ---- the emergency brake ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HaltOutcome:
+    """What `failover halt` did: which replicas confirmed the halt, and where the record of it went."""
+
+    engine: str
+    primary: str
+    epoch: int
+    halted: tuple[str, ...]
+    silent: tuple[str, ...]  # did not answer, or refused
+    recorded: bool = False  # audit entry and engine record are in the store
+    spool: Path | None = None  # where they were queued instead
+    store_problem: str = ""  # why the store did not take them
+    spool_problem: str = ""  # why the spool did not either (then this outcome is the only trace)
+    replayed: int = 0  # older queued records written into the store on the way
+
+
+class EmergencyBrake:
+    """`failover halt` needs no store. It reaches the engines first, with an epoch above every epoch they report,
+    and records afterwards: in the store when it answers, else in the local spool (replayed by the next command
+    that opens the store). A store that is down or full must never delay or prevent the halt itself."""
+
+    def __init__(self, loaded: LoadedConfig, engines: EngineControl, notifier: Notifier, *, actor: str,
+                 clock: Callable[[], float] = time.time,
+                 open_store: Callable[[str], StateStore] = open_store) -> None:
+        self.loaded, self.topology, self.engines, self.notifier = loaded, loaded.topology, engines, notifier
+        self.actor, self.clock, self.open_store = actor, clock, open_store
+
+    def halt(self, engine_name: str | None, reason: str) -> HaltOutcome:
+        engine = pick_engine(self.topology, engine_name)
+        statuses = self._statuses(engine)
+        primary = self._primary(engine, statuses)
+        now = self.clock()
+        before = PhaseState(statuses[primary].phase, now, statuses[primary].phase_until)
+        after = transition(before, PhaseEvent.HALT, now, None)  # legal from every phase: no record needed
+        epoch = max(status.epoch for status in statuses.values()) + 1
+        halted, silent = self._stop(engine, primary, statuses, epoch)
+        outcome = self._record(engine, HaltOutcome(engine.name, primary, epoch, halted, silent), after, reason)
+        # announced last: a slow webhook may delay this command's exit, never the halt or its record
+        message = announce(PhaseChange(engine.name, before, after, PhaseEvent.HALT, now, reason),
+                           parse_timezone(self.topology.display_timezone))
+        self.notifier.publish(Event(now, EventKind.PHASE, engine.name, message, {
+            "phase": after.phase.value, "until": None, "forced": False, "epoch": outcome.epoch}))
+        return outcome
+
+    def _statuses(self, engine: Engine) -> dict[str, ReplicaStatus]:
+        found = {}
+        for replica in engine.replicas:
+            try:
+                found[replica.name] = self.engines.status(replica)
+            except FailoverError:
+                continue
+        if not found:
+            raise UnsafeError(f"refused: no replica of {engine.name} answers; nothing changed")
+        return found
+
+    @staticmethod
+    def _primary(engine: Engine, statuses: Mapping[str, ReplicaStatus]) -> str:
+        """The replica that says it is primary (the highest epoch wins); the configured one if none says so."""
+        claims = [(s.epoch, name) for name, s in statuses.items() if s.role is Role.PRIMARY]
+        if claims:
+            return max(claims)[1]
+        if engine.primary in statuses:
+            return engine.primary
+        raise UnsafeError(f"refused: no replica of {engine.name} claims to be primary and {engine.primary} does "
+                          "not answer; nothing changed")
+
+    def _stop(self, engine: Engine, primary: str, statuses: Mapping[str, ReplicaStatus],
+              epoch: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The primary first (its failure is the command's failure), then every other replica that answered."""
+        self.engines.set_phase(engine.replica(primary), Phase.HALTED, None, epoch)
+        halted, silent = [primary], [r.name for r in engine.replicas if r.name not in statuses]
+        for name in statuses:
+            if name == primary:
+                continue
+            try:
+                self.engines.set_phase(engine.replica(name), Phase.HALTED, None, epoch)
+                halted.append(name)
+            except FailoverError:
+                silent.append(name)
+        return tuple(halted), tuple(silent)
+
+    def _record(self, engine: Engine, outcome: HaltOutcome, after: PhaseState, reason: str) -> HaltOutcome:
+        url = self.loaded.store_url
+        detail = {"engine": engine.name, "until": None, "epoch": outcome.epoch, "reason": reason, "forced": False,
+                  "halted": list(outcome.halted)}
+        try:
+            with self.open_store(url) as store:
+                epoch = self._save(store, engine, outcome, after)
+                store.audit(self.actor, "phase.halt", {**detail, "epoch": epoch}, after.since)
+                replayed = spool.replay(store, url, self.topology, self.clock())
+            return replace(outcome, epoch=epoch, recorded=True, replayed=replayed)
+        except (FailoverError, OSError) as error:
+            problem = " ".join(str(error).split()) or type(error).__name__
+            queued = spool.Spooled(url, after.since, self.actor, "phase.halt", detail, engine.name, outcome.epoch)
+            try:
+                return replace(outcome, spool=spool.append(queued), store_problem=problem)
+            except OSError as spool_error:
+                return replace(outcome, store_problem=problem,
+                               spool_problem=f"{spool.spool_path()}: {spool_error.strerror or spool_error}")
+
+    def _save(self, store: StateStore, engine: Engine, outcome: HaltOutcome, after: PhaseState) -> int:
+        """The engine record learns of the halt. If it holds an epoch the replicas have not seen yet (a leader
+        about to use it), the halt is stamped again above it, so that no command of that leader outranks it."""
+        epoch = outcome.epoch
+        for _ in range(5):
+            record = load_engine(store, self.topology, engine.name)
+            if record.epoch >= epoch:
+                epoch = record.epoch + 1
+                for name in outcome.halted:
+                    try:
+                        self.engines.set_phase(engine.replica(name), Phase.HALTED, None, epoch)
+                    except FailoverError:
+                        continue
+            try:
+                save_engine(store, replace(record, phase=after, epoch=epoch))
+                return epoch
+            except Conflict:
+                continue
+        raise StoreError(f"engine record {engine.name} kept changing under the halt; not written")

@@ -72,7 +72,7 @@ CASES = {
     "simulate a missing file": bad("simulate", "no-such-scenario.yaml", says="no such scenario file", config=False),
     "simulate --policy unknown": bad("simulate", HK, "--policy", "bogus", says="unknown policy 'bogus'",
                                      config=False),
-    "protect --for 99999999999h": bad("protect", "--for", "99999999999h", says="--for 99999999999h"),
+    "protect --for 99999999999h": bad("protect", "--for", "99999999999h", says="99999999999h"),
     "protect --for 25h": bad("protect", "--for", "25h", says="at most 24h"),
     "protect --for 0s": bad("protect", "--for", "0s", says="expected a duration above 0s"),
     "protect --for -5m": bad("protect", "--for", "-5m", says="'-5m' is not a duration"),
@@ -108,7 +108,8 @@ CASES = {
     "--config missing": bad("status", "--config", "/nonexistent/failover.yaml", says="no such config file",
                             config=False),
     "--config a directory": bad("status", "--config", str(ROOT / "configs"), says="is a directory", config=False),
-    "--config empty": bad("status", "--config", os.devnull, says="the file is empty", config=False),
+    "--config a device": bad("status", "--config", os.devnull, says=os.devnull, config=False),
+    "--config empty": bad("status", "--config", "{tmp}/empty.yaml", says="empty", config=False),
     "store URL of an unknown scheme": bad("status", says="unknown scheme",
                                           env={"FAILOVER_STORE": "mongodb://db:27017"}),
 }
@@ -142,7 +143,9 @@ def assert_one_line(result: subprocess.CompletedProcess[str], code: int, says: s
 
 @pytest.mark.parametrize("case", CASES.values(), ids=list(CASES))
 def test_bad_invocation_is_one_line(case: Bad, config: Path, tmp_path: Path) -> None:
-    args = [*case.args, "--config", str(config)] if case.config else list(case.args)
+    (tmp_path / "empty.yaml").write_text("")
+    args = [arg.replace("{tmp}", str(tmp_path)) for arg in case.args]
+    args = [*args, "--config", str(config)] if case.config else args
     result = failover(*args, env=case.env, cwd=tmp_path)
     assert_one_line(result, case.code, case.says)
     if case.untouched:
