@@ -134,6 +134,7 @@ def daemon(
                               post_hooks=tuple(notifications.post_failover)),
         )
         runner = Daemon(controller, metrics, interval=every, listen=f"{address[0]}:{address[1]}",
+                        listen_public=listen_public or loaded.config.daemon.listen_public,
                         retention=loaded.config.daemon.observation_retention)
         runner.install_signal_handlers()
         runner.run(max_cycles=max_cycles)
@@ -141,7 +142,7 @@ def daemon(
 
 def _listen(flag: str | None, settings: DaemonConfig, public_flag: bool) -> tuple[str, int]:
     """The daemon's HTTP address from --listen or daemon.listen; off loopback only when asked for explicitly."""
-    public = public_flag or bool(getattr(settings, "listen_public", False))
+    public = public_flag or settings.listen_public
     if flag is not None:
         return listen_address(flag, "--listen", public=public)
     return listen_address(str(settings.listen), "daemon.listen", public=public)

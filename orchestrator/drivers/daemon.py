@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import structlog
@@ -22,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from orchestrator.core.errors import FailoverError, StoreError
 from orchestrator.drivers.controller import Controller, CycleResult
+from orchestrator.drivers.daemon_http import StatusServer
 from orchestrator.drivers.metrics import Metrics
 from orchestrator.drivers.state import load_engine
 
@@ -55,17 +55,18 @@ class DaemonState:
 
 class Daemon:
     def __init__(self, controller: Controller, metrics: Metrics, *, interval: float,
-                 listen: str | None = "127.0.0.1:9464", retention: float = 86400.0,
+                 listen: str | None = "127.0.0.1:9464", listen_public: bool = False, retention: float = 86400.0,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.controller = controller
         self.metrics = metrics
         self.interval = interval
         self.listen = listen
+        self.listen_public = listen_public
         self.retention = retention
         self.monotonic = monotonic
         self.state = DaemonState()
         self.stopping = threading.Event()
-        self.server: ThreadingHTTPServer | None = None
+        self.server: StatusServer | None = None
         self._last_prune = 0.0
 
     # ---- loop -----------------------------------------------------------------------------------------------
@@ -132,8 +133,7 @@ class Daemon:
         except FailoverError as error:
             log.warning("daemon.stop", released=False, error=str(error))
         if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+            self.server.stop()
             self.server = None
 
     # ---- read-only HTTP -------------------------------------------------------------------------------------
@@ -142,8 +142,8 @@ class Daemon:
     def address(self) -> str:
         if self.server is None:
             return ""
-        host, port = self.server.server_address[:2]
-        return f"{host!s}:{port}"
+        host, port = self.server.address
+        return f"{host}:{port}"
 
     def status_document(self) -> dict[str, Any]:
         last = self.state.last
@@ -167,29 +167,10 @@ class Daemon:
         if not self.listen:
             return
         host, _, port = self.listen.rpartition(":")
-        daemon = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path == "/metrics":
-                    self._send(200, generate_latest(daemon.metrics.registry), CONTENT_TYPE_LATEST)
-                elif self.path == "/healthz":
-                    ok = daemon.healthy()
-                    self._send(200 if ok else 503, json.dumps({"ok": ok}).encode(), "application/json")
-                elif self.path == "/status":
-                    self._send(200, json.dumps(daemon.status_document()).encode(), "application/json")
-                else:
-                    self._send(404, b'{"error": "not found"}', "application/json")
-
-            def _send(self, code: int, body: bytes, content_type: str) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
-        threading.Thread(target=self.server.serve_forever, name="failover-http", daemon=True).start()
+        self.server = StatusServer(host.strip("[]") or "127.0.0.1", int(port), {
+            "/metrics": lambda: (200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST),
+            "/healthz": lambda: (200 if self.healthy() else 503,
+                                 json.dumps({"ok": self.healthy()}).encode(), "application/json"),
+            "/status": lambda: (200, json.dumps(self.status_document()).encode(), "application/json"),
+        }, allow_remote=self.listen_public)
+        self.server.start()
