@@ -39,15 +39,14 @@ class Schedule:
 
 
 def generate(seed: int) -> Schedule:
-    """Two to four faults of kinds the mode offers, at random times in the first 8 s, lasting 2-7 s; sometimes
+    """Two to four faults of distinct kinds the mode offers, at random times in the first 8 s, lasting 2-7 s; sometimes
     the primary lost for good, and then sometimes the leader dying in the middle of the failover."""
     rng = random.Random(seed)
     mode: Mode = rng.choices(("daemon", "ha", "cron"), weights=(5, 3, 2))[0]
     usable = sorted((k for k in KINDS.values() if mode in k.modes and not k.option and k.name != "lose-primary"),
                     key=lambda k: k.name)
     faults = []
-    for _ in range(rng.randint(2, 4)):
-        kind = rng.choice(usable)
+    for kind in rng.sample(usable, rng.randint(2, 4)):
         faults.append(Fault(kind.name, round(rng.uniform(0, 8), 1), round(rng.uniform(2, 7), 1),
                             rng.choice(kind.targets), kind.params(rng)))
     if rng.random() < 0.4:
@@ -93,6 +92,8 @@ class RunResult:
 
 def options_for(schedule: Schedule) -> WorldOptions:
     options = WorldOptions(mode=schedule.mode, seed=schedule.seed)
+    if any(f.kind == "full-disk" for f in schedule.faults):
+        options.small_disk = ("spot-aws", "spot-gcp", "spot-azure")  # a tmpfs under each, where mounting works
     for fault in schedule.faults:
         if fault.kind == "leader-dies-mid-step":
             once = f"/tmp/nemesis-failpoint-{schedule.seed}-{time.monotonic_ns()}"
