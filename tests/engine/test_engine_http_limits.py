@@ -145,6 +145,17 @@ def test_a_200_mb_chunked_body_is_refused_as_it_streams(
     assert refused.get("too_large", 0) >= 1
 
 
+def test_a_body_somewhat_over_the_cap_gets_a_clean_413_on_a_connection_that_stays_usable(
+        cluster: ReplicaCluster) -> None:
+    """Up to 1 MiB the rest is read and dropped, so the client always reads the answer (never a reset)."""
+    with httpx.Client(headers={"Authorization": f"Bearer {cluster.token}"}, timeout=10) as client:
+        for _ in range(20):
+            response = client.post(cluster.url("p") + "/v1/margin", content=b"x" * (512 * 1024))
+            assert (response.status_code, response.json()["reason"]) == (413, "too_large")
+            assert "connection" not in response.headers
+        assert client.get(cluster.url("p") + "/v1/status").status_code == 200
+
+
 def test_half_sent_requests_and_idle_connections_are_dropped(
         cluster: ReplicaCluster, connect: Callable[[str], socket.socket]) -> None:
     idle = connect("p")

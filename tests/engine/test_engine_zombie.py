@@ -139,8 +139,9 @@ def test_catch_up_only_from_peers_vouched_at_our_epoch(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_a_batch_arriving_after_our_epoch_rose_is_dropped(tmp_path: Path) -> None:
-    """A fetch in flight when the stamp lands: the source may have written its answer after the stamp."""
+def test_a_batch_arriving_after_our_epoch_rose_above_its_source_is_dropped(tmp_path: Path) -> None:
+    """A fetch in flight when the stamp lands: the source may have written its answer after the stamp. (A source
+    already at the new epoch keeps its batch: the stamp does not put it in doubt.)"""
     served = entries(tmp_path / "source.jsonl", 3)
     node = standby(tmp_path / "s", 5)
 
@@ -152,10 +153,13 @@ def test_a_batch_arriving_after_our_epoch_rose_is_dropped(tmp_path: Path) -> Non
         async with httpx.AsyncClient(transport=httpx.MockTransport(serve)) as client:
             replication = Replicator(node, client)
             replication.seen = {"http://primary": peer("primary", 5, 3)}
-            assert not await replication.fetch_once("http://primary", True)
+            assert await replication.fetch_once("http://primary", True)  # dropped: ask again at once
             assert node.journal.last_seq == 0
             replication.seen = {"http://peer": peer("standby", 5, 3)}
             assert not await replication.fetch_once("http://peer", False)  # not vouched at 6 when it leaves
             assert node.journal.last_seq == 0
+            replication.seen = {"http://primary": peer("primary", 6, 3)}
+            assert await replication.fetch_once("http://primary", True)
+            assert node.journal.last_seq == 3
 
     asyncio.run(scenario())

@@ -49,13 +49,12 @@ class Invalid(Exception):
 
 
 class Refused(JSONResponse):
-    """A refusal `{"accepted": false, "reason": ...}`; keeps its reason for the counters of `/v1/stats`. One sent
-    before the body was read (401, 413) closes the connection, so that the rest of the body is never read."""
+    """A refusal `{"accepted": false, "reason": ...}`; keeps its reason for the counters of `/v1/stats`. With
+    `close`, the connection is closed after it, and the unread rest of a body with it (see `BodyTooLarge`)."""
 
-    def __init__(self, refusal: Refusal, **extra: Any) -> None:
-        unread = refusal.status_code in (401, 413)
+    def __init__(self, refusal: Refusal, *, close: bool = False, **extra: Any) -> None:
         super().__init__({"accepted": False, "reason": refusal.reason, **extra}, status_code=refusal.status_code,
-                         headers={"connection": "close"} if unread else None)
+                         headers={"connection": "close"} if close else None)
         self.reason = refusal.reason
 
 
@@ -136,7 +135,7 @@ class ReplicaApp:
                 except Invalid as error:
                     response = _refusal(Refusal(Reason.INVALID, 422), detail=str(error))
                 except BodyTooLarge as error:
-                    response = _refusal(Refusal(Reason.TOO_LARGE, 413), detail=str(error))
+                    response = _refusal(Refusal(Reason.TOO_LARGE, 413), close=error.close, detail=str(error))
             if isinstance(response, Refused):
                 self.node.refused[response.reason] += 1
             else:

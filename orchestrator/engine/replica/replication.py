@@ -27,11 +27,11 @@ below E enters its journal. A primary frozen while the orchestrator stamped the 
 later, still believes it is primary and journals (and matches) orders that nobody acknowledges; it is below E,
 so no standby at E follows it or copies from it, and if the orchestrator then fences it at E its journal stays
 vouched at its old epoch only. The check is made from the peer's last reported status when the source is chosen
-and again right before each fetch leaves, and a batch that arrives after our own epoch rose is dropped (the
-source may have written it after the stamp; the next fetch asks again under the new epoch). A deposed primary's
-entries that no standby at E holds were never acknowledged in synchronous mode: they stay in its journal only,
-for reconciliation (clients retry with the same `client_order_id`), and a promotion's `behind` check ignores
-them (`highest_peer`).
+and again right before each fetch leaves, and a batch that arrives after our own epoch rose above the source's is
+dropped (the source may have written it after the stamp; the next fetch asks again under the new epoch). A
+deposed primary's entries that no standby at E holds were never acknowledged in synchronous mode: they stay in
+its journal only, for reconciliation (clients retry with the same `client_order_id`), and a promotion's `behind`
+check ignores them (`highest_peer`).
 
 Copying: a standby long-polls its primary with `GET /v1/journal?after=N&hash=H&replica=ID&cloud=C&wait=S` and the
 control token. `after=N` with `hash` = the hash of its entry N is its acknowledgement that it holds 1..N durably,
@@ -175,10 +175,10 @@ class Replicator:
         epoch is still not below ours, checked here with no await before the request leaves. From a catch-up
         peer: a plain read without `replica`, which acknowledges nothing, sent only if the peer's journal is still
         vouched at our epoch; the chain check of `Node.receive` tells whether its entries continue our journal.
-        Either way, a batch that arrives after our epoch rose is dropped (see the module's docstring)."""
+        Either way, a batch that arrives after our epoch rose above the source's is dropped (see the module's
+        docstring), and the caller asks again at once under the new epoch."""
         node = self.node
-        allowed = self.acknowledgeable(source) if is_primary else self.may_catch_up_from(source)
-        if not allowed:
+        if not self._allowed(source, is_primary):
             return False  # our epoch rose (or its status changed) since the source was chosen
         sent_at_epoch = node.epoch
         node.following = source
@@ -201,8 +201,8 @@ class Replicator:
             return False
         if node.role is not Role.STANDBY:
             return True  # promoted or fenced while waiting: these entries are no longer ours to take
-        if node.epoch != sent_at_epoch:
-            return False  # stamped while the fetch was out: the source may have written these after the stamp
+        if node.epoch != sent_at_epoch and not self._allowed(source, is_primary):
+            return True  # stamped while the fetch was out, above the source: it may have written these after
         if is_primary:
             node.primary_contact_at = node.monotonic()
         try:
@@ -211,6 +211,9 @@ class Replicator:
             self._diverged(source, is_primary, str(error))
             return False
         return is_primary or bool(body)
+
+    def _allowed(self, source: str, is_primary: bool) -> bool:
+        return self.acknowledgeable(source) if is_primary else self.may_catch_up_from(source)
 
     def _diverged(self, source: str, is_primary: bool, detail: str) -> None:
         if not is_primary:

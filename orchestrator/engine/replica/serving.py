@@ -12,8 +12,9 @@ connection is busy being answered: idle and slow connections evict each other, a
 request at once still gets in (a bounded `backlog` holds the queue before that; uvicorn's `limit_concurrency`, at
 twice the cap, only guards against a bug here). Headers are capped by h11 (`max_header_bytes`: 400 above it);
 bodies by the application (`read_body`: 413 from the Content-Length alone, or as soon as the streamed bytes pass
-the cap, never buffering more). The subclass relies on `H11Protocol`'s attributes `conn`, `cycle`, `connections`,
-`transport`, `loop` (uvicorn 0.29 to 0.54 at least).
+the cap, never buffering more; the rest of a refused body is dropped unread by closing the connection, unless it
+is small enough to read and discard, so that the client sees the 413 rather than a reset). The subclass relies on
+`H11Protocol`'s attributes `conn`, `cycle`, `connections`, `transport`, `loop` (uvicorn 0.29 to 0.54 at least).
 """
 
 from __future__ import annotations
@@ -54,8 +55,18 @@ class ListenError(FailoverError):
     exit_code = EXIT_CALL_FAILED
 
 
+DRAIN_LIMIT = 1024 * 1024  # a refused body up to this size is read and dropped, so the client sees the answer
+
+
 class BodyTooLarge(Exception):
-    """A request body over `Limits.max_body`; answered 413, and the connection closed."""
+    """A request body over `Limits.max_body`; answered 413. `close`: the connection must be closed without reading
+    the rest (it is large or of unknown size). A smaller rest is read and dropped by the server instead (within the
+    request deadline), because closing with unread bytes resets the connection and the client may then never read
+    the 413."""
+
+    def __init__(self, message: str, *, close: bool) -> None:
+        super().__init__(message)
+        self.close = close
 
 
 def bind(host: str, port: int, backlog: int = DEFAULT_BACKLOG) -> socket.socket:
@@ -204,12 +215,13 @@ async def read_body(request: Request, limit: int) -> bytes:
     soon as the bytes streamed in pass it: never more than `limit` plus one chunk in memory."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"body of {int(declared)} bytes is over the limit of {limit}")
+        raise BodyTooLarge(f"body of {int(declared)} bytes is over the limit of {limit}",
+                           close=int(declared) > DRAIN_LIMIT)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise BodyTooLarge(f"body is over the limit of {limit} bytes")
+            raise BodyTooLarge(f"body is over the limit of {limit} bytes", close=True)
         chunks.append(chunk)
     return b"".join(chunks)
