@@ -4,7 +4,8 @@ It is the orchestrator's test partner (a real exchange puts the protocol in fron
 to what the tests and drills need, and does that exactly: a durable, hash-chained order journal; price-time books
 whose state is a pure function of the journal; synchronous replication to another cloud; the epoch rule, fencing
 and promotion. Modules: `journal` (disk), `book` (state machine), `node` (roles and rules), `replication`
-(discovery and copying), `app` (HTTP), `cli` (command line), `testbed` (processes for tests and drills).
+(discovery and copying), `app` (HTTP), `serving` (uvicorn with limits, shared with the daemon's status server),
+`cli` (command line), `testbed` (processes for tests and drills).
 """
 
 from orchestrator.engine.replica.cli import main, serve
