@@ -14,13 +14,10 @@ How each rule of base.py holds:
 - journal: the per-incident head key holds the last seq and the highest fencing token; an append compares the
   head's mod_revision, so the seq and the stale-token refusal (LeaseLost) are decided on what is stored;
 - audit: the chain head is compared (mod_revision) and rewritten with the entry, so two writers never fork it;
-- leases, as patroni's etcd3 leader lock: the key is created only if absent and attached to an etcd lease; the
-  fencing token is the key's create revision, which grows with every acquisition because etcd revisions only grow.
-  Renewal is a compare-and-set on that create revision plus a keepalive of the etcd lease. Expiry is decided by
-  `expires_at` in the value, on the reader's clock as with SQLite (hosts need NTP); the etcd lease outlives it by
-  LEASE_GRACE seconds and removes the key of a holder that died. The grace is what lets a holder renew a lease
-  that expired a moment ago but that nobody took (the contract), and keeps etcd from deleting a key that its
-  holder still believes live;
+- leases, as patroni's etcd3 leader lock (etcd_lease.py): the key is created only if absent and exists exactly
+  while its etcd lease lives, so expiry is etcd's TTL on etcd's clock and no host compares wall clocks; the fencing
+  token is the key's create revision; renewal is a compare-and-set on it plus a keepalive;
+- the outbox (etcd_outbox.py): a claim is a key on an etcd lease, expiring on etcd's clock too;
 - state documents: the version is the key's etcd `version` (1 on creation, +1 per put); CAS compares it.
 
 A write that got no answer (a member died mid-request) is settled by reading back a key it wrote, whose value is
@@ -29,17 +26,17 @@ unique to that attempt: applied, or not applied and retried. See `EtcdClient.com
 
 from __future__ import annotations
 
-import math
 import threading
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from orchestrator.errors import LeaseLost, StoreError
+from orchestrator.store import etcd_arrivals as arrivals
 from orchestrator.store import etcd_layout as layout
 from orchestrator.store import etcd_obs as obs
 from orchestrator.store.base import Conflict, NotFound, ObservationRow, StateStore
+from orchestrator.store.etcd_arrivals import EtcdArrivals
 from orchestrator.store.etcd_client import (
     CALL_WINDOW,
     DEFAULT_PREFIX,
@@ -60,6 +57,7 @@ from orchestrator.store.etcd_client import (
     value_is,
     version_is,
 )
+from orchestrator.store.etcd_lease import EtcdLeases
 from orchestrator.store.etcd_outbox import EtcdOutbox
 from orchestrator.store.records import (
     GENESIS_HASH,
@@ -69,12 +67,10 @@ from orchestrator.store.records import (
     Incident,
     JournalEntry,
     JournalState,
-    Lease,
 )
 
-__all__ = ["LEASE_GRACE", "EtcdStore", "open_url"]
+__all__ = ["EtcdStore", "open_url"]
 
-LEASE_GRACE = 1  # seconds an etcd lease outlives the `expires_at` it backs
 MAX_ATTEMPTS = 64  # compare-and-set rounds before a hook gives up with Conflict (others kept writing)
 
 def open_url(url: str) -> EtcdStore:
@@ -84,7 +80,7 @@ def open_url(url: str) -> EtcdStore:
     return EtcdStore(address.endpoints, address.prefix, url=url)
 
 
-class EtcdStore(StateStore, EtcdOutbox):
+class EtcdStore(EtcdLeases, StateStore, EtcdOutbox, EtcdArrivals):
     """A StateStore on an etcd cluster (3.4 or later) through its JSON gateway."""
 
     def __init__(
@@ -102,6 +98,7 @@ class EtcdStore(StateStore, EtcdOutbox):
         self._lock = threading.RLock()
         # What this object last wrote or read of the hot keys; a stale entry only costs one failed compare.
         self._pairs: tuple[obs.Spans, int] | None = None
+        self._obs_seq: tuple[int, int] | None = None  # the last batch number and its key's mod revision
         self._journal_heads: dict[str, layout.JournalHead] = {}
         self._audit_head: tuple[AuditHead | None, int] | None = None
         try:
@@ -147,27 +144,34 @@ class EtcdStore(StateStore, EtcdOutbox):
     @serialised
     def _insert_observations(self, rows: Sequence[ObservationRow]) -> None:
         batch = uuid.uuid4().hex.encode()
+        parts = obs.split_batch(rows)
         docs = [(obs.bucket_key(self.keys.obs, bucket) + batch, obs.encode_rows(part))
-                for bucket, part in sorted(obs.split_batch(rows).items())]
+                for bucket, part in sorted(parts.items())]
         obs.check_size(docs, len(rows))
         spans = obs.spans_of(rows)
         for _ in range(MAX_ATTEMPTS):
             known, revision = self._pairs or self._read_pairs()[:2]
+            seq, seq_revision = self._obs_seq or arrivals.decode_seq(self._etcd.get(self.keys.obs_seq))
             merged = obs.merge_spans(known, spans)
             success = [put_op(key, value) for key, value in docs]
+            success += [put_op(self.keys.obs_seq, layout.dump({"seq": seq + 1})),
+                        put_op(self.keys.obs_arrival(seq + 1), arrivals.encode_arrival(batch, parts))]
             if merged is not None:
                 success.append(put_op(self.keys.obs_pairs, obs.encode_pairs(merged, uuid.uuid4().hex)))
             result = self._etcd.commit(
-                [modified_at(self.keys.obs_pairs, revision)], success, [get_op(self.keys.obs_pairs)], docs[0]
+                [modified_at(self.keys.obs_pairs, revision), modified_at(self.keys.obs_seq, seq_revision)], success,
+                [get_op(self.keys.obs_pairs), get_op(self.keys.obs_seq)], docs[0]
             )
-            self._pairs = None
+            self._pairs, self._obs_seq = None, None
             if result.succeeded:
                 if result.responses is not None:
                     self._pairs = (known, revision) if merged is None else (merged, result.revision)
+                    self._obs_seq = seq + 1, result.revision
                 return
             if result.known:
                 kv = result.first(0)
                 self._pairs = obs.decode_pairs(kv), (kv.mod_revision if kv else 0)
+                self._obs_seq = arrivals.decode_seq(result.first(1))
         raise self._gave_up("observations")
 
     @serialised
@@ -213,6 +217,7 @@ class EtcdStore(StateStore, EtcdOutbox):
             if len(success) > obs.MAX_DOCS_PER_WRITE:
                 raise StoreError(f"etcd {self._etcd.names}: too many observation documents around {before} to prune "
                                  "in one transaction; prune at a time further from the newest cycle")
+            success += self._prune_arrivals(bucket)
             value = obs.encode_pairs(pruned, uuid.uuid4().hex)
             success.append(put_op(self.keys.obs_pairs, value))
             compare = [modified_at(self.keys.obs_pairs, pairs_revision), unmodified_since(directory, high, revision)]
@@ -221,6 +226,18 @@ class EtcdStore(StateStore, EtcdOutbox):
             if result.succeeded:
                 return gone
         raise self._gave_up("observation pruning")
+
+    def _prune_arrivals(self, bucket: int) -> list[dict[str, Any]]:
+        """A range delete of the oldest arrival entries whose documents all lie before `bucket` (being pruned);
+        it stops at the first entry naming a bucket that stays, so it costs only what is pruned, and never reaches
+        past the last entry it read (a batch arriving meanwhile keeps its entry)."""
+        end = None
+        for kv in self._etcd.scan(self.keys.obs_arrivals, self.keys.obs_arrivals_end):
+            if max(arrivals.decode_arrival(kv)[1], default=bucket) >= bucket:
+                end = kv.key
+                break
+            end = kv.key + b"\0"
+        return [] if end is None else [delete_op(self.keys.obs_arrivals, end)]
 
     # --- incidents ------------------------------------------------------------------------------------------------
 
@@ -361,116 +378,6 @@ class EtcdStore(StateStore, EtcdOutbox):
         rows = [layout.load_audit_row(self.keys.audit_dir, kv)
                 for kv in self._etcd.scan(start, self.keys.audit_end, revision=revision)]
         return head, rows
-
-    # --- leases ---------------------------------------------------------------------------------------------------
-
-    @serialised
-    def _acquire_lease(self, name: str, holder: str, ttl: float) -> Lease | None:
-        key, granted = self.keys.lease(name), 0
-        try:
-            for _ in range(MAX_ATTEMPTS):
-                kv = self._etcd.get(key)
-                if kv is not None:
-                    current = layout.load_lease(name, kv)
-                    if current.expires_at > time.time() and current.holder != holder:
-                        return None
-                    if current.expires_at <= time.time():
-                        # Expired, though etcd keeps the key for the grace: delete it, so that the next holder
-                        # creates it afresh and gets a new, greater create revision as its token.
-                        self._etcd.commit([modified_at(key, kv.mod_revision)], [delete_op(key)], [])
-                        continue
-                granted = granted or self._etcd.grant(math.ceil(ttl) + LEASE_GRACE)
-                expires_at = time.time() + ttl
-                value = layout.dump_lease(holder, expires_at, uuid.uuid4().hex)
-                # Absent: create it. Ours and live: move it to the new etcd lease, keeping its create revision.
-                compare = created_at(key, 0) if kv is None else modified_at(key, kv.mod_revision)
-                result = self._etcd.commit([compare], [put_op(key, value, lease=granted)], [], (key, value))
-                if result.succeeded:
-                    granted = 0
-                    if kv is not None and kv.lease:
-                        self._etcd.revoke(kv.lease)  # re-acquired: the old etcd lease backs nothing any more
-                    if result.confirmed is not None:
-                        token = result.confirmed.create_revision
-                    else:
-                        token = result.revision if kv is None else kv.create_revision
-                    return Lease(name, holder, token, expires_at)
-            return None  # lost every race for it: others are taking it right now
-        finally:
-            if granted:
-                self._etcd.revoke(granted)
-
-    @serialised
-    def _renew_lease(self, lease: Lease, ttl: float) -> Lease:
-        key = self.keys.lease(lease.name)
-        for _ in range(MAX_ATTEMPTS):
-            expires_at = time.time() + ttl
-            value = layout.dump_lease(lease.holder, expires_at, uuid.uuid4().hex)
-            result = self._etcd.commit(
-                [created_at(key, lease.token)],
-                [put_op(key, value, ignore_lease=True), get_op(key)],
-                [get_op(key)],
-                (key, value),
-            )
-            if not result.known:
-                continue
-            if not result.succeeded:
-                raise LeaseLost(self._lost(lease, result.first(0)))
-            kv = result.confirmed or result.first(1)
-            if kv is None:
-                raise LeaseLost(self._lost(lease, None))
-            self._keep_alive(lease, kv, ttl, expires_at)
-            return Lease(lease.name, lease.holder, lease.token, expires_at)
-        raise self._gave_up(f"lease {lease.name!r}")
-
-    def _keep_alive(self, lease: Lease, kv: KV, ttl: float, expires_at: float) -> None:
-        """Refresh the etcd lease under the key; move the key to a longer etcd lease if `ttl` outgrew it."""
-        needed = math.ceil(ttl) + LEASE_GRACE
-        if kv.lease:
-            left = self._etcd.keepalive(kv.lease)
-            if left <= 0:
-                raise LeaseLost(f"lease {lease.name!r} (token {lease.token}): its etcd lease has expired")
-            if left >= needed:
-                return
-        granted, key = self._etcd.grant(needed), self.keys.lease(lease.name)
-        for _ in range(MAX_ATTEMPTS):
-            value = layout.dump_lease(lease.holder, expires_at, uuid.uuid4().hex)
-            result = self._etcd.commit(
-                [created_at(key, lease.token)], [put_op(key, value, lease=granted)], [], (key, value)
-            )
-            if result.succeeded:
-                if kv.lease:
-                    self._etcd.revoke(kv.lease)
-                return
-            if result.known:
-                break
-        self._etcd.revoke(granted)
-        raise LeaseLost(f"lease {lease.name!r} (token {lease.token}) was lost while moving to a longer ttl")
-
-    def _lost(self, lease: Lease, kv: KV | None) -> str:
-        if kv is None:
-            return f"lease {lease.name!r} (token {lease.token}) is no longer held by {lease.holder}: it is gone"
-        other = layout.load_lease(lease.name, kv)
-        return (f"lease {lease.name!r} (token {lease.token}) is no longer held by {lease.holder}: "
-                f"{other.holder} holds it with token {other.token}")
-
-    @serialised
-    def _release_lease(self, lease: Lease) -> None:
-        key = self.keys.lease(lease.name)
-        for _ in range(2):  # an unanswered delete is repeated once; the compare makes that harmless
-            result = self._etcd.commit([created_at(key, lease.token)], [get_op(key), delete_op(key)], [])
-            if result.known:
-                held = result.first(0)
-                if result.succeeded and held is not None and held.lease:
-                    self._etcd.revoke(held.lease)
-                return
-
-    @serialised
-    def _select_lease(self, name: str) -> Lease | None:
-        kv = self._etcd.get(self.keys.lease(name))
-        if kv is None:
-            return None
-        lease = layout.load_lease(name, kv)
-        return lease if lease.expires_at > time.time() else None
 
     # --- controller state -----------------------------------------------------------------------------------------
 

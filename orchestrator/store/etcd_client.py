@@ -405,6 +405,12 @@ class EtcdClient:
         answer = self.call("lease/keepalive", {"ID": str(lease_id)}, write=False)
         return int(answer.get("result", {}).get("TTL", -1))
 
+    def time_to_live(self, lease_id: int) -> int:
+        """Whole seconds the etcd lease has left, on etcd's clock (0: under one); -1 if it is gone. The gateway
+        leaves zero fields out, so a missing TTL is 0, while a lease that is gone says -1 explicitly."""
+        answer = self.call("kv/lease/timetolive", {"ID": str(lease_id)}, write=False)
+        return int(answer.get("TTL", 0))
+
     def revoke(self, lease_id: int) -> None:
         """End an etcd lease and delete its keys. Best effort: a lease nobody revokes expires by itself."""
         with contextlib.suppress(StoreError):

@@ -5,13 +5,16 @@ Every key lives under the store's prefix (default `/failover`), so several store
     <p>/schema                    "1": written once; a prefix holding something else is refused
     <p>/obs/<bucket>/<uuid>       a batch's observations of one 10 s bucket (see etcd_obs)
     <p>/obs-pairs                 the (subject, source) pairs and their bucket spans
+    <p>/obs-seq                   {"seq": last batch}: the CAS point of observation batches (arrival order)
+    <p>/obs-arr/<seq>             {"batch": uuid, "buckets": [...]}: where batch <seq>'s documents are
+    <p>/hb/<identity>             {"wall", "detail"}: a writer's last heartbeat; arrival = the key's mod_revision
     <p>/inc/<incident id>         one incident, JSON
     <p>/open/<engine>             the id of the engine's incident that is not closed (exists iff there is one)
     <p>/jrn/<incident id>/<seq>   one journal entry, seq zero-padded so that key order is seq order
     <p>/jrn-head/<incident id>    {"seq": last seq, "token": highest fencing token}: the CAS point of appends
     <p>/audit/<seq>               one audit entry
     <p>/audit-head                {"seq", "hash"}: the chain head, the CAS point of appends
-    <p>/lease/<name>              {"holder", "expires_at", "w"} attached to an etcd lease; token = create revision
+    <p>/lease/<name>              {"holder", "expires_at", "ttl", "w"} on an etcd lease; token = create revision
     <p>/state/<key>               a controller document; its etcd `version` is the document's version
     <p>/outbox-seq                {"id": last id}: the CAS point of enqueues (ids only grow)
     <p>/outbox/<p|d|a>/<id>       one notification, under its status (pending, delivered, abandoned)
@@ -55,12 +58,22 @@ class Layout:
         self.obs = self.root + b"/obs/"
         self.obs_end = prefix_end(self.obs)
         self.obs_pairs = self.root + b"/obs-pairs"
+        self.obs_seq = self.root + b"/obs-seq"
+        self.obs_arrivals = self.root + b"/obs-arr/"
+        self.obs_arrivals_end = prefix_end(self.obs_arrivals)
+        self.heartbeats = self.root + b"/hb/"
         self.incidents = self.root + b"/inc/"
         self.incidents_end = prefix_end(self.incidents)
         self.open_dir = self.root + b"/open/"
         self.audit_dir = self.root + b"/audit/"
         self.audit_end = prefix_end(self.audit_dir)
         self.audit_head = self.root + b"/audit-head"
+
+    def obs_arrival(self, seq: int) -> bytes:
+        return self.obs_arrivals + f"{seq:0{_SEQ_DIGITS}d}".encode()
+
+    def heartbeat(self, identity: str) -> bytes:
+        return self.heartbeats + identity.encode()
 
     def incident(self, incident_id: str) -> bytes:
         return self.incidents + incident_id.encode()
@@ -242,13 +255,20 @@ def read_audit_head(kv: KV | None) -> AuditHead | None:
 # --- leases -------------------------------------------------------------------------------------------------------
 
 
-def dump_lease(holder: str, expires_at: float, nonce: str) -> bytes:
-    """`nonce` makes every write unique, so that a write whose answer was lost can be recognised by reading back."""
-    return dump({"holder": holder, "expires_at": expires_at, "w": nonce})
+def dump_lease(holder: str, expires_at: float, ttl: float, nonce: str) -> bytes:
+    """`expires_at` is the holder's clock plus `ttl`, for a human with etcdctl: expiry itself is the etcd lease's.
+    `nonce` makes every write unique, so that a write whose answer was lost can be recognised by reading back."""
+    return dump({"holder": holder, "expires_at": expires_at, "ttl": ttl, "w": nonce})
 
 
 def load_lease(name: str, kv: KV) -> Lease:
-    """The lease the key describes; its token is the key's create revision."""
+    """The lease the key describes; its token is the key's create revision, its expires_at the holder's (display)."""
     doc = load(kv, "lease")
     expires_at = _field(doc, kv, "lease", "expires_at", (int, float))
     return Lease(name, _field(doc, kv, "lease", "holder", str), kv.create_revision, float(expires_at))
+
+
+def lease_ttl(kv: KV) -> float | None:
+    """The TTL the holder asked for when it last wrote the key (None for a key written before it was recorded)."""
+    ttl = load(kv, "lease").get("ttl")
+    return float(ttl) if isinstance(ttl, int | float) and not isinstance(ttl, bool) else None

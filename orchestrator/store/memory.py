@@ -15,6 +15,7 @@ virtual clock sees leases expire in virtual time.
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ from orchestrator.store.records import (
     AuditEntry,
     AuditHead,
     AuditRow,
+    Heartbeat,
     Incident,
     JournalEntry,
     JournalState,
@@ -64,6 +66,9 @@ class MemoryStore(StateStore):
         self._clock = clock
         self._lock = threading.RLock()
         self._observations: list[ObservationRow] = []
+        self._arrivals: list[int] = []  # each observation's arrival number, parallel to _observations (ascending)
+        self._heartbeats: dict[str, Heartbeat] = {}
+        self._arrived = 0  # the last arrival number given, to observations and heartbeats alike
         self._incidents: dict[str, Incident] = {}
         self._open_by_engine: dict[str, str] = {}  # engine -> its one open incident, so lookups are O(1)
         self._journals: dict[str, list[JournalEntry]] = {}
@@ -83,6 +88,7 @@ class MemoryStore(StateStore):
     def _close(self) -> None:
         with self._lock:
             self._observations.clear()
+            self._arrivals.clear()
             self._journals.clear()
 
     # --- observations ---------------------------------------------------------------------------------------------
@@ -90,6 +96,8 @@ class MemoryStore(StateStore):
     def _insert_observations(self, rows: Sequence[ObservationRow]) -> None:
         with self._lock:
             self._observations.extend(rows)
+            self._arrivals.extend(range(self._arrived + 1, self._arrived + 1 + len(rows)))
+            self._arrived += len(rows)
 
     def _ordered(self) -> list[tuple[int, ObservationRow]]:
         """Rows with their insertion index, ordered by time then insertion (a stable sort keeps the latter)."""
@@ -112,10 +120,30 @@ class MemoryStore(StateStore):
 
     def _delete_observations(self, before: float) -> int:
         with self._lock:
-            kept = [row for row in self._observations if row[0] >= before]
+            kept = [(row, n) for row, n in zip(self._observations, self._arrivals, strict=True) if row[0] >= before]
             gone = len(self._observations) - len(kept)
-            self._observations = kept
+            self._observations = [row for row, _ in kept]
+            self._arrivals = [n for _, n in kept]
             return gone
+
+    def _select_observations_after(self, cursor: int, limit: int) -> tuple[list[ObservationRow], int]:
+        with self._lock:
+            first = bisect.bisect_right(self._arrivals, cursor)
+            rows = self._observations[first : first + limit]
+            return rows, (self._arrivals[first + len(rows) - 1] if rows else cursor)
+
+    def _observations_end(self) -> int:
+        with self._lock:
+            return self._arrived
+
+    def _put_heartbeat(self, identity: str, wall: float, detail: dict[str, Any]) -> None:
+        with self._lock:
+            self._arrived += 1
+            self._heartbeats[identity] = Heartbeat(identity, wall, detail, self._arrived)
+
+    def _select_heartbeats(self) -> list[Heartbeat]:
+        with self._lock:
+            return list(self._heartbeats.values())
 
     # --- incidents ------------------------------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """What the state store holds: frozen records, and the pure helpers every backend shares.
 
 Times are floats: seconds since the Unix epoch, UTC, always passed in by the caller (the daemon's wall clock, the
-simulator's virtual one) — except lease expiry, which the store measures on its own clock.
+simulator's virtual one) — except lease expiry, which the store measures on its own clock (see Lease).
 
 The helpers here are the part of "serialisation" that must be identical across backends, because two backends
 (or two versions of one) must agree byte for byte: the canonical JSON that the audit hash covers, the normalised
@@ -16,11 +16,12 @@ import math
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from orchestrator.core.model import Observation, Status
 from orchestrator.core.runbook import StepState
 from orchestrator.errors import EXIT_BAD_INPUT, EXIT_UNSAFE, StoreError
 
@@ -52,6 +53,28 @@ class IncidentStatus(StrEnum):
 
 JournalState = StepState
 """What happened to one runbook step: the core's step-machine states (started, done, failed, ...)."""
+
+
+ObservationRow = tuple[float, str, str, str, str]
+"""`(at, subject, source, status, detail)` as stored."""
+
+
+def observation_of(row: ObservationRow) -> Observation:
+    at, subject, source, status, detail = row
+    return Observation(at=at, subject=subject, source=source, status=Status(status), detail=detail)
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """The last beat of one writer (a daemon, a probe agent): its wall clock when it wrote, what it said, and
+    `arrival`, a marker the store set when the beat arrived (SQLite and memory: a counter; etcd: the key's
+    mod_revision). A reader that sees `arrival` change between two reads knows a new beat arrived in between, and
+    so can bound the writer's clock offset against its own clock without trusting either."""
+
+    identity: str
+    wall: float
+    detail: Mapping[str, Any]
+    arrival: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,12 +182,18 @@ class AuditReport:
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """A named lock held by `holder` until `expires_at` (store clock). `token` only grows, per lease name."""
+    """A named lock held by `holder`. `token` only grows, per lease name.
+
+    The store decides expiry on its own clock: SQLite on its host's, memory on its injected clock, etcd by the etcd
+    lease's TTL (no wall clock at all). `expires_at` says when, for display: on SQLite and in memory it is the
+    store's clock; on etcd it is the clock of the host that read it (the holder's at grant or renewal) plus the
+    TTL left. A holder times its own validity with a monotonic clock from before its renewal, never with this.
+    So two records of one lease are equal when name, holder and token are, whatever their `expires_at`."""
 
     name: str
     holder: str
     token: int
-    expires_at: float
+    expires_at: float = field(compare=False)
 
 
 # --- validation and normalisation -------------------------------------------------------------------------------

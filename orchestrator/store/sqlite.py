@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import ConfigError, LeaseLost, StoreError
-from orchestrator.store import sqlite_outbox
+from orchestrator.store import sqlite_arrivals, sqlite_outbox
 from orchestrator.store.audit_anchor import SUFFIX as ANCHOR_SUFFIX
 from orchestrator.store.audit_chain import Tampered, head_problem
 from orchestrator.store.base import Conflict, NotFound, ObservationRow, StateStore
@@ -39,9 +39,10 @@ from orchestrator.store.records import (
     canonical_json,
     load_detail,
 )
+from orchestrator.store.sqlite_arrivals import SqliteArrivals
 from orchestrator.store.sqlite_outbox import SqliteOutbox
 
-SCHEMA_VERSION = 2  # 1: the tables below; 2: the notification outbox (_MIGRATIONS)
+SCHEMA_VERSION = 3  # 1: the tables below; 2: the notification outbox; 3: counters and heartbeats (_MIGRATIONS)
 BUSY_TIMEOUT = 5.0  # seconds a writer waits for the lock before giving up with StoreError
 
 _SCHEMA = """
@@ -93,10 +94,11 @@ def open_url(url: str) -> SqliteStore:
 # What each schema version adds to the one before; a file of an older version is brought up to date when opened.
 _MIGRATIONS: dict[int, Callable[[], Iterator[str]]] = {
     2: sqlite_outbox.statements,
+    3: sqlite_arrivals.statements,
 }
 
 
-class SqliteStore(StateStore, SqliteOutbox):
+class SqliteStore(StateStore, SqliteOutbox, SqliteArrivals):
     """A StateStore in one SQLite file; one connection per object, shared by its threads under a lock."""
 
     def __init__(self, path: Path, url: str | None = None) -> None:
@@ -219,7 +221,7 @@ class SqliteStore(StateStore, SqliteOutbox):
     def _insert_observations(self, rows: Sequence[ObservationRow]) -> None:
         pairs = sorted({(subject, source) for _, subject, source, _, _ in rows})
         with self._write() as conn:
-            conn.executemany(f"INSERT INTO observations ({_OBSERVATION_COLUMNS}) VALUES (?, ?, ?, ?, ?)", rows)
+            sqlite_arrivals.insert_observations(conn, rows)
             conn.executemany("INSERT OR IGNORE INTO observation_pairs (subject, source) VALUES (?, ?)", pairs)
 
     def _select_observations(self, since: float, subjects: Sequence[str] | None) -> list[ObservationRow]:

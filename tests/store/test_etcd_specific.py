@@ -23,7 +23,7 @@ import pytest
 from orchestrator.core.model import Observation, Status
 from orchestrator.errors import ConfigError, LeaseLost, StoreError
 from orchestrator.store import Conflict, JournalState, StateStore, open_store
-from orchestrator.store.etcd import LEASE_GRACE, EtcdStore
+from orchestrator.store.etcd import EtcdStore
 from orchestrator.store.etcd_client import parse_url
 from orchestrator.store.etcd_cluster import EtcdCluster, etcd_binary
 
@@ -103,15 +103,20 @@ def test_the_leader_lock_is_an_etcd_lease_whose_token_is_the_create_revision(url
         assert lease is not None
         kv = store._etcd.get(store.keys.lease("leader"))
         assert kv is not None and kv.create_revision == lease.token and kv.lease
-        assert _lease_ttl(store, kv.lease) == (5 + LEASE_GRACE, True)
+        assert _lease_ttl(store, kv.lease) == (5, True)  # the TTL asked for, rounded up to whole seconds
         renewed = store.renew_lease(lease, 30)  # outgrows the etcd lease: moved to a longer one, same token
         moved = store._etcd.get(store.keys.lease("leader"))
         assert moved is not None and moved.create_revision == renewed.token == lease.token
-        assert moved.lease != kv.lease and _lease_ttl(store, moved.lease)[0] == 30 + LEASE_GRACE
+        assert moved.lease != kv.lease and _lease_ttl(store, moved.lease)[0] == 30
         assert _lease_ttl(store, kv.lease)[1] is False  # the old etcd lease was revoked
+        assert store.renew_lease(lease, 30).token == lease.token  # same TTL: a keepalive, the same etcd lease
+        assert store._etcd.get(store.keys.lease("leader")).lease == moved.lease  # type: ignore[union-attr]
+        shorter = store.renew_lease(lease, 8)  # a shorter TTL is honoured too: nobody waits 30 s for nothing
+        short_kv = store._etcd.get(store.keys.lease("leader"))
+        assert short_kv is not None and _lease_ttl(store, short_kv.lease)[0] == 8 and shorter.token == lease.token
         store.release_lease(renewed)
         assert store._etcd.get(store.keys.lease("leader")) is None
-        assert _lease_ttl(store, moved.lease)[1] is False
+        assert _lease_ttl(store, short_kv.lease)[1] is False
 
 
 @pytest.mark.etcd
@@ -299,21 +304,20 @@ def test_an_abandoned_lease_expires_and_goes_to_the_next_holder(cluster: EtcdClu
         one.append_journal(incident.id, "halt", JournalState.STARTED, T0, token=lease.token)
         started = time.monotonic()
         taken = None
-        while taken is None and time.monotonic() - started < 5:  # host-a stopped renewing: host-b polls
+        while taken is None and time.monotonic() - started < 15:  # host-a stopped renewing: host-b polls
             taken = two.acquire_lease("leader", "host-b", 2)
             time.sleep(0.05)
         waited = time.monotonic() - started
         assert taken is not None and taken.token > lease.token
-        assert 1.8 < waited < 2.5
+        assert waited > 1.8, "taken before its etcd lease's TTL ran out"
         two.append_journal(incident.id, "fence_old_primary", JournalState.STARTED, T0, token=taken.token)
         with pytest.raises(LeaseLost):
             one.renew_lease(lease, 2)
         with pytest.raises(LeaseLost):
             one.append_journal(incident.id, "promote", JournalState.STARTED, T0, token=lease.token)
-        while one._etcd.get(one.keys.lease("unused")) is not None and time.monotonic() - started < 5:
+        while one._etcd.get(one.keys.lease("unused")) is not None and time.monotonic() - started < 15:
             time.sleep(0.1)
         assert one._etcd.get(one.keys.lease("unused")) is None, "etcd removes the key of a holder that went away"
-        assert time.monotonic() - started > 1 + LEASE_GRACE - 0.3, "but only after the grace"
 
 
 def test_cluster_cleanup_removes_the_data_directories(tmp_path: Path) -> None:
@@ -406,3 +410,19 @@ def _count_ranges(store: EtcdStore) -> dict[str, int]:
     store._etcd.call = counted  # type: ignore[method-assign]
     return counts
 
+
+
+@pytest.mark.etcd
+def test_pruning_removes_the_arrival_entries_of_pruned_batches(url: str) -> None:
+    with open_store(url) as store:
+        assert isinstance(store, EtcdStore)
+        for minute in range(6):
+            store.record_observations([Observation(T0 + 60 * minute + s, "site", "probe:a", Status.OK, f"{minute}")
+                                       for s in range(0, 60, 5)])
+        keys = store.keys
+        assert len(list(store._etcd.scan(keys.obs_arrivals, keys.obs_arrivals_end))) == 6
+        store.prune_observations(T0 + 180)  # the first three minutes go
+        left = list(store._etcd.scan(keys.obs_arrivals, keys.obs_arrivals_end))
+        assert [int(kv.key[len(keys.obs_arrivals):]) for kv in left] == [4, 5, 6]
+        seen, _ = store.observations_after(None, 1000)
+        assert {o.detail for o in seen} == {"3", "4", "5"}

@@ -21,7 +21,7 @@ def _as_version_1(path: Path) -> None:
     with conn:
         names = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         for name in names:
-            if name in {"outbox", "heartbeats"}:
+            if name in {"outbox", "heartbeats", "counters"}:
                 conn.execute(f"DROP TABLE {name}")
         conn.execute("DELETE FROM schema_version")
         conn.execute("INSERT INTO schema_version (version) VALUES (1)")
