@@ -1,17 +1,47 @@
-# Bootstraps .venv from nothing but python3 and make; uv does the install (pip fallback installs uv first).
-PY      ?= python3
-VENV    := .venv
-BIN     := $(VENV)/bin
-UV      := $(shell command -v uv 2>/dev/null)
-STAMP   := $(VENV)/.installed
+# Bootstraps .venv from nothing but python3 and make, without ever installing into the system interpreter (PEP 668:
+# Debian's and Ubuntu's python3 refuse `pip install` outside a virtual environment). The standard library's venv
+# makes .venv (or uv, when it is on the PATH); uv, from the PATH or else installed by .venv's own pip into
+# .venv/.bootstrap, installs exactly what uv.lock pins. Where uv cannot be installed, .venv's pip installs the same
+# pinned versions. `.ci/run bootstrap` rehearses this on a clean clone with Debian's /usr/bin/python3 and no uv.
+PY         ?= python3
+UV_VERSION ?= 0.13.9
+# uv trusts the system's certificate store (the one a proxy's CA is added to), as pip does; 0 for uv's own roots
+UV_SYSTEM_CERTS ?= 1
+VENV       := .venv
+BIN        := $(VENV)/bin
+BOOT       := $(VENV)/.bootstrap
+STAMP      := $(VENV)/.installed
+UV         := $(shell command -v uv 2>/dev/null)
+# uv.lock's registry packages as pip constraints (name==version), for the fallback without uv
+LOCK_PINS  := import tomllib; lock = tomllib.load(open("uv.lock", "rb")); print("\n".join(p["name"] + "==" + p["version"] for p in lock["package"] if "registry" in p.get("source", {})))
 
 .PHONY: venv test lint bench drill simulate status clean
 
-$(STAMP): pyproject.toml uv.lock
-	@if [ -z "$(UV)" ]; then $(PY) -m pip install --quiet --user uv 2>/dev/null || $(PY) -m pip install --quiet uv; fi
-	@UVBIN=$$(command -v uv || echo $$HOME/.local/bin/uv); \
-	  $$UVBIN venv --quiet --allow-existing --python $(PY) $(VENV) && \
-	  VIRTUAL_ENV=$(CURDIR)/$(VENV) $$UVBIN sync --quiet --active --frozen --extra test --compile-bytecode
+$(BIN)/python:
+	@command -v $(PY) >/dev/null 2>&1 || { echo "error: $(PY) not found: install python3 (3.11 or later) or pass PY=/path/to/python3" >&2; exit 2; }
+	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "error: $(PY) is older than 3.11: pass PY=/path/to/python3.11-or-later" >&2; exit 2; }
+ifneq ($(UV),)
+	@$(UV) venv --quiet --allow-existing --python $(PY) $(VENV)
+else
+	@$(PY) -c 'import venv, ensurepip' 2>/dev/null || { echo "error: $(PY) cannot create a virtual environment (no ensurepip): install the python3-venv package (Debian/Ubuntu: sudo apt-get install python3-venv)" >&2; exit 2; }
+	@$(PY) -m venv $(VENV)
+endif
+
+$(STAMP): pyproject.toml uv.lock | $(BIN)/python
+	@uv="$(UV)"; \
+	if [ -z "$$uv" ] && [ ! -x $(BOOT)/bin/uv ]; then \
+	  $(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip --upgrade >/dev/null; \
+	  $(BIN)/python -m pip install --quiet --disable-pip-version-check --target $(BOOT) uv==$(UV_VERSION) || \
+	    echo "note: uv could not be installed into $(BOOT); installing the locked versions with .venv's pip" >&2; \
+	fi; \
+	[ -n "$$uv" ] || [ ! -x $(BOOT)/bin/uv ] || uv=$(BOOT)/bin/uv; \
+	if [ -n "$$uv" ]; then \
+	  VIRTUAL_ENV=$(CURDIR)/$(VENV) UV_SYSTEM_CERTS=$(UV_SYSTEM_CERTS) UV_NATIVE_TLS=$(UV_SYSTEM_CERTS) \
+	    "$$uv" sync --quiet --active --frozen --extra test --compile-bytecode; \
+	else \
+	  $(BIN)/python -c '$(LOCK_PINS)' > $(VENV)/constraints.txt && \
+	  $(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(VENV)/constraints.txt -e '.[test]'; \
+	fi
 	@touch $(STAMP)
 
 venv: $(STAMP)
