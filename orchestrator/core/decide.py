@@ -91,7 +91,7 @@ def owed_seq(snapshot: EngineSnapshot) -> int:
     primary only what it acknowledged (a synchronous primary that cannot replicate holds entries nobody was told
     about; they must not make every standby look behind)."""
     held = (status.acknowledged_seq() if name == snapshot.primary else status.last_seq
-            for name, status in snapshot.statuses.items())
+            for name, status in snapshot.statuses.items() if name == snapshot.primary or status.role is not Role.FENCED)
     return max(snapshot.seq_floor, *held, 0)
 
 

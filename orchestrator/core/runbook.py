@@ -279,8 +279,9 @@ def owed_seq(plan: Plan, facts: Facts) -> int:
     vouch was acknowledged. Entries a synchronous primary wrote but no standby on another cloud took were never
     acknowledged to anyone; a deposed primary thawed after the halt writes just such entries, and waiting for
     them would wait forever (they are archived for reconciliation instead, never replayed)."""
-    held = (s.acknowledged_seq() if name == plan.source else s.last_seq for name, s in facts.statuses.items())
-    return max(plan.seq_floor, *held)
+    held = (s.acknowledged_seq() if name == plan.source else s.last_seq for name, s in facts.statuses.items()
+            if name == plan.source or s.role is not Role.FENCED)  # a replica deposed earlier owes nothing
+    return max(plan.seq_floor, *held, 0)
 
 
 def caught_up(plan: Plan, facts: Facts) -> tuple[bool, int]:

@@ -172,5 +172,5 @@ class Daemon:
             "/healthz": lambda: (200 if self.healthy() else 503,
                                  json.dumps({"ok": self.healthy()}).encode(), "application/json"),
             "/status": lambda: (200, json.dumps(self.status_document()).encode(), "application/json"),
-        }, allow_remote=self.listen_public)
+        }, allow_remote=self.listen_public, report=lambda line: log.warning("http", detail=line))
         self.server.start()

@@ -91,6 +91,19 @@ def plan_detail(plan: Plan) -> dict[str, Any]:
     }
 
 
+def deposed_primaries(statuses: Mapping[str, ReplicaStatus]) -> set[str]:
+    """Replicas claiming primary under an epoch below one another replica already carries: deposed while they
+    could not hear (frozen, partitioned). Stamping one with the new epoch, even to halt it, would make it a primary
+    at that epoch: the standbys would follow it again and copy what it wrote while no one acknowledged it. Such a
+    replica is fenced, never stamped."""
+    deposed = set()
+    for name, status in statuses.items():
+        others = [other.epoch for other_name, other in statuses.items() if other_name != name]
+        if status.role is Role.PRIMARY and others and status.epoch < max(others):
+            deposed.add(name)
+    return deposed
+
+
 def address_of(control_url: str) -> str:
     """The address traffic should go to: the host of the replica's control URL."""
     return urlparse(control_url).hostname or control_url
@@ -328,14 +341,7 @@ class RunbookDriver:
         """Do the step's work; returns an error to journal when part of it failed (the check decides)."""
         target = engine.replica(plan.target)
         if step is Step.HALT:
-            errors = []
-            for name in facts.statuses:
-                try:
-                    self.engines.set_phase(engine.replica(name), Phase.HALTED, None, plan.epoch)
-                except StaleEpoch:
-                    raise
-                except EngineError as error:
-                    errors.append(str(error))
+            _, errors = self._halt_or_fence(engine, facts.statuses, plan.epoch, plan.source)
             return "; ".join(errors) or None
         if step is Step.FENCE_OLD_PRIMARY:
             return self._fence(plan, engine, facts)
@@ -503,16 +509,7 @@ class RunbookDriver:
         answer may still be trading; announcing a halt it has not taken would be a lie to every client. Until it
         answers, the controller tries again each cycle (`Controller._enforce`). Returns whether it is true."""
         record = self._update(engine.name, lambda r: replace(r, epoch=max(r.epoch, epoch)))
-        answered: dict[str, ReplicaStatus] = {}
-        for replica in engine.replicas:
-            try:
-                answered[replica.name] = self.engines.set_phase(replica, Phase.HALTED, None,
-                                                                max(epoch, record.epoch))
-            except FailoverError:
-                try:  # a fenced replica refuses the phase but still says what it is
-                    answered[replica.name] = self.engines.status(replica)
-                except FailoverError:
-                    continue
+        answered, _ = self._halt_or_fence(engine, self.statuses(engine), max(epoch, record.epoch), record.primary)
         trading = [n for n, s in answered.items() if s.role is Role.PRIMARY and s.phase is not Phase.HALTED]
         halted_primary = record.primary in answered and not trading
         if halted_primary:
@@ -522,6 +519,28 @@ class RunbookDriver:
                       f"{record.primary} does not answer: it may still be trading; retrying every cycle",
                       EventKind.PAGE)
         return halted_primary
+
+    def _halt_or_fence(
+        self, engine: Engine, statuses: Mapping[str, ReplicaStatus], epoch: int, primary: str
+    ) -> tuple[dict[str, ReplicaStatus], list[str]]:
+        """Halt each replica that answered, the primary first, at `epoch`; but fence a deposed primary (`deposed`)
+        instead. Returns what each said and the errors. StaleEpoch propagates: a newer leader acted."""
+        answered: dict[str, ReplicaStatus] = {}
+        errors: list[str] = []
+        deposed = deposed_primaries(statuses)
+        for name in sorted(statuses, key=lambda n: n != primary):
+            replica = engine.replica(name)
+            try:
+                if name in deposed:
+                    answered[name] = self.engines.fence(replica, epoch)
+                else:
+                    answered[name] = self.engines.set_phase(replica, Phase.HALTED, None, epoch)
+            except StaleEpoch:
+                raise
+            except FailoverError as error:  # a fenced replica refuses the phase but still says what it is
+                answered[name] = statuses[name]
+                errors.append(str(error))
+        return answered, errors
 
     # ---- bookkeeping ----------------------------------------------------------------------------------------
 
