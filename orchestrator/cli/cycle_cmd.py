@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli.args import check_port_free, duration_between, free_text, listen_address
+from orchestrator.cli.args import check_port_free, duration_between, free_text, int_between, listen_address
 from orchestrator.cli.common import ConfigOption, Output, OutputOption, console, load, print_json
 from orchestrator.config import DaemonConfig, LoadedConfig
 from orchestrator.drivers.controller import Controller, ControllerOptions, CycleResult
@@ -107,6 +107,8 @@ def daemon(
     if identity is not None:
         free_text(identity, "--identity", limit=200)
     every_arg = duration_between(interval, "--interval", low=0, high=3600) if interval is not None else None
+    if max_cycles is not None:
+        int_between(max_cycles, "--max-cycles", low=1, high=2**31)
     loaded = load(config)
     topology = loaded.topology
     address = _listen(listen, loaded.config.daemon, listen_public)

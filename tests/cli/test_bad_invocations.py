@@ -103,6 +103,7 @@ CASES = {
                                              says="not an address of this machine"),
     "daemon --interval 0s": bad("daemon", "--interval", "0s", says="--interval 0s: expected a duration above 0s"),
     "daemon --interval 2h": bad("daemon", "--interval", "2h", says="at most 1h"),
+    "daemon --max-cycles 0": bad("daemon", "--max-cycles", "0", says="--max-cycles 0"),
     "daemon --vantage unknown": bad("daemon", "--vantage", "mars", says="--vantage mars: not a configured site"),
     # the configuration and the store
     "--config missing": bad("status", "--config", "/nonexistent/failover.yaml", says="no such config file",
