@@ -82,7 +82,7 @@ class EtcdArrivals(ArrivalStore):
         rows: list[ObservationRow] = []
         after = cursor
         group: list[tuple[int, list[bytes]]] = []
-        entries = self._entries(first)
+        entries = self._entries(first + 1 if skip == POSITION - 1 else first)  # batch `first` read to its end
         while True:
             entry = next(entries, None)
             if entry is not None:
