@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import abc
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -71,14 +71,29 @@ class OutboxItem:
 
 
 @dataclass(frozen=True, slots=True)
-class OutboxSummary:
+class OutboxSummary(Mapping[str, Any]):
     """What `failover status` and `/metrics` show: how much is waiting, how long the oldest has waited, and what
-    was given up on."""
+    was given up on. Read it as attributes, or as the mapping `{"pending": n, "abandoned": n, "delivered": n,
+    "oldest_pending_at": t | None}`."""
 
     pending: int
     abandoned: int
     delivered: int
     oldest_pending_at: float | None
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in _SUMMARY_FIELDS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_SUMMARY_FIELDS)
+
+    def __len__(self) -> int:
+        return len(_SUMMARY_FIELDS)
+
+
+_SUMMARY_FIELDS = ("pending", "abandoned", "delivered", "oldest_pending_at")
 
 
 def after_attempt(
