@@ -185,7 +185,8 @@ def halt(config: ConfigOption = None, engine: EngineOption = None, reason: Reaso
                               read_timeout=max(0.2, loaded.topology.probes.timeout), attempts=2,
                               control_timeout=max(5.0, loaded.topology.probes.timeout))
     try:
-        outcome = EmergencyBrake(loaded, client, notifier_for(loaded), actor=actor()).halt(engine, reason)
+        channels = notifier_for(loaded)
+        outcome = EmergencyBrake(loaded, client, lambda _store: channels, actor=actor()).halt(engine, reason)
     finally:
         client.close()
     raise typer.Exit(_report_halt(outcome))

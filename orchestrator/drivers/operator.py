@@ -426,9 +426,13 @@ class HaltOutcome:
 class EmergencyBrake:
     """`failover halt` needs no store. It reaches the engines first, with an epoch above every epoch they report,
     and records afterwards: in the store when it answers, else in the local spool (replayed by the next command
-    that opens the store). A store that is down or full must never delay or prevent the halt itself."""
+    that opens the store). A store that is down or full must never delay or prevent the halt itself.
 
-    def __init__(self, loaded: LoadedConfig, engines: EngineControl, notifier: Notifier, *, actor: str,
+    `notifier(store)` gives the channels the halt is announced on, last: given the open store once the halt is
+    recorded there (an outbox can queue the webhooks in it), None when the store did not answer."""
+
+    def __init__(self, loaded: LoadedConfig, engines: EngineControl,
+                 notifier: Callable[[StateStore | None], Notifier], *, actor: str,
                  clock: Callable[[], float] = time.time,
                  open_store: Callable[[str], StateStore] = open_store) -> None:
         self.loaded, self.topology, self.engines, self.notifier = loaded, loaded.topology, engines, notifier
@@ -443,13 +447,11 @@ class EmergencyBrake:
         after = transition(before, PhaseEvent.HALT, now, None)  # legal from every phase: no record needed
         epoch = max(status.epoch for status in statuses.values()) + 1
         halted, silent = self._stop(engine, primary, statuses, epoch)
-        outcome = self._record(engine, HaltOutcome(engine.name, primary, epoch, halted, silent), after, reason)
-        # announced last: a slow webhook may delay this command's exit, never the halt or its record
         message = announce(PhaseChange(engine.name, before, after, PhaseEvent.HALT, now, reason),
                            parse_timezone(self.topology.display_timezone))
-        self.notifier.publish(Event(now, EventKind.PHASE, engine.name, message, {
-            "phase": after.phase.value, "until": None, "forced": False, "epoch": outcome.epoch}))
-        return outcome
+        event = Event(now, EventKind.PHASE, engine.name, message, {"phase": after.phase.value, "until": None,
+                                                                   "forced": False, "epoch": epoch})
+        return self._record(engine, HaltOutcome(engine.name, primary, epoch, halted, silent), after, reason, event)
 
     def _statuses(self, engine: Engine) -> dict[str, ReplicaStatus]:
         found = {}
@@ -488,24 +490,39 @@ class EmergencyBrake:
                 silent.append(name)
         return tuple(halted), tuple(silent)
 
-    def _record(self, engine: Engine, outcome: HaltOutcome, after: PhaseState, reason: str) -> HaltOutcome:
+    def _record(self, engine: Engine, outcome: HaltOutcome, after: PhaseState, reason: str,
+                event: Event) -> HaltOutcome:
+        """Into the store, else into the spool; then the announcement (last: a slow webhook may delay this
+        command's exit, never the halt or its record)."""
         url = self.loaded.store_url
         detail = {"engine": engine.name, "until": None, "epoch": outcome.epoch, "reason": reason, "forced": False,
                   "halted": list(outcome.halted)}
+        store: StateStore | None = None
         try:
-            with self.open_store(url) as store:
-                epoch = self._save(store, engine, outcome, after)
-                store.audit(self.actor, "phase.halt", {**detail, "epoch": epoch}, after.since)
-                replayed = spool.replay(store, url, self.topology, self.clock())
-            return replace(outcome, epoch=epoch, recorded=True, replayed=replayed)
+            store = self.open_store(url)
+            epoch = self._save(store, engine, outcome, after)
+            store.audit(self.actor, "phase.halt", {**detail, "epoch": epoch}, after.since)
+            replayed = spool.replay(store, url, self.topology, self.clock())
+            outcome = replace(outcome, epoch=epoch, recorded=True, replayed=replayed)
+            event = replace(event, detail={**event.detail, "epoch": epoch})
         except (FailoverError, OSError) as error:
-            problem = " ".join(str(error).split()) or type(error).__name__
-            queued = spool.Spooled(url, after.since, self.actor, "phase.halt", detail, engine.name, outcome.epoch)
-            try:
-                return replace(outcome, spool=spool.append(queued), store_problem=problem)
-            except OSError as spool_error:
-                return replace(outcome, store_problem=problem,
-                               spool_problem=f"{spool.spool_path()}: {spool_error.strerror or spool_error}")
+            outcome = self._queue(engine, outcome, after, detail, " ".join(str(error).split()) or type(error).__name__)
+        try:
+            self.notifier(store if outcome.recorded else None).publish(event)
+        finally:
+            if store is not None:
+                store.close()
+        return outcome
+
+    def _queue(self, engine: Engine, outcome: HaltOutcome, after: PhaseState, detail: dict[str, Any],
+               problem: str) -> HaltOutcome:
+        queued = spool.Spooled(self.loaded.store_url, after.since, self.actor, "phase.halt", detail, engine.name,
+                               outcome.epoch)
+        try:
+            return replace(outcome, spool=spool.append(queued), store_problem=problem)
+        except OSError as spool_error:
+            return replace(outcome, store_problem=problem,
+                           spool_problem=f"{spool.spool_path()}: {spool_error.strerror or spool_error}")
 
     def _save(self, store: StateStore, engine: Engine, outcome: HaltOutcome, after: PhaseState) -> int:
         """The engine record learns of the halt. If it holds an epoch the replicas have not seen yet (a leader

@@ -110,6 +110,16 @@ def phases_and_epochs(bed: Testbed) -> dict[str, tuple[Phase, int]]:
             for s in [client.status(bed.replicas.replica(name))]}
 
 
+def all_halted(bed: Testbed) -> dict[str, tuple[Phase, int]]:
+    """The primary answers halted at once; a standby reports its primary's phase once it has copied that journal
+    entry, so it is waited for (generously: the machine may be busy)."""
+    assert bed.replicas is not None
+    assert phases_and_epochs(bed)["spot-aws"][0] is Phase.HALTED
+    bed.replicas.wait_for(lambda: {p for p, _ in phases_and_epochs(bed).values()} == {Phase.HALTED}, timeout=60,
+                          what="every replica to report halted")
+    return phases_and_epochs(bed)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -124,8 +134,7 @@ def test_halt_reaches_the_engines_with_the_store_unreachable(bed: Testbed, tmp_p
                       env={"FAILOVER_STORE": store, "FAILOVER_SPOOL": str(spool)})
 
     assert result.returncode == 1, result.stderr  # acted, degraded: the record is not in the store yet
-    after = phases_and_epochs(bed)
-    assert {phase for phase, _ in after.values()} == {Phase.HALTED}  # every replica, the primary first
+    after = all_halted(bed)
     epoch = after["spot-aws"][1]
     assert epoch == before + 1 and {e for _, e in after.values()} == {epoch}
     assert f"halted spot on spot-aws (epoch {epoch}); also halted spot-gcp, spot-azure" in result.stdout
@@ -175,7 +184,7 @@ def test_halt_with_the_store_disk_full(bed: Testbed, tmp_path: Path) -> None:
     result = subprocess.run(["unshare", "-rm", "sh", "-c", script], env=env, capture_output=True, text=True,
                             timeout=120, check=False)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert {phase for phase, _ in phases_and_epochs(bed).values()} == {Phase.HALTED}
+    all_halted(bed)
     [warning] = result.stderr.splitlines()
     assert "store unreachable (" in warning and "full" in warning and f"record queued in {spool}" in warning
     assert len(spool.read_text().splitlines()) == 1
