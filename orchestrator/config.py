@@ -15,7 +15,7 @@ import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, Literal
 
 import yaml
 from pydantic import (
@@ -44,7 +44,11 @@ from orchestrator.core.model import (
 from orchestrator.core.phases import parse_timezone
 from orchestrator.errors import ConfigError
 
+if TYPE_CHECKING:
+    from orchestrator.store.base import StateStore
+
 CONFIG_ENV = "FAILOVER_CONFIG"
+STORE_ENV = "FAILOVER_STORE"  # overrides `store:` (a test, a drill, a one-off against another store)
 DEFAULT_CONFIG = "failover.yaml"
 ORCHESTRATOR_VANTAGE = "orchestrator"
 
@@ -249,11 +253,21 @@ class LoadedConfig:
     @property
     def store_url(self) -> str:
         """The store URL; a relative SQLite path is taken relative to the config file, so cron's cwd is moot."""
-        url = os.environ.get("FAILOVER_STORE") or self.config.store
+        override = os.environ.get(STORE_ENV)
+        if override is not None and (problem := store_url_problem(override)) is not None:
+            raise ConfigError(f"${STORE_ENV}: {problem}")
+        url = override or self.config.store
         prefix = "sqlite:///"
         if url.startswith(prefix) and not url.startswith(prefix + "/"):
             return prefix + str((self.path.parent / url[len(prefix) :]).resolve())
         return url
+
+    def open_store(self) -> StateStore:
+        """The configured store, its audit head anchored where the configuration says: every command must use the
+        same anchor, or `audit verify` would look for it in a place the daemon never wrote."""
+        from orchestrator.store import open_store
+
+        return open_store(self.store_url, audit_anchor=self.audit_head_path)
 
     @property
     def audit_head_path(self) -> Path | None:

@@ -16,7 +16,7 @@ import typer
 
 from orchestrator.cli.common import ConfigOption, Output, OutputOption, console, load, print_json
 from orchestrator.errors import EXIT_UNSAFE
-from orchestrator.store import GENESIS_HASH, AuditReport, StateStore, open_store, parse_head
+from orchestrator.store import GENESIS_HASH, AuditReport, StateStore, parse_head
 
 app = typer.Typer(help="The append-only, hash-chained audit log.", no_args_is_help=True)
 
@@ -68,7 +68,7 @@ def _open(config: Path | None) -> StateStore:
     """The configured store, anchored where the configuration says (`audit.head_file`), else where the store's
     default puts it."""
     loaded = load(config)
-    return open_store(loaded.store_url, audit_anchor=getattr(loaded, "audit_head_path", None))
+    return loaded.open_store()
 
 
 def _sentence(report: AuditReport) -> str:

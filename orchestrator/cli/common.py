@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from enum import Enum, StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,7 +19,9 @@ from orchestrator.core.durations import parse_duration
 from orchestrator.core.errors import ConfigError, FailoverError
 from orchestrator.drivers import spool
 from orchestrator.drivers.events import Announcer, Fanout, Notifier
-from orchestrator.store import open_store
+
+if TYPE_CHECKING:
+    from orchestrator.store.base import StateStore
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False)
@@ -53,7 +56,7 @@ def replay_spool(loaded: LoadedConfig) -> int:
     if not spool.pending(loaded.store_url):
         return 0
     try:
-        with open_store(loaded.store_url) as store:
+        with loaded.open_store() as store:
             done = spool.replay(store, loaded.store_url, loaded.topology, time.time())
     except (FailoverError, OSError):
         return 0
@@ -63,14 +66,21 @@ def replay_spool(loaded: LoadedConfig) -> int:
     return done
 
 
-def notifier_for(loaded: LoadedConfig) -> Notifier:
-    """The configured announcement channels, for a command that must announce without the store (`halt`)."""
-    channels: list[Notifier] = [Announcer()] if loaded.config.notifications.stdout else []
-    if loaded.config.notifications.webhooks:
-        from orchestrator.drivers.webhooks import WebhookNotifier
+def notifier_for(loaded: LoadedConfig) -> Callable[[StateStore | None], Notifier]:
+    """The configured announcement channels for a command that must announce with or without the store (`halt`):
+    webhooks through the store's outbox when it answered (one bounded delivery pass), else from memory at exit."""
+    webhooks = loaded.config.notifications.webhooks
 
-        channels.append(WebhookNotifier(loaded.config.notifications.webhooks))
-    return Fanout(*channels)
+    def channels(store: StateStore | None) -> Notifier:
+        found: list[Notifier] = [Announcer()] if loaded.config.notifications.stdout else []
+        if webhooks:
+            from orchestrator.drivers.outbox import FlushingOutbox, channels_from_config, storeless
+
+            found.append(FlushingOutbox(store, channels_from_config(webhooks)) if store is not None
+                         else storeless(webhooks))
+        return Fanout(*found)
+
+    return channels
 
 
 def _plain(value: Any) -> Any:

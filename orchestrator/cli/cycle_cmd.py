@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from orchestrator.cli.args import check_port_free, duration_between, free_text, int_between, listen_address
-from orchestrator.cli.common import ConfigOption, Output, OutputOption, console, load, print_json
+from orchestrator.cli.common import ConfigOption, Output, OutputOption, console, err_console, load, print_json
 from orchestrator.config import DaemonConfig, LoadedConfig
 from orchestrator.drivers.controller import Controller, ControllerOptions, CycleResult
 from orchestrator.drivers.events import Announcer
@@ -67,6 +67,11 @@ def check(
             result = controller.run_cycle()
         finally:
             controller.release()
+        unheard = [] if controller.remote_fresh_start else controller.unheard_vantage_points(result.at)
+        if unheard and result.leader:
+            err_console.print(f"warning: nothing read from the probe agent(s) at {', '.join(unheard)} since the "
+                              "last run: decided without them (is `failover daemon --observe-only --vantage SITE` "
+                              "running there?)", markup=False, soft_wrap=True)
         edges.store.prune_observations(edges.clock() - loaded.config.daemon.observation_retention)
         needs_human = any(
             (i := edges.store.open_incident(name)) is not None and i.status is IncidentStatus.NEEDS_HUMAN
@@ -130,7 +135,8 @@ def daemon(
             edges.clock,
             ControllerOptions(identity=identity or f"daemon@{socket.gethostname()}:{os.getpid()}",
                               lease_ttl=loaded.config.daemon.lease_ttl, remote_observations=shared,
-                              renew_in_background=True,
+                              renew_in_background=True, vantage=vantage, clock_check=True,
+                              max_clock_offset=loaded.config.daemon.max_clock_offset,
                               provider_interval=topology.probes.provider_interval, observe_only=observe_only,
                               pre_hooks=tuple(notifications.pre_failover),
                               post_hooks=tuple(notifications.post_failover)),
@@ -138,6 +144,8 @@ def daemon(
         runner = Daemon(controller, metrics, interval=every, listen=f"{address[0]}:{address[1]}",
                         listen_public=listen_public or loaded.config.daemon.listen_public,
                         retention=loaded.config.daemon.observation_retention)
+        if edges.sender is not None:
+            edges.sender.start()  # webhooks are posted off the cycle's path, whatever they do
         runner.install_signal_handlers()
         runner.run(max_cycles=max_cycles)
 

@@ -40,7 +40,6 @@ from orchestrator.drivers.report import build_report, render_markdown
 from orchestrator.drivers.wiring import build_edges
 from orchestrator.engine.client import HttpEngineClient
 from orchestrator.errors import EXIT_ACTED, EXIT_OK, EXIT_UNSAFE
-from orchestrator.store import open_store
 from orchestrator.store.records import IncidentStatus
 
 EngineOption = Annotated[str | None, typer.Option("--engine", "-e", help="Engine (needed when several exist).")]
@@ -185,8 +184,7 @@ def halt(config: ConfigOption = None, engine: EngineOption = None, reason: Reaso
                               read_timeout=max(0.2, loaded.topology.probes.timeout), attempts=2,
                               control_timeout=max(5.0, loaded.topology.probes.timeout))
     try:
-        channels = notifier_for(loaded)
-        outcome = EmergencyBrake(loaded, client, lambda _store: channels, actor=actor()).halt(engine, reason)
+        outcome = EmergencyBrake(loaded, client, notifier_for(loaded), actor=actor()).halt(engine, reason)
     finally:
         client.close()
     raise typer.Exit(_report_halt(outcome))
@@ -272,7 +270,7 @@ def history(
     loaded = load(config)
     if engine is not None:
         pick_engine(loaded.topology, engine)
-    with open_store(loaded.store_url) as store:
+    with loaded.open_store() as store:
         incidents = store.incidents(engine=engine, limit=limit)
     if output is Output.JSON:
         print_json(incidents)
@@ -301,7 +299,7 @@ def report(
         raise ConfigError(f"--out {out}: expected a file in an existing directory")
     loaded = load(config)
     display = parse_timezone(loaded.topology.display_timezone)
-    with open_store(loaded.store_url) as store:
+    with loaded.open_store() as store:
         built = build_report(store, incident, display)
     text = json.dumps(built.to_json(), indent=2) + "\n" if format_ == "json" else render_markdown(built)
     if out is None:

@@ -34,7 +34,6 @@ from orchestrator.drill.testbed import Testbed
 from orchestrator.drivers.report import IncidentReport, build_report, render_markdown
 from orchestrator.engine.client import HttpEngineClient
 from orchestrator.sim.scenario import Scenario, load_scenario
-from orchestrator.store import open_store
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "configs" / "scenarios"
 PROBE_INTERVAL, PROBE_TIMEOUT = 0.25, 0.15
@@ -189,7 +188,7 @@ class Drill:
         scenario_end = injector.wall(self.scenario.duration)
         finished_at: float | None = None
         loaded = load_config(bed.config_path)
-        with open_store(loaded.store_url) as store:
+        with loaded.open_store() as store:
             while True:
                 elapsed = time.monotonic() - began
                 if elapsed >= min(options.max_seconds, scenario_end):
@@ -210,7 +209,7 @@ class Drill:
         began = time.monotonic()
         seen_steps: set[tuple[str, str]] = set()
         applied = 0
-        with open_store(loaded.store_url) as store:
+        with loaded.open_store() as store:
             while not self._stop.is_set():
                 now = time.time()
                 state = self.state
@@ -298,7 +297,7 @@ class Drill:
                   "refused_by_reason": dict(sorted(ledger.refused.items())), "unknown_outcome": ledger.unknown,
                   "trades_during_protection": by_phase["protection"], "trades_while_halted": by_phase["halted"],
                   "trades_while_open": by_phase["open"]}
-        with open_store(loaded.store_url) as store:
+        with loaded.open_store() as store:
             incidents = [i for i in store.incidents() if i.kind == "failover"]
             report: IncidentReport | None = None
             if incidents:

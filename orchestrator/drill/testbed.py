@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,25 @@ DNS_ZONE, DNS_RECORD = "engine.example.internal.", "spot.engine.example.internal
 # moto's documented placeholder credentials: only ever sent to the moto server on loopback
 MOTO_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
             "AWS_DEFAULT_REGION": AWS_REGION, "AWS_EC2_METADATA_DISABLED": "true"}
+
+# Probes a loaded machine can keep against real processes: on 2 cores at load 20 and more, a replica still answers
+# its status within 300 ms, where 25 ms timeouts called healthy replicas down (issue 11). The configuration wants the
+# protection window at least ten detections long (interval x failure_threshold 3 = 1.2 s), hence 12 s.
+LOADED_PROBE_INTERVAL, LOADED_PROBE_TIMEOUT, LOADED_PROTECTION = "400ms", "300ms", "12s"
+# How long a test waits for something that takes well under a second on an idle machine: only a bug lasts longer.
+GENEROUS = 60.0
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = GENEROUS, poll: float = 0.1) -> float:
+    """Poll `condition` until it is truthy and return the seconds waited; AssertionError naming `what` when
+    `timeout` runs out. Tests wait on the state they need, never for a fixed time, so a busy machine only makes
+    them slower."""
+    began = time.monotonic()
+    while not condition():
+        if time.monotonic() - began > timeout:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(poll)
+    return time.monotonic() - began
 
 
 @dataclass

@@ -11,11 +11,12 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from orchestrator.core import health as hl
 from orchestrator.core import runbook as rb
+from orchestrator.core.clocks import Beat, ClockState, ClockVerdict, hear, judge, offsets
 from orchestrator.core.decide import (
     Action,
     ActionKind,
@@ -31,7 +32,7 @@ from orchestrator.core.health import Assessment, HealthSettings, HealthState
 from orchestrator.core.model import Observation, Phase, ReplicaStatus, Role, Topology
 from orchestrator.core.runbook import Plan
 from orchestrator.drivers.events import Event, EventKind, Notifier
-from orchestrator.drivers.probe import Prober
+from orchestrator.drivers.probe import Prober, probe_source
 from orchestrator.drivers.provider_watch import ProviderWatch
 from orchestrator.drivers.runbook import Progress, RunbookDriver, address_of, plan_detail
 from orchestrator.drivers.state import (
@@ -51,6 +52,7 @@ from providers.traffic import TrafficRouter
 
 LEADER_LEASE = "leader"
 LEASE_SAFETY = 0.6  # act for at most this share of the lease TTL after a successful renewal
+REMOTE_BATCH = 20_000  # observations read from the shared store per request
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,9 @@ class ControllerOptions:
     parallel_provider_polls: bool = True  # cloud APIs polled on threads of their own (the simulator: False)
     provider_wait: float = 0.0  # how long a cycle waits for polls still running (cron: a little; daemon: none)
     renew_in_background: bool = False  # renew the lease on a thread of its own (daemon, cron); not in simulations
+    vantage: str = "orchestrator"  # the vantage point this process probes from
+    clock_check: bool = False  # daemons: heartbeat, compare clocks, refuse to lead when ours is the odd one out
+    max_clock_offset: float = 5.0
     pre_hooks: tuple[str, ...] = ()
     post_hooks: tuple[str, ...] = ()
 
@@ -123,7 +128,13 @@ class Controller:
         self._lease_lock = threading.RLock()
         self._keeper: threading.Thread | None = None
         self._keeper_stop = threading.Event()
-        self._last_remote = 0.0
+        self.remote_cursor: int | None = None  # where our reading of the shared observations stands
+        self._remote_last: dict[str, float] = {}  # per source, the time we gave its newest observation
+        self.remote_heard: dict[str, float] = {}  # per source, when we last read something of it
+        self.remote_fresh_start = False  # the first read only set the cursor: nothing heard yet, by design
+        self.prober_source = probe_source(self.options.vantage)
+        self.clock_state = ClockState()
+        self.clock_verdict = ClockVerdict(True, None)
         self._verdicts: dict[str, Assessment] = {}
         self._holding: set[str] = set()
         self._stalled: set[tuple[str, Any]] = set()
@@ -217,14 +228,47 @@ class Controller:
         if self.options.persist_observations:
             self.store.record_observations(observations)
         if self.options.remote_observations:
-            # other vantage points write late by up to a cycle: read with an overlap (ingest drops repeats)
-            own = {o.source for o in observations}
-            since = max(self._last_remote, now - 10 * self.topology.probes.interval)
-            remote = [o for o in self.store.observations(since - 2 * self.topology.probes.interval)
-                      if o.source not in own]
-            self._last_remote = now
-            observations.extend(remote)
+            observations.extend(self._remote(now, {o.source for o in observations}))
         return observations
+
+    def _remote(self, now: float, own: set[str]) -> list[Observation]:
+        """What the other vantage points wrote since our last read, judged by when it reached the store, not by
+        the writers' clocks: a leader whose clock ran 30 s fast dropped every other vantage point's observations
+        as stale and never reached a quorum. Each source's batch is re-timed on our clock so that its newest
+        observation is `now`, keeping their spacing (and never going back on a source's previous batch)."""
+        if self.remote_cursor is None and self.options.carry_health_in_store:  # cron: where the last run stopped
+            stored = self.store.get_state(HEALTH_KEY)
+            cursor = stored[0].get("remote_cursor") if stored else None
+            self.remote_cursor = int(cursor) if isinstance(cursor, int) else None
+        if self.remote_cursor is None:  # from now on: what arrived before we started is history
+            self.remote_cursor = self.store.observations_cursor()
+            self.remote_fresh_start = True
+            return []
+        arrived: list[Observation] = []
+        while True:
+            batch, self.remote_cursor = self.store.observations_after(self.remote_cursor, REMOTE_BATCH)
+            arrived.extend(o for o in batch if o.source not in own)
+            if len(batch) < REMOTE_BATCH:
+                break
+        newest: dict[str, float] = {}
+        for obs in arrived:
+            newest[obs.source] = max(newest.get(obs.source, obs.at), obs.at)
+        retimed = []
+        for obs in arrived:
+            at = max(now - (newest[obs.source] - obs.at), self._remote_last.get(obs.source, float("-inf")) + 1e-3)
+            self._remote_last[obs.source] = at
+            self.remote_heard[obs.source] = now
+            retimed.append(replace(obs, at=at))
+        return retimed
+
+    def unheard_vantage_points(self, now: float) -> list[str]:
+        """Configured vantage points whose probe agent wrote nothing we read lately: decisions are being made
+        without them (every mode reads every source it is configured with, or says which it cannot)."""
+        horizon = 10 * self.topology.probes.interval
+        own = self.prober_source
+        return [vantage for vantage in self.topology.probes.vantage_points
+                if vantage != "orchestrator" and probe_source(vantage) != own
+                and now - self.remote_heard.get(probe_source(vantage), float("-inf")) > horizon]
 
     def _instances_on(self, site: str) -> dict[str, str]:
         return {r.instance: r.name for e in self.topology.engines.values() for r in e.replicas if r.site == site}
@@ -254,7 +298,8 @@ class Controller:
             # only the leader carries hysteresis forward; a concurrent writer's newer state wins
             found = self.store.get_state(HEALTH_KEY)
             with contextlib.suppress(Conflict):
-                document = {**health_to_json(self.health), "seq_floor": self.seq_floor}
+                document = {**health_to_json(self.health), "seq_floor": self.seq_floor,
+                            "remote_cursor": self.remote_cursor}
                 self.store.put_state(HEALTH_KEY, document, found[1] if found else None)
         return verdicts
 
@@ -282,7 +327,14 @@ class Controller:
 
     def run_cycle(self) -> CycleResult:
         now = self.clock()
-        leader = False if self.options.observe_only else self._lead()
+        if self.options.clock_check:
+            self._check_clock(now)
+        if self.options.observe_only or not self.clock_verdict.may_lead:
+            if self.lease is not None:
+                self.release()  # our clock is the odd one out: let a daemon with a sound clock lead
+            leader = False
+        else:
+            leader = self._lead()
         observations = self._observe(now)
         verdicts = self._assess(observations, now)
         if self.options.publish_verdicts and leader:
@@ -331,6 +383,21 @@ class Controller:
                 epoch = max([record.epoch, *(s.epoch for s in snap.statuses.values())])
                 driver.halt_everywhere(engine, epoch, "halted while a human decides", now, quiet=True)
 
+    def _check_clock(self, now: float) -> None:
+        """Write our heartbeat, read everyone's, and judge our clock against the majority's (`core.clocks`)."""
+        verdict = self.clock_verdict
+        self.store.heartbeat(self.options.identity, now, {
+            "leader": self.lease is not None, "may_lead": verdict.may_lead, "clock_offset": verdict.offset,
+            "clock_reason": verdict.reason, "offsets": offsets(self.clock_state),
+        })
+        beats = [Beat(b.identity, b.wall, b.arrival) for b in self.store.heartbeats()]
+        self.clock_state = hear(self.clock_state, beats, self.options.identity, self.clock())
+        judged = judge(self.clock_state, self.options.max_clock_offset)
+        if judged.may_lead != verdict.may_lead:
+            message = judged.reason or f"clock agrees with the other daemons again ({judged.offset or 0:+.1f}s)"
+            self._page(now, None, f"[{self.options.identity}] {message}")
+        self.clock_verdict = judged
+
     def _archive_returned(self, now: float) -> None:
         """An old primary that answers again after its incident closed: record once what it wrote that the new
         primary does not hold (`reconcile`); the incident report lists it for support."""
@@ -346,7 +413,7 @@ class Controller:
                 self._archive_tried.add(latest[0].id)
                 self.runbook().archive_tail(latest[0], now)
 
-    def _page(self, now: float, engine: str, message: str) -> None:
+    def _page(self, now: float, engine: str | None, message: str) -> None:
         self.notifier.publish(Event(now, EventKind.PAGE, engine, message))
 
     def _apply(self, action: Action, record: EngineRecord, now: float) -> bool:
@@ -448,4 +515,6 @@ class Controller:
         return primary_unserving(snap, self.topology, self._verdicts)
 
     def describe(self) -> dict[str, Any]:
-        return {"leader": self.lease is not None, "token": self.token}
+        return {"leader": self.lease is not None, "token": self.token, "may_lead": self.clock_verdict.may_lead,
+                "clock_offset": self.clock_verdict.offset, "clock_reason": self.clock_verdict.reason,
+                "clock_offsets": offsets(self.clock_state)}

@@ -68,6 +68,7 @@ class Daemon:
         self.stopping = threading.Event()
         self.server: StatusServer | None = None
         self._last_prune = 0.0
+        self.unheard: list[str] = []
 
     # ---- loop -----------------------------------------------------------------------------------------------
 
@@ -112,10 +113,26 @@ class Daemon:
         if result.leader:
             self.metrics.set_phases({name: load_engine(self.controller.store, self.controller.topology, name).phase
                                      .phase for name in self.controller.topology.engines})
+            self.metrics.set_outbox(self.controller.store.outbox_summary(), result.at)
         if previous is None or previous.message != result.message or previous.leader != result.leader:
             log.info("cycle", message=result.message, leader=result.leader, acted=result.acted)
+        self._watch_sources(result.at)
+        verdict = self.controller.clock_verdict
+        self.metrics.clock_offset.set(verdict.offset or 0.0)
+        self.metrics.may_lead.set(1 if verdict.may_lead else 0)
         self._prune(result.at)
         return result
+
+    def _watch_sources(self, now: float) -> None:
+        """Say which configured vantage points we hear nothing from, once they have had time to speak, and
+        whenever that changes: decisions are then being made without them."""
+        if self.state.cycles < 10 or not self.controller.options.remote_observations:
+            return
+        unheard = self.controller.unheard_vantage_points(now)
+        if unheard != self.unheard:
+            log.warning("vantage.unheard", vantage_points=unheard,
+                        hint="is `failover daemon --observe-only --vantage SITE` running there?")
+        self.unheard = unheard
 
     def _prune(self, now: float) -> None:
         if self.controller.lease is None or now - self._last_prune < 300:
@@ -158,6 +175,8 @@ class Daemon:
             "verdicts": dict(self.metrics.current) or {s: a.verdict.value for s, a in
                                                        (last.verdicts if last else {}).items()},
             "healthy": self.healthy(),
+            "clock": {key: value for key, value in self.controller.describe().items() if key != "token"},
+            "unheard_vantage_points": self.unheard,
         }
 
     def healthy(self) -> bool:

@@ -42,6 +42,10 @@ class Metrics(Notifier):
                             "delivered; abandoned: gave up after max_attempts)", ["state"], registry=r)
         self.outbox_oldest = Gauge("failover_notifications_oldest_pending_age_seconds",
                                    "Age of the oldest undelivered notification (0 when none)", registry=r)
+        self.clock_offset = Gauge("failover_clock_offset_seconds", "This host's clock minus the agreeing majority "
+                                  "of the daemons' (from heartbeats; 0 when there is none to judge by)", registry=r)
+        self.may_lead = Gauge("failover_clock_may_lead", "0 while this daemon refuses to lead: its clock is the odd "
+                              "one out", registry=r)
         self._first_failure: dict[str, float] = {}
         self.current: dict[str, str] = {}  # verdict per subject as of the last verdict event (for /status)
 

@@ -27,12 +27,11 @@ from orchestrator.core.runbook import Status as RunStatus
 from orchestrator.drivers import spool
 from orchestrator.drivers.controller import Controller, ControllerOptions
 from orchestrator.drivers.events import Event, EventKind, Notifier
-from orchestrator.drivers.runbook import Progress, address_of
+from orchestrator.drivers.runbook import Progress, address_of, deposed_primaries
 from orchestrator.drivers.state import EngineRecord, load_engine, next_epoch, save_engine
 from orchestrator.drivers.status import read_verdicts
 from orchestrator.drivers.wiring import Edges
 from orchestrator.engine.base import EngineControl
-from orchestrator.store import open_store
 from orchestrator.store.base import Conflict, StateStore
 from orchestrator.store.records import Incident, IncidentStatus
 from providers.calls import plan_recorder
@@ -434,9 +433,9 @@ class EmergencyBrake:
     def __init__(self, loaded: LoadedConfig, engines: EngineControl,
                  notifier: Callable[[StateStore | None], Notifier], *, actor: str,
                  clock: Callable[[], float] = time.time,
-                 open_store: Callable[[str], StateStore] = open_store) -> None:
+                 open_store: Callable[[], StateStore] | None = None) -> None:
         self.loaded, self.topology, self.engines, self.notifier = loaded, loaded.topology, engines, notifier
-        self.actor, self.clock, self.open_store = actor, clock, open_store
+        self.actor, self.clock, self.open_store = actor, clock, open_store or loaded.open_store
 
     def halt(self, engine_name: str | None, reason: str) -> HaltOutcome:
         engine = pick_engine(self.topology, engine_name)
@@ -480,11 +479,15 @@ class EmergencyBrake:
         """The primary first (its failure is the command's failure), then every other replica that answered."""
         self.engines.set_phase(engine.replica(primary), Phase.HALTED, None, epoch)
         halted, silent = [primary], [r.name for r in engine.replicas if r.name not in statuses]
+        deposed = deposed_primaries(statuses)  # fenced, never stamped: a stamp would make it primary again
         for name in statuses:
             if name == primary:
                 continue
             try:
-                self.engines.set_phase(engine.replica(name), Phase.HALTED, None, epoch)
+                if name in deposed:
+                    self.engines.fence(engine.replica(name), epoch)
+                else:
+                    self.engines.set_phase(engine.replica(name), Phase.HALTED, None, epoch)
                 halted.append(name)
             except FailoverError:
                 silent.append(name)
@@ -499,7 +502,7 @@ class EmergencyBrake:
                   "halted": list(outcome.halted)}
         store: StateStore | None = None
         try:
-            store = self.open_store(url)
+            store = self.open_store()
             epoch = self._save(store, engine, outcome, after)
             store.audit(self.actor, "phase.halt", {**detail, "epoch": epoch}, after.since)
             replayed = spool.replay(store, url, self.topology, self.clock())

@@ -13,7 +13,6 @@ from typing import Any
 from orchestrator.config import LoadedConfig
 from orchestrator.core.health import Assessment
 from orchestrator.drivers.state import load_engine
-from orchestrator.store import open_store
 from orchestrator.store.base import Conflict, StateStore
 
 VERDICTS_KEY = "verdicts"
@@ -44,11 +43,25 @@ class EngineLine:
 
 
 @dataclass(frozen=True, slots=True)
+class DaemonLine:
+    """What one daemon said of itself in its last heartbeat (its clock, as it sees it against the others)."""
+
+    identity: str
+    wall: float  # its own clock when it wrote the beat
+    leader: bool
+    may_lead: bool
+    clock_offset: float | None  # its clock minus the agreeing majority's, by its own estimate
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class StatusReport:
     config: str
     store: str
     verdicts_at: float | None
     engines: list[EngineLine]
+    notifications: dict[str, Any] = field(default_factory=dict)  # the outbox: pending, abandoned, oldest pending
+    daemons: list[DaemonLine] = field(default_factory=list)
 
 
 def read_verdicts(store: StateStore) -> tuple[float | None, dict[str, Any]]:
@@ -74,7 +87,7 @@ def write_verdicts(store: StateStore, at: float, verdicts: Mapping[str, Assessme
 
 def gather_status(loaded: LoadedConfig) -> StatusReport:
     topology = loaded.topology
-    with open_store(loaded.store_url) as store:
+    with loaded.open_store() as store:
         at, verdicts = read_verdicts(store)
         engines = []
         for name, engine in topology.engines.items():
@@ -97,4 +110,14 @@ def gather_status(loaded: LoadedConfig) -> StatusReport:
                           "target": incident.target, "reason": incident.reason} if incident else None,
                 replicas=replicas,
             ))
-    return StatusReport(str(loaded.path), loaded.store_url, at, engines)
+        summary = store.outbox_summary()
+        notifications = {"pending": summary.pending, "abandoned": summary.abandoned,
+                         "oldest_pending_at": summary.oldest_pending_at}
+        daemons = [daemon_line(beat.identity, beat.wall, beat.detail) for beat in store.heartbeats()]
+    return StatusReport(str(loaded.path), loaded.store_url, at, engines, notifications, daemons)
+
+
+def daemon_line(identity: str, wall: float, detail: Mapping[str, Any]) -> DaemonLine:
+    offset = detail.get("clock_offset")
+    return DaemonLine(identity, wall, bool(detail.get("leader")), bool(detail.get("may_lead", True)),
+                      None if offset is None else float(offset), str(detail.get("clock_reason", "")))

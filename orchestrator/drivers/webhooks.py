@@ -1,4 +1,5 @@
-"""Announcements to webhooks (Slack-compatible JSON) and the pre- and post-failover hook commands."""
+"""Webhook URLs (read from `url_file` when given) and the pre- and post-failover hook commands. Delivering
+announcements to the webhooks is the outbox's job (`orchestrator.drivers.outbox`)."""
 
 from __future__ import annotations
 
@@ -9,43 +10,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from orchestrator.core.errors import ConfigError
-from orchestrator.drivers.events import Event, EventKind, Notifier
 
 log = logging.getLogger(__name__)
 
-ANNOUNCED = frozenset({EventKind.PHASE, EventKind.PAGE, EventKind.INCIDENT})
 
-
-class WebhookNotifier(Notifier):
-    """Posts `{"text": ...}` (what Slack, Mattermost and most chat tools accept) for phase changes and pages.
-
-    A webhook that fails is logged and skipped: a chat outage must never stop a failover. URLs are never logged,
-    because a Slack incoming-webhook URL is itself a credential.
-    """
-
-    def __init__(self, webhooks: Sequence[object], kinds: frozenset[EventKind] = ANNOUNCED) -> None:
-        self._targets = [(_url_of(w), float(getattr(w, "timeout", 5.0))) for w in webhooks]
-        self._kinds = kinds
-        self._http = httpx.Client()
-        self.failures = 0
-
-    def publish(self, event: Event) -> None:
-        if event.kind not in self._kinds:
-            return
-        body = {"text": event.message, "event": event.kind.value, "engine": event.engine, "at": event.at,
-                "detail": dict(event.detail)}
-        for position, (url, timeout) in enumerate(self._targets):
-            try:
-                self._http.post(url, json=body, timeout=timeout).raise_for_status()
-            except httpx.HTTPError as error:
-                self.failures += 1
-                log.warning("webhook #%d failed: %s", position, type(error).__name__)
-
-
-def _url_of(webhook: object) -> str:
+def url_of(webhook: object) -> str:
     """The webhook's URL, read from `url_file` when given (a ConfigError naming the file, never its content)."""
     url_file = getattr(webhook, "url_file", None)
     if url_file:

@@ -7,6 +7,8 @@ configuration uses (each adapter module imports its SDK lazily through the regis
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -15,14 +17,16 @@ from typing import Any
 
 from orchestrator.config import LoadedConfig
 from orchestrator.drivers.events import Announcer, Fanout, Notifier
+from orchestrator.drivers.outbox import OutboxNotifier, WebhookSender, channels_from_config
 from orchestrator.drivers.probe import EngineProber, Prober
 from orchestrator.engine.base import EngineControl
 from orchestrator.engine.client import HttpEngineClient
-from orchestrator.store import open_store
 from orchestrator.store.base import StateStore
 from providers.base import CloudProvider
 from providers.registry import build_provider, build_router
 from providers.traffic import TrafficRouter
+
+FLUSH_BUDGET = 2.0  # seconds a command gives the webhook sender after its own work
 
 
 @dataclass
@@ -36,10 +40,20 @@ class Edges:
     prober: Prober
     notifier: Notifier
     clock: Callable[[], float] = time.time
+    sender: WebhookSender | None = None  # delivers the outbox; the daemon runs it on a thread of its own
     _stack: ExitStack = field(default_factory=ExitStack)
 
+    def flush_notifications(self, budget: float = FLUSH_BUDGET) -> None:
+        """Give the sender one bounded pass (cron runs and operator commands, after their own work): at most
+        `budget` seconds, whatever the webhooks do; what is left is delivered by the next run or the daemon."""
+        if self.sender is not None:
+            self.sender.deliver_due(budget)
+
     def close(self) -> None:
-        self._stack.close()
+        try:
+            self.flush_notifications()
+        finally:
+            self._stack.close()
 
     def __enter__(self) -> Edges:
         return self
@@ -60,7 +74,7 @@ def build_edges(
     """Everything a command needs. With `dry_run`, provider writes are recorded instead of made."""
     topology = loaded.topology
     stack = ExitStack()
-    store = open_store(loaded.store_url)
+    store = loaded.open_store()
     stack.callback(store.close)
     if engines is None:
         client = HttpEngineClient(token_file=loaded.config.control_token_file,
@@ -80,8 +94,11 @@ def build_edges(
     channels: list[Notifier] = [notifier] if notifier else []
     if loaded.config.notifications.stdout and notifier is None:
         channels.append(Announcer())
-    if loaded.config.notifications.webhooks:
-        from orchestrator.drivers.webhooks import WebhookNotifier
-
-        channels.append(WebhookNotifier(loaded.config.notifications.webhooks))
-    return Edges(store, engines, providers, routers, prober, Fanout(*channels), time.time, stack)
+    sender = None
+    webhooks = channels_from_config(loaded.config.notifications.webhooks)
+    if webhooks:
+        outbox = OutboxNotifier(store, webhooks)
+        channels.append(outbox)
+        sender = WebhookSender(store, webhooks, notifier=outbox, identity=f"{socket.gethostname()}:{os.getpid()}")
+        stack.callback(sender.stop)
+    return Edges(store, engines, providers, routers, prober, Fanout(*channels), time.time, sender, stack)

@@ -111,7 +111,7 @@ CASES = {
     "--config a directory": bad("status", "--config", str(ROOT / "configs"), says="is a directory", config=False),
     "--config a device": bad("status", "--config", os.devnull, says=os.devnull, config=False),
     "--config empty": bad("status", "--config", "{tmp}/empty.yaml", says="empty", config=False),
-    "store URL of an unknown scheme": bad("status", says="unknown scheme",
+    "store URL of an unknown scheme": bad("status", says="$FAILOVER_STORE: not a store URL (mongodb://)",
                                           env={"FAILOVER_STORE": "mongodb://db:27017"}),
 }
 
