@@ -13,7 +13,7 @@ import pytest
 from orchestrator.config import load_config
 from orchestrator.core.model import Phase, Role
 from orchestrator.core.runbook import STEPS, Step
-from orchestrator.drill.testbed import Testbed
+from orchestrator.drill.testbed import LOADED_PROBE_INTERVAL, LOADED_PROBE_TIMEOUT, LOADED_PROTECTION, Testbed
 from orchestrator.store import open_store
 
 pytestmark = pytest.mark.slow
@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def shared_bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
     base = tmp_path_factory.mktemp("resume")
-    with Testbed(Path(base), protection="1s", probe_interval="30ms", probe_timeout="25ms") as bed:
+    with Testbed(Path(base), protection=LOADED_PROTECTION, probe_interval=LOADED_PROBE_INTERVAL,
+                 probe_timeout=LOADED_PROBE_TIMEOUT) as bed:
         yield bed
 
 
