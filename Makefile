@@ -15,7 +15,10 @@ UV         := $(shell command -v uv 2>/dev/null)
 # uv.lock's registry packages as pip constraints (name==version), for the fallback without uv
 LOCK_PINS  := import tomllib; lock = tomllib.load(open("uv.lock", "rb")); print("\n".join(p["name"] + "==" + p["version"] for p in lock["package"] if "registry" in p.get("source", {})))
 
-.PHONY: venv test lint bench drill simulate status clean
+MINUTES    ?= 30
+SEED       ?= 1
+
+.PHONY: venv test lint bench drill simulate status soak clean
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "error: $(PY) not found: install python3 (3.11 or later) or pass PY=/path/to/python3" >&2; exit 2; }
@@ -61,6 +64,10 @@ drill: $(STAMP)
 
 simulate: $(STAMP)
 	$(BIN)/failover simulate configs/scenarios/hk-2022.yaml
+
+# random fault schedules against the whole system until MINUTES are up; writes soak-report.json (see README)
+soak: $(STAMP)
+	$(BIN)/python tests/nemesis/soak.py --minutes $(MINUTES) --seed $(SEED)
 
 status: $(STAMP)
 	$(BIN)/failover status --config configs/example.yaml
