@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -399,7 +400,7 @@ class World:
                     self.cluster.start(name)
         for daemon in list(self.daemons.running):
             with contextlib.suppress(OSError):
-                daemon.process.send_signal(18)  # SIGCONT
+                daemon.process.send_signal(signal.SIGCONT)
             if not daemon.alive and daemon.name in self.specs:
                 self.start_process(daemon.name)
 
@@ -407,7 +408,8 @@ class World:
         """Stop the clients, let the system settle, and read everything the checker needs."""
         if self.stream is not None:
             self.stream.stop()
-        self.settle(settle)
+        if settle > 0:
+            self.settle(settle)
         time.sleep(1.0)  # the last announcements and replication fetches land
         if self.cron is not None:
             self.cron.stop()
