@@ -322,8 +322,8 @@ def check(observed: Observed, expect: Expect | None = None, *, skip: Sequence[st
     """Run every invariant (but those in `skip`) and collect the violations."""
     expect = expect or Expect()
     reference = reference_replica(observed)
-    violations = []
-    checked = []
+    violations: list[Violation] = []
+    checked: list[str] = []
     for name, invariant in CHECKS.items():
         if name in skip:
             continue

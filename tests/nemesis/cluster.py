@@ -159,6 +159,9 @@ class ProxiedCluster(ReplicaCluster):
         self.start(name)
         return True
 
+    def __enter__(self) -> ProxiedCluster:
+        return self
+
     def close(self) -> None:
         super().close()
         for path in self._mounted:

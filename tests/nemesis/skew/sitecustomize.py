@@ -38,7 +38,8 @@ if _SKEW:
         return _real_strftime(format, localtime() if moment is None else moment)  # type: ignore[arg-type]
 
     _time.time, _time.time_ns = time, time_ns
-    _time.localtime, _time.gmtime, _time.ctime, _time.strftime = localtime, gmtime, ctime, strftime
+    _time.localtime, _time.gmtime, _time.ctime = localtime, gmtime, ctime  # type: ignore[assignment]
+    _time.strftime = strftime
 
     class _SkewedDatetime(_datetime.datetime):
         @classmethod
