@@ -20,6 +20,7 @@ from nemesis.world import Lab, Mode, World, WorldOptions
 REPLAY = ".venv/bin/python tests/nemesis/soak.py --seed {seed} --replay"
 LEAD_IN = 2.0  # seconds of trading before the first fault
 HOLD = 2.0  # seconds after the last fault ends before everything is healed
+LOST_FOR = 120.0  # at most this long, a primary lost "until the end" stays lost while nothing is done about it
 
 
 @dataclass(frozen=True)
@@ -162,11 +163,25 @@ def _play(world: World, schedule: Schedule, note: Callable[[str], None]) -> None
         except Exception as error:  # a fault that cannot be applied now (its target is gone) is noted, not fatal
             note(f"{fault.kind}: not applied: {type(error).__name__}: {error}")
     _wait(world, HOLD, note)
+    if any(KINDS[schedule.faults[i].kind].effect(schedule.faults[i]) == "must" for i in undos):
+        _wait_for_failover(world, note)  # a data centre lost "until the end" stays dark until it was acted on
     for index, undo in list(undos.items()):
         with contextlib.suppress(Exception):
             note(f"heal {schedule.faults[index].kind}: {undo()}")
     world.heal()
     note("healed everything")
+
+
+def _wait_for_failover(world: World, note: Callable[[str], None], timeout: float = LOST_FOR) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        incidents = world.incidents()
+        if incidents and (incidents[-1].status == "needs_human" or any(
+                step == "promote" and state == "done" for step, state, _ in incidents[-1].steps)):
+            note(f"the lost primary was acted on: {incidents[-1].id} {incidents[-1].status}")
+            return
+        _wait(world, 0.3, note)
+    note(f"nothing was done about the lost primary in {timeout:g}s")
 
 
 def _wait(world: World, seconds: float, note: Callable[[str], None]) -> None:
