@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 
 import typer
 from rich.table import Table
@@ -70,6 +70,24 @@ def _print(loaded: LoadedConfig, report: StatusReport) -> None:
             console.print(f"  open incident {i['id']} ({i['kind']}, {i['status']}): {i['reason']}")
         else:
             console.print("  no open incident")
+    _print_notifications(report, display)
+    for daemon in report.daemons:
+        role = "leader" if daemon.leader else "follower"
+        clock = "clock not yet compared" if daemon.clock_offset is None else f"clock {daemon.clock_offset:+.1f}s"
+        refusing = f" — NOT LEADING: {daemon.reason}" if not daemon.may_lead else ""
+        console.print(f"daemon {daemon.identity}: {role}, {clock} (last beat {format_instant(daemon.wall, display)})"
+                      f"{refusing}", markup=False)
+
+
+def _print_notifications(report: StatusReport, display: tzinfo) -> None:
+    """Notifications not delivered yet: a webhook that is down or slow must be seen, not silently swallowed."""
+    pending, abandoned = report.notifications.get("pending", 0), report.notifications.get("abandoned", 0)
+    if not pending and not abandoned:
+        return
+    oldest = report.notifications.get("oldest_pending_at")
+    since = f", oldest from {format_instant(oldest, display)}" if oldest else ""
+    console.print(f"notifications: {pending} not yet delivered{since}; {abandoned} abandoned after every attempt",
+                  markup=False)
 
 
 def register(app: typer.Typer) -> None:
