@@ -9,7 +9,7 @@ function of those records that returns readable sentences with the numbers, one 
 - `no-trade-halted-wallclock`: no trade on the final primary timed between an announced halt and the end of the
   protection window that followed (by the announcements' clock);
 - `no-trade-halted-phase`: no trade in the halted or protection phase by the journal's own phase entries;
-- `one-writer-per-epoch`: at most one replica acknowledged writes under each epoch;
+- `one-writer-per-epoch`: at most one replica acknowledged writes of its own under each epoch;
 - `no-write-below-carried-epoch`: once a replica carries epoch E (as the monitor saw it), no entry written below E
   after that moment is in its journal (hole 2's rule);
 - `journals-prefix-or-archived`: every other journal is a prefix of the final primary's, or archived as diverged;
@@ -219,16 +219,34 @@ def no_trade_halted_phase(observed: Observed, reference: str | None, expect: Exp
 
 
 def one_writer_per_epoch(observed: Observed, reference: str | None, expect: Expect) -> list[str]:
-    writers: dict[int, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    """Two replicas acknowledged writes under one epoch, each holding an acknowledged entry the other does not: two
+    writers. (A new primary answering a retried request with the seq its predecessor wrote is not a second writer:
+    it holds that very entry, hash for hash.)"""
+    acked: dict[int, dict[str, list[tuple[int, str, str]]]] = defaultdict(lambda: defaultdict(list))
     for op in observed.history:
         if op.type != "ok" or op.target is None or op.seq is None:
             continue
         journal = observed.journals.get(op.target, [])
         if 0 < op.seq <= len(journal):
-            writers[int(journal[op.seq - 1]["epoch"])][op.target].append(op.seq)
-    return [f"under epoch {epoch}, {len(by)} replicas acknowledged writes: " + "; ".join(
-            f"{name} ({len(seqs)} acks, seq {min(seqs)}-{max(seqs)})" for name, seqs in sorted(by.items()))
-            for epoch, by in sorted(writers.items()) if len(by) > 1]
+            entry = journal[op.seq - 1]
+            acked[int(entry["epoch"])][op.target].append((op.seq, str(entry["hash"]), op.key))
+
+    def foreign(entries: list[tuple[int, str, str]], other: str) -> list[tuple[int, str, str]]:
+        journal = observed.journals.get(other, [])
+        return [e for e in entries if not (e[0] <= len(journal) and journal[e[0] - 1]["hash"] == e[1])]
+
+    problems = []
+    for epoch, by in sorted(acked.items()):
+        names = sorted(by)
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                only_a, only_b = foreign(by[a], b), foreign(by[b], a)
+                if only_a and only_b:
+                    problems.append(f"under epoch {epoch}, {a} and {b} both acknowledged writes the other does not "
+                                    f"hold: {a} {len(only_a)} (seq {_seqs([e[0] for e in only_a])}, first "
+                                    f"{only_a[0][2]}), {b} {len(only_b)} (seq {_seqs([e[0] for e in only_b])}, "
+                                    f"first {only_b[0][2]})")
+    return problems
 
 
 def no_write_below_carried_epoch(observed: Observed, reference: str | None, expect: Expect) -> list[str]:

@@ -86,10 +86,15 @@ def test_trades_in_halted_or_protection_by_the_journal_phase() -> None:
 
 
 def test_two_replicas_acknowledging_under_one_epoch() -> None:
-    found = broken(world(history=[ok("o1", 1, "p"), ok("o2", 2, "p"), ok("z1", 1, "s")],
-                         journals={"p": [entry(1, 3), entry(2, 3)], "s": [entry(1, 3, key="z1")]}))
-    assert found["one-writer-per-epoch"] == ("under epoch 3, 2 replicas acknowledged writes: p (2 acks, seq 1-2); "
-                                             "s (1 acks, seq 1-1)")
+    diverged = {"p": [entry(1, 3), entry(2, 3)], "s": [entry(1, 3), entry(2, 3, key="z1", chain="z")]}
+    split = broken(world(history=[ok("o1", 1, "p"), ok("o2", 2, "p"), ok("z1", 2, "s")], journals=diverged))
+    assert split["one-writer-per-epoch"] == ("under epoch 3, p and s both acknowledged writes the other does not "
+                                             "hold: p 1 (seq 2, first o2), s 1 (seq 2, first z1)")
+    # the new primary answering a retry with the seq its predecessor wrote (it holds that very entry) is fine
+    retried = world(history=[ok("o1", 1, "p"), ok("o2", 2, "s")],
+                    journals={"p": [entry(1, 3), entry(2, 3)], "s": [entry(1, 3), entry(2, 3), entry(3, 4)]},
+                    statuses={"p": status("fenced"), "s": status()})
+    assert "one-writer-per-epoch" not in broken(retried)
 
 
 def test_an_entry_written_below_an_epoch_the_replica_already_carried() -> None:
