@@ -30,14 +30,6 @@ pytestmark = [pytest.mark.nemesis, pytest.mark.slow]
 AWS, GCP, AZURE = NAMES
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    """moto, the GCP and Azure fakes and the proxies, shared by the tests of this module (each gets new replicas
-    and a new store)."""
-    with Lab(tmp_path_factory.mktemp("lab")) as shared:
-        yield shared
-
-
 @pytest.fixture
 def world_of(lab: Lab) -> Iterator[Any]:
     made: list[World] = []

@@ -5,8 +5,6 @@ the command that replays it (`.venv/bin/python tests/nemesis/soak.py --seed S --
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from nemesis.schedule import generate, run
@@ -21,12 +19,6 @@ pytestmark = [pytest.mark.nemesis, pytest.mark.slow]
 #     (on the code before issue 11, the old primary's unacknowledged tail was neither a prefix nor archived)
 # 27: three daemons on etcd; an etcd member killed, clients' connections reset, the leader killed, EC2 failing
 SEEDS = (44, 23, 27)
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    with Lab(tmp_path_factory.mktemp("schedules")) as shared:
-        yield shared
 
 
 @pytest.mark.parametrize("seed", SEEDS)
