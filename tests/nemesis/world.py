@@ -167,8 +167,13 @@ class CronRunner:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, *, kill: bool = False) -> None:
+        """Stop after the run in progress (or, with `kill`, kill it: a test that is over waits for nothing)."""
         self._stop.set()
+        running = self.current
+        if kill and running is not None:
+            with contextlib.suppress(OSError):
+                running.kill()
         self._thread.join(timeout=150)
 
     def _run(self) -> None:
@@ -421,11 +426,18 @@ class World:
                         archive_evidence(self.cluster, statuses, incidents), time.time())
 
     def close(self) -> None:
+        """Everything of this run stopped at once (SIGKILL: nothing of it is needed any more)."""
         if self.stream is not None:
             self.stream.stop()
         if self.cron is not None:
-            self.cron.stop()
-        self.daemons.stop_all()
+            self.cron.stop(kill=True)
+        for daemon in self.daemons.running:
+            if daemon.alive:
+                with contextlib.suppress(OSError):
+                    daemon.process.kill()
+        for daemon in self.daemons.running:
+            with contextlib.suppress(Exception):
+                daemon.process.wait(timeout=10)
         self.monitor.stop()
         self.lab.hub.heal_all()
 
