@@ -9,7 +9,8 @@ address: the harness itself (checker, monitor) must always see the truth.
 Disk faults: a full disk under one replica is a small tmpfs mounted on its data directory, filled with a ballast
 file (when this process may mount, as root in a container usually can); otherwise the replica's file-size limit
 is lowered to what its journal holds (`RLIMIT_FSIZE` with `prlimit` on the running process), so the next append
-fails with EFBIG instead of ENOSPC. Either way the replica's journal write fails and it stops, as it must.
+fails with EFBIG instead of ENOSPC. Either way the replica's journal write fails and it stops, as it must (on the
+tmpfs, once the journal's last page is full: a few more entries may still fit in it; a new file fails at once).
 `DISK_MODE` says which one this machine gets. A stale standby is a copy of its data directory taken earlier
 (`snapshot`) put back under a restarted process (`restore`).
 """
