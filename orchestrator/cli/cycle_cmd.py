@@ -16,6 +16,7 @@ from orchestrator.drivers.controller import Controller, ControllerOptions, Cycle
 from orchestrator.drivers.events import Announcer
 from orchestrator.drivers.wiring import build_edges
 from orchestrator.errors import EXIT_ACTED, EXIT_OK, EXIT_UNSAFE
+from orchestrator.store import shared_between_hosts
 from orchestrator.store.records import IncidentStatus
 
 CRON_PROVIDER_WAIT = 2.0  # seconds a cron run waits for the cloud APIs; a slower one is left for the next run
@@ -25,7 +26,7 @@ def reads_shared_observations(loaded: LoadedConfig) -> bool:
     """Whether other vantage points write observations this process must read: probe agents at the configured
     vantage points, or other orchestrators on etcd. Every mode reads every source it is configured with (a cron
     run that ignored the agents decided on its own probe and the cloud APIs alone)."""
-    return loaded.store_url.startswith("etcd://") or bool(loaded.topology.probes.vantage_points)
+    return shared_between_hosts(loaded.store_url) or bool(loaded.topology.probes.vantage_points)
 
 
 def exit_code_for(result: CycleResult, needs_human: bool) -> int:

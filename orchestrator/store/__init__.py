@@ -54,6 +54,7 @@ __all__ = [
     "Tampered",
     "open_store",
     "parse_head",
+    "shared_between_hosts",
 ]
 
 DEFAULT_STORE_URL = "sqlite:///failover-state.db"
@@ -64,6 +65,17 @@ _BACKENDS = {
     "etcd": "orchestrator.store.etcd",
     "memory": "orchestrator.store.memory",  # the simulator's: one process, virtual clock, nothing on disk
 }
+
+
+SHARED_BETWEEN_HOSTS = frozenset({"etcd"})
+"""Backends that several hosts use at once: orchestrators in several clouds, each writing what it sees. (SQLite is
+shared only by processes on one host; memory by one process.)"""
+
+
+def shared_between_hosts(url: str) -> bool:
+    """Whether the store the URL names is one that several hosts share (a capability of its backend)."""
+    scheme, _, _ = url.partition("://")
+    return scheme in SHARED_BETWEEN_HOSTS
 
 
 class _Backend(Protocol):
