@@ -15,7 +15,6 @@ import yaml
 from orchestrator.config import (
     MAX_ALIASES,
     LoadedConfig,
-    _comment,
     find_secret,
     is_loopback,
     json_schema,
@@ -24,6 +23,7 @@ from orchestrator.config import (
     redact,
     store_url_problem,
 )
+from orchestrator.config.checks import _comment
 from orchestrator.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

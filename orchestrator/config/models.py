@@ -1,0 +1,193 @@
+"""The configuration file's shape as pydantic models: types, ranges and defaults of every setting.
+
+Unknown keys are errors, so that a typo never silently keeps a default. What spans several fields (a quorum the
+sources can reach, a lease long enough for the cycle) is checked in `checks.py`, after these models accept the file.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
+
+from orchestrator.config.addresses import parse_listen, store_url_problem
+from orchestrator.core.durations import parse_duration
+
+
+def _duration(value: Any) -> Any:
+    if isinstance(value, str):
+        return parse_duration(value)
+    raise ValueError("expected a duration string with a unit, e.g. 500ms, 1s, 20m, 1h")
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(_duration),
+    WithJsonSchema({"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d))+$", "examples": ["500ms", "20m"]}),
+]
+
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise ValueError("must be longer than 0s")
+    return value
+
+
+PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
+
+
+def _store_url(value: str) -> str:
+    problem = store_url_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+StoreUrl = Annotated[
+    str,
+    AfterValidator(_store_url),
+    WithJsonSchema({"type": "string", "pattern": r"^(sqlite:///[^?#]+|etcd://[^?#@]+)$",
+                    "examples": ["sqlite:///failover-state.db", "etcd://10.0.0.1:2379,10.1.0.1:2379/failover"]}),
+]
+
+
+def _listen(value: str) -> str:
+    parse_listen(value)
+    return value
+
+
+ListenAddress = Annotated[
+    str, AfterValidator(_listen), WithJsonSchema({"type": "string", "examples": ["127.0.0.1:9464", "[::1]:9464"]})
+]
+Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+Url = Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$")]
+ProviderName = Literal["aws", "gcp", "azure", "local"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class SiteConfig(_Strict):
+    """One failure domain. Credentials: AWS profile/env, Google ADC, Azure DefaultAzureCredential."""
+
+    provider: ProviderName
+    region: Annotated[str, Field(min_length=1)]
+    zones: list[Annotated[str, Field(min_length=1)]] = []
+    endpoint_url: Url | None = None
+    profile: str | None = None
+    project: str | None = None
+    subscription: str | None = None
+    resource_group: str | None = None
+
+
+class ProbesConfig(_Strict):
+    interval: PositiveDuration = 1.0
+    timeout: PositiveDuration = 0.5
+    vantage_points: list[str] = []
+    provider_interval: PositiveDuration = 30.0  # how often each cloud's API is asked (control-plane health)
+
+
+class PolicyConfig(_Strict):
+    failure_threshold: Annotated[int, Field(ge=1, le=100)] = 3
+    quorum: Annotated[int, Field(ge=1, le=10)] = 2
+    flap_count: Annotated[int, Field(ge=2, le=100)] = 3
+    flap_window: Duration = 1800.0
+    max_lag_on_failover: Annotated[int, Field(ge=0)] = 0
+    min_failover_interval: Duration = 3600.0
+    approval: Literal["auto", "manual"] = "auto"
+    prefer_other_provider: bool = True
+    step_deadline: PositiveDuration = 60.0
+    suspect_timeout: PositiveDuration = 30.0  # a suspect primary undecided for longer pages a human
+    quorum_may_count_cloud_apis: bool = False  # only with the reason in a comment on the same line
+
+
+class ProtectionConfig(_Strict):
+    duration: Duration = 1200.0
+    allow: list[Literal["cancel", "post_only", "add_margin"]] = ["cancel", "post_only", "add_margin"]
+
+
+class ReplicaConfig(_Strict):
+    site: Name
+    instance: Annotated[str, Field(min_length=1)]
+    control_url: Url
+
+
+class DnsConfig(_Strict):
+    provider: ProviderName
+    zone_id: Annotated[str, Field(min_length=1)]
+    record: Annotated[str, Field(min_length=1)]
+    ttl: Annotated[int, Field(ge=1, le=86400)] = 30
+    endpoint_url: Url | None = None
+
+
+class EngineConfig(_Strict):
+    primary: Name
+    replicas: Annotated[dict[Name, ReplicaConfig], Field(min_length=2)]
+    dns: DnsConfig | None = None
+
+
+class WebhookConfig(_Strict):
+    """`url`, or `url_file` naming a file that holds it: a Slack incoming-webhook URL is itself a credential.
+    `timeout` bounds one delivery attempt from connect to the last byte of the answer (a total deadline, not a
+    per-read one: an endpoint that drips a byte at a time must not hold the sender); `max_attempts` counts the
+    attempts, with backoff between them, before the notification is given up as undelivered."""
+
+    url: Url | None = None
+    url_file: str | None = None
+    timeout: PositiveDuration = 5.0
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 10
+
+    @model_validator(mode="after")
+    def _one_source(self) -> WebhookConfig:
+        if (self.url is None) == (self.url_file is None):
+            raise ValueError("give exactly one of url and url_file")
+        return self
+
+
+class NotificationsConfig(_Strict):
+    stdout: bool = True
+    webhooks: list[WebhookConfig] = []
+    pre_failover: list[str] = []  # commands; a non-zero exit aborts the failover
+    post_failover: list[str] = []
+
+
+class DaemonConfig(_Strict):
+    listen: ListenAddress = "127.0.0.1:9464"  # read-only /metrics, /healthz, /status
+    listen_public: bool = False  # listen on a non-loopback address: an explicit choice, never a default
+    cycle_interval: PositiveDuration | None = None  # default: probes.interval
+    lease_ttl: PositiveDuration = 10.0  # at least 3 cycles and 2s: a leader renews several times per TTL
+    max_clock_offset: PositiveDuration = 5.0  # a daemon whose clock is further off the others' refuses to lead
+    observation_retention: PositiveDuration = 86400.0
+
+
+class AuditConfig(_Strict):
+    """Where the audit chain's head is copied outside the database, so that a rewritten chain can be told apart."""
+
+    head_file: Annotated[str, Field(min_length=1)] | None = None  # a relative path is relative to this file
+
+
+class FailoverConfig(_Strict):
+    """The whole file. Unknown keys are errors, so a typo never silently keeps a default."""
+
+    version: Literal[1]
+    display_timezone: str = "UTC"
+    store: StoreUrl = "sqlite:///failover-state.db"
+    require_multi_cloud: bool = True
+    control_token_file: str | None = None
+    sites: Annotated[dict[Name, SiteConfig], Field(min_length=1)]
+    probes: ProbesConfig = ProbesConfig()
+    policy: PolicyConfig = PolicyConfig()
+    protection_window: ProtectionConfig = ProtectionConfig()
+    engines: Annotated[dict[Name, EngineConfig], Field(min_length=1)]
+    notifications: NotificationsConfig = NotificationsConfig()
+    daemon: DaemonConfig = DaemonConfig()
+    audit: AuditConfig = AuditConfig()
