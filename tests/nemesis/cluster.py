@@ -22,15 +22,16 @@ import functools
 import os
 import resource
 import shutil
+import socket
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from nemesis.proxy import FaultProxy, ProxyHub
 from orchestrator.core.model import Replica
-from orchestrator.engine.replica.testbed import ReplicaCluster, ReplicaSpec
+from orchestrator.engine.replica.testbed import ReplicaCluster, ReplicaSpec, free_port
 
 DiskMode = Literal["tmpfs", "rlimit"]
 TMPFS_SIZE = "16m"
@@ -64,15 +65,38 @@ class ProxiedCluster(ReplicaCluster):
         self.hub = hub
         self.prefix = prefix or self.base_dir.name  # link names: `<prefix>:gcp->aws`
         self.links: dict[tuple[str, str], FaultProxy] = {}
-        for name in self.replicas:
-            for other in self.replicas:
-                if other != name:
-                    self.link(name, other)
-            self.link("orch", name)
-            self.link("client", name)
+        with self._ports_held():  # no link may take a port chosen for a replica that has not started yet
+            for name in self.replicas:
+                for other in self.replicas:
+                    if other != name:
+                        self.link(name, other)
+                self.link("orch", name)
+                self.link("client", name)
         self.small_disk = [name for name in small_disk if disk_mode() == "tmpfs"]
         self._mounted: list[Path] = []
         self._snapshots: dict[str, Path] = {}
+
+    @contextlib.contextmanager
+    def _ports_held(self) -> Iterator[None]:
+        """Hold each replica's port with a listening socket meanwhile; a port someone else took is replaced."""
+        held = []
+        try:
+            for running in self.replicas.values():
+                while True:
+                    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    try:
+                        sock.bind((self.host, running.port))
+                        sock.listen(1)
+                        held.append(sock)
+                        break
+                    except OSError:
+                        sock.close()
+                        running.port = free_port(self.host)
+            yield
+        finally:
+            for sock in held:
+                sock.close()
 
     # ---- links ----------------------------------------------------------------------------------------------
 
@@ -101,6 +125,10 @@ class ProxiedCluster(ReplicaCluster):
         for name in names or tuple(self.replicas):
             self._mount(name)
         super().start(*names)
+        for name in names or tuple(self.replicas):  # the one answering on its port is this replica, not a squatter
+            answered = self.status(name).get("replica")
+            if answered != name:
+                raise RuntimeError(f"replica {name}'s port {self.replicas[name].port} is answered by {answered!r}")
 
     def _mount(self, name: str) -> None:
         path = self.data_dir(name)
