@@ -30,13 +30,14 @@ FAST = {"backoff": (0.01, 0.05), "poll_interval": 0.01}
 
 
 def _gcp_site(server: FakeServer) -> Site:
-    return Site("gcp-hk", "gcp", "asia-east2", ("asia-east2-a", "asia-east2-b"), project="exchange-prod",
-                endpoint_url=server.url)
+    return Site("gcp-hk", "gcp", "asia-east2", ("asia-east2-a", "asia-east2-b"),
+                options={"project": "exchange-prod"}, endpoint_url=server.url)
 
 
 def _azure_site(server: FakeServer, fake: AzureComputeFake) -> Site:
-    return Site("azure-hk", "azure", "eastasia", ("1", "2"), subscription=fake.subscription,
-                resource_group=fake.resource_group, endpoint_url=server.url)
+    return Site("azure-hk", "azure", "eastasia", ("1", "2"),
+                options={"subscription": fake.subscription, "resource_group": fake.resource_group},
+                endpoint_url=server.url)
 
 
 def _timed(call: Callable[[], object]) -> float:
