@@ -5,7 +5,8 @@ Health comes from two EC2 calls per cycle: `describe_availability_zones` (zone s
 the host and its network; instance: the guest) in one answer. Instances are selected with an `instance-id` *filter*
 rather than `InstanceIds`, so that one unknown id leaves a gap in the answer instead of failing the whole batch.
 
-Credentials come from boto3's standard chain (the site's `profile`, else the environment, else the instance role)
+Credentials come from boto3's standard chain (the site's `profile` option, else the environment, else the instance
+role)
 or an injected `session`. botocore's own retries are switched off (`total_max_attempts=1`): our bookkeeping retries,
 bounded by the call deadline, and counts every attempt.
 
@@ -29,6 +30,7 @@ from orchestrator.core.errors import FailoverError, ProviderAuthError, ProviderE
 from orchestrator.core.model import DnsTarget, Site, Status
 from providers.base import Capability, CloudProvider, InstanceHealth, InstanceState, loopback_http
 from providers.calls import parse_retry_after
+from providers.options import AwsOptions, Route53Options
 from providers.traffic import TrafficRouter
 
 log = logging.getLogger(__name__)
@@ -129,7 +131,8 @@ def _config(request_timeout: float) -> botocore.config.Config:
 class AwsProvider(_AwsErrors, CloudProvider):
     """EC2 health and start/stop for one site (a region and its zones). Extra keywords: `session` (a
     `boto3.Session`, for tests), `use_health_api` (default False), `force_fence` (default True: a fence stops
-    with `Force=True`, skipping the guest's shutdown, which an impaired host may never finish)."""
+    with `Force=True`, skipping the guest's shutdown, which an impaired host may never finish). Options:
+    `AwsOptions` (`profile`)."""
 
     kind: ClassVar[str] = "aws"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability)
@@ -138,12 +141,14 @@ class AwsProvider(_AwsErrors, CloudProvider):
         self,
         site: Site,
         *,
+        options: AwsOptions | None = None,
         session: boto3.Session | None = None,
         use_health_api: bool = False,
         force_fence: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(site, **kwargs)
+        self.options = options if options is not None else AwsOptions.parse(site.options, self.scope)
         self._session = session
         self._clients: dict[str, Any] = {}
         self._ids: dict[str, str] = {}  # Name tag -> instance id
@@ -155,7 +160,7 @@ class AwsProvider(_AwsErrors, CloudProvider):
         with self._lock:
             if service not in self._clients:
                 if self._session is None:
-                    self._session = _session(self.site.profile, self.site.region, self.site.endpoint_url)
+                    self._session = _session(self.options.profile, self.site.region, self.site.endpoint_url)
                 region = "us-east-1" if service == "health" else self.site.region
                 self._clients[service] = self._session.client(
                     service, region_name=region, endpoint_url=self.site.endpoint_url,
@@ -278,14 +283,14 @@ class Route53Router(_AwsErrors, TrafficRouter):
     def __init__(
         self,
         *,
+        options: Route53Options | None = None,
         endpoint_url: str | None = None,
-        profile: str | None = None,
         session: boto3.Session | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.endpoint_url = endpoint_url
-        self._profile = profile
+        self._profile = (options or Route53Options()).profile
         self._session = session
         self._route53: Any = None
         self._zones: dict[str, str] = {}  # zone name -> hosted zone id

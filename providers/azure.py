@@ -43,6 +43,7 @@ from orchestrator.core.errors import ConfigError, FailoverError, ProviderAuthErr
 from orchestrator.core.model import Site, Status
 from providers.base import Capability, CloudProvider, InstanceHealth, InstanceState, aggregate_zones, loopback_http
 from providers.calls import parse_retry_after
+from providers.options import AzureOptions
 
 log = logging.getLogger(__name__)
 
@@ -88,21 +89,22 @@ class _LoopbackBearerPolicy(SansIOHTTPPolicy[Any, Any]):
 
 class AzureProvider(CloudProvider):
     """VM health and start/stop for one site (a subscription, a resource group, a region and its zones).
-    Extra keywords: `credential` (a TokenCredential, for tests) and `stop_mode` (`deallocate` or `power_off`)."""
+    Options: `AzureOptions` (`subscription`, `resource_group`). Extra keywords: `credential` (a TokenCredential,
+    for tests) and `stop_mode` (`deallocate` or `power_off`)."""
 
     kind: ClassVar[str] = "azure"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {Capability.INSTANCE_HEALTH, Capability.START, Capability.STOP, Capability.FENCE}
     )
 
-    def __init__(self, site: Site, *, credential: Any = None, stop_mode: str = "deallocate", **kwargs: Any) -> None:
+    def __init__(self, site: Site, *, options: AzureOptions | None = None, credential: Any = None,
+                 stop_mode: str = "deallocate", **kwargs: Any) -> None:
         super().__init__(site, **kwargs)
-        if not site.subscription or not site.resource_group:
-            raise ConfigError(f"site {site.name}: an azure site needs subscription and resource_group")
+        self.options = options if options is not None else AzureOptions.parse(site.options, self.scope)
         if stop_mode not in STOP_MODES:
             raise ConfigError(f"site {site.name}: stop_mode must be one of {', '.join(STOP_MODES)}")
-        self.subscription: str = site.subscription
-        self.resource_group: str = site.resource_group
+        self.subscription: str = self.options.subscription
+        self.resource_group: str = self.options.resource_group
         self.stop_mode = stop_mode
         self._credential = credential
         self._client: Any = None

@@ -98,7 +98,9 @@ def aggregate_zones(zones: Mapping[str, Status]) -> tuple[Status, str]:
 class CloudProvider(ApiCaller, ABC):
     """One site's view of its cloud: health, and the lifecycle actions the runbook needs.
 
-    Constructor keywords shared by every adapter: `clock` stamps observations (wall clock, or a virtual one);
+    An adapter's constructor takes the site, `options=` (an instance of the options model it registered; see
+    providers/options.py) and its own keywords, and passes the rest here. Keywords shared by every adapter: `clock`
+    stamps observations (wall clock, or a virtual one);
     `poll_interval` paces waits for a state; and those of `ApiCaller`: `call_deadline` bounds one API call with
     its retries, `request_timeout` one HTTP request, `backoff` (first, largest wait) and `jitter` shape the
     retries, `timer` / `sleep` measure and spend time (inject both for a virtual clock), `dry_run` records writes
@@ -114,9 +116,9 @@ class CloudProvider(ApiCaller, ABC):
         *,
         clock: Callable[[], float] = time.time,
         poll_interval: float = 2.0,
-        **options: Any,
+        **caller_kwargs: Any,
     ) -> None:
-        super().__init__(**options)
+        super().__init__(**caller_kwargs)
         self.site = site
         self.poll_interval = poll_interval
         self._clock = clock

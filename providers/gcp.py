@@ -32,6 +32,7 @@ from orchestrator.core.errors import FailoverError, ProviderAuthError, ProviderE
 from orchestrator.core.model import Site, Status
 from providers.base import Capability, CloudProvider, InstanceHealth, InstanceState, loopback_http
 from providers.calls import brief, parse_retry_after
+from providers.options import GcpOptions
 
 C = TypeVar("C")
 
@@ -51,8 +52,9 @@ RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "q
 
 
 class GcpProvider(CloudProvider):
-    """Compute Engine health and start/stop for one site. Extra keywords: `credentials` (google-auth credentials,
-    for tests), `client_options` (merged over `api_endpoint=site.endpoint_url`)."""
+    """Compute Engine health and start/stop for one site. Options: `GcpOptions` (`project`). Extra keywords:
+    `credentials` (google-auth credentials, for tests), `client_options` (merged over
+    `api_endpoint=site.endpoint_url`)."""
 
     kind: ClassVar[str] = "gcp"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
@@ -63,6 +65,7 @@ class GcpProvider(CloudProvider):
         self,
         site: Site,
         *,
+        options: GcpOptions | None = None,
         credentials: Credentials | None = None,
         client_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
@@ -71,7 +74,8 @@ class GcpProvider(CloudProvider):
         if credentials is None and loopback_http(site.endpoint_url):
             credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
         self._credentials = credentials
-        self._project = site.project
+        self.options = options if options is not None else GcpOptions.parse(site.options, self.scope)
+        self._project: str | None = self.options.project
         self._options = dict(client_options or {})
         if site.endpoint_url:
             self._options.setdefault("api_endpoint", site.endpoint_url)

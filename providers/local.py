@@ -36,6 +36,7 @@ import tenacity
 from orchestrator.core.errors import FailoverError, ProviderAuthError, ProviderNotFound
 from orchestrator.core.model import DnsTarget, Site, Status
 from providers.base import Capability, CloudProvider, InstanceHealth, InstanceState, simple_health
+from providers.options import NoOptions
 from providers.traffic import TrafficRouter
 
 OFFLINE = 0  # the status of a call that never reached the API (connection refused, no route)
@@ -240,7 +241,8 @@ class LocalProvider(_LocalCalls, CloudProvider):
     kind: ClassVar[str] = "local"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability)
 
-    def __init__(self, site: Site, *, cloud: LocalCloud | None = None, **kwargs: Any) -> None:
+    def __init__(self, site: Site, *, options: NoOptions | None = None, cloud: LocalCloud | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(site, **kwargs)
         self._backoff_range = kwargs.get("backoff", (0.2, 5.0))
         self.cloud = cloud if cloud is not None else LocalCloud(site.provider, clock=kwargs.get("clock") or time.time)
@@ -273,7 +275,7 @@ class LocalRouter(_LocalCalls, TrafficRouter):
 
     kind: ClassVar[str] = "local"
 
-    def __init__(self, *, cloud: LocalCloud | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, options: NoOptions | None = None, cloud: LocalCloud | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._backoff_range = kwargs.get("backoff", (0.2, 5.0))
         self.cloud = cloud if cloud is not None else LocalCloud("dns", clock=time.time)

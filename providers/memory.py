@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from orchestrator.core.errors import FailoverError, ProviderAuthError, ProviderNotFound
 from orchestrator.core.model import DnsTarget, Site, Status
 from providers.base import Capability, CloudProvider, InstanceHealth, InstanceState, simple_health
+from providers.options import NoOptions
 from providers.traffic import TrafficRouter
 
 
@@ -154,7 +155,8 @@ class MemoryProvider(_MemoryErrors, CloudProvider):
     kind: ClassVar[str] = "memory"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability)
 
-    def __init__(self, site: Site, *, cloud: MemoryCloud | None = None, **kwargs: Any) -> None:
+    def __init__(self, site: Site, *, options: NoOptions | None = None, cloud: MemoryCloud | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(site, **kwargs)
         self.cloud = cloud if cloud is not None else MemoryCloud(zones=dict.fromkeys(site.zones, Status.OK))
 
@@ -178,7 +180,7 @@ class MemoryProvider(_MemoryErrors, CloudProvider):
 class MemoryRouter(_MemoryErrors, TrafficRouter):
     kind: ClassVar[str] = "memory"
 
-    def __init__(self, *, cloud: MemoryCloud | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, options: NoOptions | None = None, cloud: MemoryCloud | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.cloud = cloud if cloud is not None else MemoryCloud()
 

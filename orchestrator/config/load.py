@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from orchestrator.config.adapters import adapter_problems, with_adapter_options
 from orchestrator.config.addresses import store_url_problem
 from orchestrator.config.checks import Comments, cross_checks
 from orchestrator.config.models import FailoverConfig
@@ -81,6 +82,7 @@ def load_config(path: str | Path | None = None) -> LoadedConfig:
         config = FailoverConfig.model_validate(data)
     except ValidationError as error:
         problems.extend(pydantic_problems(error))
+    problems.extend(adapter_problems(data))
     if config is not None:
         problems.extend(cross_checks(config, Comments(text.splitlines(), lines)))
     if problems:
@@ -95,7 +97,7 @@ def load_config(path: str | Path | None = None) -> LoadedConfig:
 
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of the file, for editors (`failover config schema`)."""
-    schema = FailoverConfig.model_json_schema()
+    schema = with_adapter_options(FailoverConfig.model_json_schema())
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "failover configuration"
     return schema

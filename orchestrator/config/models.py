@@ -69,7 +69,8 @@ ListenAddress = Annotated[
 ]
 Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 Url = Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$")]
-ProviderName = Literal["aws", "gcp", "azure", "local"]
+# A registered adapter's name (providers/catalog.py): which names exist is the catalog's business, not the models'.
+ProviderName = Annotated[str, Field(min_length=1)]
 
 
 class _Strict(BaseModel):
@@ -77,16 +78,16 @@ class _Strict(BaseModel):
 
 
 class SiteConfig(_Strict):
-    """One failure domain. Credentials: AWS profile/env, Google ADC, Azure DefaultAzureCredential."""
+    """One failure domain. Credentials: AWS profile/env, Google ADC, Azure DefaultAzureCredential. Every key but
+    these four belongs to the provider's adapter (`project` for gcp, ...): `adapters.py` validates them with the
+    options model the adapter registered, so this model lets them through, into `model_extra`."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=False)
 
     provider: ProviderName
     region: Annotated[str, Field(min_length=1)]
     zones: list[Annotated[str, Field(min_length=1)]] = []
     endpoint_url: Url | None = None
-    profile: str | None = None
-    project: str | None = None
-    subscription: str | None = None
-    resource_group: str | None = None
 
 
 class ProbesConfig(_Strict):
@@ -122,6 +123,11 @@ class ReplicaConfig(_Strict):
 
 
 class DnsConfig(_Strict):
+    """The record moved to the new primary. Keys beyond these belong to the router `provider` names, as a site's
+    belong to its cloud adapter."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=False)
+
     provider: ProviderName
     zone_id: Annotated[str, Field(min_length=1)]
     record: Annotated[str, Field(min_length=1)]

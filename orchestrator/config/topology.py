@@ -25,10 +25,7 @@ def to_topology(config: FailoverConfig) -> Topology:
             region=site.region,
             zones=tuple(site.zones),
             endpoint_url=site.endpoint_url,
-            profile=site.profile,
-            project=site.project,
-            subscription=site.subscription,
-            resource_group=site.resource_group,
+            options=site.model_extra or {},
         )
         for name, site in config.sites.items()
     }
@@ -69,5 +66,6 @@ def _engine(name: str, engine: EngineConfig) -> Engine:
         for priority, (r_name, r) in enumerate(engine.replicas.items())
     )
     dns = engine.dns
-    target = DnsTarget(dns.provider, dns.zone_id, dns.record, dns.ttl, dns.endpoint_url) if dns else None
+    target = DnsTarget(dns.provider, dns.zone_id, dns.record, dns.ttl, dns.endpoint_url, dns.model_extra or {}) \
+        if dns else None
     return Engine(name, engine.primary, replicas, target)

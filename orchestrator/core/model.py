@@ -6,9 +6,10 @@ code runs on the wall clock in the daemon and on a virtual clock in the simulato
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any, NoReturn
 
 
 class Status(StrEnum):
@@ -62,19 +63,52 @@ class Observation:
     detail: str = ""
 
 
+class Options(dict[str, Any]):
+    """An adapter's own settings on a `Site` or `DnsTarget` (AWS `profile`, GCP `project`, ...), immutable and
+    hashable. Opaque to the core, which never reads a key (tooz's way: the shared code never sees a backend's
+    fields); the adapter's options model validated them. A dict, so that `asdict` and JSON output still work;
+    nested lists become tuples and nested mappings `Options`."""
+
+    def __init__(self, items: Mapping[str, Any] | Iterable[tuple[str, Any]] = (), /) -> None:
+        super().__init__((str(key), _frozen(value)) for key, value in dict(items).items())
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset(self.items()))
+
+    def __reduce__(self) -> tuple[type[Options], tuple[dict[str, Any]]]:
+        return Options, (dict(self),)  # copy and pickle through the constructor, never through __setitem__
+
+    def _immutable(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("adapter options are immutable")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _immutable
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return value if isinstance(value, Options) else Options(value)
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(item) for item in value)
+    if isinstance(value, set | frozenset):
+        return frozenset(_frozen(item) for item in value)
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Site:
-    """One failure domain: a region (and zones) of one provider. Never holds a secret."""
+    """One failure domain: a region (and zones) of one provider. Never holds a secret. `options` belong to the
+    provider's adapter (validated by the options model it registered); the core passes them through unread."""
 
     name: str
     provider: str
     region: str
     zones: tuple[str, ...] = ()
     endpoint_url: str | None = None
-    profile: str | None = None
-    project: str | None = None
-    subscription: str | None = None
-    resource_group: str | None = None
+    options: Mapping[str, Any] = field(default_factory=Options)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.options, Options):
+            object.__setattr__(self, "options", Options(self.options))
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,11 +123,19 @@ class Replica:
 
 @dataclass(frozen=True, slots=True)
 class DnsTarget:
+    """The record that sends an engine's clients to its primary, moved by the router that `provider` names; `options`
+    belong to that router, as a site's belong to its cloud adapter."""
+
     provider: str
     zone_id: str
     record: str
     ttl: int = 30
     endpoint_url: str | None = None
+    options: Mapping[str, Any] = field(default_factory=Options)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.options, Options):
+            object.__setattr__(self, "options", Options(self.options))
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -122,6 +125,14 @@ EXPECTED: dict[str, tuple[str, int | None]] = {
     "audit_head_file_empty.yaml": ("audit.head_file: string should have at least 1 character", 27),
     "duration_overflow.yaml": ("protection_window.duration: '99999999999h' is longer than", 17),
     "probe_interval_zero.yaml": ("probes.interval: must be longer than 0s", 9),
+    # a provider's own options, checked by the options model its adapter registered (issue 13)
+    "gcp_option_typo.yaml": ("sites.gcp-hk.project: required field is missing for provider gcp", 5),
+    "azure_missing_options.yaml": ("sites.azure-hk.subscription: required field is missing for provider azure", 29),
+    "aws_profile_not_a_string.yaml": ("sites.aws-hk.profile: input should be a valid string", 4),
+    "provider_typo.yaml": ("sites.gcp-hk.provider: unknown provider 'gpc'; known: aws, azure, gcp, local, memory "
+                           "(did you mean 'gcp'?)", 5),
+    "dns_router_unknown.yaml": ("engines.spot.dns.provider: unknown DNS router 'gcp'; known: aws, local, memory", 69),
+    "dns_option_typo.yaml": ("engines.spot.dns.profle: unknown key (did you mean 'profile'?)", 71),
 }
 
 # file -> the secret it holds: never printed, whatever else the error line shows
@@ -207,6 +218,26 @@ def test_unknown_key_suggests_the_field_meant(capsys: pytest.CaptureFixture[str]
     assert "sites.aws-hk.regon: unknown key (did you mean 'region'?)" in err
 
 
+def test_a_typo_in_an_adapter_option_is_located_and_corrected(capsys: pytest.CaptureFixture[str]) -> None:
+    """`projct` is neither a common site key nor one of the gcp adapter's options: both lines, at the site's line."""
+    path = BAD / "gcp_option_typo.yaml"
+    _, _, err = run_cli(["config", "validate", str(path)], capsys)
+    assert err.splitlines() == [
+        f"error: {path}:5: sites.gcp-hk.project: required field is missing for provider gcp",
+        f"error: {path}:5: sites.gcp-hk.projct: unknown key (did you mean 'project'?)",
+    ]
+
+
+def test_adapter_problems_come_with_every_other(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """All at once: a broken policy does not hide an adapter's options, nor they the cross-field rules."""
+    text = (BAD / "azure_missing_options.yaml").read_text(encoding="utf-8")
+    path = tmp_path / "two-problems.yaml"
+    path.write_text(text.replace("  quorum: 2 ", "  quorum: two "), encoding="utf-8")
+    _, _, err = run_cli(["config", "validate", str(path)], capsys)
+    fields = [line.split(": ")[2] for line in err.splitlines()]
+    assert fields == ["policy.quorum", "sites.azure-hk.subscription", "sites.azure-hk.resource_group"]
+
+
 def test_example_config_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(["config", "validate", str(ROOT / "configs" / "example.yaml"), "--output", "json"], capsys)
     assert code == 0
@@ -230,6 +261,29 @@ def test_schema_is_json_schema_with_every_section(capsys: pytest.CaptureFixture[
     assert {"sites", "engines", "policy", "probes", "protection_window"} <= set(schema["properties"])
     interval = schema["$defs"]["ProbesConfig"]["properties"]["interval"]
     assert interval["type"] == "string"
+    site = schema["$defs"]["SiteConfig"]  # each registered adapter's options, under its provider's name
+    branches = {branch["if"]["properties"]["provider"]["const"]: branch["then"] for branch in site["allOf"]}
+    assert set(branches) == {"aws", "azure", "gcp", "local", "memory"}
+    assert (branches["gcp"]["required"], list(branches["gcp"]["properties"])) == (["project"], ["project"])
+    assert site["unevaluatedProperties"] is False
+
+
+def test_adapter_options_reach_the_topology_untouched_by_the_core() -> None:
+    from orchestrator.config import load_config
+
+    topology = load_config(ROOT / "configs" / "example.yaml").topology
+    assert {name: dict(site.options) for name, site in topology.sites.items()} == {
+        "aws-hk": {"profile": "exchange-prod"},
+        "gcp-hk": {"project": "exchange-prod"},
+        "azure-hk": {"subscription": "00000000-0000-0000-0000-000000000000", "resource_group": "trading"},
+    }
+    gcp = topology.sites["gcp-hk"]
+    with pytest.raises(TypeError, match="immutable"):
+        gcp.options["project"] = "elsewhere"  # type: ignore[index]
+    assert hash(gcp) == hash(copy.deepcopy(gcp)) and pickle.loads(pickle.dumps(gcp)) == gcp  # still a value
+    assert json.loads(json.dumps(dataclasses.asdict(gcp)))["options"] == {"project": "exchange-prod"}
+    dns = topology.engines["spot"].dns
+    assert dns is not None and (dns.provider, dict(dns.options)) == ("aws", {})
 
 
 def test_no_traceback_from_the_real_entry_point() -> None:

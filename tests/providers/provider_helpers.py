@@ -118,13 +118,13 @@ def impair_instances(monkeypatch: pytest.MonkeyPatch, ids: collections.abc.Conta
 
 def gcp_site(server: FakeServer, **overrides: Any) -> Site:
     fields = {"name": "gcp-hk", "provider": "gcp", "region": "asia-east2", "zones": ("asia-east2-a", "asia-east2-b"),
-              "project": "exchange-prod", "endpoint_url": server.url, **overrides}
+              "options": {"project": "exchange-prod"}, "endpoint_url": server.url, **overrides}
     return Site(**fields)
 
 
 def azure_site(server: FakeServer, **overrides: Any) -> Site:
     fields = {"name": "azure-hk", "provider": "azure", "region": "eastasia", "zones": ("1", "2"),
-              "subscription": "00000000-0000-0000-0000-000000000000", "resource_group": "trading",
+              "options": {"subscription": "00000000-0000-0000-0000-000000000000", "resource_group": "trading"},
               "endpoint_url": server.url, **overrides}
     return Site(**fields)
 

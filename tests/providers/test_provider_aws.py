@@ -87,7 +87,7 @@ def test_no_credentials_and_unknown_profile_are_auth_errors(monkeypatch: pytest.
     with pytest.raises(ProviderAuthError, match=r"site aws-hk: .*no AWS credentials"):
         build_provider(site, **FAST).zone_health()
     with pytest.raises(ProviderAuthError, match="profile not found: exchange-prod"):
-        build_provider(Site("aws-hk", "aws", "ap-east-1", profile="exchange-prod"), **FAST).zone_health()
+        build_provider(Site("aws-hk", "aws", "ap-east-1", options={"profile": "exchange-prod"}), **FAST).zone_health()
 
 
 def test_health_api_is_off_by_default_and_fails_soft(aws: AwsWorld) -> None:

@@ -139,7 +139,7 @@ def test_without_credentials_adc_failure_is_an_auth_error(monkeypatch: pytest.Mo
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))
     monkeypatch.setenv("NO_GCE_CHECK", "True")  # never look for a metadata server
     monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")
-    site = Site("gcp-hk", "gcp", "asia-east2", ("asia-east2-a",), project="exchange-prod")
+    site = Site("gcp-hk", "gcp", "asia-east2", ("asia-east2-a",), options={"project": "exchange-prod"})
     with pytest.raises(ProviderAuthError, match=r"site gcp-hk: .*Application Default Credentials"):
         build_provider(site, **FAST).zone_health()
 
@@ -148,7 +148,7 @@ def test_fake_as_a_pytest_httpserver_handler(httpserver: Any) -> None:
     fake = GcpComputeFake()
     fake.add_instance("spot-engine-1")
     httpserver.expect_request(re.compile(".*")).respond_with_handler(werkzeug_handler(fake))
-    site = Site("gcp-hk", "gcp", "asia-east2", ("asia-east2-a",), project="exchange-prod",
+    site = Site("gcp-hk", "gcp", "asia-east2", ("asia-east2-a",), options={"project": "exchange-prod"},
                 endpoint_url=httpserver.url_for("").rstrip("/"))
     provider = build_provider(site, **FAST)
 
