@@ -3,8 +3,10 @@
 Every problem is reported at once, each as `FILE:LINE: field.path: what was expected`, because an SRE fixing a
 config at 3 a.m. should not have to run the validator ten times. The package reads in this order, one module each:
 `reading` (the file and its YAML, screened, with each field's line), `secrets` (refused by key and by value),
-`models` (pydantic: shapes and types) with `validation` (its errors, located), `checks` (the rules across fields),
-`topology` (the core's view); `load` ties them together. Every name used outside the package is re-exported here.
+`models` (pydantic: shapes and types) with `validation` (its errors, located), `adapters` (each site's and DNS
+record's adapter and its own options, asked of the provider catalog), `checks` (the rules across fields),
+`topology` (the core's view); `load` ties them together; `problems` and `addresses` serve them all. Every name used
+outside the package is re-exported here.
 """
 
 from orchestrator.config.addresses import is_loopback, parse_listen, store_url_problem
