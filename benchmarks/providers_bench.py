@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from orchestrator.core.model import Site
+from orchestrator.core.model import Options, Site
 from providers import CloudProvider, build_provider
 from providers.fakes import AzureComputeFake, FakeServer, GcpComputeFake
 from providers.memory import MemoryCloud
@@ -89,8 +89,8 @@ def _gcp() -> Iterator[tuple[CloudProvider, str]]:
     fake = GcpComputeFake(zones=("asia-east2-a", "asia-east2-b"))
     fake.add_instance("spot-engine-1", "asia-east2-a")
     with FakeServer(fake) as server:
-        site = Site("gcp-hk", "gcp", "asia-east2", ("asia-east2-a", "asia-east2-b"), project=fake.project,
-                    endpoint_url=server.url)
+        site = Site("gcp-hk", "gcp", "asia-east2", ("asia-east2-a", "asia-east2-b"), endpoint_url=server.url,
+                    options=Options({"project": fake.project}))
         yield build_provider(site), "spot-engine-1"
 
 
@@ -100,8 +100,8 @@ def _azure() -> Iterator[tuple[CloudProvider, str]]:
     fake.add_vm("spot-engine-1", "1")
     fake.add_vm("spot-engine-2", "2")
     with FakeServer(fake) as server:
-        site = Site("azure-hk", "azure", "eastasia", ("1", "2"), subscription=fake.subscription,
-                    resource_group=fake.resource_group, endpoint_url=server.url)
+        site = Site("azure-hk", "azure", "eastasia", ("1", "2"), endpoint_url=server.url,
+                    options=Options({"subscription": fake.subscription, "resource_group": fake.resource_group}))
         yield build_provider(site), "spot-engine-1"
 
 
