@@ -149,6 +149,19 @@ class EtcdCluster:
         if wait:
             self.wait_healthy([index], timeout=timeout)
 
+    def pause_member(self, index: int) -> None:
+        """SIGSTOP member `index`: alive to the kernel (its ports accept connections) but answering nothing, the
+        way a machine in a stalled VM or a long GC pause looks to its peers."""
+        process = self._members[index].process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGSTOP)
+
+    def resume_member(self, index: int) -> None:
+        """SIGCONT member `index` after `pause_member`."""
+        process = self._members[index].process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGCONT)
+
     def is_running(self, index: int) -> bool:
         process = self._members[index].process
         return process is not None and process.poll() is None

@@ -268,13 +268,10 @@ def etcd_member(world: World, fault: Fault, freeze: bool) -> tuple[str, Undo]:
     if etcd is None:
         return "no etcd in this run", lambda: ""
     if freeze:
-        process = etcd._members[index].process  # the cluster helper exposes kill/restart, not SIGSTOP
-        if process is not None:
-            process.send_signal(signal.SIGSTOP)
+        etcd.pause_member(index)
 
         def thaw() -> str:
-            if process is not None:
-                process.send_signal(signal.SIGCONT)
+            etcd.resume_member(index)
             return f"etcd member {index} thawed"
 
         return f"etcd member {index} frozen (SIGSTOP)", thaw
