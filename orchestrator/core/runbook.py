@@ -1,9 +1,11 @@
 """The failover runbook as a pure step machine (DESIGN §6): from the journal, the next step.
 
 Everything that decides the order of steps, their deadlines and retries, whether a step's effect already holds,
-and when protection may end lives in this file. The driver executes one step at a time, journals it before and
-after, and asks `next_step` again, so a killed orchestrator, a new leader, or the next cron run resumes from the
-journal alone. Waiting steps (catch-up, the protection window) never sleep: they answer `PENDING` and the next
+and when protection may end lives in this file: one row of `RULES` per step. What a step *does* (its engine, cloud
+and DNS calls, what it records once done, how a plan describes it) is the row's other half, one handler per step in
+`orchestrator.drivers.steps`, keyed by the same `Step`. The driver executes one step at a time, journals it before
+and after, and asks `next_step` again, so a killed orchestrator, a new leader, or the next cron run resumes from
+the journal alone. Waiting steps (catch-up, the protection window) never sleep: they answer `PENDING` and the next
 cycle asks again.
 
     announce → halt → fence_old_primary → ensure_target_running → wait_caught_up → promote → switch_traffic
@@ -72,25 +74,185 @@ class StepSpec:
     retry_max: float = 15.0
 
 
-STEPS: tuple[Step, ...] = tuple(Step)
-NEXT: dict[Step, Step | None] = {step: (STEPS[i + 1] if i + 1 < len(STEPS) else None) for i, step in enumerate(STEPS)}
-
-SPECS: dict[Step, StepSpec] = {
-    Step.ANNOUNCE: StepSpec(10),
-    Step.HALT: StepSpec(30),
-    Step.FENCE_OLD_PRIMARY: StepSpec(120, retry_base=2),
-    Step.ENSURE_TARGET_RUNNING: StepSpec(300, retry_base=5),
-    Step.WAIT_CAUGHT_UP: StepSpec(60),
-    Step.PROMOTE: StepSpec(30),
-    Step.SWITCH_TRAFFIC: StepSpec(120, retry_base=2),
-    Step.OPEN_PROTECTION: StepSpec(30),
-    Step.AWAIT_WINDOW: StepSpec(None),
-    Step.REOPEN: StepSpec(30),
-    Step.CLOSE_INCIDENT: StepSpec(30),
-}
 REFERENCE_DEADLINE = 60.0
-"""`policy.step_deadline` scales the table above: at its default (60 s) each step has the deadline listed, at 30 s
-half of it. The proportions stay: stopping a machine or moving DNS takes longer than a halt."""
+"""`policy.step_deadline` scales the steps' deadlines (`RULES`): at its default (60 s) each step has the deadline
+listed, at 30 s half of it. The proportions stay: stopping a machine or moving DNS takes longer than a halt."""
+
+
+# ---- what each step's effect looks like: the "already done?" checks --------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One failover's fixed parameters, journaled with the incident."""
+
+    engine: str
+    source: str  # the old primary
+    target: str
+    epoch: int
+    protection: float  # seconds
+    max_lag: int = 0
+    has_dns: bool = True
+    target_address: str = ""
+    replicas: tuple[str, ...] = ()  # every replica of the engine, the source included
+    seq_floor: int = 0  # the highest journal position any standby was seen holding: the target must reach it
+    step_deadline: float = REFERENCE_DEADLINE  # policy.step_deadline when the failover began
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the driver observed just now, gathered for the checks below."""
+
+    statuses: Mapping[str, ReplicaStatus]  # replicas that answered, by name
+    old_instance_state: str | None = None  # "stopped", "running", ... or None when the provider cannot say
+    target_instance_state: str | None = None
+    dns_target: str | None = None
+    target_verdict: Verdict = Verdict.UNKNOWN
+
+
+def _current(status: ReplicaStatus | None, epoch: int) -> bool:
+    return status is not None and status.epoch >= epoch
+
+
+def halted(plan: Plan, facts: Facts) -> bool:
+    """Every replica that answers carries our epoch (a standby records it; its phase mirrors its primary's), any
+    primary among them is halted, and the target answers."""
+    if plan.target not in facts.statuses:
+        return False
+    return all(
+        _current(s, plan.epoch) and (s.role is not Role.PRIMARY or s.phase is Phase.HALTED)
+        for s in facts.statuses.values()
+    )
+
+
+def fenced(plan: Plan, facts: Facts) -> str | None:
+    """How the old primary is fenced, or None. Unreachable counts only once *every* other replica of the engine
+    answers with our epoch: under synchronous replication it then cannot acknowledge an order (no standby accepts
+    its older epoch). One other replica we cannot reach could still be its partner: then only a stopped machine
+    counts."""
+    old = facts.statuses.get(plan.source)
+    if old is not None and old.role is Role.FENCED and old.epoch >= plan.epoch:
+        return "fenced by epoch"
+    if facts.old_instance_state in ("stopped", "terminated"):
+        return f"instance {facts.old_instance_state}"
+    others = [name for name in plan.replicas if name != plan.source]
+    if old is None and others and all(_current(facts.statuses.get(name), plan.epoch) for name in others):
+        return "unreachable; every other replica carries the new epoch"
+    return None
+
+
+def is_fenced(plan: Plan, facts: Facts) -> bool:
+    return fenced(plan, facts) is not None
+
+
+def target_running(plan: Plan, facts: Facts) -> bool:
+    return plan.target in facts.statuses and facts.target_instance_state in (None, "running")
+
+
+def owed_seq(plan: Plan, facts: Facts) -> int:
+    """The journal position the target must reach: everything any standby holds or was ever seen holding
+    (`seq_floor`: a replica lost since may have held acknowledged orders), and of the old primary only what it can
+    vouch was acknowledged. Entries a synchronous primary wrote but no standby on another cloud took were never
+    acknowledged to anyone; a deposed primary thawed after the halt writes just such entries, and waiting for
+    them would wait forever (they are archived for reconciliation instead, never replayed)."""
+    held = (s.acknowledged_seq() if name == plan.source else s.last_seq for name, s in facts.statuses.items()
+            if name == plan.source or s.role is not Role.FENCED)  # a replica deposed earlier owes nothing
+    return max(plan.seq_floor, *held, 0)
+
+
+def caught_up(plan: Plan, facts: Facts) -> tuple[bool, int]:
+    """Whether the target has applied everything it owes (`owed_seq`), within max_lag."""
+    target = facts.statuses.get(plan.target)
+    if target is None:
+        return False, -1
+    highest = owed_seq(plan, facts)
+    lag = max(0, highest - target.applied_seq)
+    return lag <= plan.max_lag, lag
+
+
+def is_caught_up(plan: Plan, facts: Facts) -> bool:
+    return caught_up(plan, facts)[0]
+
+
+def promoted(plan: Plan, facts: Facts) -> bool:
+    target = facts.statuses.get(plan.target)
+    return target is not None and target.role is Role.PRIMARY and target.epoch >= plan.epoch
+
+
+def traffic_switched(plan: Plan, facts: Facts) -> bool:
+    return not plan.has_dns or facts.dns_target == plan.target_address
+
+
+def in_protection(plan: Plan, facts: Facts) -> bool:
+    target = facts.statuses.get(plan.target)
+    return target is not None and target.phase is Phase.PROTECTION and _current(target, plan.epoch)
+
+
+def reopened(plan: Plan, facts: Facts) -> bool:
+    target = facts.statuses.get(plan.target)
+    return target is not None and target.phase is Phase.OPEN and target.role is Role.PRIMARY
+
+
+def deposed_primaries(statuses: Mapping[str, ReplicaStatus]) -> set[str]:
+    """Replicas claiming primary under an epoch below one another replica already carries: deposed while they
+    could not hear (frozen, partitioned). Stamping one with the new epoch, even to halt it, would make it a primary
+    at that epoch: the standbys would follow it again and copy what it wrote while no one acknowledged it. Such a
+    replica is fenced, never stamped."""
+    deposed = set()
+    for name, status in statuses.items():
+        others = [other.epoch for other_name, other in statuses.items() if other_name != name]
+        if status.role is Role.PRIMARY and others and status.epoch < max(others):
+            deposed.add(name)
+    return deposed
+
+
+# ---- the table: one row per step ---------------------------------------------------------------------------------
+
+
+class Fact(StrEnum):
+    """What a step's check reads beyond the replicas' statuses and the target's verdict; each costs the driver a
+    cloud or DNS call, so a step names the ones it needs."""
+
+    OLD_INSTANCE = "old_instance"  # Facts.old_instance_state
+    TARGET_INSTANCE = "target_instance"  # Facts.target_instance_state
+    DNS = "dns"  # Facts.dns_target
+
+
+@dataclass(frozen=True, slots=True)
+class StepRule:
+    """The pure half of one step: its deadline and retries, how to tell that its effect already holds (None: the
+    step has no effect to look for and always runs), the facts that check reads, and whether trading is no longer
+    halted once the step ran (a needs_human there must halt again)."""
+
+    spec: StepSpec
+    check: Callable[[Plan, Facts], bool] | None = None
+    needs: tuple[Fact, ...] = ()
+    trading: bool = False
+
+
+RULES: dict[Step, StepRule] = {
+    Step.ANNOUNCE: StepRule(StepSpec(10)),
+    Step.HALT: StepRule(StepSpec(30), halted),
+    Step.FENCE_OLD_PRIMARY: StepRule(StepSpec(120, retry_base=2), is_fenced, (Fact.OLD_INSTANCE,)),
+    Step.ENSURE_TARGET_RUNNING: StepRule(StepSpec(300, retry_base=5), target_running, (Fact.TARGET_INSTANCE,)),
+    Step.WAIT_CAUGHT_UP: StepRule(StepSpec(60), is_caught_up),
+    Step.PROMOTE: StepRule(StepSpec(30), promoted),
+    Step.SWITCH_TRAFFIC: StepRule(StepSpec(120, retry_base=2), traffic_switched, (Fact.DNS,)),
+    Step.OPEN_PROTECTION: StepRule(StepSpec(30), in_protection, trading=True),
+    Step.AWAIT_WINDOW: StepRule(StepSpec(None), trading=True),
+    Step.REOPEN: StepRule(StepSpec(30), reopened, trading=True),
+    Step.CLOSE_INCIDENT: StepRule(StepSpec(30)),
+}
+"""The runbook, in order. A new step is a `Step` member and a row here (and its handler in `drivers.steps`)."""
+if tuple(RULES) != tuple(Step):  # the enum and the table must list the same steps in the same order
+    raise AssertionError(f"runbook table out of step with Step: {list(RULES)} != {list(Step)}")
+
+STEPS: tuple[Step, ...] = tuple(RULES)
+NEXT: dict[Step, Step | None] = {step: (STEPS[i + 1] if i + 1 < len(STEPS) else None) for i, step in enumerate(STEPS)}
+SPECS: dict[Step, StepSpec] = {step: rule.spec for step, rule in RULES.items()}
+CHECKS: dict[Step, Callable[[Plan, Facts], bool]] = {
+    step: rule.check for step, rule in RULES.items() if rule.check is not None}
+TRADING_AFTER: frozenset[Step] = frozenset(step for step, rule in RULES.items() if rule.trading)
 
 
 def deadlines(step_deadline: float = REFERENCE_DEADLINE) -> dict[Step, float | None]:
@@ -100,8 +262,6 @@ def deadlines(step_deadline: float = REFERENCE_DEADLINE) -> dict[Step, float | N
 
 
 MAX_EXTENSIONS = 3
-# Steps after which trading is no longer halted: a needs_human there must halt again.
-TRADING_AFTER: frozenset[Step] = frozenset({Step.OPEN_PROTECTION, Step.AWAIT_WINDOW, Step.REOPEN})
 
 
 class JournalRecord(Protocol):
@@ -205,124 +365,6 @@ def was_started(journal: Sequence[JournalRecord], step: Step, attempt: int) -> b
     attempts, _ = _attempts(journal, step)
     last = journal[-1] if journal else None
     return attempts >= attempt and last is not None and last.step == step.value and last.state != StepState.FAILED
-
-
-# ---- what each step's effect looks like: the "already done?" checks --------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """One failover's fixed parameters, journaled with the incident."""
-
-    engine: str
-    source: str  # the old primary
-    target: str
-    epoch: int
-    protection: float  # seconds
-    max_lag: int = 0
-    has_dns: bool = True
-    target_address: str = ""
-    replicas: tuple[str, ...] = ()  # every replica of the engine, the source included
-    seq_floor: int = 0  # the highest journal position any standby was seen holding: the target must reach it
-    step_deadline: float = REFERENCE_DEADLINE  # policy.step_deadline when the failover began
-
-
-@dataclass(frozen=True, slots=True)
-class Facts:
-    """What the driver observed just now, gathered for the checks below."""
-
-    statuses: Mapping[str, ReplicaStatus]  # replicas that answered, by name
-    old_instance_state: str | None = None  # "stopped", "running", ... or None when the provider cannot say
-    target_instance_state: str | None = None
-    dns_target: str | None = None
-    target_verdict: Verdict = Verdict.UNKNOWN
-
-
-def _current(status: ReplicaStatus | None, epoch: int) -> bool:
-    return status is not None and status.epoch >= epoch
-
-
-def halted(plan: Plan, facts: Facts) -> bool:
-    """Every replica that answers carries our epoch (a standby records it; its phase mirrors its primary's), any
-    primary among them is halted, and the target answers."""
-    if plan.target not in facts.statuses:
-        return False
-    return all(
-        _current(s, plan.epoch) and (s.role is not Role.PRIMARY or s.phase is Phase.HALTED)
-        for s in facts.statuses.values()
-    )
-
-
-def fenced(plan: Plan, facts: Facts) -> str | None:
-    """How the old primary is fenced, or None. Unreachable counts only once *every* other replica of the engine
-    answers with our epoch: under synchronous replication it then cannot acknowledge an order (no standby accepts
-    its older epoch). One other replica we cannot reach could still be its partner: then only a stopped machine
-    counts."""
-    old = facts.statuses.get(plan.source)
-    if old is not None and old.role is Role.FENCED and old.epoch >= plan.epoch:
-        return "fenced by epoch"
-    if facts.old_instance_state in ("stopped", "terminated"):
-        return f"instance {facts.old_instance_state}"
-    others = [name for name in plan.replicas if name != plan.source]
-    if old is None and others and all(_current(facts.statuses.get(name), plan.epoch) for name in others):
-        return "unreachable; every other replica carries the new epoch"
-    return None
-
-
-def target_running(plan: Plan, facts: Facts) -> bool:
-    return plan.target in facts.statuses and facts.target_instance_state in (None, "running")
-
-
-def owed_seq(plan: Plan, facts: Facts) -> int:
-    """The journal position the target must reach: everything any standby holds or was ever seen holding
-    (`seq_floor`: a replica lost since may have held acknowledged orders), and of the old primary only what it can
-    vouch was acknowledged. Entries a synchronous primary wrote but no standby on another cloud took were never
-    acknowledged to anyone; a deposed primary thawed after the halt writes just such entries, and waiting for
-    them would wait forever (they are archived for reconciliation instead, never replayed)."""
-    held = (s.acknowledged_seq() if name == plan.source else s.last_seq for name, s in facts.statuses.items()
-            if name == plan.source or s.role is not Role.FENCED)  # a replica deposed earlier owes nothing
-    return max(plan.seq_floor, *held, 0)
-
-
-def caught_up(plan: Plan, facts: Facts) -> tuple[bool, int]:
-    """Whether the target has applied everything it owes (`owed_seq`), within max_lag."""
-    target = facts.statuses.get(plan.target)
-    if target is None:
-        return False, -1
-    highest = owed_seq(plan, facts)
-    lag = max(0, highest - target.applied_seq)
-    return lag <= plan.max_lag, lag
-
-
-def promoted(plan: Plan, facts: Facts) -> bool:
-    target = facts.statuses.get(plan.target)
-    return target is not None and target.role is Role.PRIMARY and target.epoch >= plan.epoch
-
-
-def traffic_switched(plan: Plan, facts: Facts) -> bool:
-    return not plan.has_dns or facts.dns_target == plan.target_address
-
-
-def in_protection(plan: Plan, facts: Facts) -> bool:
-    target = facts.statuses.get(plan.target)
-    return target is not None and target.phase is Phase.PROTECTION and _current(target, plan.epoch)
-
-
-def reopened(plan: Plan, facts: Facts) -> bool:
-    target = facts.statuses.get(plan.target)
-    return target is not None and target.phase is Phase.OPEN and target.role is Role.PRIMARY
-
-
-CHECKS: dict[Step, Callable[[Plan, Facts], bool]] = {
-    Step.HALT: halted,
-    Step.FENCE_OLD_PRIMARY: lambda plan, facts: fenced(plan, facts) is not None,
-    Step.ENSURE_TARGET_RUNNING: target_running,
-    Step.WAIT_CAUGHT_UP: lambda plan, facts: caught_up(plan, facts)[0],
-    Step.PROMOTE: promoted,
-    Step.SWITCH_TRAFFIC: traffic_switched,
-    Step.OPEN_PROTECTION: in_protection,
-    Step.REOPEN: reopened,
-}
 
 
 def protection_until(journal: Sequence[JournalRecord]) -> float | None:

@@ -1,9 +1,12 @@
 """Runs the core's runbook step machine against the engines, the providers and the store (DESIGN §6).
 
 Each call to `advance` moves one incident as far as it can without waiting: it asks the core for the next step,
-journals `started`, executes the step (each executor first checks whether the step's effect already holds, so a
-resumed step never acts twice), journals the outcome, and goes on until a step is pending, backing off, finished,
-or needs a human. Nothing here sleeps; the daemon's next cycle, the next cron run, or a new leader continues.
+journals `started`, runs the step's handler (`drivers.steps`: each first checks whether the step's effect already
+holds, so a resumed step never acts twice), journals the outcome, and goes on until a step is pending, backing off,
+finished, or needs a human. Nothing here sleeps; the daemon's next cycle, the next cron run, or a new leader
+continues. Nothing here knows one step from another either: what a step does is its handler's business, and this
+driver keeps the books (`steps.Book`: the store, announcements, hooks) and the safety net around every step
+(leadership, needs_human, halting everywhere).
 
 Failpoints: `FAILOVER_FAILPOINT=<step>` (or `<step>:before` / `<step>:after`) kills the process with SIGKILL at that
 point, so tests can show that every step resumes (see `failpoint`).
@@ -19,23 +22,26 @@ from typing import Any, cast
 from urllib.parse import urlparse
 
 from orchestrator.core import runbook as rb
-from orchestrator.core.errors import EngineError, FailoverError, ProviderError, StaleEpoch
+from orchestrator.core.errors import FailoverError
 from orchestrator.core.health import Assessment
-from orchestrator.core.model import Engine, Phase, ReplicaStatus, Role, Topology, Verdict
+from orchestrator.core.model import Engine, Phase, ReplicaStatus, Role, Topology
 from orchestrator.core.phases import PhaseChange, PhaseEvent, PhaseState, announce, parse_timezone, transition
-from orchestrator.core.runbook import Facts, Outcome, Plan, Step
+from orchestrator.core.runbook import Fact, Facts, Plan, Step, deposed_primaries
 from orchestrator.drivers.events import Event, EventKind, Notifier
 from orchestrator.drivers.reconcile import JournalReader, diverged_tail
 from orchestrator.drivers.state import EPOCH_STRIDE, EngineRecord, load_engine, save_engine
+from orchestrator.drivers.steps import PROVIDER_CALL_DEADLINE, StepContext, StepIO, run_step
 from orchestrator.drivers.webhooks import run_hooks
-from orchestrator.engine.base import EngineControl, PromoteRefused
+from orchestrator.engine.base import EngineControl
 from orchestrator.store.base import StateStore
 from orchestrator.store.records import Incident, IncidentStatus
 from providers.base import CloudProvider
 from providers.traffic import TrafficRouter
 
+__all__ = ["PROVIDER_CALL_DEADLINE", "Progress", "RunbookDriver", "address_of", "deposed_primaries", "failpoint",
+           "new_plan", "plan_detail", "plan_of"]
+
 FAILPOINT_ENV = "FAILOVER_FAILPOINT"
-PROVIDER_CALL_DEADLINE = 10.0  # one provider call inside a step; the step's own deadline bounds the retries
 
 
 def failpoint(step: Step, where: str) -> None:
@@ -91,22 +97,23 @@ def plan_detail(plan: Plan) -> dict[str, Any]:
     }
 
 
-def deposed_primaries(statuses: Mapping[str, ReplicaStatus]) -> set[str]:
-    """Replicas claiming primary under an epoch below one another replica already carries: deposed while they
-    could not hear (frozen, partitioned). Stamping one with the new epoch, even to halt it, would make it a primary
-    at that epoch: the standbys would follow it again and copy what it wrote while no one acknowledged it. Such a
-    replica is fenced, never stamped."""
-    deposed = set()
-    for name, status in statuses.items():
-        others = [other.epoch for other_name, other in statuses.items() if other_name != name]
-        if status.role is Role.PRIMARY and others and status.epoch < max(others):
-            deposed.add(name)
-    return deposed
-
-
 def address_of(control_url: str) -> str:
     """The address traffic should go to: the host of the replica's control URL."""
     return urlparse(control_url).hostname or control_url
+
+
+def new_plan(topology: Topology, engine_name: str, source: str, target: str, epoch: int, *, has_router: bool,
+             seq_floor: int = 0) -> Plan:
+    """A failover's fixed parameters from the configuration: what an incident is opened with, and what
+    `failover plan` walks the steps with."""
+    engine = topology.engines[engine_name]
+    return Plan(
+        engine=engine_name, source=source, target=target, epoch=epoch, protection=topology.protection.duration,
+        max_lag=topology.policy.max_lag_on_failover, has_dns=engine.dns is not None and has_router,
+        target_address=address_of(engine.replica(target).control_url),
+        replicas=tuple(r.name for r in engine.replicas), seq_floor=seq_floor,
+        step_deadline=topology.policy.step_deadline,
+    )
 
 
 class RunbookDriver:
@@ -139,7 +146,7 @@ class RunbookDriver:
         self.pre_hooks = tuple(pre_hooks)
         self.post_hooks = tuple(post_hooks)
         self.guard = guard
-        self._silent: set[str] = set()
+        self.io = StepIO(engines, providers, routers, clock)
 
     # ---- the loop -------------------------------------------------------------------------------------------
 
@@ -147,7 +154,7 @@ class RunbookDriver:
         """Run steps until one waits; returns where the runbook stands."""
         incident = self.store.incident(incident_id)
         engine = self.topology.engines[incident.engine]
-        self._silent = set()
+        self.io.silent.clear()
         plan = plan_of(incident)
         if not plan.replicas:
             plan = replace(plan, replicas=tuple(r.name for r in engine.replicas))
@@ -172,20 +179,20 @@ class RunbookDriver:
             if not rb.was_started(journal, step, nxt.attempt):
                 self._journal(incident_id, step, rb.StepState.STARTED, now, {"attempt": nxt.attempt})
             failpoint(step, "before")
-            outcome, detail = self._execute(step, plan, engine, incident, journal, verdicts)
+            context = StepContext(plan, engine, verdicts, self.clock(), journal, incident, self.pre_hooks,
+                                  self.post_hooks)
+            outcome, detail = run_step(self.io, self, context, step)
             failpoint(step, "acted")
             entry = rb.record(step, outcome, self.clock(), detail)
             if entry is None:
                 return Progress(incident_id, rb.Status.RUN, step, f"{step} pending")
             self._journal(incident_id, step, rb.StepState(entry.state), entry.at, dict(entry.detail))
-            if step is Step.HALT and outcome is Outcome.DONE:
-                self._snapshot_stats(incident_id, engine, "stats_at_halt")
             failpoint(step, "after")
             started_at = next((e.at for e in journal if e.step == step.value and e.state == "started"), now)
             self.notifier.publish(Event(entry.at, EventKind.STEP, plan.engine, f"{step.value}: {entry.state}",
                                         {"step": step.value, "state": entry.state, "incident": incident_id,
                                          "duration": entry.at - started_at, **entry.detail}))
-            if outcome not in (Outcome.DONE, Outcome.SKIPPED, Outcome.EXTEND):
+            if outcome not in (rb.Outcome.DONE, rb.Outcome.SKIPPED, rb.Outcome.EXTEND):
                 continue  # the core decides between retry, wait and a human
 
     def _unsure(
@@ -229,186 +236,18 @@ class RunbookDriver:
     # ---- facts ----------------------------------------------------------------------------------------------
 
     def statuses(self, engine: Engine) -> dict[str, ReplicaStatus]:
-        """Every replica that answers. One that did not answer is not asked again within the same `advance`
-        (each ask costs a timeout); safe because an old primary that comes back meanwhile cannot acknowledge
-        anything once the others carry the new epoch, and the next cycle asks again."""
-        found = {}
-        for replica in engine.replicas:
-            if replica.name in self._silent:
-                continue
-            try:
-                found[replica.name] = self.engines.status(replica)
-            except FailoverError:
-                self._silent.add(replica.name)
-        return found
-
-    def _instance_state(self, engine: Engine, replica_name: str) -> str | None:
-        replica = engine.replica(replica_name)
-        provider = self.providers.get(replica.site)
-        if provider is None:
-            return None
-        try:
-            return str(provider.instance_state(replica.instance).value)
-        except FailoverError:
-            return None
+        """Every replica that answers; one that did not is not asked again within the same `advance`."""
+        return self.io.statuses(engine)
 
     def facts(self, plan: Plan, engine: Engine, verdicts: Mapping[str, Assessment], *, old_instance: bool = False,
               target_instance: bool = False, dns: bool = False) -> Facts:
-        target = verdicts.get(plan.target)
-        dns_target = None
-        if dns and engine.dns is not None and plan.engine in self.routers:
-            try:
-                dns_target = self.routers[plan.engine].current_target(engine.dns)
-            except FailoverError:
-                dns_target = None
-        return Facts(
-            statuses=self.statuses(engine),
-            old_instance_state=self._instance_state(engine, plan.source) if old_instance else None,
-            target_instance_state=self._instance_state(engine, plan.target) if target_instance else None,
-            dns_target=dns_target,
-            target_verdict=target.verdict if target else Verdict.UNKNOWN,
-        )
+        needs = [fact for fact, wanted in ((Fact.OLD_INSTANCE, old_instance), (Fact.TARGET_INSTANCE, target_instance),
+                                           (Fact.DNS, dns)) if wanted]
+        return self.io.facts(plan, engine, verdicts, needs)
 
-    # ---- steps ----------------------------------------------------------------------------------------------
+    # ---- the books a step keeps (steps.Book) -------------------------------------------------------------------
 
-    def _execute(
-        self, step: Step, plan: Plan, engine: Engine, incident: Incident, journal: list[Any],
-        verdicts: Mapping[str, Assessment],
-    ) -> tuple[Outcome, dict[str, Any]]:
-        try:
-            return self._run(step, plan, engine, incident, journal, verdicts)
-        except StaleEpoch as error:
-            return Outcome.FAIL, {"error": f"a newer epoch acted: {error}"}
-        except (EngineError, ProviderError) as error:
-            return Outcome.RETRY, {"error": str(error)}
-
-    def _run(
-        self, step: Step, plan: Plan, engine: Engine, incident: Incident, journal: list[Any],
-        verdicts: Mapping[str, Assessment],
-    ) -> tuple[Outcome, dict[str, Any]]:
-        now = self.clock()
-        if step is Step.ANNOUNCE:
-            failed = self._hooks(self.pre_hooks, plan, incident, "pre")
-            if failed:
-                return Outcome.FAIL, {"error": f"pre-failover hook failed, failover aborted: {failed}"}
-            self._say(plan.engine, now, f"[{plan.engine}] {incident.kind} from {plan.source} to {plan.target} "
-                      f"begins: {incident.reason}", EventKind.INCIDENT)
-            return Outcome.DONE, {}
-        if step is Step.AWAIT_WINDOW:
-            return self._await_window(plan, engine, journal, verdicts, now)
-        if step is Step.CLOSE_INCIDENT:
-            return self._close(plan, incident, now)
-        facts = self.facts(plan, engine, verdicts, old_instance=step is Step.FENCE_OLD_PRIMARY,
-                           target_instance=step is Step.ENSURE_TARGET_RUNNING, dns=step is Step.SWITCH_TRAFFIC)
-        if step is Step.SWITCH_TRAFFIC and not plan.has_dns:
-            return Outcome.SKIPPED, {"why": "no DNS record configured"}
-        if rb.CHECKS[step](plan, facts):
-            return Outcome.DONE, self._done_detail(step, plan, facts, already=True)
-        error = self._act(step, plan, engine, facts, now)
-        if step is Step.WAIT_CAUGHT_UP:
-            caught, lag = rb.caught_up(plan, facts)
-            return (Outcome.DONE if caught else Outcome.PENDING), {"lag": lag}
-        after = self.facts(plan, engine, verdicts, old_instance=step is Step.FENCE_OLD_PRIMARY,
-                           target_instance=step is Step.ENSURE_TARGET_RUNNING, dns=step is Step.SWITCH_TRAFFIC)
-        if rb.CHECKS[step](plan, after):
-            return Outcome.DONE, self._done_detail(step, plan, after, already=False)
-        return Outcome.RETRY, {"error": error or f"{step.value} not confirmed"}
-
-    def _done_detail(self, step: Step, plan: Plan, facts: Facts, *, already: bool) -> dict[str, Any]:
-        detail: dict[str, Any] = {"already": already} if already else {}
-        now = self.clock()
-        if step is Step.FENCE_OLD_PRIMARY:
-            detail["how"] = rb.fenced(plan, facts)
-            self._phase(plan, PhaseEvent.HALT, now, None, f"failover; old primary {detail['how']}")
-        elif step is Step.HALT and plan.source in facts.statuses:
-            # announced only when true: the old primary answered and is halted. If it did not answer it may still
-            # be trading, and the halt is announced once it is fenced (the next step).
-            self._phase(plan, PhaseEvent.HALT, now, None, "failover")
-        elif step is Step.PROMOTE:
-            self._update(plan.engine, lambda r: replace(r, primary=plan.target, epoch=max(r.epoch, plan.epoch)))
-            self._say(plan.engine, now, f"[{plan.engine}] {plan.target} is the new primary (epoch {plan.epoch})",
-                      EventKind.STEP, {"promoted": plan.target})
-        elif step is Step.OPEN_PROTECTION:
-            target = facts.statuses[plan.target]
-            until = target.phase_until or (now + plan.protection)
-            detail["until"] = until
-            self._phase(plan, PhaseEvent.PROTECT, now, until, "after failover")
-        elif step is Step.REOPEN:
-            self._phase(plan, PhaseEvent.REOPEN, now, None, "protection window over, new primary healthy")
-        return detail
-
-    def _act(self, step: Step, plan: Plan, engine: Engine, facts: Facts, now: float) -> str | None:
-        """Do the step's work; returns an error to journal when part of it failed (the check decides)."""
-        target = engine.replica(plan.target)
-        if step is Step.HALT:
-            _, errors = self._halt_or_fence(engine, facts.statuses, plan.epoch, plan.source)
-            return "; ".join(errors) or None
-        if step is Step.FENCE_OLD_PRIMARY:
-            return self._fence(plan, engine, facts)
-        if step is Step.ENSURE_TARGET_RUNNING:
-            provider = self.providers.get(target.site)
-            if provider is not None:
-                provider.start(target.instance, deadline=PROVIDER_CALL_DEADLINE)
-            return None
-        if step is Step.WAIT_CAUGHT_UP:
-            return None
-        if step is Step.PROMOTE:
-            try:
-                self.engines.promote(target, plan.epoch)
-            except PromoteRefused as error:
-                return f"promotion refused: {error}"
-            return None
-        if step is Step.SWITCH_TRAFFIC:
-            assert engine.dns is not None
-            self.routers[plan.engine].point_to(engine.dns, plan.target_address)
-            return None
-        if step is Step.OPEN_PROTECTION:
-            self.engines.set_phase(target, Phase.PROTECTION, now + plan.protection, plan.epoch)
-            return None
-        if step is Step.REOPEN:
-            self.engines.set_phase(target, Phase.OPEN, None, plan.epoch)
-            return None
-        raise AssertionError(step)
-
-    def _fence(self, plan: Plan, engine: Engine, facts: Facts) -> str | None:
-        """Raise the epoch on the old primary if it answers; stop its machine if it does not."""
-        old = engine.replica(plan.source)
-        errors = []
-        try:
-            self.engines.fence(old, plan.epoch)
-        except StaleEpoch:
-            raise
-        except EngineError as error:
-            errors.append(str(error))
-        if plan.source not in facts.statuses:
-            provider = self.providers.get(old.site)
-            if provider is not None:
-                try:
-                    provider.fence(old.instance, deadline=PROVIDER_CALL_DEADLINE)
-                except ProviderError as error:
-                    errors.append(str(error))
-        for name, status in facts.statuses.items():
-            if name != plan.source and status.epoch < plan.epoch:
-                try:  # carry the new epoch to every standby, so none follows the old primary again
-                    self.engines.set_phase(engine.replica(name), Phase.HALTED, None, plan.epoch)
-                except EngineError as error:
-                    errors.append(str(error))
-        return "; ".join(errors) or None
-
-    def _await_window(
-        self, plan: Plan, engine: Engine, journal: list[Any], verdicts: Mapping[str, Assessment], now: float
-    ) -> tuple[Outcome, dict[str, Any]]:
-        facts = self.facts(plan, engine, verdicts)
-        if facts.target_verdict in (Verdict.DOWN, Verdict.FLAPPING):
-            return Outcome.FAIL, {"error": f"new primary {plan.target} is {facts.target_verdict.value} in protection"}
-        outcome, detail = rb.window_outcome(journal, plan, facts, now)
-        if outcome is Outcome.EXTEND:
-            until = float(detail["until"])
-            self.engines.set_phase(engine.replica(plan.target), Phase.PROTECTION, until, plan.epoch)
-            self._phase(plan, PhaseEvent.EXTEND, now, until, f"protection extended: {detail.get('why', '')}")
-        return outcome, detail
-
-    def _hooks(self, commands: Sequence[str], plan: Plan, incident: Incident, when: str) -> str | None:
+    def run_hooks(self, commands: Sequence[str], plan: Plan, incident: Incident, when: str) -> str | None:
         """Run hook commands with the failover's context; the first failure, described, or None."""
         if not commands:
             return None
@@ -420,7 +259,7 @@ class RunbookDriver:
         bad = [r for r in results if r.returncode != 0]
         return f"{bad[0].command!r} exited {bad[0].returncode}" if bad else None
 
-    def _snapshot_stats(self, incident_id: str, engine: Engine, key: str) -> None:
+    def snapshot_stats(self, incident_id: str, engine: Engine, key: str) -> None:
         """Request counters of each replica that offers them (the reference replica does), so the report can say
         how many orders were refused, and why, while the engine was halted or protected."""
         stats = getattr(self.engines, "stats", None)
@@ -433,16 +272,6 @@ class RunbookDriver:
             except FailoverError:
                 continue
         self.store.update_incident(incident_id, detail={key: found}, at=self.clock())
-
-    def _close(self, plan: Plan, incident: Incident, now: float) -> tuple[Outcome, dict[str, Any]]:
-        """Post-failover hooks (at least once: a resumed close runs them again), final counters, and the time
-        the failover completed, which starts `min_failover_interval`. The incident itself is closed only once
-        this step is journaled done (`_finish`), so a crash here leaves it running and resumable."""
-        self._hooks(self.post_hooks, plan, incident, "post")
-        self._snapshot_stats(incident.id, self.topology.engines[plan.engine], "stats_at_close")
-        self.archive_tail(incident, now)
-        self._update(plan.engine, lambda r: replace(r, last_failover_done_at=now, override_interval=False))
-        return Outcome.DONE, {}
 
     def archive_tail(self, incident: Incident, now: float) -> dict[str, Any]:
         """Record in the incident what the old primary wrote that the new primary does not hold (see
@@ -468,10 +297,10 @@ class RunbookDriver:
             self.store.audit(self.actor, "incident.diverged_archived",
                              {"incident": incident.id, "replica": source, "entries": found["count"],
                               "common_seq": found.get("common_seq")}, now)
-            self._say(incident.engine, now, f"[{incident.engine}] {found['count']} entries {source} wrote after "
-                      f"seq {found.get('common_seq')} were never acknowledged and are not in the new primary's "
-                      f"history: archived in incident {incident.id} for reconciliation, not replayed",
-                      EventKind.INCIDENT)
+            self.say(incident.engine, now, f"[{incident.engine}] {found['count']} entries {source} wrote after "
+                     f"seq {found.get('common_seq')} were never acknowledged and are not in the new primary's "
+                     f"history: archived in incident {incident.id} for reconciliation, not replayed",
+                     EventKind.INCIDENT)
         return found
 
     def _finish(self, incident_id: str, plan: Plan, now: float) -> None:
@@ -480,8 +309,8 @@ class RunbookDriver:
             return
         self.store.update_incident(incident_id, status=IncidentStatus.CLOSED, at=now)
         self.store.audit(self.actor, "incident.closed", {"incident": incident_id, "engine": plan.engine}, now)
-        self._say(plan.engine, now, f"[{plan.engine}] incident {incident_id} closed; {plan.target} is primary",
-                  EventKind.INCIDENT)
+        self.say(plan.engine, now, f"[{plan.engine}] incident {incident_id} closed; {plan.target} is primary",
+                 EventKind.INCIDENT)
 
     def _needs_human(
         self, incident: Incident, plan: Plan, engine: Engine, nxt: rb.Next, *, journal_has_it: bool
@@ -500,55 +329,34 @@ class RunbookDriver:
             trading = "trading halted" if confirmed else "halt not yet confirmed by the primary"
         self.store.update_incident(incident.id, status=IncidentStatus.NEEDS_HUMAN, at=now)
         self.store.audit(self.actor, "incident.needs_human", {"incident": incident.id, "reason": nxt.reason}, now)
-        self._say(plan.engine, now, f"[{plan.engine}] NEEDS A HUMAN: incident {incident.id} at {nxt.step}: "
-                  f"{nxt.reason}; {trading}", EventKind.PAGE)
+        self.say(plan.engine, now, f"[{plan.engine}] NEEDS A HUMAN: incident {incident.id} at {nxt.step}: "
+                 f"{nxt.reason}; {trading}", EventKind.PAGE)
 
     def halt_everywhere(self, engine: Engine, epoch: int, reason: str, now: float, *, quiet: bool = False) -> bool:
         """Halt every replica that answers (a standby records the epoch; a fenced one refuses, harmlessly), and
         announce HALTED only once it is true: the engine's primary answered and is halted. A primary that did not
         answer may still be trading; announcing a halt it has not taken would be a lie to every client. Until it
         answers, the controller tries again each cycle (`Controller._enforce`). Returns whether it is true."""
-        record = self._update(engine.name, lambda r: replace(r, epoch=max(r.epoch, epoch)))
-        answered, _ = self._halt_or_fence(engine, self.statuses(engine), max(epoch, record.epoch), record.primary)
+        record = self.update_record(engine.name, lambda r: replace(r, epoch=max(r.epoch, epoch)))
+        answered, _ = self.io.halt_or_fence(engine, self.statuses(engine), max(epoch, record.epoch),
+                                             record.primary)
         trading = [n for n, s in answered.items() if s.role is Role.PRIMARY and s.phase is not Phase.HALTED]
         halted_primary = record.primary in answered and not trading
         if halted_primary:
-            self._phase(Plan(engine.name, record.primary, "", epoch, 0), PhaseEvent.HALT, now, None, reason)
+            self.record_phase(Plan(engine.name, record.primary, "", epoch, 0), PhaseEvent.HALT, now, None, reason)
         elif record.phase.phase is not Phase.HALTED and not quiet:
-            self._say(engine.name, now, f"[{engine.name}] halt ordered (epoch {epoch}) but the primary "
-                      f"{record.primary} does not answer: it may still be trading; retrying every cycle",
-                      EventKind.PAGE)
+            self.say(engine.name, now, f"[{engine.name}] halt ordered (epoch {epoch}) but the primary "
+                     f"{record.primary} does not answer: it may still be trading; retrying every cycle",
+                     EventKind.PAGE)
         return halted_primary
-
-    def _halt_or_fence(
-        self, engine: Engine, statuses: Mapping[str, ReplicaStatus], epoch: int, primary: str
-    ) -> tuple[dict[str, ReplicaStatus], list[str]]:
-        """Halt each replica that answered, the primary first, at `epoch`; but fence a deposed primary (`deposed`)
-        instead. Returns what each said and the errors. StaleEpoch propagates: a newer leader acted."""
-        answered: dict[str, ReplicaStatus] = {}
-        errors: list[str] = []
-        deposed = deposed_primaries(statuses)
-        for name in sorted(statuses, key=lambda n: n != primary):
-            replica = engine.replica(name)
-            try:
-                if name in deposed:
-                    answered[name] = self.engines.fence(replica, epoch)
-                else:
-                    answered[name] = self.engines.set_phase(replica, Phase.HALTED, None, epoch)
-            except StaleEpoch:
-                raise
-            except FailoverError as error:  # a fenced replica refuses the phase but still says what it is
-                answered[name] = statuses[name]
-                errors.append(str(error))
-        return answered, errors
 
     # ---- bookkeeping ----------------------------------------------------------------------------------------
 
-    def _update(self, engine: str, change: Callable[[EngineRecord], EngineRecord]) -> EngineRecord:
+    def update_record(self, engine: str, change: Callable[[EngineRecord], EngineRecord]) -> EngineRecord:
         record = load_engine(self.store, self.topology, engine)
         return save_engine(self.store, change(record))
 
-    def _phase(self, plan: Plan, event: PhaseEvent, now: float, until: float | None, reason: str) -> None:
+    def record_phase(self, plan: Plan, event: PhaseEvent, now: float, until: float | None, reason: str) -> None:
         record = load_engine(self.store, self.topology, plan.engine)
         before = record.phase
         try:
@@ -559,10 +367,10 @@ class RunbookDriver:
             return
         save_engine(self.store, replace(record, phase=after))
         change = PhaseChange(plan.engine, before, after, event, now, reason)
-        self._say(plan.engine, now, announce(change, self.display), EventKind.PHASE,
-                  {"phase": after.phase.value, "until": after.until, "before": before.phase.value})
+        self.say(plan.engine, now, announce(change, self.display), EventKind.PHASE,
+                 {"phase": after.phase.value, "until": after.until, "before": before.phase.value})
 
-    def _say(
+    def say(
         self, engine: str, now: float, message: str, kind: EventKind, detail: dict[str, Any] | None = None
     ) -> None:
         self.notifier.publish(Event(now, kind, engine, message, detail or {}))

@@ -33,6 +33,28 @@ def test_first_step_is_announce_and_order_follows_the_table() -> None:
     assert nxt.status is Status.FINISHED
 
 
+def test_the_table_holds_every_step_once_in_order_and_the_derived_views_agree() -> None:
+    assert tuple(rb.RULES) == tuple(Step) == rb.STEPS
+    assert [rb.NEXT[s] for s in rb.STEPS] == [*rb.STEPS[1:], None]
+    assert {step: rule.spec for step, rule in rb.RULES.items()} == rb.SPECS
+    checked = {Step.HALT, Step.FENCE_OLD_PRIMARY, Step.ENSURE_TARGET_RUNNING, Step.WAIT_CAUGHT_UP, Step.PROMOTE,
+               Step.SWITCH_TRAFFIC, Step.OPEN_PROTECTION, Step.REOPEN}
+    assert set(rb.CHECKS) == checked  # announce, the window and the close have no effect to look for
+    assert {Step.OPEN_PROTECTION, Step.AWAIT_WINDOW, Step.REOPEN} == rb.TRADING_AFTER
+    assert {s: rule.needs for s, rule in rb.RULES.items() if rule.needs} == {
+        Step.FENCE_OLD_PRIMARY: (rb.Fact.OLD_INSTANCE,), Step.ENSURE_TARGET_RUNNING: (rb.Fact.TARGET_INSTANCE,),
+        Step.SWITCH_TRAFFIC: (rb.Fact.DNS,)}
+
+
+def test_step_deadlines_scale_with_the_policy_and_keep_their_proportions() -> None:
+    assert rb.deadlines() == {step: spec.deadline for step, spec in rb.SPECS.items()}
+    halved = rb.deadlines(30)
+    assert (halved[Step.HALT], halved[Step.ENSURE_TARGET_RUNNING], halved[Step.AWAIT_WINDOW]) == (15, 150, None)
+    journal = entries((Step.HALT, StepState.STARTED))
+    assert rb.next_step(journal, 16, halved).status is Status.NEEDS_HUMAN
+    assert rb.next_step(journal, 16).status is Status.RUN  # the table's own 30 s
+
+
 def test_interrupted_step_is_resumed_not_skipped() -> None:
     journal = entries((Step.ANNOUNCE, StepState.DONE), (Step.HALT, StepState.STARTED))
     nxt = rb.next_step(journal, 1)
@@ -186,9 +208,18 @@ def execute(world: ModelWorld, step: Step, journal: list[Entry], now: float) -> 
     return (Outcome.PENDING if step is Step.WAIT_CAUGHT_UP else Outcome.RETRY), {}
 
 
-def drive(world: ModelWorld, journal: list[Entry], crashes: set[int], clock: list[float]) -> Status:
-    """Run until finished; raise Crash at the numbered points (each point: before or after a journal write)."""
-    point = itertools.count()
+def drive(world: ModelWorld, journal: list[Entry], crashes: set[int], clock: list[float],
+          reached: list[int] | None = None) -> Status:
+    """Run until finished; raise Crash at the numbered points (each point: before or after a journal write).
+    `reached` collects the points passed, to count them."""
+    counter = itertools.count()
+
+    def crash_here() -> bool:
+        at = next(counter)
+        if reached is not None:
+            reached.append(at)
+        return at in crashes
+
     while True:
         clock[0] += 1
         now = clock[0]
@@ -200,17 +231,17 @@ def drive(world: ModelWorld, journal: list[Entry], crashes: set[int], clock: lis
             continue
         step = nxt.step
         assert step is not None
-        if next(point) in crashes:
+        if crash_here():
             raise Crash
         if not rb.was_started(journal, step, nxt.attempt):
             journal.append(Entry(step.value, StepState.STARTED, now))
-        if next(point) in crashes:
+        if crash_here():
             raise Crash
         outcome, detail = execute(world, step, journal, now)
         if outcome is Outcome.PENDING and step is Step.AWAIT_WINDOW:
             clock[0] = rb.protection_until(journal) or now
         entry = rb.record(step, outcome, now, detail)
-        if next(point) in crashes:
+        if crash_here():
             raise Crash  # the effect happened, the journal does not know yet
         if entry is not None:
             journal.append(entry)
@@ -230,7 +261,15 @@ def run_with_crashes(crashes: set[int]) -> tuple[ModelWorld, list[Entry]]:
 
 
 BASELINE, _ = run_with_crashes(set())
-POINTS = 3 * 16  # more than the points of one clean run
+
+
+def clean_points() -> int:
+    reached: list[int] = []
+    assert drive(ModelWorld(), [], set(), [0.0], reached) is Status.FINISHED
+    return len(reached)
+
+
+POINTS = clean_points() + 3 * 3  # every point of a clean run, and three steps' worth that a crash makes it repeat
 
 
 @pytest.mark.parametrize("depth", [1, 2])
