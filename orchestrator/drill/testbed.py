@@ -70,6 +70,7 @@ class Testbed:
     flap_window: str = "30m"
     lease_ttl: str = "5s"
     approval: str = "auto"
+    step_deadline: str = "60s"  # policy.step_deadline: scales every step's deadline (announce: 1/6 of it)
     store: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     moto_url: str = ""
@@ -228,7 +229,7 @@ class Testbed:
                        "vantage_points": ["aws-hk", "gcp-hk", "azure-hk"], "provider_interval": self.provider_interval},
             "policy": {"failure_threshold": 3, "quorum": 2, "flap_count": 3, "flap_window": self.flap_window,
                        "max_lag_on_failover": 0, "min_failover_interval": self.min_failover_interval,
-                       "approval": self.approval, "prefer_other_provider": True, "step_deadline": "60s"},
+                       "approval": self.approval, "prefer_other_provider": True, "step_deadline": self.step_deadline},
             "protection_window": {"duration": self.protection, "allow": ["cancel", "post_only", "add_margin"]},
             "engines": {
                 name: {

@@ -21,9 +21,14 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def shared_bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
+    """A step's deadline counts from its first start, the killed run's time included: at the default scale
+    `announce` has 10 s, which a busy machine spends between the kill and the second run's first cycle (the
+    killed process's exit, a new interpreter importing the cloud SDKs), and the resumed run rightly pages
+    instead of resuming. Deadlines are not what this test is about (tests/core/test_runbook.py holds them):
+    scaled up 10x here, so that resuming is."""
     base = tmp_path_factory.mktemp("resume")
     with Testbed(Path(base), protection=LOADED_PROTECTION, probe_interval=LOADED_PROBE_INTERVAL,
-                 probe_timeout=LOADED_PROBE_TIMEOUT) as bed:
+                 probe_timeout=LOADED_PROBE_TIMEOUT, step_deadline="10m") as bed:
         yield bed
 
 
