@@ -22,19 +22,21 @@ from orchestrator.core.errors import ConfigError, FailoverError, IllegalTransiti
 from orchestrator.core.health import Assessment
 from orchestrator.core.model import Engine, Phase, ReplicaStatus, Role, Topology, Verdict
 from orchestrator.core.phases import PhaseChange, PhaseEvent, PhaseState, announce, parse_timezone, transition
-from orchestrator.core.runbook import STEPS, Step
 from orchestrator.core.runbook import Status as RunStatus
+from orchestrator.core.runbook import deposed_primaries
 from orchestrator.drivers import spool
 from orchestrator.drivers.controller import Controller, ControllerOptions
 from orchestrator.drivers.events import Event, EventKind, Notifier
-from orchestrator.drivers.runbook import Progress, address_of, deposed_primaries
-from orchestrator.drivers.state import EngineRecord, load_engine, next_epoch, save_engine
+from orchestrator.drivers.preview import PlannedStep, preview
+from orchestrator.drivers.runbook import Progress, new_plan
+from orchestrator.drivers.state import HEALTH_KEY, EngineRecord, load_engine, next_epoch, save_engine
 from orchestrator.drivers.status import read_verdicts
 from orchestrator.drivers.wiring import Edges
 from orchestrator.engine.base import EngineControl
 from orchestrator.store.base import Conflict, StateStore
 from orchestrator.store.records import Incident, IncidentStatus
-from providers.calls import plan_recorder
+
+__all__ = ["EmergencyBrake", "HaltOutcome", "Operator", "PlanReport", "PlannedStep", "check_replica", "pick_engine"]
 
 
 def pick_engine(topology: Topology, name: str | None) -> Engine:
@@ -54,13 +56,6 @@ def check_replica(engine: Engine, name: str) -> None:
     if name not in {r.name for r in engine.replicas}:
         raise ConfigError(f"--target {name}: engine {engine.name} has no such replica "
                           f"(replicas: {', '.join(r.name for r in engine.replicas)})")
-
-
-@dataclass(frozen=True, slots=True)
-class PlannedStep:
-    step: str
-    calls: list[str]
-    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +137,9 @@ class Operator:
 
     def plan(self, engine_name: str | None = None, target: str | None = None, *,
              assume_primary_lost: bool = False) -> PlanReport:
-        """What a failover would do now, call by call, and which rule would block it. Changes nothing: engine
-        calls are described, provider and DNS writes are recorded by the adapters' dry-run mode.
+        """What a failover would do now, call by call, and which rule would block it. Changes nothing: the
+        runbook's own steps run against recording edges (`drivers.preview`): engine calls go to a recording client
+        that answers from the statuses read now, provider and DNS writes are recorded by the adapters' dry-run mode.
 
         `assume_primary_lost` contacts no engine: it plans as if the primary's site had just been lost and every
         other replica were healthy and caught up (a CI dry run against moto or localstack, where no engine runs);
@@ -166,7 +162,7 @@ class Operator:
         blocked = list(check_target(snap, self.topology, verdicts, target, now, manual=True)) if target else [
             Rule.TARGET_REPLICA_HEALTHY]
         epoch = self._epoch(record, statuses)
-        steps = self._planned_steps(engine, snap.primary, target, epoch, statuses) if target else []
+        steps = self._preview(engine, snap.primary, target, epoch, statuses, verdicts) if target else []
         return PlanReport(engine.name, snap.primary, target, epoch, [r.value for r in blocked],
                           [{"replica": c.replica, "eligible": c.eligible, "lag": c.lag,
                             "blocked_by": [r.value for r in c.blocked_by]} for c in ranked], steps)
@@ -184,60 +180,21 @@ class Operator:
             verdicts[replica.site] = Assessment(replica.site, Verdict.DOWN if bad else Verdict.HEALTHY, now)
         return statuses, verdicts
 
-    def _planned_steps(self, engine: Engine, source: str, target: str, epoch: int,
-                       statuses: Mapping[str, ReplicaStatus]) -> list[PlannedStep]:
-        old, new = engine.replica(source), engine.replica(target)
-        protection = self.topology.protection.duration
-        reachable = [r for r in engine.replicas if r.name in statuses]
-        steps: dict[Step, PlannedStep] = {}
-        steps[Step.ANNOUNCE] = PlannedStep("announce", [f"notify: failover {source} -> {target}"] + [
-            f"run pre-failover hook: {c}" for c in self.loaded.config.notifications.pre_failover])
-        steps[Step.HALT] = PlannedStep("halt", [f"POST {r.control_url}/v1/phase {{phase: halted, epoch: {epoch}}}"
-                                                for r in reachable])
-        fence_calls = [f"POST {old.control_url}/v1/fence {{epoch: {epoch}}}"]
-        provider = self.edges.providers.get(old.site)
-        note = ""
-        if provider is not None:
-            with plan_recorder(provider) as planned:
-                try:
-                    provider.fence(old.instance, deadline=10)
-                except FailoverError as error:
-                    note = f"provider: {error}"
-            fence_calls += [f"{p.operation}({_params(p.params)})" for p in planned] or [
-                f"{provider.kind}: instance {old.instance} already stopped (no call)"]
-        steps[Step.FENCE_OLD_PRIMARY] = PlannedStep("fence_old_primary", fence_calls, note)
-        start_calls, note = [], ""
-        provider = self.edges.providers.get(new.site)
-        if provider is not None:
-            with plan_recorder(provider) as planned:
-                try:
-                    provider.start(new.instance, deadline=10)
-                except FailoverError as error:
-                    note = f"provider: {error}"
-            start_calls = [f"{p.operation}({_params(p.params)})" for p in planned] or [
-                f"{provider.kind}: instance {new.instance} already running (no call)"]
-        steps[Step.ENSURE_TARGET_RUNNING] = PlannedStep("ensure_target_running", start_calls, note)
-        steps[Step.WAIT_CAUGHT_UP] = PlannedStep("wait_caught_up", [f"GET {new.control_url}/v1/status until lag <= "
-                                                                   f"{self.topology.policy.max_lag_on_failover}"])
-        steps[Step.PROMOTE] = PlannedStep("promote", [f"POST {new.control_url}/v1/promote {{epoch: {epoch}}}"])
-        dns_calls, note = [], ""
-        router = self.edges.routers.get(engine.name)
-        if engine.dns is not None and router is not None:
-            with plan_recorder(router) as planned:
-                try:
-                    router.point_to(engine.dns, address_of(new.control_url))
-                except FailoverError as error:
-                    note = f"dns: {error}"
-            dns_calls = [f"{p.operation}({_params(p.params)})" for p in planned] or ["DNS already points there"]
-        steps[Step.SWITCH_TRAFFIC] = PlannedStep("switch_traffic", dns_calls or ["(no DNS record configured)"], note)
-        steps[Step.OPEN_PROTECTION] = PlannedStep("open_protection", [
-            f"POST {new.control_url}/v1/phase {{phase: protection, until: now+{protection:g}s, epoch: {epoch}}}"])
-        steps[Step.AWAIT_WINDOW] = PlannedStep("await_window", ["wait for the window; re-check the new primary's "
-                                                                "health; extend while it is not healthy"])
-        steps[Step.REOPEN] = PlannedStep("reopen", [f"POST {new.control_url}/v1/phase {{phase: open, epoch: {epoch}}}"])
-        steps[Step.CLOSE_INCIDENT] = PlannedStep("close_incident", ["close the incident; audit"] + [
-            f"run post-failover hook: {c}" for c in self.loaded.config.notifications.post_failover])
-        return [steps[s] for s in STEPS]
+    def _preview(self, engine: Engine, source: str, target: str, epoch: int,
+                 statuses: Mapping[str, ReplicaStatus], verdicts: Mapping[str, Assessment]) -> list[PlannedStep]:
+        """The runbook's steps run dry from `statuses` (`drivers.preview`), with the plan an incident would get."""
+        plan = new_plan(self.topology, engine.name, source, target, epoch, has_router=engine.name in self.edges.routers,
+                        seq_floor=self._seq_floor(engine.name))
+        notifications = self.loaded.config.notifications
+        return preview(plan, engine, statuses, verdicts, self.edges.providers, self.edges.routers,
+                       clock=self.edges.clock, pre_hooks=notifications.pre_failover,
+                       post_hooks=notifications.post_failover)
+
+    def _seq_floor(self, engine_name: str) -> int:
+        """The highest journal position a standby of this engine was seen holding, as the controller keeps it."""
+        found = self.store.get_state(HEALTH_KEY)
+        floors = found[0].get("seq_floor", {}) if found else {}
+        return int(floors.get(engine_name, 0)) if isinstance(floors, dict) else 0
 
     # ---- execute / approve ----------------------------------------------------------------------------------
 
@@ -397,10 +354,6 @@ class Operator:
         if engine_name is not None:
             self.engine(engine_name)
         return self.store.incidents(engine=engine_name, limit=limit)
-
-
-def _params(params: Mapping[str, Any]) -> str:
-    return ", ".join(f"{key}={value!r}" for key, value in params.items())
 
 
 # ---- the emergency brake ------------------------------------------------------------------------------------
