@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.core.model import Engine, Replica, Site, Topology
-from orchestrator.drivers.controller import Controller, ControllerOptions
+from orchestrator.drivers.controller import Controller
 from orchestrator.drivers.events import EventLog
+from orchestrator.drivers.modes import ControllerSettings, Mode
 from orchestrator.drivers.probe import EngineProber
+from orchestrator.drivers.wiring import Edges
 from orchestrator.engine.client import HttpEngineClient
 from orchestrator.engine.replica.testbed import free_port
 from orchestrator.store import open_store
@@ -91,8 +93,8 @@ def run() -> dict[str, Any]:
     client = HttpEngineClient(read_timeout=0.5, connect_timeout=0.5, attempts=1)
     prober = EngineProber(topology, client, workers=64)
     with tempfile.TemporaryDirectory() as tmp, open_store(f"sqlite:///{Path(tmp) / 'bench.db'}") as store:
-        controller = Controller(topology, store, client, clouds, {}, prober, EventLog(), time.time,
-                                ControllerOptions(provider_interval=0.0))
+        edges = Edges(store, client, dict(clouds), {}, prober, EventLog(), time.time)
+        controller = Controller(topology, edges, Mode.DAEMON, ControllerSettings(provider_interval=0.0))
         cycles, probes = [], []
         for _ in range(CYCLES):
             began = time.perf_counter()

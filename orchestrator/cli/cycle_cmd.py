@@ -5,28 +5,20 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from dataclasses import replace
 from typing import Annotated
 
 import typer
 
 from orchestrator.cli.args import check_port_free, duration_between, free_text, int_between, listen_address
 from orchestrator.cli.common import ConfigOption, Output, OutputOption, console, err_console, load, print_json
-from orchestrator.config import DaemonConfig, LoadedConfig
-from orchestrator.drivers.controller import Controller, ControllerOptions, CycleResult
-from orchestrator.drivers.events import Announcer
-from orchestrator.drivers.wiring import build_edges
+from orchestrator.config import DaemonConfig
+from orchestrator.drivers.controller import CycleResult
+from orchestrator.drivers.events import Announcer, Fanout
+from orchestrator.drivers.modes import Mode
+from orchestrator.drivers.wiring import build_controller, build_edges
 from orchestrator.errors import EXIT_ACTED, EXIT_OK, EXIT_UNSAFE
-from orchestrator.store import shared_between_hosts
 from orchestrator.store.records import IncidentStatus
-
-CRON_PROVIDER_WAIT = 2.0  # seconds a cron run waits for the cloud APIs; a slower one is left for the next run
-
-
-def reads_shared_observations(loaded: LoadedConfig) -> bool:
-    """Whether other vantage points write observations this process must read: probe agents at the configured
-    vantage points, or other orchestrators on etcd. Every mode reads every source it is configured with (a cron
-    run that ignored the agents decided on its own probe and the cloud APIs alone)."""
-    return shared_between_hosts(loaded.store_url) or bool(loaded.topology.probes.vantage_points)
 
 
 def exit_code_for(result: CycleResult, needs_human: bool) -> int:
@@ -50,20 +42,11 @@ def check(
     if identity is not None:
         free_text(identity, "--identity", limit=200)
     loaded = load(config)
-    notifications = loaded.config.notifications
     # with --output json, stdout carries one JSON document; announcements go to stderr
-    announcer = Announcer(sys.stderr) if output is Output.JSON and notifications.stdout else None
+    announcer = Announcer(sys.stderr) if output is Output.JSON and loaded.config.notifications.stdout else None
     with build_edges(loaded, notifier=announcer) as edges:
-        controller = Controller(
-            loaded.topology, edges.store, edges.engines, edges.providers, edges.routers, edges.prober,
-            edges.notifier, edges.clock,
-            ControllerOptions(identity=identity or f"check@{socket.gethostname()}:{os.getpid()}",
-                              lease_ttl=loaded.config.daemon.lease_ttl, carry_health_in_store=True,
-                              provider_interval=0.0, provider_wait=CRON_PROVIDER_WAIT, renew_in_background=True,
-                              remote_observations=reads_shared_observations(loaded),
-                              pre_hooks=tuple(notifications.pre_failover),
-                              post_hooks=tuple(notifications.post_failover)),
-        )
+        controller = build_controller(Mode.CRON, loaded, edges,
+                                      identity=identity or f"check@{socket.gethostname()}:{os.getpid()}")
         try:
             result = controller.run_cycle()
         finally:
@@ -107,7 +90,6 @@ def daemon(
 ) -> None:
     """Run the cycle on an interval; one leader acts, followers probe. SIGTERM finishes the step and releases."""
     from orchestrator.drivers.daemon import Daemon, configure_json_logs
-    from orchestrator.drivers.events import Fanout
     from orchestrator.drivers.metrics import Metrics
 
     if identity is not None:
@@ -124,24 +106,13 @@ def daemon(
         raise ConfigError(f"--vantage {vantage}: not a configured site (or 'orchestrator')")
     configure_json_logs()
     metrics = Metrics()
-    notifications = loaded.config.notifications
     every = every_arg or loaded.config.daemon.cycle_interval or topology.probes.interval
     check_port_free(*address, "--listen" if listen else "daemon.listen")
-    # several vantage points share the store: read what the others saw (etcd, or SQLite on one host)
-    shared = reads_shared_observations(loaded)
     with build_edges(loaded, vantage=vantage) as edges:
-        notifier = Fanout(edges.notifier, metrics)
-        controller = Controller(
-            topology, edges.store, edges.engines, edges.providers, edges.routers, edges.prober, notifier,
-            edges.clock,
-            ControllerOptions(identity=identity or f"daemon@{socket.gethostname()}:{os.getpid()}",
-                              lease_ttl=loaded.config.daemon.lease_ttl, remote_observations=shared,
-                              renew_in_background=True, vantage=vantage, clock_check=True,
-                              max_clock_offset=loaded.config.daemon.max_clock_offset,
-                              provider_interval=topology.probes.provider_interval, observe_only=observe_only,
-                              pre_hooks=tuple(notifications.pre_failover),
-                              post_hooks=tuple(notifications.post_failover)),
-        )
+        controller = build_controller(Mode.AGENT if observe_only else Mode.DAEMON, loaded,
+                                      replace(edges, notifier=Fanout(edges.notifier, metrics)),
+                                      identity=identity or f"daemon@{socket.gethostname()}:{os.getpid()}",
+                                      vantage=vantage)
         runner = Daemon(controller, metrics, interval=every, listen=f"{address[0]}:{address[1]}",
                         listen_public=listen_public or loaded.config.daemon.listen_public,
                         retention=loaded.config.daemon.observation_retention)

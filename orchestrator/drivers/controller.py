@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from orchestrator.core import health as hl
 from orchestrator.core import runbook as rb
@@ -30,11 +30,11 @@ from orchestrator.core.decide import (
 from orchestrator.core.errors import FailoverError, LeaseLost, StoreError
 from orchestrator.core.health import Assessment, HealthSettings, HealthState
 from orchestrator.core.model import Observation, Phase, ReplicaStatus, Role, Topology
-from orchestrator.core.runbook import Plan
 from orchestrator.drivers.events import Event, EventKind, Notifier
+from orchestrator.drivers.modes import MODES, ControllerSettings, Mode
 from orchestrator.drivers.probe import Prober, probe_source
 from orchestrator.drivers.provider_watch import ProviderWatch
-from orchestrator.drivers.runbook import Progress, RunbookDriver, address_of, plan_detail
+from orchestrator.drivers.runbook import Progress, RunbookDriver, new_plan, plan_detail
 from orchestrator.drivers.state import (
     HEALTH_KEY,
     EngineRecord,
@@ -70,50 +70,45 @@ class CycleResult:
     needs_human: bool = False  # a runbook needs a human, or cannot move and said so
 
 
-@dataclass
-class ControllerOptions:
-    identity: str = "orchestrator"
-    lease_ttl: float = 10.0
-    persist_observations: bool = True
-    carry_health_in_store: bool = False  # cron: each run starts from the last run's hysteresis
-    provider_interval: float = 30.0
-    remote_observations: bool = False  # HA: read other vantage points' observations from the shared store
-    act: bool = True  # False: observe and decide, never act (dry runs)
-    observe_only: bool = False  # a probe agent: never takes the lease, only records what it sees
-    publish_verdicts: bool = True  # a display copy for `status` and `plan`
-    parallel_provider_polls: bool = True  # cloud APIs polled on threads of their own (the simulator: False)
-    provider_wait: float = 0.0  # how long a cycle waits for polls still running (cron: a little; daemon: none)
-    renew_in_background: bool = False  # renew the lease on a thread of its own (daemon, cron); not in simulations
-    vantage: str = "orchestrator"  # the vantage point this process probes from
-    clock_check: bool = False  # daemons: heartbeat, compare clocks, refuse to lead when ours is the odd one out
-    max_clock_offset: float = 5.0
-    pre_hooks: tuple[str, ...] = ()
-    post_hooks: tuple[str, ...] = ()
+class ControllerEdges(Protocol):
+    """The IO a controller works through (`drivers.wiring.Edges` in production; the simulator's own)."""
+
+    @property
+    def store(self) -> StateStore: ...
+    @property
+    def engines(self) -> EngineControl: ...
+    @property
+    def providers(self) -> Mapping[str, CloudProvider]: ...
+    @property
+    def routers(self) -> Mapping[str, TrafficRouter]: ...
+    @property
+    def prober(self) -> Prober: ...
+    @property
+    def notifier(self) -> Notifier: ...
+    @property
+    def clock(self) -> Callable[[], float]: ...
 
 
 class Controller:
     def __init__(
         self,
         topology: Topology,
-        store: StateStore,
-        engines: EngineControl,
-        providers: Mapping[str, CloudProvider],
-        routers: Mapping[str, TrafficRouter],
-        prober: Prober,
-        notifier: Notifier,
-        clock: Callable[[], float],
-        options: ControllerOptions | None = None,
+        edges: ControllerEdges,
+        mode: Mode,
+        settings: ControllerSettings | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.topology = topology
-        self.store = store
-        self.engines = engines
-        self.providers = providers
-        self.routers = routers
-        self.prober = prober
-        self.notifier = notifier
-        self.clock = clock
-        self.options = options or ControllerOptions()
+        self.store = edges.store
+        self.engines = edges.engines
+        self.providers = edges.providers
+        self.routers = edges.routers
+        self.prober = edges.prober
+        self.notifier = edges.notifier
+        self.clock = edges.clock
+        self.mode = mode
+        self.behaviour = MODES[mode]
+        self.options = settings or ControllerSettings()
         self.monotonic = monotonic  # measures how long the lease surely holds; the simulator passes its clock
         self.settings = HealthSettings.from_policy(
             topology.policy, topology.probes.interval, self.options.provider_interval
@@ -122,8 +117,8 @@ class Controller:
         self.lease: Lease | None = None
         self.statuses: dict[str, ReplicaStatus] = {}
         self.provider_watch = ProviderWatch(
-            providers, self._instances_on, self.options.provider_interval,
-            background=self.options.parallel_provider_polls,
+            self.providers, self._instances_on, self.options.provider_interval,
+            background=self.behaviour.background_threads,
         )
         self._lease_lock = threading.RLock()
         self._keeper: threading.Thread | None = None
@@ -172,7 +167,7 @@ class Controller:
         (each call near its budget) outlasted the lease, and every later cycle stopped before the next step
         ("leadership not certain"), for good. So a leader renews on a thread of its own, several times per TTL;
         `still_leader` stays true exactly as long as those renewals succeed."""
-        if not self.options.renew_in_background or (self._keeper is not None and self._keeper.is_alive()):
+        if not self.behaviour.background_threads or (self._keeper is not None and self._keeper.is_alive()):
             return
         self._keeper_stop.clear()
         self._keeper = threading.Thread(target=self._keep_lease, name="lease-keeper", daemon=True)
@@ -224,8 +219,8 @@ class Controller:
                 engine = self._engine_of[name]
                 self.seq_floor[engine] = max(self.seq_floor.get(engine, 0), status.last_seq)
         observations = list(probe.observations)
-        observations.extend(self.provider_watch.collect(now, self.options.provider_wait))
-        if self.options.persist_observations:
+        observations.extend(self.provider_watch.collect(now, self.behaviour.provider_wait))
+        if self.behaviour.persist_observations:
             self.store.record_observations(observations)
         if self.options.remote_observations:
             observations.extend(self._remote(now, {o.source for o in observations}))
@@ -236,7 +231,7 @@ class Controller:
         the writers' clocks: a leader whose clock ran 30 s fast dropped every other vantage point's observations
         as stale and never reached a quorum. Each source's batch is re-timed on our clock so that its newest
         observation is `now`, keeping their spacing (and never going back on a source's previous batch)."""
-        if self.remote_cursor is None and self.options.carry_health_in_store:  # cron: where the last run stopped
+        if self.remote_cursor is None and self.behaviour.carry_health_in_store:  # cron: where the last run stopped
             stored = self.store.get_state(HEALTH_KEY)
             cursor = stored[0].get("remote_cursor") if stored else None
             self.remote_cursor = int(cursor) if isinstance(cursor, int) else None
@@ -274,7 +269,7 @@ class Controller:
         return {r.instance: r.name for e in self.topology.engines.values() for r in e.replicas if r.site == site}
 
     def _assess(self, observations: list[Observation], now: float) -> dict[str, Assessment]:
-        if self.options.carry_health_in_store:
+        if self.behaviour.carry_health_in_store:
             stored = self.store.get_state(HEALTH_KEY)
             self.health = health_from_json(stored[0]) if stored else HealthState()
             for engine, floor in (stored[0].get("seq_floor", {}) if stored else {}).items():
@@ -294,7 +289,7 @@ class Controller:
                     "previous": before.verdict.value if before else None, "reason": assessment.reason,
                 }))
         self._verdicts = verdicts
-        if self.options.carry_health_in_store and self.lease is not None:
+        if self.behaviour.carry_health_in_store and self.lease is not None:
             # only the leader carries hysteresis forward; a concurrent writer's newer state wins
             found = self.store.get_state(HEALTH_KEY)
             with contextlib.suppress(Conflict):
@@ -327,9 +322,9 @@ class Controller:
 
     def run_cycle(self) -> CycleResult:
         now = self.clock()
-        if self.options.clock_check:
+        if self.behaviour.clock_check:
             self._check_clock(now)
-        if self.options.observe_only or not self.clock_verdict.may_lead:
+        if self.behaviour.observe_only or not self.clock_verdict.may_lead:
             if self.lease is not None:
                 self.release()  # our clock is the odd one out: let a daemon with a sound clock lead
             leader = False
@@ -337,7 +332,7 @@ class Controller:
             leader = self._lead()
         observations = self._observe(now)
         verdicts = self._assess(observations, now)
-        if self.options.publish_verdicts and leader:
+        if self.behaviour.publish_verdicts and leader:
             write_verdicts(self.store, now, verdicts)
         if not leader:
             holder = self.store.current_lease(LEADER_LEASE)
@@ -345,15 +340,13 @@ class Controller:
             return CycleResult(now, False, f"following; the leader is {who}", verdicts)
         snapshots = {name: self.snapshot(name) for name in self.topology.engines}
         actions = decide([snap for snap, _ in snapshots.values()], self.topology, verdicts, now)
-        progress: list[Progress] = []
         acted = False
-        if self.options.act:
-            self._enforce(snapshots, now)
-            for action in actions:
-                acted |= self._apply(action, snapshots[action.engine][1], now)
-            progress = self._advance_running(verdicts)
-            acted |= any(p.step is not None for p in progress)
-            self._archive_returned(now)
+        self._enforce(snapshots, now)
+        for action in actions:
+            acted |= self._apply(action, snapshots[action.engine][1], now)
+        progress = self._advance_running(verdicts)
+        acted |= any(p.step is not None for p in progress)
+        self._archive_returned(now)
         self._page_holds(actions, now)
         self._page_stalls(progress, now)
         degraded = any(a.verdict.value not in ("healthy",) for a in verdicts.values())
@@ -438,16 +431,9 @@ class Controller:
                       proposed: bool = False, kind: str = "failover") -> str:
         """Open an incident with its plan; `running` starts the runbook at once, `proposed` waits for approval."""
         now = self.clock()
-        engine = self.topology.engines[engine_name]
         seen = max((s.epoch for s in self.statuses.values()), default=0)
-        plan = Plan(
-            engine=engine_name, source=source, target=target, epoch=next_epoch(record, seen, self.token),
-            protection=self.topology.protection.duration, max_lag=self.topology.policy.max_lag_on_failover,
-            has_dns=engine.dns is not None and engine_name in self.routers,
-            target_address=address_of(engine.replica(target).control_url),
-            replicas=tuple(r.name for r in engine.replicas), seq_floor=self.seq_floor.get(engine_name, 0),
-            step_deadline=self.topology.policy.step_deadline,
-        )
+        plan = new_plan(self.topology, engine_name, source, target, next_epoch(record, seen, self.token),
+                        has_router=engine_name in self.routers, seq_floor=self.seq_floor.get(engine_name, 0))
         status = IncidentStatus.PROPOSED if proposed else IncidentStatus.RUNNING
         incident = self.store.create_incident(engine_name, kind, reason, now, source=source, target=target,
                                               status=status, detail=plan_detail(plan))

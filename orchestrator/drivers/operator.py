@@ -25,13 +25,14 @@ from orchestrator.core.phases import PhaseChange, PhaseEvent, PhaseState, announ
 from orchestrator.core.runbook import Status as RunStatus
 from orchestrator.core.runbook import deposed_primaries
 from orchestrator.drivers import spool
-from orchestrator.drivers.controller import Controller, ControllerOptions
+from orchestrator.drivers.controller import Controller
 from orchestrator.drivers.events import Event, EventKind, Notifier
+from orchestrator.drivers.modes import Mode
 from orchestrator.drivers.preview import PlannedStep, preview
 from orchestrator.drivers.runbook import Progress, new_plan
 from orchestrator.drivers.state import HEALTH_KEY, EngineRecord, load_engine, next_epoch, save_engine
 from orchestrator.drivers.status import read_verdicts
-from orchestrator.drivers.wiring import Edges
+from orchestrator.drivers.wiring import Edges, build_controller
 from orchestrator.engine.base import EngineControl
 from orchestrator.store.base import Conflict, StateStore
 from orchestrator.store.records import Incident, IncidentStatus
@@ -271,12 +272,7 @@ class Operator:
         topology = self.topology
         if protection is not None:
             topology = replace(topology, protection=replace(topology.protection, duration=protection))
-        notifications = self.loaded.config.notifications
-        return Controller(topology, self.store, self.edges.engines, self.edges.providers, self.edges.routers,
-                          self.edges.prober, self.edges.notifier, self.edges.clock,
-                          ControllerOptions(identity=self.actor, persist_observations=False,
-                                            pre_hooks=tuple(notifications.pre_failover),
-                                            post_hooks=tuple(notifications.post_failover)))
+        return build_controller(Mode.OPERATOR, self.loaded, self.edges, identity=self.actor, topology=topology)
 
     def _drive(self, controller: Controller, incident_id: str, leader: bool,
                on_progress: Callable[[list[Any]], None] | None, poll: float, timeout: float | None) -> Incident:

@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.config import LoadedConfig
+from orchestrator.core.model import Topology
+from orchestrator.drivers.controller import Controller
 from orchestrator.drivers.events import Announcer, Fanout, Notifier
+from orchestrator.drivers.modes import ControllerSettings, Mode
 from orchestrator.drivers.outbox import OutboxNotifier, WebhookSender, channels_from_config
 from orchestrator.drivers.probe import EngineProber, Prober
 from orchestrator.engine.base import EngineControl
@@ -102,3 +105,11 @@ def build_edges(
         sender = WebhookSender(store, webhooks, notifier=outbox, identity=f"{socket.gethostname()}:{os.getpid()}")
         stack.callback(sender.stop)
     return Edges(store, engines, providers, routers, prober, Fanout(*channels), time.time, sender, stack)
+
+
+def build_controller(mode: Mode, loaded: LoadedConfig, edges: Edges, *, identity: str,
+                     vantage: str = "orchestrator", topology: Topology | None = None) -> Controller:
+    """The controller a command runs, from its mode and its configuration (one construction for every mode
+    that runs on a configuration; the simulator builds its own edges and settings)."""
+    return Controller(topology or loaded.topology, edges, mode,
+                      ControllerSettings.from_config(loaded, mode, identity=identity, vantage=vantage))

@@ -25,8 +25,9 @@ from typing import Any
 
 from orchestrator.core.model import Phase
 from orchestrator.core.phases import format_instant, parse_timezone
-from orchestrator.drivers.controller import Controller, ControllerOptions
-from orchestrator.drivers.events import Event, EventKind, EventLog
+from orchestrator.drivers.controller import Controller
+from orchestrator.drivers.events import Event, EventKind, EventLog, Notifier
+from orchestrator.drivers.modes import ControllerSettings, Mode
 from orchestrator.sim.clock import VirtualClock
 from orchestrator.sim.engine import SimEngineControl
 from orchestrator.sim.metrics import SimResult, measure
@@ -82,13 +83,16 @@ class Simulation:
         self.engines = SimEngineControl(self.world)
         self.prober = SimProber(self.world)
         self.controller = Controller(
-            self.topology, self.store, self.engines, self.providers, self.routers, self.prober, self.events,
-            self.clock, ControllerOptions(persist_observations=False, provider_interval=settings.provider_interval,
-                              publish_verdicts=False, parallel_provider_polls=False),
+            self.topology, self, Mode.SIMULATION, ControllerSettings(provider_interval=settings.provider_interval),
             monotonic=self.clock,  # the lease's safety margin runs on the virtual clock too: deterministic
         )
         self.next_tick = scenario.start
         self.cycles = 0
+
+    @property
+    def notifier(self) -> Notifier:
+        """The controller's notifier: the simulation's event log (its timeline)."""
+        return self.events
 
     def run_until(self, at: float) -> None:
         """Tick until `at` (epoch seconds): the world lives to each tick, then one controller cycle runs."""
