@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from orchestrator.core.errors import FailoverError, ProviderError, ProviderNotFound
-from orchestrator.core.model import Observation, Site, Status
+from orchestrator.core.model import Cause, Observation, Site, Status
 from providers.calls import ApiCaller
 
 log = logging.getLogger(__name__)
@@ -174,7 +174,7 @@ class CloudProvider(ApiCaller, ABC):
             except FailoverError as exc:
                 log.warning("%s: instance health unavailable: %s", self.scope, exc)
                 return observations + [
-                    Observation(at, replica, self.source, Status.UNKNOWN, f"{API_FAILED}: {exc}")
+                    Observation(at, replica, self.source, Status.UNKNOWN, f"{API_FAILED}: {exc}", Cause.API_FAILED)
                     for replica in instances.values()
                 ]
         for instance, replica in instances.items():
@@ -192,7 +192,8 @@ class CloudProvider(ApiCaller, ABC):
             status, detail = aggregate_zones(self.zone_health())
         except FailoverError as exc:
             log.warning("%s: zone health unavailable: %s", self.scope, exc)
-            status, detail = Status.UNKNOWN, f"{API_FAILED}: {exc}"
+            return Observation(at, self.site.name, self.source, Status.UNKNOWN, f"{API_FAILED}: {exc}",
+                               Cause.API_FAILED)
         return Observation(at, self.site.name, self.source, status, detail)
 
     def zone_health(self) -> dict[str, Status]:

@@ -23,11 +23,11 @@ Rules, in the order they apply to one subject:
 
 from __future__ import annotations
 
-from collections.abc import ItemsView, Iterable, Iterator, Mapping
+from collections.abc import Collection, ItemsView, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from orchestrator.core.model import Observation, Policy, Status, Verdict
+from orchestrator.core.model import Engine, Observation, Policy, Status, Verdict
 
 PROVIDER_PREFIX = "provider:"
 
@@ -340,3 +340,33 @@ def assess(
             same = Assessment(subject, verdict, since, failing, ok, reason)
         verdicts[subject] = same
     return HealthState(_Tracks(index), subjects, isolated, dict(verdicts)), verdicts
+
+
+# ---- verdicts without a history ----------------------------------------------------------------------------------
+
+
+def one_look(engine: Engine, reachable: Collection[str], known: Mapping[str, Verdict], now: float) \
+        -> dict[str, Assessment]:
+    """Verdicts for a command with no history of its own (`failover plan`, `execute`): the last cycle's verdict
+    where the store has one (`known`); otherwise a replica that answered now is healthy and one that did not is
+    unknown (one look is no evidence of an outage), and a site is healthy only if all its replicas answered."""
+    verdicts: dict[str, Assessment] = {}
+    for replica in engine.replicas:
+        on_site = [r.name for r in engine.replicas if r.site == replica.site]
+        looks = {replica.name: replica.name in reachable, replica.site: all(name in reachable for name in on_site)}
+        for subject, seen in looks.items():
+            verdict = known.get(subject) or (Verdict.HEALTHY if seen else Verdict.UNKNOWN)
+            verdicts[subject] = Assessment(subject, verdict, now)
+    return verdicts
+
+
+def assumed_loss(engine: Engine, lost_site: str, now: float) -> dict[str, Assessment]:
+    """Verdicts as if `lost_site` had just been lost and everything else were healthy (a CI dry run, where no
+    engine runs): what a failover would then do."""
+    verdicts: dict[str, Assessment] = {}
+    for replica in engine.replicas:
+        verdict = Verdict.DOWN if replica.site == lost_site else Verdict.HEALTHY
+        for subject in (replica.name, replica.site):
+            verdicts[subject] = Assessment(subject, verdict, now, reason="assumed lost" if verdict is Verdict.DOWN
+                                           else "")
+    return verdicts

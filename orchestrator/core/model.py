@@ -51,16 +51,25 @@ class Approval(StrEnum):
     MANUAL = "manual"
 
 
+class Cause(StrEnum):
+    """Why an observation says what it says, where that changes what the controller does (typed, so that no one
+    decides on the wording of a detail)."""
+
+    API_FAILED = "api_failed"  # the source's own API did not answer: nothing is known of the subject
+
+
 @dataclass(frozen=True, slots=True)
 class Observation:
     """`(at, subject, source, status, detail)`: subject is a site or replica name, source a vantage point
-    such as `provider:aws` or `probe:gcp-hk`."""
+    such as `provider:aws` or `probe:gcp-hk`. `cause` is for the process that made it; the store keeps the
+    detail, not the cause."""
 
     at: float
     subject: str
     source: str
     status: Status
     detail: str = ""
+    cause: Cause | None = None
 
 
 class Options(dict[str, Any]):

@@ -19,7 +19,7 @@ from typing import Any
 from orchestrator.config import LoadedConfig
 from orchestrator.core.decide import EngineSnapshot, IncidentView, Rule, check_target, rank_candidates
 from orchestrator.core.errors import ConfigError, FailoverError, IllegalTransition, StoreError, UnsafeError
-from orchestrator.core.health import Assessment
+from orchestrator.core.health import Assessment, assumed_loss, one_look
 from orchestrator.core.model import Engine, Phase, ReplicaStatus, Role, Topology, Verdict
 from orchestrator.core.phases import PhaseChange, PhaseEvent, PhaseState, announce, parse_timezone, transition
 from orchestrator.core.runbook import Status as RunStatus
@@ -104,19 +104,8 @@ class Operator:
     def live_verdicts(self, engine: Engine, statuses: Mapping[str, ReplicaStatus]) -> dict[str, Assessment]:
         """The last cycle's verdicts where the store has them; else what one look from here shows."""
         _, stored = read_verdicts(self.store)
-        now = self.edges.clock()
-        verdicts: dict[str, Assessment] = {}
-        for replica in engine.replicas:
-            for subject, reachable in ((replica.name, replica.name in statuses), (replica.site, None)):
-                if subject in stored:
-                    verdicts[subject] = Assessment(subject, Verdict(stored[subject]["verdict"]), now)
-                elif reachable is not None:
-                    verdicts[subject] = Assessment(subject, Verdict.HEALTHY if reachable else Verdict.UNKNOWN, now)
-            if replica.site not in verdicts:
-                on_site = [r.name for r in engine.replicas if r.site == replica.site]
-                seen = all(name in statuses for name in on_site)
-                verdicts[replica.site] = Assessment(replica.site, Verdict.HEALTHY if seen else Verdict.UNKNOWN, now)
-        return verdicts
+        known = {subject: Verdict(found["verdict"]) for subject, found in stored.items()}
+        return one_look(engine, statuses.keys(), known, self.edges.clock())
 
     def snapshot(self, engine: Engine, statuses: Mapping[str, ReplicaStatus]) -> tuple[EngineSnapshot, EngineRecord]:
         record = load_engine(self.store, self.topology, engine.name)
@@ -174,12 +163,7 @@ class Operator:
         lost = engine.replica(primary)
         statuses = {r.name: ReplicaStatus(r.name, Role.STANDBY, 0, Phase.OPEN, None, 0, 0)
                     for r in engine.replicas if r.name != primary}
-        verdicts = {}
-        for replica in engine.replicas:
-            bad = replica.site == lost.site
-            verdicts[replica.name] = Assessment(replica.name, Verdict.DOWN if bad else Verdict.HEALTHY, now)
-            verdicts[replica.site] = Assessment(replica.site, Verdict.DOWN if bad else Verdict.HEALTHY, now)
-        return statuses, verdicts
+        return statuses, assumed_loss(engine, lost.site, now)
 
     def _preview(self, engine: Engine, source: str, target: str, epoch: int,
                  statuses: Mapping[str, ReplicaStatus], verdicts: Mapping[str, Assessment]) -> list[PlannedStep]:

@@ -17,14 +17,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from orchestrator.core.model import Observation, Status
+from orchestrator.core.model import Cause, Observation, Status
 from providers.base import API_FAILED, CloudProvider
 
 MAX_PAUSE = 60.0
 
 
 def api_failed(observations: list[Observation]) -> bool:
-    return any(o.status is Status.UNKNOWN and o.detail.startswith(API_FAILED) for o in observations)
+    return any(o.cause is Cause.API_FAILED for o in observations)
 
 
 class ProviderWatch:
@@ -84,7 +84,7 @@ class ProviderWatch:
             observations = self._poll(site)
         except Exception as error:  # a poll thread must always report back, whatever broke
             observations = [Observation(time.time(), site, self.providers[site].source, Status.UNKNOWN,
-                                        f"{API_FAILED}: {type(error).__name__}")]
+                                        f"{API_FAILED}: {type(error).__name__}", Cause.API_FAILED)]
         self._done.put((site, observations))
 
     def _settle(self, site: str, observations: list[Observation], now: float) -> list[Observation]:
