@@ -20,7 +20,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from orchestrator.core.model import Role
 
@@ -183,6 +183,7 @@ class ControlState:
     epoch: int = 0
     role: Role | None = None
     journal_epoch: int | None = None
+    must_halt: bool = False  # promoted, and the halt that opens its journal as primary is not yet written
 
     @classmethod
     def load(cls, path: Path) -> ControlState:
@@ -201,13 +202,31 @@ class ControlState:
                                  "data directory") from None
         if frozen is None and role is Role.FENCED:
             frozen = epoch  # fenced before this field existed: its epoch then is the best bound we have
-        return cls(path, epoch=epoch, role=role, journal_epoch=frozen)
+        return cls(path, epoch=epoch, role=role, journal_epoch=frozen, must_halt=body.get("must_halt") is True)
+
+    _UNSET: ClassVar[Any] = object()
+
+    def commit(self, *, epoch: int | None = None, role: Role | None = None, journal_epoch: Any = _UNSET,
+               must_halt: bool | None = None) -> None:
+        """Persist the changed fields, then make them visible here; OSError (the disk failed) leaves this object as
+        it was. In that order, because a replica that believed a change its disk refused would act on it: one whose
+        promotion could not be saved took orders as a primary, in the phase its old primary had left (open)."""
+        changed = ControlState(
+            self.path, self.epoch if epoch is None else epoch, self.role if role is None else role,
+            self.journal_epoch if journal_epoch is ControlState._UNSET else journal_epoch,
+            self.must_halt if must_halt is None else must_halt,
+        )
+        changed.save()
+        self.epoch, self.role, self.journal_epoch = changed.epoch, changed.role, changed.journal_epoch
+        self.must_halt = changed.must_halt
 
     def save(self) -> None:
         temporary = self.path.with_suffix(".tmp")
         body: dict[str, Any] = {"epoch": self.epoch, "role": None if self.role is None else str(self.role)}
         if self.journal_epoch is not None:
             body["journal_epoch"] = self.journal_epoch
+        if self.must_halt:
+            body["must_halt"] = True
         with temporary.open("w", encoding="utf-8") as handle:
             handle.write(_canonical(body))
             handle.flush()

@@ -102,8 +102,7 @@ class Node:
         self.journal = Journal.open(settings.data_dir / "journal.jsonl")
         self.control = ControlState.load(settings.data_dir / "control.json")
         if self.control.role is None:
-            self.control.role = settings.initial_role
-            self.control.save()
+            self.control.commit(role=settings.initial_role)
         elif self.control.role is not settings.initial_role:
             log.warning("%s: role %s from %s overrides the command line", settings.replica_id,
                         self.control.role, self.control.path)
@@ -125,6 +124,7 @@ class Node:
         self.control_lock = asyncio.Lock()  # serializes control changes (see the module's docstring)
         if self.role is Role.PRIMARY:
             self._count_held_as_unreplicated()
+            self._finish_promotion()  # a promotion cut short by a crash ends halted before anything is served
 
     @property
     def role(self) -> Role:
@@ -262,12 +262,20 @@ class Node:
         if epoch - self.control.epoch > MAX_EPOCH_JUMP:
             return Refusal(Reason.EPOCH_TOO_FAR)
         if epoch > self.control.epoch:
-            self.control.epoch = epoch
-            self.control.save()
+            self._commit_control(epoch=epoch)
             if self.role is Role.STANDBY:
                 log.warning("%s: epoch %d recorded; no primary below it is acknowledged from now on",
                             self.settings.replica_id, epoch)
         return None
+
+    def _commit_control(self, **changes: Any) -> None:
+        """Persist a change of epoch or role before it takes effect. A disk that refuses it stops the replica, as
+        a failed journal write does: the epoch rule and a fence hold only if they survive a restart."""
+        try:
+            self.control.commit(**changes)
+        except OSError as error:
+            self.on_disk_failure(f"control state write failed: {error}")
+            raise
 
     def acknowledges(self, primary_epoch: int) -> bool:
         """Whether this standby may replicate from, and so acknowledge, a primary at `primary_epoch`."""
@@ -297,18 +305,13 @@ class Node:
             return self.see_epoch(epoch)
         log.warning("%s: fenced by the orchestrator at epoch %d (was %d); no more writes",
                     self.settings.replica_id, epoch, self.control.epoch)
-        self.control.journal_epoch = self.control.epoch
-        self.control.epoch = epoch
-        self.control.role = Role.FENCED
-        self.control.save()
+        self._commit_control(epoch=epoch, role=Role.FENCED, journal_epoch=self.control.epoch)
         return None
 
     def fence(self, why: str = "fenced by the orchestrator") -> None:
         if self.role is not Role.FENCED:
             log.warning("%s: %s at epoch %d; no more writes", self.settings.replica_id, why, self.epoch)
-            self.control.journal_epoch = self.control.epoch
-            self.control.role = Role.FENCED
-            self.control.save()
+            self._commit_control(role=Role.FENCED, journal_epoch=self.control.epoch)
 
     def can_promote(self, force: bool) -> Refusal | None:
         """A fenced replica, or one whose journal diverged from its primary's, becomes primary only by force."""
@@ -337,17 +340,24 @@ class Node:
         (DESIGN §5: after a failover, `halted` → `protection` → `open`)."""
         if self.role is Role.PRIMARY:
             return
+        # `must_halt` with the role, in one write: a crash before the halt below is journaled is finished at the
+        # next start (`_finish_promotion`), never leaving a primary open in its old primary's last phase
+        self._commit_control(role=Role.PRIMARY, journal_epoch=None, must_halt=True)
         log.warning("%s: promoted to primary at epoch %d, last seq %d", self.settings.replica_id, self.epoch,
                     self.journal.last_seq)
-        self.control.role = Role.PRIMARY
-        self.control.journal_epoch = None  # a forced promotion of a fenced replica: its journal grows again
-        self.control.save()
         self.acks.clear()
         self.acked_at.clear()
         self._count_held_as_unreplicated()
         self.following = None
+        self._finish_promotion()
+
+    def _finish_promotion(self) -> None:
+        """The halt a new primary starts in, journaled; then the promotion is complete."""
+        if not self.control.must_halt:
+            return
         if self.ledger.phase is not Phase.HALTED:
             self._write("phase", {"phase": str(Phase.HALTED), "until": None})
+        self._commit_control(must_halt=False)
 
     # --- replication ------------------------------------------------------------------------------------------
 
