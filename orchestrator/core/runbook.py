@@ -386,10 +386,23 @@ def window_outcome(
         return Outcome.FAIL, {"error": "no protection window recorded"}
     if now < until:
         return Outcome.PENDING, {"until": until}
-    healthy = facts.target_verdict is Verdict.HEALTHY and promoted(plan, facts) and in_protection(plan, facts)
-    if healthy:
+    doubt = _window_doubt(plan, facts)
+    if doubt is None:
         return Outcome.DONE, {"until": until}
     extensions = sum(1 for e in journal if e.step == Step.AWAIT_WINDOW and e.state == StepState.EXTENDED)
     if extensions >= MAX_EXTENSIONS:
-        return Outcome.FAIL, {"error": f"new primary still not healthy after {extensions} extensions"}
-    return Outcome.EXTEND, {"until": now + plan.protection, "why": f"new primary {facts.target_verdict.value}"}
+        return Outcome.FAIL, {"error": f"after {extensions} extensions the {doubt}"}
+    return Outcome.EXTEND, {"until": now + plan.protection, "why": doubt}
+
+
+def _window_doubt(plan: Plan, facts: Facts) -> str | None:
+    """Why trading may not reopen onto the new primary yet, in words for the journal and the page; None if it may."""
+    if facts.target_verdict is not Verdict.HEALTHY:
+        return f"new primary {plan.target} is {facts.target_verdict.value}"
+    if not promoted(plan, facts):
+        found = facts.statuses.get(plan.target)
+        what = "did not answer" if found is None else f"answers as {found.role.value} at epoch {found.epoch}"
+        return f"new primary {plan.target} is no longer primary under epoch {plan.epoch}: it {what}"
+    if not in_protection(plan, facts):
+        return f"new primary {plan.target} is not in the protection window"
+    return None
