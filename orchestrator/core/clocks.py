@@ -54,16 +54,19 @@ def hear(state: ClockState, beats: Iterable[Beat], me: str, now: float) -> Clock
         if beat.identity == me:
             continue
         old = peers.get(beat.identity)
-        if old is not None and old.marker == beat.marker:
+        if old is None:  # a beat already there when we first looked may be old (its writer dead): not a sample
+            peers[beat.identity] = Peer(beat.marker, now, ())
             continue
-        samples = ((old.samples if old else ()) + (now - beat.wall,))[-SAMPLES:]
+        if old.marker == beat.marker:
+            continue
+        samples = (*old.samples, now - beat.wall)[-SAMPLES:]
         peers[beat.identity] = Peer(beat.marker, now, samples)
     return ClockState({name: peer for name, peer in peers.items() if now - peer.heard_at <= FORGET_AFTER})
 
 
 def offsets(state: ClockState) -> dict[str, float]:
     """Per peer heard lately: our clock minus its clock (positive: ours is ahead)."""
-    return {name: peer.offset for name, peer in sorted(state.peers.items())}
+    return {name: peer.offset for name, peer in sorted(state.peers.items()) if peer.samples}
 
 
 @dataclass(frozen=True, slots=True)
