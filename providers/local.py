@@ -19,7 +19,7 @@ What the simulated cloud models, and why:
 
 Retries here are deterministic (no jitter): a simulation must give the same result for the same seed. Built without
 a `cloud` (from the provider registry), each adapter gets a fresh cloud of its own on the wall clock.
-This module depends on the core's model and errors only (DESIGN §10).
+This module depends on the core's model and errors only (docs/design.md §1).
 """
 
 from __future__ import annotations

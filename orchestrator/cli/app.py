@@ -48,7 +48,7 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; exit codes follow DESIGN §8 (0 ok, 1 acted/degraded, 2 bad input, 3 unsafe, 4 call failed).
+    """Run the CLI; exit codes follow docs/design.md §8 (0 ok, 1 acted/degraded, 2 bad input, 3 unsafe, 4 call failed).
 
     Whatever goes wrong, the user sees one line per problem on stderr, never a traceback (`--debug` adds it)."""
     args = sys.argv[1:] if argv is None else argv

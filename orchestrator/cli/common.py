@@ -1,4 +1,4 @@
-"""Options and output helpers shared by every command (DESIGN §8)."""
+"""Options and output helpers shared by every command (docs/design.md §8)."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from orchestrator.store.records import IncidentStatus
 
 
 def exit_code_for(result: CycleResult, needs_human: bool) -> int:
-    """DESIGN §8: 0 healthy, or following another leader (the leader's run is the one that pages: two crons on
+    """docs/design.md §8: 0 healthy, or following another leader (the leader's run is the one that pages: two crons on
     two hosts must not both alert), 1 acted or degraded, 3 a human is needed (holding, halted, needs_human)."""
     if not result.leader:
         return EXIT_OK

@@ -1,4 +1,4 @@
-"""The operator's commands: plan, execute, halt, protect, reopen, approve, history, report (DESIGN §8)."""
+"""The operator's commands: plan, execute, halt, protect, reopen, approve, history, report (docs/design.md §8)."""
 
 from __future__ import annotations
 

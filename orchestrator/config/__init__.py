@@ -1,4 +1,4 @@
-"""YAML configuration → validated, typed configuration → the core's `Topology` (DESIGN §2).
+"""YAML configuration → validated, typed configuration → the core's `Topology` (docs/design.md §2).
 
 Every problem is reported at once, each as `FILE:LINE: field.path: what was expected`, because an SRE fixing a
 config at 3 a.m. should not have to run the validator ten times. The package reads in this order, one module each:

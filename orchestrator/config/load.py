@@ -65,7 +65,7 @@ class LoadedConfig:
 
 
 def resolve_config_path(path: str | Path | None) -> Path:
-    """`--config`, else `$FAILOVER_CONFIG`, else `./failover.yaml` (DESIGN §8)."""
+    """`--config`, else `$FAILOVER_CONFIG`, else `./failover.yaml` (docs/design.md §8)."""
     return Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
 
 

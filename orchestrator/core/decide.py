@@ -1,4 +1,4 @@
-"""Verdicts → actions, under the safety rules of DESIGN §4. Pure: `decide(snapshot, verdicts, now)`.
+"""Verdicts → actions, under the safety rules of docs/design.md §4. Pure: `decide(snapshot, verdicts, now)`.
 
 Like patroni's `quorum.py`, this module looks at one immutable snapshot and says what should happen; the driver
 applies it and the next cycle rediscovers the world. Every refusal carries the rule that blocked it, so that
@@ -27,7 +27,7 @@ class ActionKind(StrEnum):
 
 
 class Rule(StrEnum):
-    """The safety rules of DESIGN §4, named so refusals can cite them."""
+    """The safety rules of docs/design.md §4, named so refusals can cite them."""
 
     TARGET_SITE_HEALTHY = "target site must be healthy"
     TARGET_REPLICA_HEALTHY = "target replica must be healthy"
@@ -133,7 +133,7 @@ def rank_candidates(
     verdicts: Mapping[str, Assessment],
     exclude: Iterable[str] = (),
 ) -> tuple[Candidate, ...]:
-    """Every other replica, eligible ones first in the order we would pick them (DESIGN §4 target choice)."""
+    """Every other replica, eligible ones first in the order we would pick them (docs/design.md §4 target choice)."""
     engine, policy = snapshot.engine, topology.policy
     failed_provider = topology.sites[engine.replica(snapshot.primary).site].provider
     highest = owed_seq(snapshot)

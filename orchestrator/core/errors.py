@@ -1,4 +1,4 @@
-"""One root error and a few categories, each mapped to one exit code (DESIGN §8).
+"""One root error and a few categories, each mapped to one exit code (docs/design.md §8).
 
 Every error that can reach a user is one of these; the CLI catches `FailoverError` in exactly one place, prints
 `str(error)` as one line on stderr and exits with `error.exit_code`. Anything else is a bug and keeps its traceback.

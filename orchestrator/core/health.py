@@ -1,4 +1,4 @@
-"""Observations → a verdict per subject (DESIGN §3), with hysteresis, quorum, flapping and observer isolation.
+"""Observations → a verdict per subject (docs/design.md §3), with hysteresis, quorum, flapping and observer isolation.
 
 The evaluator is a fold: `ingest(state, observations)` and `assess(state, now)` each return a new `HealthState`,
 so the daemon, the cron command (state loaded from the store) and the simulator share it. It is on the hot path of

@@ -33,7 +33,7 @@ class Verdict(StrEnum):
 
 
 class Phase(StrEnum):
-    """Trading phase of one engine (DESIGN §5)."""
+    """Trading phase of one engine (docs/design.md §5)."""
 
     OPEN = "open"
     HALTED = "halted"
@@ -208,7 +208,7 @@ class Topology:
 
 @dataclass(frozen=True, slots=True)
 class ReplicaStatus:
-    """`GET /v1/status` of the engine control protocol (DESIGN §7), times as epoch seconds."""
+    """`GET /v1/status` of the engine control protocol (docs/design.md §7), times as epoch seconds."""
 
     replica: str
     role: Role

@@ -1,4 +1,4 @@
-"""Trading phases of one engine: a table of transitions and a table of admissions (DESIGN §5).
+"""Trading phases of one engine: a table of transitions and a table of admissions (docs/design.md §5).
 
 Everything that decides whether a phase may change, or whether a request may enter in a phase, lives in this file
 and nowhere else (as in h11's `_state.py`). The tables are data; `transition` looks them up; a move the table does

@@ -1,4 +1,4 @@
-"""The failover runbook as a pure step machine (DESIGN §6): from the journal, the next step.
+"""The failover runbook as a pure step machine (docs/design.md §6): from the journal, the next step.
 
 Everything that decides the order of steps, their deadlines and retries, whether a step's effect already holds,
 and when protection may end lives in this file: one row of `RULES` per step. What a step *does* (its engine, cloud

@@ -1,4 +1,4 @@
-"""The operator's commands (DESIGN §8): plan, execute, halt, protect, reopen, approve, history, report.
+"""The operator's commands (docs/design.md §8): plan, execute, halt, protect, reopen, approve, history, report.
 
 Refusals are `UnsafeError` (exit 3) raised before anything changes. Commands that move an engine take an epoch
 above everything the engine has seen, so a human's word outranks the automation: a daemon still working with an

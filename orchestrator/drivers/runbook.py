@@ -1,4 +1,4 @@
-"""Runs the core's runbook step machine against the engines, the providers and the store (DESIGN §6).
+"""Runs the core's runbook step machine against the engines, the providers and the store (docs/design.md §6).
 
 Each call to `advance` moves one incident as far as it can without waiting: it asks the core for the next step,
 journals `started`, runs the step's handler (`drivers.steps`: each first checks whether the step's effect already

@@ -1,4 +1,4 @@
-"""The engine control interface: what the orchestrator may ask of one engine replica (DESIGN §7).
+"""The engine control interface: what the orchestrator may ask of one engine replica (docs/design.md §7).
 
 Two implementations exist: `HttpEngineClient` speaks the HTTP protocol to real replicas (and to the reference
 replica in `orchestrator.engine.replica`), and the simulator answers from its simulated world. The drivers only

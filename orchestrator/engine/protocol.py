@@ -1,4 +1,4 @@
-"""The engine control protocol on the wire (DESIGN §7): paths, bodies, refusal reasons and time format.
+"""The engine control protocol on the wire (docs/design.md §7): paths, bodies, refusal reasons and time format.
 
 The normative description is `openapi.yaml` next to this module; `tests/engine/test_engine_openapi.py` checks that
 the reference replica serves exactly the routes the document lists and that its answers validate against it.

@@ -1,6 +1,6 @@
 """The deterministic outage simulator: a simulated world behind the production interfaces, on a virtual clock.
 
-`run_scenario` / `simulate` run a scenario file (DESIGN §9) through the real controller and runbook and measure
+`run_scenario` / `simulate` run a scenario file (docs/design.md §9) through the real controller and runbook and measure
 what clients experienced; `render_timeline` prints it. See runner.py for how the pieces fit.
 """
 

@@ -1,4 +1,4 @@
-"""`SimEngineControl`: the engine control interface (DESIGN §7) answered by the simulated replicas.
+"""`SimEngineControl`: the engine control interface (docs/design.md §7) answered by the simulated replicas.
 
 Why it mirrors the reference replica so closely: the runbook that runs here is the one that runs in production, so
 every answer must be one a real replica could give — the epoch rule first (a lower epoch is refused with

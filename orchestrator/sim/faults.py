@@ -1,4 +1,4 @@
-"""What can happen to the simulated world (DESIGN §9 fault kinds), and how each fault unfolds in time.
+"""What can happen to the simulated world (docs/design.md §9 fault kinds), and how each fault unfolds in time.
 
 A `Fault` is what a scenario author writes; `expand` turns it into `Atom`s, each one effect on one target over
 one interval (a flapping fault is several data-plane outages; an outage is also, after `provider_delay`, an
@@ -28,7 +28,7 @@ class FaultKind(StrEnum):
 
 
 ORCHESTRATOR = "orchestrator"
-DEFAULT_PROVIDER_DELAY = 300.0  # status pages lag the data plane (DESIGN §9)
+DEFAULT_PROVIDER_DELAY = 300.0  # status pages lag the data plane (docs/design.md §9)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +124,7 @@ def expand(fault: Fault, index: int = 0) -> list[Atom]:
 
 
 def stopping_windows(fault: Fault, probe_timeout: float) -> list[tuple[float, float]]:
-    """When this fault stops a replica on its site from serving (DESIGN §9: outage, flapping's downs, silent
+    """When this fault stops a replica on its site from serving (docs/design.md §9: outage, flapping's downs, silent
     outage, degradation beyond the probe timeout); empty for faults that leave the data plane serving."""
     if fault.kind in (FaultKind.OUTAGE, FaultKind.SILENT_OUTAGE):
         return [(fault.at, fault.end)]

@@ -1,4 +1,4 @@
-"""The figures of a run (DESIGN §9), measured from the world, the orchestrator's events and its store.
+"""The figures of a run (docs/design.md §9), measured from the world, the orchestrator's events and its store.
 
 Why each figure comes from where it does:
 - `max_primaries`, orders and trades come from the world: they are what clients experienced, whatever the
@@ -60,7 +60,7 @@ class SimResult:
     max_primaries: int
     timeline: list[dict[str, Any]] = field(default_factory=list)
     expectations: dict[str, bool] = field(default_factory=dict)
-    # beyond DESIGN §9's list: what the expectations and the renderer need, and what helps a reader
+    # beyond docs/design.md §9's list: what the expectations and the renderer need, and what helps a reader
     needs_human: bool = False
     max_writable_primaries: int = 0  # replicas that could have acknowledged writes at once, reached or not
     final_phase: str | None = None  # the one phase every engine ended in, else None

@@ -22,7 +22,7 @@ MID = 1000
 SPREAD = 5  # limit prices are MID-SPREAD .. MID+SPREAD
 MAX_RESTING = 400  # past this, the flow cancels instead of adding (keeps the book, and the sim, cheap)
 
-# How often each kind is sent: every kind of DESIGN §5, plus crossing post-only orders (drawn as POST_ONLY).
+# How often each kind is sent: every kind of docs/design.md §5, plus crossing post-only orders (drawn as POST_ONLY).
 KINDS: tuple[tuple[RequestKind, float], ...] = (
     (RequestKind.LIMIT, 0.30),
     (RequestKind.POST_ONLY, 0.20),

@@ -136,7 +136,7 @@ def run_scenario(path_or_scenario: str | Path | Scenario, seed: int = 0, policy:
 
 
 def simulate(path: str | Path, seed: int = 0, policy: str = "default") -> dict[str, Any]:
-    """The figures of one run as plain JSON data (DESIGN §9 names), for `failover simulate`."""
+    """The figures of one run as plain JSON data (docs/design.md §9 names), for `failover simulate`."""
     return run_scenario(path, seed, policy).to_json()
 
 

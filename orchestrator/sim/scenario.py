@@ -1,4 +1,5 @@
-"""Scenario files (DESIGN §9) → a validated, typed `Scenario`, every problem reported as `FILE:LINE: field: message`.
+"""Scenario files (docs/design.md §9) → a validated, typed `Scenario`, every problem reported as
+`FILE:LINE: field: message`.
 
 Why the same machinery as the configuration: an SRE writing a drill scenario makes the same typos as in a config,
 and `failover simulate` must fail the same way (`ConfigError`, exit 2, one line per problem) before any virtual
@@ -7,8 +8,8 @@ shapes and types are checked by pydantic, references (sites, replicas, vantage p
 scenario names, which is itself loaded with `load_config` — so a scenario can only point at a config that
 `failover config validate` accepts.
 
-Besides DESIGN §9's keys a scenario may carry a `world:` section: how the simulated exchange behaves (order rate,
-synchronous or asynchronous replication, probe attempts, cloud API timings). Every field has a default.
+Besides docs/design.md §9's keys a scenario may carry a `world:` section: how the simulated exchange behaves (order
+rate, synchronous or asynchronous replication, probe attempts, cloud API timings). Every field has a default.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""decide(): target choice and the safety rules of DESIGN §4, data in and actions out."""
+"""decide(): target choice and the safety rules of docs/design.md §4, data in and actions out."""
 
 from __future__ import annotations
 

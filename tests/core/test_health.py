@@ -1,4 +1,4 @@
-"""Health verdicts (DESIGN §3): threshold, quorum, hysteresis, flapping, unknown, observer isolation."""
+"""Health verdicts (docs/design.md §3): threshold, quorum, hysteresis, flapping, unknown, observer isolation."""
 
 from __future__ import annotations
 

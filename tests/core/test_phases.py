@@ -1,4 +1,4 @@
-"""Trading phases (DESIGN §5): every transition and admission cell of the tables, and the reopen rule."""
+"""Trading phases (docs/design.md §5): every transition and admission cell of the tables, and the reopen rule."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The runbook step machine (DESIGN §6), pure: order, deadlines, retries, needs_human, the protection window,
+"""The runbook step machine (docs/design.md §6), pure: order, deadlines, retries, needs_human, the protection window,
 and an exhaustive exploration of crashes and leader changes at every point of a failover."""
 
 from __future__ import annotations

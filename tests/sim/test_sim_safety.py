@@ -1,6 +1,6 @@
 """Hypothesis drives the simulator with random fault schedules and checks the safety rules after every step.
 
-The rules (DESIGN §4) as the world measures them, not as the orchestrator believes them:
+The rules (docs/design.md §4) as the world measures them, not as the orchestrator believes them:
 - never two primaries: no two replicas of an engine acknowledged writes in the same tick;
 - never a trade while the exchange has announced `halted` or `protection`, nor by a replica that is not open;
 - never a promotion of a lagging replica: at each promotion, the promoted replica had applied everything any

@@ -1,4 +1,4 @@
-"""The reference replica's HTTP surface (DESIGN §7, `orchestrator/engine/openapi.yaml`): a Starlette app.
+"""The reference replica's HTTP surface (docs/design.md §7, `orchestrator/engine/openapi.yaml`): a Starlette app.
 
 Handlers only translate: they check the bearer token, parse the body with the strict models of
 `orchestrator.engine.protocol`, call `Node`, and render its answer. Order of checks on a mutating call, chosen so

@@ -337,7 +337,7 @@ class Node:
 
     def promote(self) -> None:
         """Become primary; the engine starts halted so that trading resumes only on the orchestrator's word
-        (DESIGN §5: after a failover, `halted` → `protection` → `open`)."""
+        (docs/design.md §5: after a failover, `halted` → `protection` → `open`)."""
         if self.role is Role.PRIMARY:
             return
         # `must_halt` with the role, in one write: a crash before the halt below is journaled is finished at the
