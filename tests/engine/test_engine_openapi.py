@@ -102,6 +102,7 @@ def test_every_documented_response_is_real_and_matches_its_schema(cluster: Repli
     call("POST", "/v1/phase", 200, body={"phase": "protection", "until": "2999-01-01T00:00:00Z", "epoch": 1})
     call("POST", "/v1/phase", 200, body={"phase": "open", "until": None, "epoch": 1})
     call("POST", "/v1/phase", 409, body={"phase": "open", "epoch": 0})
+    cluster.wait_replicated("p", timeout=60)  # the standby mirrors the primary's phase once it holds the phase entry
     stamped = call("POST", "/v1/phase", 200, body={"phase": "halted", "epoch": 1}, replica="s")  # stamps only
     assert (stamped["role"], stamped["epoch"], stamped["phase"]) == ("standby", 1, "open")
     call("POST", "/v1/phase", 409, body={"phase": "halted", "epoch": 0}, replica="s")
@@ -140,7 +141,7 @@ def test_every_documented_response_is_real_and_matches_its_schema(cluster: Repli
         call("POST", "/v1/margin", 503, body={"account": "acct", "amount": "1"})
     finally:
         cluster.start("s")
-    cluster.wait_replicated("p")
+    cluster.wait_replicated("p", timeout=60)
     retried = call("POST", "/v1/cancel", 200, body={"client_order_id": "ask2", "account": "acct"})
     assert retried["seq"] == len(call("GET", "/v1/journal", 200)) - 1  # the cancel journaled before the margin
 
