@@ -18,7 +18,7 @@ LOCK_PINS  := import tomllib; lock = tomllib.load(open("uv.lock", "rb")); print(
 MINUTES    ?= 30
 SEED       ?= 1
 
-.PHONY: venv test lint bench drill simulate status soak clean
+.PHONY: venv test test-all lint bench drill simulate status soak clean
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "error: $(PY) not found: install python3 (3.11 or later) or pass PY=/path/to/python3" >&2; exit 2; }
@@ -49,8 +49,12 @@ $(STAMP): pyproject.toml uv.lock | $(BIN)/python
 
 venv: $(STAMP)
 
+# the fast suite (a few minutes); test-all adds the whole system as real processes (end to end, daemons, nemesis)
 test: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not e2e"
+
+test-all: test
+	$(BIN)/pytest -q -m e2e
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
