@@ -18,7 +18,9 @@ from typing import Any
 
 from orchestrator.core.errors import EngineError
 from orchestrator.core.model import Replica, Role
+from orchestrator.core.phases import RequestKind
 from orchestrator.engine.client import HttpEngineClient, OrderAnswer
+from orchestrator.sim.orders import pick_kind
 
 MARKET = "BTC-USDT"
 MID = 50_000
@@ -117,28 +119,28 @@ class OrderStream:
             self.primary = None
 
     def _next_request(self) -> tuple[str, dict[str, Any]]:
+        """The next request, its kind drawn from the simulator's order mix (`sim.orders.KINDS`); a cancel needs a
+        resting order of ours, so without one it becomes a margin top-up."""
         r = self.random
-        roll = r.random()
+        kind = pick_kind(r)
         account = r.choice(self.accounts)
         order_id = f"o-{self._n}-{r.randrange(1 << 30):x}"
         side = r.choice(("buy", "sell"))
         offset = r.randint(-20, 20)
         price = str(MID + offset if side == "buy" else MID - offset)
         base = {"id": order_id, "account": account, "side": side, "qty": str(r.randint(1, 5))}
-        if roll < 0.35:
+        if kind is RequestKind.LIMIT:
             return "limit", {**base, "type": "limit", "price": price, "tif": "gtc", "post_only": False}
-        if roll < 0.60:
+        if kind is RequestKind.POST_ONLY:
             passive = str(MID - 30 - r.randint(0, 20) if side == "buy" else MID + 30 + r.randint(0, 20))
             crossing = r.random() < 0.2
             return "post_only", {**base, "type": "limit", "price": price if crossing else passive, "tif": "gtc",
                                  "post_only": True}
-        if roll < 0.70:
+        if kind is RequestKind.MARKET:
             return "market", {**base, "type": "market", "price": None, "tif": "ioc", "post_only": False}
-        if roll < 0.75:
-            return "ioc", {**base, "type": "limit", "price": price, "tif": "ioc", "post_only": False}
-        if roll < 0.80:
-            return "fok", {**base, "type": "limit", "price": price, "tif": "fok", "post_only": False}
-        if roll < 0.95 and self._resting:
+        if kind in (RequestKind.IOC, RequestKind.FOK):
+            return kind.value, {**base, "type": "limit", "price": price, "tif": kind.value, "post_only": False}
+        if kind is RequestKind.CANCEL and self._resting:
             coid, owner = self._resting.pop(r.randrange(len(self._resting)))
             return "cancel", {"id": f"cancel-{coid}", "cancel_of": coid, "account": owner}
         return "add_margin", {"id": f"margin-{order_id}", "account": account, "amount": str(r.randint(10, 1000))}

@@ -52,14 +52,18 @@ def poisson(rng: random.Random, mean: float) -> int:
     return count
 
 
-def draw(rng: random.Random, resting: int) -> Order:
-    """One client request; about half the post-only orders are priced to cross the book."""
+def pick_kind(rng: random.Random) -> RequestKind:
+    """A request kind drawn from the order mix (`KINDS`): the simulator's and the drill's clients send the same."""
     pick = rng.random()
-    kind = KINDS[-1][0]
     for (candidate, _), bound in zip(KINDS, _CUMULATIVE, strict=True):
         if pick < bound:
-            kind = candidate
-            break
+            return candidate
+    return KINDS[-1][0]
+
+
+def draw(rng: random.Random, resting: int) -> Order:
+    """One client request; about half the post-only orders are priced to cross the book."""
+    kind = pick_kind(rng)
     if resting > MAX_RESTING and kind in (RequestKind.LIMIT, RequestKind.POST_ONLY):
         kind = RequestKind.CANCEL
     buy = rng.random() < 0.5
