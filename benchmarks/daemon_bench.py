@@ -27,8 +27,8 @@ from orchestrator.drivers.modes import ControllerSettings, Mode
 from orchestrator.drivers.probe import EngineProber
 from orchestrator.drivers.wiring import Edges
 from orchestrator.engine.client import HttpEngineClient
-from orchestrator.engine.replica.testbed import free_port
 from orchestrator.store import open_store
+from orchestrator.testbed.replicas import free_port
 from providers.memory import MemoryCloud, MemoryProvider
 
 ENGINES = 100

@@ -19,8 +19,8 @@ from typing import Any
 
 from orchestrator.core.errors import ProviderError
 from orchestrator.core.model import Site
+from orchestrator.testbed.fakes import AzureComputeFake, FakeServer, GcpComputeFake
 from providers import build_provider
-from providers.fakes import AzureComputeFake, FakeServer, GcpComputeFake
 
 REPEATS = 5
 DEADLINE = 1.0

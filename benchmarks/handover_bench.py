@@ -24,9 +24,9 @@ from typing import Any
 
 from orchestrator.config import load_config
 from orchestrator.drill.daemons import Daemons
-from orchestrator.drill.testbed import LOADED_PROBE_INTERVAL, LOADED_PROBE_TIMEOUT, LOADED_PROTECTION, Testbed
 from orchestrator.store import open_store
-from orchestrator.store.etcd_cluster import EtcdCluster, etcd_binary
+from orchestrator.testbed.etcd import EtcdCluster, etcd_binary
+from orchestrator.testbed.world import LOADED_PROBE_INTERVAL, LOADED_PROBE_TIMEOUT, LOADED_PROTECTION, Testbed
 
 REPEATS = 3
 SIGTERM_TTL = 8.0

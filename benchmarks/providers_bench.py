@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from orchestrator.core.model import Options, Site
+from orchestrator.testbed.fakes import AzureComputeFake, FakeServer, GcpComputeFake
 from providers import CloudProvider, build_provider
-from providers.fakes import AzureComputeFake, FakeServer, GcpComputeFake
 from providers.memory import MemoryCloud
 
 POLLS = 50

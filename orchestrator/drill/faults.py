@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from orchestrator.drill.testbed import GCP_ZONE, Testbed
 from orchestrator.sim.faults import Atom, Effect, expand
 from orchestrator.sim.scenario import Scenario
+from orchestrator.testbed.world import GCP_ZONE, Testbed
 
 
 @dataclass(frozen=True, slots=True)

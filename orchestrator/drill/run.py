@@ -30,10 +30,10 @@ from orchestrator.drill.chart import TimelineData, render_png
 from orchestrator.drill.daemons import Daemons
 from orchestrator.drill.faults import FaultInjector
 from orchestrator.drill.orders import OrderStream, missing_or_moved, trades_by_phase
-from orchestrator.drill.testbed import Testbed
 from orchestrator.drivers.report import IncidentReport, build_report, render_markdown
 from orchestrator.engine.client import HttpEngineClient
 from orchestrator.sim.scenario import Scenario, load_scenario
+from orchestrator.testbed.world import Testbed
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "configs" / "scenarios"
 PROBE_INTERVAL, PROBE_TIMEOUT = 0.25, 0.15
@@ -139,7 +139,7 @@ class Drill:
             store: str | None = f"sqlite:///{store_path}"
             etcd = None
             if options.ha:
-                from orchestrator.store.etcd_cluster import EtcdCluster
+                from orchestrator.testbed.etcd import EtcdCluster
 
                 etcd = stack.enter_context(EtcdCluster(3, work / "etcd"))
                 store = f"{etcd.url}/drill"

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from orchestrator.store.etcd_cluster import EtcdCluster, etcd_binary
+from orchestrator.testbed.etcd import EtcdCluster, etcd_binary
 
 
 @pytest.fixture(scope="module")

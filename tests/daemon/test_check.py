@@ -13,9 +13,9 @@ import pytest
 
 from orchestrator.config import load_config
 from orchestrator.core.model import Phase, Role
-from orchestrator.drill.testbed import LOADED_PROBE_INTERVAL, LOADED_PROBE_TIMEOUT, LOADED_PROTECTION, Testbed
 from orchestrator.store import open_store
 from orchestrator.store.records import Incident, JournalEntry
+from orchestrator.testbed.world import LOADED_PROBE_INTERVAL, LOADED_PROBE_TIMEOUT, LOADED_PROTECTION, Testbed
 
 # A failover by cron runs lasts its protection window plus a few runs; each run is a new Python process that spends
 # seconds of CPU importing the cloud SDKs, which a busy machine gives slowly (three at a time in the overlap test):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.drill.daemons import Daemons
-from orchestrator.drill.testbed import LOADED_PROBE_INTERVAL, LOADED_PROBE_TIMEOUT, LOADED_PROTECTION, Testbed
+from orchestrator.testbed.world import LOADED_PROBE_INTERVAL, LOADED_PROBE_TIMEOUT, LOADED_PROTECTION, Testbed
 
 pytestmark = pytest.mark.slow
 # Long enough that "led before the TTL could have run out" tells a released lease from an expired one even on a

@@ -20,15 +20,15 @@ from orchestrator.core.errors import EngineError
 from orchestrator.core.model import Phase, Role
 from orchestrator.drill.daemons import DaemonProcess, Daemons
 from orchestrator.drill.orders import OrderStream, missing_or_moved
-from orchestrator.drill.testbed import (
+from orchestrator.store import open_store
+from orchestrator.testbed.etcd import EtcdCluster
+from orchestrator.testbed.world import (
     LOADED_PROBE_INTERVAL,
     LOADED_PROBE_TIMEOUT,
     LOADED_PROTECTION,
     Testbed,
     wait_until,
 )
-from orchestrator.store import open_store
-from orchestrator.store.etcd_cluster import EtcdCluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.etcd]
 LEASE_TTL = 3.0

@@ -11,7 +11,7 @@ from pathlib import Path
 from pytest_httpserver import HTTPServer
 
 from orchestrator.core.model import Phase, Role
-from orchestrator.drill.testbed import Testbed
+from orchestrator.testbed.world import Testbed
 
 
 def execute(bed: Testbed) -> subprocess.CompletedProcess[str]:

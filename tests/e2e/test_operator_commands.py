@@ -16,9 +16,9 @@ import pytest
 
 from orchestrator.config import load_config
 from orchestrator.core.model import Phase, Role
-from orchestrator.drill.testbed import Testbed
 from orchestrator.drivers.state import load_engine
 from orchestrator.store import open_store
+from orchestrator.testbed.world import Testbed
 
 
 def failover(bed: Testbed, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

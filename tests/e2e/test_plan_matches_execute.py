@@ -23,7 +23,6 @@ import pytest
 from orchestrator.config import LoadedConfig, load_config
 from orchestrator.core.model import Phase, Role
 from orchestrator.core.runbook import Step
-from orchestrator.drill.testbed import GCP_ZONE, Testbed
 from orchestrator.drivers.events import EventLog
 from orchestrator.drivers.operator import Operator, PlanReport
 from orchestrator.drivers.preview import Call
@@ -32,6 +31,7 @@ from orchestrator.engine.client import HttpEngineClient
 from orchestrator.engine.recording import EngineCall, RecordingEngine
 from orchestrator.store import open_store
 from orchestrator.store.records import Incident
+from orchestrator.testbed.world import GCP_ZONE, Testbed
 from providers.calls import ApiCaller, PlannedCall
 
 pytestmark = pytest.mark.slow

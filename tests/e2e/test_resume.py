@@ -13,8 +13,8 @@ import pytest
 from orchestrator.config import load_config
 from orchestrator.core.model import Phase, Role
 from orchestrator.core.runbook import STEPS, Step
-from orchestrator.drill.testbed import LOADED_PROBE_INTERVAL, LOADED_PROBE_TIMEOUT, LOADED_PROTECTION, Testbed
 from orchestrator.store import open_store
+from orchestrator.testbed.world import LOADED_PROBE_INTERVAL, LOADED_PROBE_TIMEOUT, LOADED_PROTECTION, Testbed
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from orchestrator.core.model import Phase, Role
 from orchestrator.drill.orders import OrderStream, missing_or_moved, trades_by_phase
-from orchestrator.drill.testbed import Testbed, wait_until
+from orchestrator.testbed.world import Testbed, wait_until
 
 BEFORE, AFTER = 30, 20  # orders acknowledged before the switchover starts, and by the new primary after it
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.engine.replica.testbed import ReplicaCluster, ReplicaSpec
+from orchestrator.testbed.replicas import ReplicaCluster, ReplicaSpec
 
 MakeCluster = Callable[..., ReplicaCluster]
 

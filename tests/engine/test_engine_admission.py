@@ -12,7 +12,7 @@ import pytest
 from orchestrator.core.model import Phase
 from orchestrator.core.phases import RequestKind, admit
 from orchestrator.engine.client import HttpEngineClient, OrderAnswer
-from orchestrator.engine.replica.testbed import ReplicaCluster, ReplicaSpec
+from orchestrator.testbed.replicas import ReplicaCluster, ReplicaSpec
 
 EPOCH = 1
 

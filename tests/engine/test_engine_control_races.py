@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from orchestrator.engine.replica.testbed import Blackhole, ReplicaCluster, ReplicaSpec
+from orchestrator.testbed.replicas import Blackhole, ReplicaCluster, ReplicaSpec
 
 pytestmark = pytest.mark.slow  # starts replica processes
 

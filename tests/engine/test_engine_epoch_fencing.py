@@ -22,7 +22,7 @@ from orchestrator.engine.client import HttpEngineClient, OrderAnswer
 from orchestrator.engine.replica.journal import Journal
 from orchestrator.engine.replica.node import Node, Settings
 from orchestrator.engine.replica.replication import Replicator
-from orchestrator.engine.replica.testbed import ReplicaCluster, ReplicaSpec
+from orchestrator.testbed.replicas import ReplicaCluster, ReplicaSpec
 
 AT = "2024-05-01T03:00:00.000000Z"
 PRIMARY_URL = "http://old-primary:1"

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from orchestrator.engine.protocol import MAX_EPOCH, MAX_EPOCH_JUMP
-from orchestrator.engine.replica.testbed import ReplicaCluster, ReplicaSpec
+from orchestrator.testbed.replicas import ReplicaCluster, ReplicaSpec
 
 pytestmark = pytest.mark.slow  # starts replica processes
 

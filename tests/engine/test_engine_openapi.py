@@ -16,8 +16,8 @@ from starlette.routing import Route
 from orchestrator.engine.protocol import load_openapi
 from orchestrator.engine.replica.app import create_app
 from orchestrator.engine.replica.node import Node, Settings
-from orchestrator.engine.replica.testbed import ReplicaCluster, ReplicaSpec
 from orchestrator.engine.schema import validate
+from orchestrator.testbed.replicas import ReplicaCluster, ReplicaSpec
 
 DOCUMENT = load_openapi()
 METHODS = {"get", "post", "put", "patch", "delete"}

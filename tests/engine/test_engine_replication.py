@@ -13,7 +13,7 @@ import pytest
 from orchestrator.core.errors import EngineError
 from orchestrator.core.model import Phase, Role
 from orchestrator.engine.client import HttpEngineClient, OrderAnswer
-from orchestrator.engine.replica.testbed import ReplicaCluster, ReplicaSpec
+from orchestrator.testbed.replicas import ReplicaCluster, ReplicaSpec
 
 pytestmark = pytest.mark.slow  # starts replica processes
 

@@ -29,9 +29,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from nemesis.proxy import FaultProxy, ProxyHub
 from orchestrator.core.model import Replica
-from orchestrator.engine.replica.testbed import ReplicaCluster, ReplicaSpec, free_port
+from orchestrator.testbed.proxy import FaultProxy, ProxyHub
+from orchestrator.testbed.replicas import ReplicaCluster, ReplicaSpec, free_port
 
 DiskMode = Literal["tmpfs", "rlimit"]
 TMPFS_SIZE = "16m"

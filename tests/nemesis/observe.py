@@ -25,8 +25,8 @@ from nemesis.checker import Announcement, IncidentRecord, Sample
 from orchestrator.config import load_config
 from orchestrator.core.errors import FailoverError
 from orchestrator.engine.client import HttpEngineClient
-from orchestrator.engine.replica.testbed import ReplicaCluster
 from orchestrator.store import open_store
+from orchestrator.testbed.replicas import ReplicaCluster
 
 SAMPLE_EVERY = 0.15
 

@@ -13,9 +13,9 @@ from nemesis.checker import Announcement, Expect, Observed, check
 from nemesis.client import ClientStream
 from nemesis.cluster import ProxiedCluster
 from nemesis.observe import Monitor, read_replicas
-from nemesis.proxy import ProxyHub
 from orchestrator.core.model import Phase
-from orchestrator.engine.replica.testbed import ReplicaSpec
+from orchestrator.testbed.proxy import ProxyHub
+from orchestrator.testbed.replicas import ReplicaSpec
 
 pytestmark = [pytest.mark.nemesis, pytest.mark.slow]
 NAMES = ("spot-aws", "spot-gcp", "spot-azure")

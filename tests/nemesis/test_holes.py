@@ -18,13 +18,13 @@ import pytest
 
 from nemesis.checker import Expect, check, when
 from nemesis.cluster import ProxiedCluster
-from nemesis.proxy import ProxyHub
 from nemesis.world import NAMES, Lab, World, WorldOptions
 from orchestrator.core.errors import EngineError
 from orchestrator.core.model import Phase
 from orchestrator.engine.client import HttpEngineClient
-from orchestrator.engine.replica.testbed import ReplicaSpec
-from orchestrator.store.etcd_cluster import etcd_binary
+from orchestrator.testbed.etcd import etcd_binary
+from orchestrator.testbed.proxy import ProxyHub
+from orchestrator.testbed.replicas import ReplicaSpec
 
 pytestmark = [pytest.mark.nemesis, pytest.mark.slow]
 AWS, GCP, AZURE = NAMES

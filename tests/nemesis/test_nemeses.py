@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from nemesis.cluster import ProxiedCluster, disk_mode
-from nemesis.proxy import ProxyHub
 from nemesis.world import skew_env
 from orchestrator.core.errors import EngineError
-from orchestrator.engine.replica.testbed import ReplicaSpec
+from orchestrator.testbed.proxy import ProxyHub
+from orchestrator.testbed.replicas import ReplicaSpec
 
 pytestmark = pytest.mark.nemesis
 SPECS = [ReplicaSpec("spot-aws", "aws", primary=True), ReplicaSpec("spot-gcp", "gcp")]

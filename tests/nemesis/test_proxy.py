@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from nemesis.proxy import FaultProxy, ProxyHub
+from orchestrator.testbed.proxy import FaultProxy, ProxyHub
 
 pytestmark = pytest.mark.nemesis
 

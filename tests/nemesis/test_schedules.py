@@ -9,7 +9,7 @@ import pytest
 
 from nemesis.schedule import generate, run
 from nemesis.world import Lab
-from orchestrator.store.etcd_cluster import etcd_binary
+from orchestrator.testbed.etcd import etcd_binary
 
 pytestmark = [pytest.mark.nemesis, pytest.mark.slow]
 

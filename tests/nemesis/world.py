@@ -37,11 +37,11 @@ from nemesis.checker import Observed
 from nemesis.client import ClientStream, History
 from nemesis.cluster import ProxiedCluster, short
 from nemesis.observe import Monitor, WebhookReceiver, archive_evidence, read_incidents, read_replicas
-from nemesis.proxy import FaultProxy, ProxyHub
 from orchestrator.config import FailoverConfig
 from orchestrator.drill.daemons import DaemonProcess, Daemons
-from orchestrator.drill.testbed import AWS_REGION, GCP_ZONE, Testbed
-from orchestrator.engine.replica.testbed import ReplicaSpec
+from orchestrator.testbed.proxy import FaultProxy, ProxyHub
+from orchestrator.testbed.replicas import ReplicaSpec
+from orchestrator.testbed.world import AWS_REGION, GCP_ZONE, Testbed
 
 Mode = Literal["daemon", "ha", "cron"]
 SKEW_DIR = Path(__file__).resolve().parent / "skew"
@@ -250,7 +250,7 @@ class Lab:
 
     def etcd_cluster(self) -> Any:
         if self.etcd is None:
-            from orchestrator.store.etcd_cluster import EtcdCluster
+            from orchestrator.testbed.etcd import EtcdCluster
 
             self.etcd = EtcdCluster(3, self.base / "etcd").start()
         return self.etcd

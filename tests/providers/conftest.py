@@ -26,8 +26,8 @@ from provider_helpers import (
     memory_harness,
 )
 
+from orchestrator.testbed.fakes import AzureComputeFake, FakeServer, GcpComputeFake
 from providers import build_provider
-from providers.fakes import AzureComputeFake, FakeServer, GcpComputeFake
 
 
 @pytest.fixture(autouse=True)

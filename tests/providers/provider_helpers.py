@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from orchestrator.core.model import Site, Status
+from orchestrator.testbed.fakes import FakeServer
 from providers import CloudProvider, build_provider
-from providers.fakes import FakeServer
 from providers.memory import MemoryCloud
 
 AWS_REGION = "ap-southeast-1"

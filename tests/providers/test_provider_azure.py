@@ -11,8 +11,8 @@ from provider_helpers import FAST, VirtualClock, azure_site
 
 from orchestrator.core.errors import ConfigError, ProviderAuthError, ProviderError
 from orchestrator.core.model import Site, Status
+from orchestrator.testbed.fakes import AzureComputeFake, FakeServer, werkzeug_handler
 from providers import Capability, InstanceState, build_provider, check_capabilities, plan_recorder
-from providers.fakes import AzureComputeFake, FakeServer, werkzeug_handler
 
 pytestmark = pytest.mark.timeout(60)
 HUNG, REQUEST_TIMEOUT = 50.0, 20.0  # a server that never answers in time, and a request timeout far above 1 s

@@ -11,8 +11,8 @@ from provider_helpers import FAST, VirtualClock, gcp_site
 
 from orchestrator.core.errors import ProviderAuthError, ProviderError, ProviderNotFound
 from orchestrator.core.model import Site, Status
+from orchestrator.testbed.fakes import FakeServer, GcpComputeFake, werkzeug_handler
 from providers import InstanceState, build_provider
-from providers.fakes import FakeServer, GcpComputeFake, werkzeug_handler
 
 pytestmark = pytest.mark.timeout(60)
 HUNG, REQUEST_TIMEOUT = 50.0, 20.0  # a server that never answers in time, and a request timeout far above 1 s

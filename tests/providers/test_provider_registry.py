@@ -146,7 +146,7 @@ def test_check_capabilities_names_site_and_what_is_missing() -> None:
 
 def test_fakes_run_as_a_process_with_drill_controls() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "providers.fakes", "gcp", "--port", "0", "--instance", "spot-engine-1"],
+        [sys.executable, "-m", "orchestrator.testbed.fakes", "gcp", "--port", "0", "--instance", "spot-engine-1"],
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
     )
     try:

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.store import StateStore, open_store
-from orchestrator.store.etcd_cluster import EtcdCluster, etcd_binary
 from orchestrator.store.memory import MemoryStore
+from orchestrator.testbed.etcd import EtcdCluster, etcd_binary
 
 ETCD_MISSING = (
     "etcd binary not found: install Debian's etcd-server (CI must install it: .ci/run does), "

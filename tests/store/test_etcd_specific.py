@@ -25,7 +25,7 @@ from orchestrator.errors import ConfigError, LeaseLost, StoreError
 from orchestrator.store import Conflict, JournalState, StateStore, open_store
 from orchestrator.store.etcd import EtcdStore
 from orchestrator.store.etcd_client import parse_url
-from orchestrator.store.etcd_cluster import EtcdCluster, etcd_binary
+from orchestrator.testbed.etcd import EtcdCluster, etcd_binary
 
 ETCD_MISSING = "etcd binary not found: install Debian's etcd-server (CI must install it: .ci/run does)"
 T0 = 1_671_332_412.0

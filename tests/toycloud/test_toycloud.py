@@ -29,11 +29,11 @@ import yaml
 
 from orchestrator.config import load_config
 from orchestrator.core.model import Phase, Role
-from orchestrator.engine.replica.testbed import ReplicaCluster, ReplicaSpec
 from orchestrator.errors import ConfigError
 from orchestrator.store import open_store
+from orchestrator.testbed.fakes import FakeServer, GcpComputeFake
+from orchestrator.testbed.replicas import ReplicaCluster, ReplicaSpec
 from providers.catalog import PROVIDERS, ROUTERS
-from providers.fakes import FakeServer, GcpComputeFake
 
 SRC = Path(__file__).resolve().parent / "src"  # what `pip install toycloud` would have put in site-packages
 GCP_PROJECT, GCP_REGION, GCP_ZONE = "exchange-toy", "asia-east2", "asia-east2-a"

@@ -5,7 +5,7 @@ to what the tests and drills need, and does that exactly: a durable, hash-chaine
 whose state is a pure function of the journal; synchronous replication to another cloud; the epoch rule, fencing
 and promotion. Modules: `journal` (disk), `book` (state machine), `node` (roles and rules), `replication`
 (discovery and copying), `app` (HTTP), `serving` (uvicorn with limits, shared with the daemon's status server),
-`cli` (command line), `testbed` (processes for tests and drills).
+`cli` (command line). Running replicas as processes for tests and drills is `orchestrator.testbed.replicas`.
 """
 
 from orchestrator.engine.replica.cli import main, serve

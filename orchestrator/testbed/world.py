@@ -1,7 +1,7 @@
 """A local testbed: three clouds and three engine replicas on 127.0.0.1, and a configuration that points at them.
 
 - AWS: moto's threaded server in this process (EC2 instance in ap-east-1a, a Route 53 zone and record);
-- GCP and Azure: the API-shaped fakes of `providers.fakes`, served in this process;
+- GCP and Azure: the API-shaped fakes of `orchestrator.testbed.fakes`, served in this process;
 - three reference replicas (`orchestrator.engine.replica`), one per cloud, as real processes over real HTTP,
   synchronous replication across clouds;
 - `failover.yaml` in the base directory, valid for `failover config validate`, with a SQLite store beside it.
@@ -25,8 +25,8 @@ from typing import Any
 
 import yaml
 
-from orchestrator.engine.replica.testbed import ReplicaCluster, ReplicaSpec
-from providers.fakes import AzureComputeFake, FakeServer, GcpComputeFake
+from orchestrator.testbed.fakes import AzureComputeFake, FakeServer, GcpComputeFake
+from orchestrator.testbed.replicas import ReplicaCluster, ReplicaSpec
 
 AWS_REGION = "ap-east-1"
 AWS_ZONE = "ap-east-1a"

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from providers.fakes._http import FakeApi, FakeRequest, FakeResponse
+from orchestrator.testbed.fakes._http import FakeApi, FakeRequest, FakeResponse
 
 API = "https://www.googleapis.com/compute/v1"
 ROUTE = re.compile(

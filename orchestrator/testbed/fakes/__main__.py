@@ -1,13 +1,13 @@
-"""Serve a fake cloud API on a port, for drills: `python -m providers.fakes gcp|azure [options]`.
+"""Serve a fake cloud API on a port, for drills: `python -m orchestrator.testbed.fakes gcp|azure [options]`.
 
-    python -m providers.fakes gcp --port 8081 --project exchange-prod --region asia-east2 \\
+    python -m orchestrator.testbed.fakes gcp --port 8081 --project exchange-prod --region asia-east2 \\
         --zone asia-east2-a --instance spot-engine-1
-    python -m providers.fakes azure --port 8082 --resource-group trading --location eastasia \\
+    python -m orchestrator.testbed.fakes azure --port 8082 --resource-group trading --location eastasia \\
         --zone 1 --instance spot-engine-1
 
 Point a site at it with `endpoint_url: http://127.0.0.1:PORT`; the adapters use placeholder credentials for a
 plain-http loopback endpoint. Inject faults from the drill with `POST /_fake/fault`, `/_fake/zones/{zone}`,
-`/_fake/vms/{name}` and friends (see `providers/fakes/_http.py`, `gcp.py`, `azure.py`). Prints one line,
+`/_fake/vms/{name}` and friends (see `orchestrator/testbed/fakes/_http.py`, `gcp.py`, `azure.py`). Prints one line,
 `listening on URL`, once ready.
 """
 
@@ -17,13 +17,13 @@ import argparse
 import contextlib
 import sys
 
-from providers.fakes._http import FakeApi, FakeServer
-from providers.fakes.azure import AzureComputeFake
-from providers.fakes.gcp import GcpComputeFake
+from orchestrator.testbed.fakes._http import FakeApi, FakeServer
+from orchestrator.testbed.fakes.azure import AzureComputeFake
+from orchestrator.testbed.fakes.gcp import GcpComputeFake
 
 
 def build(argv: list[str] | None = None) -> tuple[FakeApi, argparse.Namespace]:
-    parser = argparse.ArgumentParser(prog="python -m providers.fakes", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.testbed.fakes", description=__doc__.splitlines()[0])
     parser.add_argument("cloud", choices=["gcp", "azure"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0: any free port (printed)")

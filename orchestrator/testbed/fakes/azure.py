@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from providers.fakes._http import FakeApi, FakeRequest, FakeResponse
+from orchestrator.testbed.fakes._http import FakeApi, FakeRequest, FakeResponse
 
 VM_ROUTE = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Compute/virtualMachines"

@@ -2,13 +2,13 @@
 
 `GcpComputeFake` and `AzureComputeFake` answer in each API's own JSON shapes, so the real SDKs run their real code
 paths against them. Serve one on a port with `FakeServer(api, port=...).start()` or from the command line:
-`python -m providers.fakes gcp --port 8081` (see `providers/fakes/__main__.py`); or hand `werkzeug_handler(api)` to
-pytest-httpserver. Nothing here imports a cloud SDK.
+`python -m orchestrator.testbed.fakes gcp --port 8081` (see `__main__.py` here); or hand `werkzeug_handler(api)`
+to pytest-httpserver. Nothing here imports a cloud SDK.
 """
 
-from providers.fakes._http import FakeApi, FakeRequest, FakeResponse, FakeServer, Fault, werkzeug_handler
-from providers.fakes.azure import AzureComputeFake
-from providers.fakes.gcp import GcpComputeFake
+from orchestrator.testbed.fakes._http import FakeApi, FakeRequest, FakeResponse, FakeServer, Fault, werkzeug_handler
+from orchestrator.testbed.fakes.azure import AzureComputeFake
+from orchestrator.testbed.fakes.gcp import GcpComputeFake
 
 __all__ = [
     "AzureComputeFake",
