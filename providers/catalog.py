@@ -13,8 +13,10 @@ replace the adapter that fences production machines.
 from __future__ import annotations
 
 import difflib
+import sys
 import threading
 from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
 from orchestrator.core.errors import ConfigError
 from providers.options import AdapterSpec
@@ -56,15 +58,17 @@ class Catalog:
         self._registered.pop(kind, None)
 
     def refresh(self) -> None:
-        """Read the entry points again (after `sys.path` changed: a test that puts a package on it)."""
+        """Read the entry points again (after a package was installed, or `sys.path` changed: a test that puts a
+        package on it)."""
         with self._lock:
+            _forget_scan()
             self._entries = None
             self._loaded.clear()
 
     def _entry_points(self) -> dict[str, list[EntryPoint]]:
         if self._entries is None:
             found: dict[str, list[EntryPoint]] = {}
-            for entry in entry_points(group=self.group):
+            for entry in _installed_entry_points(self.group):
                 found.setdefault(entry.name, []).append(entry)
             self._entries = found
         return self._entries
@@ -96,6 +100,29 @@ class Catalog:
         close = difflib.get_close_matches(kind, known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return f"unknown {self.noun} {kind!r}; known: {', '.join(known)}{hint}"
+
+
+_SCAN_LOCK = threading.Lock()
+_SCANNED: tuple[tuple[str, ...], Any] | None = None
+
+
+def _installed_entry_points(group: str) -> list[EntryPoint]:
+    """The entry points of `group`, from one reading of every installed distribution, shared by both catalogs:
+    reading them opens a file of each distribution (a few milliseconds), and every command that loads a configuration
+    pays it. The reading is kept while `sys.path` is the same (what is installed is found through it)."""
+    global _SCANNED
+    key = tuple(sys.path)
+    with _SCAN_LOCK:
+        if _SCANNED is None or _SCANNED[0] != key:
+            _SCANNED = (key, entry_points())  # all groups (SelectableGroups on 3.11, EntryPoints later)
+        everything = _SCANNED[1]
+    return list(everything.select(group=group))
+
+
+def _forget_scan() -> None:
+    global _SCANNED
+    with _SCAN_LOCK:
+        _SCANNED = None
 
 
 def _owner(entry: EntryPoint) -> str:

@@ -10,13 +10,15 @@ through a head copied earlier. Every damage, however odd, is one line and exit 3
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from orchestrator.cli.common import ConfigOption, Output, OutputOption, console, load, print_json
 from orchestrator.errors import EXIT_UNSAFE
-from orchestrator.store import GENESIS_HASH, AuditReport, StateStore, parse_head
+
+if TYPE_CHECKING:
+    from orchestrator.store import AuditReport, StateStore
 
 app = typer.Typer(help="The append-only, hash-chained audit log.", no_args_is_help=True)
 
@@ -32,6 +34,8 @@ def verify(config: ConfigOption = None, output: OutputOption = Output.TABLE, exp
            ) -> None:
     """Check every link of the audit chain, and that it passes through the anchored head (and --expect-head);
     exit 3 if an entry was edited, deleted or reordered, or the store was rewritten, truncated or re-created."""
+    from orchestrator.store import parse_head
+
     expected = None if expect_head is None else parse_head(expect_head)
     with _open(config) as store:
         report = store.verify_audit(expect=expected)
@@ -53,6 +57,8 @@ def head(
 ) -> None:
     """Print the audit head as SEQ:HASH: keep it elsewhere (a ticket, a runbook note) and check it later with
     `failover audit verify --expect-head SEQ:HASH`."""
+    from orchestrator.store import GENESIS_HASH
+
     with _open(config) as store:
         current = store.anchor_audit_head() if write_anchor else store.audit_head()
         anchor_file = store.audit_anchor_path

@@ -1,4 +1,9 @@
-"""Options and output helpers shared by every command (docs/design.md §8)."""
+"""Options and output helpers shared by every command (docs/design.md §8).
+
+Every command module imports this one, and `failover --help` imports every command module: so nothing here
+imports the configuration, a driver or the store at module level. Each helper imports what it calls when it is
+called (tests/cli/test_import_cost.py checks what each command loads).
+"""
 
 from __future__ import annotations
 
@@ -14,13 +19,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from orchestrator.config import LoadedConfig, load_config
 from orchestrator.core.durations import parse_duration
 from orchestrator.core.errors import ConfigError, FailoverError
-from orchestrator.drivers import spool
-from orchestrator.drivers.events import Announcer, Fanout, Notifier
 
 if TYPE_CHECKING:
+    from orchestrator.config import LoadedConfig
+    from orchestrator.drivers.events import Notifier
     from orchestrator.store.base import StateStore
 
 console = Console(highlight=False, soft_wrap=True)
@@ -42,17 +46,22 @@ ConfigOption = Annotated[
     ),
 ]
 OutputOption = Annotated[Output, typer.Option("--output", "-o", help="table for people, json for programs.")]
+EngineOption = Annotated[str | None, typer.Option("--engine", "-e", help="Engine (needed when several exist).")]
 
 
 def load(config: Path | None) -> LoadedConfig:
     """The configuration; and records queued while its store was unreachable (an emergency halt's) are written to
     the store now, if it answers. A store that still does not answer is left to the command to report."""
+    from orchestrator.config import load_config
+
     loaded = load_config(config)
     replay_spool(loaded)
     return loaded
 
 
 def replay_spool(loaded: LoadedConfig) -> int:
+    from orchestrator.drivers import spool
+
     if not spool.pending(loaded.store_url):
         return 0
     try:
@@ -69,6 +78,8 @@ def replay_spool(loaded: LoadedConfig) -> int:
 def notifier_for(loaded: LoadedConfig) -> Callable[[StateStore | None], Notifier]:
     """The configured announcement channels for a command that must announce with or without the store (`halt`):
     webhooks through the store's outbox when it answered (one bounded delivery pass), else from memory at exit."""
+    from orchestrator.drivers.events import Announcer, Fanout
+
     webhooks = loaded.config.notifications.webhooks
 
     def channels(store: StateStore | None) -> Notifier:

@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from orchestrator.cli.common import Output, OutputOption, console, print_json
-from orchestrator.config import json_schema, load_config
 
 app = typer.Typer(help="Check a configuration file or print its JSON Schema.", no_args_is_help=True)
 
@@ -23,6 +22,8 @@ def validate(
     output: OutputOption = Output.TABLE,
 ) -> None:
     """Report every problem in a configuration at once, each with file, line and field; exit 2 if any."""
+    from orchestrator.config import load_config
+
     loaded = load_config(path or config)
     topology = loaded.topology
     providers = sorted({site.provider for site in topology.sites.values()})
@@ -40,4 +41,6 @@ def validate(
 @app.command("schema")
 def schema() -> None:
     """Print the JSON Schema of the configuration file, for editors."""
+    from orchestrator.config import json_schema
+
     typer.echo(json.dumps(json_schema(), indent=2))

@@ -6,19 +6,17 @@ import os
 import socket
 import sys
 from dataclasses import replace
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from orchestrator.cli.args import check_port_free, duration_between, free_text, int_between, listen_address
 from orchestrator.cli.common import ConfigOption, Output, OutputOption, console, err_console, load, print_json
-from orchestrator.config import DaemonConfig
-from orchestrator.drivers.controller import CycleResult
-from orchestrator.drivers.events import Announcer, Fanout
-from orchestrator.drivers.modes import Mode
-from orchestrator.drivers.wiring import build_controller, build_edges
-from orchestrator.errors import EXIT_ACTED, EXIT_OK, EXIT_UNSAFE
-from orchestrator.store.records import IncidentStatus
+from orchestrator.errors import EXIT_ACTED, EXIT_OK, EXIT_UNSAFE, ConfigError
+
+if TYPE_CHECKING:
+    from orchestrator.config import DaemonConfig
+    from orchestrator.drivers.controller import CycleResult
 
 
 def exit_code_for(result: CycleResult, needs_human: bool) -> int:
@@ -39,6 +37,11 @@ def check(
     identity: Annotated[str | None, typer.Option("--identity", help="Name in the leader lease.")] = None,
 ) -> None:
     """Run one cycle: probe, evaluate, decide, act or propose. Two overlapping runs never both act."""
+    from orchestrator.drivers.events import Announcer
+    from orchestrator.drivers.modes import Mode
+    from orchestrator.drivers.wiring import build_controller, build_edges
+    from orchestrator.store.records import IncidentStatus
+
     if identity is not None:
         free_text(identity, "--identity", limit=200)
     loaded = load(config)
@@ -72,8 +75,6 @@ def check(
     raise typer.Exit(code)
 
 
-
-
 def daemon(
     config: ConfigOption = None,
     identity: Annotated[str | None, typer.Option("--identity", help="Name in the leader lease.")] = None,
@@ -90,7 +91,10 @@ def daemon(
 ) -> None:
     """Run the cycle on an interval; one leader acts, followers probe. SIGTERM finishes the step and releases."""
     from orchestrator.drivers.daemon import Daemon, configure_json_logs
+    from orchestrator.drivers.events import Fanout
     from orchestrator.drivers.metrics import Metrics
+    from orchestrator.drivers.modes import Mode
+    from orchestrator.drivers.wiring import build_controller, build_edges
 
     if identity is not None:
         free_text(identity, "--identity", limit=200)
@@ -101,8 +105,6 @@ def daemon(
     topology = loaded.topology
     address = _listen(listen, loaded.config.daemon, listen_public)
     if vantage != "orchestrator" and vantage not in topology.sites:
-        from orchestrator.core.errors import ConfigError
-
         raise ConfigError(f"--vantage {vantage}: not a configured site (or 'orchestrator')")
     configure_json_logs()
     metrics = Metrics()

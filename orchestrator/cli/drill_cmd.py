@@ -5,17 +5,19 @@ from __future__ import annotations
 import signal
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.live import Live
-from rich.table import Table
 
 from orchestrator.cli.args import number_between
 from orchestrator.cli.common import console
 from orchestrator.cli.status_cmd import STYLE
-from orchestrator.drill.run import Drill, DrillOptions, DrillResult, DrillState, resolve_scenario
 from orchestrator.errors import EXIT_ACTED, ConfigError
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from orchestrator.drill.run import DrillResult, DrillState
 
 
 def _styled(value: str) -> str:
@@ -24,6 +26,8 @@ def _styled(value: str) -> str:
 
 
 def _view(state: DrillState) -> Table:
+    from rich.table import Table
+
     table = Table(title=f"drill · {state.elapsed:5.1f}s · scenario time "
                         f"{datetime.fromtimestamp(state.scenario_time, UTC):%Y-%m-%d %H:%M} UTC",
                   title_justify="left", show_header=False)
@@ -39,6 +43,8 @@ def _view(state: DrillState) -> Table:
 
 
 def _summary(result: DrillResult) -> None:
+    from rich.table import Table
+
     console.print(f"\n[bold]drill {result.scenario}[/] — incident {result.incident or '(none)'}")
     for note in result.notes:
         console.print(f"  note: {note}", markup=False)
@@ -69,6 +75,10 @@ def drill(
 ) -> None:
     """Stand up three clouds and three replicas locally, inject a scenario's faults, and report.
     Exit 1 when an invariant fails (an acknowledged order lost, a trade in protection, two primaries)."""
+    from rich.live import Live
+
+    from orchestrator.drill.run import Drill, DrillOptions, DrillState, resolve_scenario
+
     number_between(speed, "--speed", low=1, high=1000)
     number_between(max_seconds, "--max-seconds", low=1, high=86400)
     if out.exists() and not out.is_dir():

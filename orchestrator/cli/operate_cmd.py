@@ -1,21 +1,23 @@
-"""The operator's commands: plan, execute, halt, protect, reopen, approve, history, report (docs/design.md §8)."""
+"""The operator's commands: plan, execute, halt, protect, reopen, approve (docs/design.md §8).
+
+Each command imports the operator, the edges and the engine client when it runs, not when `failover --help` lists
+it; what this module needs at import time is the commands' signatures.
+"""
 
 from __future__ import annotations
 
 import getpass
-import json
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.live import Live
-from rich.table import Table
 
-from orchestrator.cli.args import MAX_WINDOW, duration_between, free_text, incident_id, int_between
+from orchestrator.cli.args import MAX_WINDOW, duration_between, free_text, incident_id
 from orchestrator.cli.common import (
     ConfigOption,
+    EngineOption,
     Output,
     OutputOption,
     console,
@@ -24,25 +26,14 @@ from orchestrator.cli.common import (
     notifier_for,
     print_json,
 )
-from orchestrator.config import LoadedConfig, load_config
-from orchestrator.core.errors import ConfigError, FailoverError, UnsafeError
-from orchestrator.core.phases import format_instant, parse_timezone
-from orchestrator.core.runbook import STEPS
-from orchestrator.drivers.operator import (
-    EmergencyBrake,
-    HaltOutcome,
-    Operator,
-    PlanReport,
-    check_replica,
-    pick_engine,
-)
-from orchestrator.drivers.report import build_report, render_markdown
-from orchestrator.drivers.wiring import build_edges
-from orchestrator.engine.client import HttpEngineClient
-from orchestrator.errors import EXIT_ACTED, EXIT_OK, EXIT_UNSAFE
-from orchestrator.store.records import IncidentStatus
+from orchestrator.errors import EXIT_ACTED, EXIT_OK, EXIT_UNSAFE, UnsafeError
 
-EngineOption = Annotated[str | None, typer.Option("--engine", "-e", help="Engine (needed when several exist).")]
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from orchestrator.config import LoadedConfig
+    from orchestrator.drivers.operator import HaltOutcome, PlanReport
+
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why; goes into the announcement and the audit log.")]
 
 
@@ -52,6 +43,8 @@ def actor() -> str:
 
 def load_for(config: Path | None, engine: str | None, target: str | None = None) -> LoadedConfig:
     """The configuration, with --engine and --target checked against it before any store or engine is touched."""
+    from orchestrator.drivers.operator import check_replica, pick_engine
+
     loaded = load(config)
     chosen = pick_engine(loaded.topology, engine)
     if target is not None:
@@ -60,6 +53,8 @@ def load_for(config: Path | None, engine: str | None, target: str | None = None)
 
 
 def _print_plan(report: PlanReport) -> None:
+    from rich.table import Table
+
     console.print(f"[bold]failover plan for {report.engine}[/]: {report.source} -> {report.target or '(none)'} "
                   f"at epoch {report.epoch}")
     for position, step in enumerate(report.steps, 1):
@@ -89,6 +84,9 @@ def plan(
 ) -> None:
     """The steps a failover would run, each call it would make, and which safety rule would block it.
     Makes no change (provider and DNS writes are only recorded). Exit 3 when a rule blocks."""
+    from orchestrator.drivers.operator import Operator
+    from orchestrator.drivers.wiring import build_edges
+
     loaded = load_for(config, engine, target)
     with build_edges(loaded, dry_run=True) as edges:
         report = Operator(loaded, edges, actor=actor()).plan(engine, target, assume_primary_lost=assume_primary_lost)
@@ -107,6 +105,10 @@ def _plain_plan(report: PlanReport) -> dict[str, Any]:
 
 
 def _steps_table(journal: list[Any]) -> Table:
+    from rich.table import Table
+
+    from orchestrator.core.runbook import STEPS
+
     table = Table(title="runbook", title_justify="left")
     table.add_column("step")
     table.add_column("state")
@@ -136,6 +138,12 @@ def execute(
     timeout: Annotated[str | None, typer.Option("--timeout", help="Stop watching after this long.")] = None,
 ) -> None:
     """A manual switchover to TARGET with a live view of the runbook; refused (exit 3) when unsafe."""
+    from rich.live import Live
+
+    from orchestrator.drivers.operator import Operator
+    from orchestrator.drivers.wiring import build_edges
+    from orchestrator.store.records import IncidentStatus
+
     window = _window(protection, "--protection") if protection is not None else None
     limit = _window(timeout, "--timeout") if timeout is not None else None
     loaded = load_for(config, engine, target)
@@ -177,6 +185,10 @@ def _window(text: str, option: str) -> float:
 def halt(config: ConfigOption = None, engine: EngineOption = None, reason: ReasonOption = "operator halt") -> None:
     """Halt trading now: no orders accepted, no matching. Works with the store down: the engines are halted
     first, and the record is queued locally and replayed by the next command that reaches the store (exit 1)."""
+    from orchestrator.config import load_config
+    from orchestrator.drivers.operator import EmergencyBrake, pick_engine
+    from orchestrator.engine.client import HttpEngineClient
+
     free_text(reason, "--reason")
     loaded = load_config(config)  # not load(): replaying a queued record must never delay the brake
     pick_engine(loaded.topology, engine)
@@ -222,6 +234,9 @@ def protect(
 ) -> None:
     """Open (or extend) the recovery-protection window: cancel, post-only and add-margin only; no matching.
     At most 24h: a longer stop is a halt (`failover halt`)."""
+    from orchestrator.drivers.operator import Operator
+    from orchestrator.drivers.wiring import build_edges
+
     duration = _window(for_, "--for")
     free_text(reason, "--reason")
     loaded = load_for(config, engine)
@@ -236,6 +251,9 @@ def reopen(
     reason: ReasonOption = "operator reopen",
 ) -> None:
     """Reopen normal trading; refused before the protection window has elapsed unless --force."""
+    from orchestrator.drivers.operator import Operator
+    from orchestrator.drivers.wiring import build_edges
+
     free_text(reason, "--reason")
     loaded = load_for(config, engine)
     with build_edges(loaded) as edges:
@@ -248,6 +266,12 @@ def approve(
     timeout: Annotated[str | None, typer.Option("--timeout", help="Stop watching after this long.")] = None,
 ) -> None:
     """Approve a proposed failover (approval: manual) and watch it run."""
+    from rich.live import Live
+
+    from orchestrator.drivers.operator import Operator
+    from orchestrator.drivers.wiring import build_edges
+    from orchestrator.store.records import IncidentStatus
+
     incident_id(incident)
     limit = _window(timeout, "--timeout") if timeout is not None else None
     loaded = load(config)
@@ -259,58 +283,6 @@ def approve(
         raise typer.Exit(EXIT_UNSAFE)
 
 
-def history(
-    config: ConfigOption = None,
-    engine: EngineOption = None,
-    limit: Annotated[int, typer.Option("--limit", help="How many incidents, 1 to 10000.")] = 20,
-    output: OutputOption = Output.TABLE,
-) -> None:
-    """Incidents, newest first."""
-    int_between(limit, "--limit", low=1, high=10_000)
-    loaded = load(config)
-    if engine is not None:
-        pick_engine(loaded.topology, engine)
-    with loaded.open_store() as store:
-        incidents = store.incidents(engine=engine, limit=limit)
-    if output is Output.JSON:
-        print_json(incidents)
-        return
-    display = parse_timezone(loaded.topology.display_timezone)
-    table = Table()
-    for column in ("incident", "engine", "kind", "status", "opened", "from -> to", "reason"):
-        table.add_column(column)
-    for i in incidents:
-        table.add_row(i.id, i.engine, i.kind, i.status.value, format_instant(i.opened_at, display),
-                      f"{i.source} -> {i.target}", i.reason)
-    console.print(table)
-
-
-def report(
-    incident: Annotated[str, typer.Argument(help="Incident id.")],
-    config: ConfigOption = None,
-    format_: Annotated[str, typer.Option("--format", help="md or json.")] = "md",
-    out: Annotated[Path | None, typer.Option("--out", help="Write to this file instead of stdout.")] = None,
-) -> None:
-    """The incident's timeline, halt and protection windows (UTC and display time), and orders refused by reason."""
-    if format_ not in ("md", "json"):
-        raise ConfigError(f"--format {format_}: expected md or json")
-    incident_id(incident)
-    if out is not None and (out.is_dir() or not out.parent.is_dir()):
-        raise ConfigError(f"--out {out}: expected a file in an existing directory")
-    loaded = load(config)
-    display = parse_timezone(loaded.topology.display_timezone)
-    with loaded.open_store() as store:
-        built = build_report(store, incident, display)
-    text = json.dumps(built.to_json(), indent=2) + "\n" if format_ == "json" else render_markdown(built)
-    if out is None:
-        sys.stdout.write(text)
-        return
-    try:
-        out.write_text(text, encoding="utf-8")
-    except OSError as error:
-        raise FailoverError(f"--out {out}: cannot write: {error.strerror}") from None
-
-
 def register(app: typer.Typer) -> None:
     app.command("plan")(plan)
     app.command("execute")(execute)
@@ -318,5 +290,3 @@ def register(app: typer.Typer) -> None:
     app.command("protect")(protect)
     app.command("reopen")(reopen)
     app.command("approve")(approve)
-    app.command("history")(history)
-    app.command("report")(report)

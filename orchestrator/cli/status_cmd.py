@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, tzinfo
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
 from orchestrator.cli.common import ConfigOption, Output, OutputOption, console, load, print_json
-from orchestrator.config import LoadedConfig
-from orchestrator.core.phases import format_instant, parse_timezone
-from orchestrator.drivers.status import StatusReport, gather_status
 from orchestrator.errors import EXIT_OK, EXIT_UNSAFE
-from orchestrator.store.records import IncidentStatus
+
+if TYPE_CHECKING:
+    from orchestrator.config import LoadedConfig
+    from orchestrator.drivers.status import StatusReport
 
 STYLE = {"healthy": "green", "suspect": "yellow", "down": "red", "flapping": "magenta", "unknown": "dim",
          "open": "green", "protection": "yellow", "halted": "red"}
@@ -23,19 +23,21 @@ def _styled(value: str) -> str:
     return f"[{style}]{value}[/]" if style else value
 
 
-WAITING_FOR_A_HUMAN = frozenset({IncidentStatus.NEEDS_HUMAN.value, IncidentStatus.PROPOSED.value})
-
-
 def exit_code(report: StatusReport) -> int:
     """3 while an incident waits for a human (a failed step, or a proposal to approve), else 0: a pager can poll
     `failover status` and alert on 3 alone, as it does for `failover check`."""
-    waiting = any(e.incident is not None and e.incident["status"] in WAITING_FOR_A_HUMAN for e in report.engines)
+    from orchestrator.store.records import IncidentStatus
+
+    waiting_for_a_human = {IncidentStatus.NEEDS_HUMAN.value, IncidentStatus.PROPOSED.value}
+    waiting = any(e.incident is not None and e.incident["status"] in waiting_for_a_human for e in report.engines)
     return EXIT_UNSAFE if waiting else EXIT_OK
 
 
 def status(config: ConfigOption = None, output: OutputOption = Output.TABLE) -> None:
     """Show each engine's replicas, trading phase, open incident and the last verdicts (reads the store only).
     Exit 3 while an incident needs a human."""
+    from orchestrator.drivers.status import gather_status
+
     loaded = load(config)
     report = gather_status(loaded)
     if output is Output.JSON:
@@ -46,6 +48,10 @@ def status(config: ConfigOption = None, output: OutputOption = Output.TABLE) -> 
 
 
 def _print(loaded: LoadedConfig, report: StatusReport) -> None:
+    from rich.table import Table
+
+    from orchestrator.core.phases import format_instant, parse_timezone
+
     display = parse_timezone(loaded.topology.display_timezone)
     when = format_instant(report.verdicts_at, display) if report.verdicts_at else "never (no cycle has run yet)"
     console.print(f"config {report.config} · store {report.store} · last cycle {when}")
@@ -81,6 +87,8 @@ def _print(loaded: LoadedConfig, report: StatusReport) -> None:
 
 def _print_notifications(report: StatusReport, display: tzinfo) -> None:
     """Notifications not delivered yet: a webhook that is down or slow must be seen, not silently swallowed."""
+    from orchestrator.core.phases import format_instant
+
     pending, abandoned = report.notifications.get("pending", 0), report.notifications.get("abandoned", 0)
     if not pending and not abandoned:
         return
