@@ -13,6 +13,7 @@ import pytest
 
 from orchestrator.config import load_config
 from orchestrator.core.model import Phase, Role
+from orchestrator.core.runbook import STEPS
 from orchestrator.store import open_store
 from orchestrator.store.records import Incident, JournalEntry
 from orchestrator.testbed.world import LOADED_PROBE_INTERVAL, LOADED_PROBE_TIMEOUT, LOADED_PROTECTION, Testbed
@@ -102,6 +103,6 @@ def test_three_overlapping_runs_never_act_twice(bed: Testbed) -> None:
     incidents, journal = incidents_and_journal(bed)
     assert len(incidents) == 1 and incidents[0].status.value == "closed"
     done = [e.step for e in journal if e.state in ("done", "skipped")]
-    assert len(done) == len(set(done)) == 11  # every step exactly once
+    assert len(done) == len(set(done)) == len(STEPS)  # every step exactly once
     tokens = [e.token for e in journal]
     assert tokens == sorted(tokens)  # a deposed runner never wrote after a newer one
