@@ -22,10 +22,11 @@ from orchestrator.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# the cloud SDKs (a site's adapter imports its own only when that site is built), plotting, the AWS fake, and the
-# packages that stand up or simulate a whole world
-NOT_FOR_EVERYDAY = ("boto3", "botocore", "google", "azure", "matplotlib", "moto",
-                    "orchestrator.drill", "orchestrator.sim", "orchestrator.testbed")
+# the cloud adapters and their SDKs (validation asks the catalog for each adapter's options model, which lives in
+# providers/options.py; an adapter and its SDK are imported only when a site of it is built), plotting, the AWS
+# fake, and the packages that stand up or simulate a whole world
+NOT_FOR_EVERYDAY = ("providers.aws", "providers.gcp", "providers.azure", "boto3", "botocore", "google", "azure",
+                    "matplotlib", "moto", "orchestrator.drill", "orchestrator.sim", "orchestrator.testbed")
 
 # Runs one command as `failover` would, then writes its exit code and every module it left loaded.
 PROBE = """
