@@ -66,6 +66,7 @@ TRANSPORT_ERRORS = (
     botocore.exceptions.ConnectTimeoutError,
 )
 PLACEHOLDER_KEYS = {"aws_access_key_id": "placeholder", "aws_secret_access_key": "placeholder"}
+NAME_TAG = "ec2-name"  # the kind of look-up `names` remembers: Name tag -> instance id
 
 
 class _AwsErrors:
@@ -151,12 +152,12 @@ class AwsProvider(_AwsErrors, CloudProvider):
         self.options = options if options is not None else AwsOptions.parse(site.options, self.scope)
         self._session = session
         self._clients: dict[str, Any] = {}
-        self._ids: dict[str, str] = {}  # Name tag -> instance id
         self.use_health_api = use_health_api
         self.force_fence = force_fence
 
     def _client(self, service: str) -> Any:
-        """One boto3 client per service, made on first use; the Health API is global, served from us-east-1."""
+        """One boto3 client per service, made on first use (inside a counted call, so that a missing profile is
+        mapped like any other failure) and kept for the provider's life; the Health API is served from us-east-1."""
         with self._lock:
             if service not in self._clients:
                 if self._session is None:
@@ -196,26 +197,65 @@ class AwsProvider(_AwsErrors, CloudProvider):
             return set()
         return {event["availabilityZone"] for event in answer.get("events", []) if event.get("availabilityZone")}
 
-    def _resolve(self, instance: str) -> str:
-        """An instance id, or the value of a `Name` tag (stable across re-creation, and what a CI config against
-        moto can name before the ids exist) resolved once to the id of the live instance carrying it."""
-        if instance.startswith("i-") or instance in self._ids:
-            return self._ids.get(instance, instance)
+    def _instance_healths(self, instances: Sequence[str]) -> Mapping[str, InstanceHealth]:
+        """Health by configured name. A `Name` tag is turned into the id of the live instance carrying it, and that
+        id is remembered (`self.names`) for later polls and later runs. A remembered id that is gone (terminated,
+        or no longer listed) means the machine was replaced: the tag is looked up again in this same poll, so a
+        rebuilt instance is never reported down for its predecessor's state."""
+        ids, remembered = self._ids_for(instances, refresh=False)
+        healths = self._healths_for(ids)
+        stale = [name for name in remembered if _gone(healths.get(name))]
+        if stale:
+            log.info("%s: remembered id of %s is gone; looking the Name tag up again", self.scope, ", ".join(stale))
+            for name in stale:
+                self._forget(NAME_TAG, name)
+                healths.pop(name, None)
+            healths.update(self._healths_for(self._ids_for(stale, refresh=True)[0]))
+        return healths
+
+    def _ids_for(self, instances: Sequence[str], *, refresh: bool) -> tuple[dict[str, str], set[str]]:
+        """id -> configured name for every name that names an instance (ids as they are, `Name` tags remembered
+        or looked up), and the names whose id was remembered rather than looked up now."""
+        ids: dict[str, str] = {}
+        remembered: set[str] = set()
+        for name in instances:
+            if _is_id(name):
+                ids[name] = name
+                continue
+            known = None if refresh else self._recall(NAME_TAG, name)
+            if known is not None:
+                ids[known] = name
+                remembered.add(name)
+            elif (found := self._look_up(name)) is not None:
+                ids[found] = name
+        return ids, remembered
+
+    def _look_up(self, name: str) -> str | None:
+        """The id of the one live instance whose `Name` tag is `name` (stable across re-creation, and what a CI
+        config against moto can name before the ids exist); None when there is none, or more than one."""
         answer = self._read(
-            "ec2.describe_instances", self._sdk("ec2", "describe_instances"),
-            Filters=[{"Name": "tag:Name", "Values": [instance]},
+            "ec2.describe_instances", self._sdk("ec2", "describe_instances"), subject=f"instance {name}",
+            Filters=[{"Name": "tag:Name", "Values": [name]},
                      {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}],
         )
         found = [str(i["InstanceId"]) for r in answer.get("Reservations", []) for i in r.get("Instances", [])]
         if len(found) != 1:
-            return instance  # unknown (or ambiguous): reported as not found by the caller
-        self._ids[instance] = found[0]
+            return None
+        self._remember(NAME_TAG, name, found[0])
         return found[0]
 
-    def _instance_healths(self, instances: Sequence[str]) -> Mapping[str, InstanceHealth]:
-        by_id = {self._resolve(name): name for name in instances}
-        return {by_id[h.instance]: replace(h, instance=by_id[h.instance])
-                for h in self._healths_by_id(list(by_id)).values() if h.instance in by_id}
+    def _id(self, instance: str) -> str:
+        """The id a lifecycle call names (health was read first, so a `Name` tag is already resolved)."""
+        ids, _ = self._ids_for([instance], refresh=False)
+        if not ids:
+            raise ProviderNotFound(f"{self.scope}: no live instance has the Name tag {instance}")
+        return next(iter(ids))
+
+    def _healths_for(self, ids: Mapping[str, str]) -> dict[str, InstanceHealth]:
+        if not ids:
+            return {}
+        return {ids[h.instance]: replace(h, instance=ids[h.instance])
+                for h in self._healths_by_id(list(ids)).values() if h.instance in ids}
 
     def _healths_by_id(self, instances: Sequence[str]) -> Mapping[str, InstanceHealth]:
         healths: dict[str, InstanceHealth] = {}
@@ -235,15 +275,24 @@ class AwsProvider(_AwsErrors, CloudProvider):
 
     def _start(self, instance: str) -> None:
         self._write("ec2.start_instances", self._sdk("ec2", "start_instances"), subject=f"instance {instance}",
-                    InstanceIds=[self._resolve(instance)])
+                    InstanceIds=[self._id(instance)])
 
     def _stop(self, instance: str) -> None:
         self._write("ec2.stop_instances", self._sdk("ec2", "stop_instances"), subject=f"instance {instance}",
-                    InstanceIds=[self._resolve(instance)])
+                    InstanceIds=[self._id(instance)])
 
     def _fence(self, instance: str) -> None:
         self._write("ec2.stop_instances", self._sdk("ec2", "stop_instances"), subject=f"instance {instance}",
-                    InstanceIds=[self._resolve(instance)], Force=self.force_fence)
+                    InstanceIds=[self._id(instance)], Force=self.force_fence)
+
+
+def _is_id(instance: str) -> bool:
+    return instance.startswith("i-")
+
+
+def _gone(health: InstanceHealth | None) -> bool:
+    """A remembered id the API no longer lists, or lists as terminated: its machine was replaced (or removed)."""
+    return health is None or health.state is InstanceState.TERMINATED
 
 
 def _instance_health(entry: Mapping[str, Any]) -> InstanceHealth:

@@ -14,12 +14,13 @@ goes through `self._read` / `self._write` so that it is counted, retried, bounde
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 from urllib.parse import urlsplit
 
 from orchestrator.core.errors import FailoverError, ProviderError, ProviderNotFound
@@ -95,16 +96,51 @@ def aggregate_zones(zones: Mapping[str, Status]) -> tuple[Status, str]:
     return Status.OK, detail
 
 
+class NameCache(Protocol):
+    """Where a provider keeps what it found out about a configured name: the instance id behind an AWS `Name` tag,
+    the zone a GCP instance lives in. Keys are `site/kind/name`.
+
+    A cron run is a new process each minute; without a cache that outlives it, every run would pay the look-ups
+    again (`drivers.wiring.StoreNameCache` keeps them in the store). An entry may go stale (the machine was
+    replaced): the adapter drops it when the remembered value answers "not found" and looks the name up again.
+    Implementations never raise: a cache that cannot be read is an empty one.
+    """
+
+    def get(self, key: str) -> str | None: ...
+    def put(self, key: str, value: str) -> None: ...
+    def drop(self, key: str) -> None: ...
+
+
+class MemoryNameCache:
+    """A `NameCache` for one process (the default; tests share one between providers to play two runs)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            return self._entries.get(key)
+
+    def put(self, key: str, value: str) -> None:
+        with self._lock:
+            self._entries[key] = value
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
+
 class CloudProvider(ApiCaller, ABC):
     """One site's view of its cloud: health, and the lifecycle actions the runbook needs.
 
     An adapter's constructor takes the site, `options=` (an instance of the options model it registered; see
     providers/options.py) and its own keywords, and passes the rest here. Keywords shared by every adapter: `clock`
-    stamps observations (wall clock, or a virtual one);
-    `poll_interval` paces waits for a state; and those of `ApiCaller`: `call_deadline` bounds one API call with
-    its retries, `request_timeout` one HTTP request, `backoff` (first, largest wait) and `jitter` shape the
-    retries, `timer` / `sleep` measure and spend time (inject both for a virtual clock), `dry_run` records writes
-    in `planned` instead of making them.
+    stamps observations (wall clock, or a virtual one); `poll_interval` paces waits for a state; `names` keeps
+    name look-ups (a `NameCache`; default: this process only); and those of `ApiCaller`: `call_deadline` bounds
+    one API call with its retries, `request_timeout` one HTTP request, `backoff` (first, largest wait) and
+    `jitter` shape the retries, `timer` / `sleep` measure and spend time (inject both for a virtual clock),
+    `dry_run` records writes in `planned` instead of making them.
     """
 
     kind: ClassVar[str]
@@ -116,11 +152,13 @@ class CloudProvider(ApiCaller, ABC):
         *,
         clock: Callable[[], float] = time.time,
         poll_interval: float = 2.0,
+        names: NameCache | None = None,
         **caller_kwargs: Any,
     ) -> None:
         super().__init__(**caller_kwargs)
         self.site = site
         self.poll_interval = poll_interval
+        self.names: NameCache = names if names is not None else MemoryNameCache()
         self._clock = clock
 
     @property
@@ -130,6 +168,16 @@ class CloudProvider(ApiCaller, ABC):
     @property
     def source(self) -> str:
         return f"provider:{self.kind}"
+
+    def _recall(self, kind: str, name: str) -> str | None:
+        """What an earlier look-up of `name` found (`kind`: what was looked up, e.g. `ec2-name`), or None."""
+        return self.names.get(f"{self.site.name}/{kind}/{name}")
+
+    def _remember(self, kind: str, name: str, value: str) -> None:
+        self.names.put(f"{self.site.name}/{kind}/{name}", value)
+
+    def _forget(self, kind: str, name: str) -> None:
+        self.names.drop(f"{self.site.name}/{kind}/{name}")
 
     # --- hooks ---------------------------------------------------------------------------------------------------
 

@@ -1,32 +1,40 @@
-"""GCP: Compute Engine over REST (`google-cloud-compute`, `transport="rest"`).
+"""GCP: Compute Engine through its REST API (v1), authenticated by google-auth.
 
-Health: `ZonesClient.get` per configured zone (status UP / DOWN) and `RegionsClient.get` for the region (a region
-DOWN takes all its zones down); `InstancesClient.get` per instance. GCP has no per-instance status checks like
-EC2's, so an instance is `ok` when RUNNING and `down` otherwise.
+Health: `GET regions/{r}` (status UP / DOWN; a region DOWN takes all its zones down) and `GET zones/{z}` per
+configured zone; `GET zones/{z}/instances/{i}` per instance. GCP has no per-instance status checks like EC2's, so an
+instance is `ok` when RUNNING and `down` otherwise.
 
-Lifecycle: `start_unary` / `stop_unary` return an `Operation`, which we poll with `ZoneOperationsClient.get` in our
-own loop bounded by the deadline. Not the SDK's `ExtendedOperation.result()`: its poller is a separate client built
-without our `client_options`, so against any non-default endpoint it polls https://compute.googleapis.com, and its
-default policy waits from 1 s up to 20 s between polls for 900 s.
+Lifecycle: `POST .../instances/{i}/start|stop` returns an Operation, which we poll with `GET .../operations/{op}` in
+our own loop bounded by the deadline.
 
-An instance is named `zone/name`, or just `name`: then it is looked up in the site's zones in order and the zone it
-is found in is remembered. Credentials: an injected `credentials`, else Google's Application Default Credentials
-(`google.auth.default()`, resolved on the first call, not at construction); a plain-http loopback endpoint (a local
-fake) gets `AnonymousCredentials` so that no real token is sent to it. The SDK's own retries are switched off
-(`retry=None` on each call): ours are bounded by the deadline and counted.
+Why not the `google-cloud-compute` client: importing `google.cloud.compute_v1` costs about two seconds of CPU (every
+Compute service and all its message types load at once, whichever one is used), which was most of a `failover
+check` run, paid again by every cron run. The five calls here are plain JSON, sent through google-auth's
+`AuthorizedSession`: the session the client's REST transport uses underneath, with the same token handling (a 401
+refreshes the token once). HTTP errors become `google.api_core.exceptions` through `from_http_response`, as that
+transport maps them, so the error mapping below is the client's. One session per provider, kept for its life: one
+keep-alive connection instead of a client (and a connection) per service.
+
+An instance is named `zone/name`, or just `name`: then it is looked up in the site's zones in order, and in a site
+of several zones the zone it was found in is remembered (`self.names`, kept in the store by `failover check`), and
+forgotten when the instance is no longer there. Credentials: an injected `credentials`, else Google's Application
+Default Credentials (`google.auth.default()`, on the first call, not at construction, and once per process); a
+plain-http loopback endpoint (a local fake) gets `AnonymousCredentials` so that no real token is sent to it.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
+from urllib.parse import quote
 
 import google.auth
 import google.auth.exceptions
 import requests
 from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials, Credentials
-from google.cloud import compute_v1
+from google.auth.transport.requests import AuthorizedSession
 
 from orchestrator.core.errors import FailoverError, ProviderAuthError, ProviderError, ProviderNotFound
 from orchestrator.core.model import Site, Status
@@ -34,8 +42,7 @@ from providers.base import Capability, CloudProvider, InstanceHealth, InstanceSt
 from providers.calls import brief, parse_retry_after
 from providers.options import GcpOptions
 
-C = TypeVar("C")
-
+API_ENDPOINT = "https://compute.googleapis.com"
 SCOPES = ["https://www.googleapis.com/auth/compute"]
 STATES = {
     "RUNNING": InstanceState.RUNNING,
@@ -49,12 +56,24 @@ STATES = {
     "TERMINATED": InstanceState.STOPPED,  # GCP's word for a stopped VM; it can be started again
 }
 RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded"})
+ZONE_OF = "gcp-zone"  # the kind of look-up `names` remembers: bare instance name -> zone
+
+_ADC: list[tuple[Credentials, str | None]] = []  # Application Default Credentials, found once per process
+_ADC_LOCK = threading.Lock()
+
+
+def _default_credentials() -> tuple[Credentials, str | None]:
+    """`google.auth.default()` once per process: every GCP site shares the look-up (files, environment, and on a
+    machine outside GCP a metadata-server probe that only times out). A failed look-up is not kept."""
+    with _ADC_LOCK:
+        if not _ADC:
+            _ADC.append(google.auth.default(scopes=SCOPES))
+        return _ADC[0]
 
 
 class GcpProvider(CloudProvider):
-    """Compute Engine health and start/stop for one site. Options: `GcpOptions` (`project`). Extra keywords:
-    `credentials` (google-auth credentials, for tests), `client_options` (merged over
-    `api_endpoint=site.endpoint_url`)."""
+    """Compute Engine health and start/stop for one site. Options: `GcpOptions` (`project`). Extra keyword:
+    `credentials` (google-auth credentials, for tests). The API endpoint is `site.endpoint_url` when set."""
 
     kind: ClassVar[str] = "gcp"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
@@ -67,7 +86,6 @@ class GcpProvider(CloudProvider):
         *,
         options: GcpOptions | None = None,
         credentials: Credentials | None = None,
-        client_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(site, **kwargs)
@@ -76,25 +94,19 @@ class GcpProvider(CloudProvider):
         self._credentials = credentials
         self.options = options if options is not None else GcpOptions.parse(site.options, self.scope)
         self._project: str | None = self.options.project
-        self._options = dict(client_options or {})
-        if site.endpoint_url:
-            self._options.setdefault("api_endpoint", site.endpoint_url)
-        self._clients: dict[type[Any], Any] = {}
-        self._zone_of: dict[str, str] = {}  # instance name → the zone it was found in
+        self._endpoint = (site.endpoint_url or API_ENDPOINT).rstrip("/")
+        self._session: AuthorizedSession | None = None
 
-    # --- clients, built on first use so that ADC is only consulted when a call is made --------------------------
+    # --- the HTTP session, made on first use so that ADC is only consulted when a call is made -----------------
 
-    def _client(self, cls: type[C]) -> C:
+    def _http(self) -> AuthorizedSession:
         with self._lock:
-            if cls not in self._clients:
+            if self._session is None:
                 if self._credentials is None:
-                    self._credentials, adc_project = google.auth.default(scopes=SCOPES)
+                    self._credentials, adc_project = _default_credentials()
                     self._project = self._project or adc_project
-                self._clients[cls] = cls(  # type: ignore[call-arg]
-                    credentials=self._credentials, transport="rest", client_options=self._options or None
-                )
-            client: C = self._clients[cls]
-            return client
+                self._session = AuthorizedSession(self._credentials)  # type: ignore[no-untyped-call]
+            return self._session
 
     @property
     def project(self) -> str:
@@ -102,26 +114,35 @@ class GcpProvider(CloudProvider):
             raise ProviderError(f"{self.scope}: no GCP project configured and none in the default credentials")
         return self._project
 
-    def _call_sdk(self, cls: type[Any], method: str) -> Callable[..., Any]:
-        """A late-bound SDK method: the client (and the credential lookup) is created inside the counted call, so
-        a missing credential becomes a mapped `ProviderAuthError` like any other API failure."""
-        return lambda **kwargs: getattr(self._client(cls), method)(project=self.project, **kwargs)
+    def _call(self, method: str, path: str, timeout: float) -> dict[str, Any]:
+        """One request to `projects/{project}/{path}`; an HTTP error raised as the client library would raise it.
+        The session (and the credential look-up) is made inside the counted call, so a missing credential becomes
+        a mapped `ProviderAuthError` like any other API failure."""
+        session = self._http()
+        url = f"{self._endpoint}/compute/v1/projects/{quote(self.project, safe='')}/{path}"
+        response = session.request(method, url, timeout=timeout)  # type: ignore[no-untyped-call]
+        if response.status_code >= 400:
+            raise gexc.from_http_response(response)  # type: ignore[no-untyped-call]
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    def _get(self, operation: str, path: str, subject: str) -> dict[str, Any]:
+        return self._read(operation, self._call, subject=subject, method="GET", path=path)
 
     def _timeout_kwargs(self, timeout: float) -> dict[str, Any]:
-        return {"timeout": timeout, "retry": None}
+        return {"timeout": timeout}
 
     # --- health --------------------------------------------------------------------------------------------------
 
     def _zone_statuses(self) -> Mapping[str, Status]:
-        region = self._read("compute.regions.get", self._call_sdk(compute_v1.RegionsClient, "get"),
-                            subject=f"region {self.site.region}", region=self.site.region)
-        zones = self.site.zones or tuple(url.rsplit("/", 1)[-1] for url in region.zones)
+        region = self._get("compute.regions.get", f"regions/{_seg(self.site.region)}",
+                           subject=f"region {self.site.region}")
+        zones = self.site.zones or tuple(str(url).rsplit("/", 1)[-1] for url in region.get("zones", ()))
         statuses = {}
         for zone in zones:
-            answer = self._read("compute.zones.get", self._call_sdk(compute_v1.ZonesClient, "get"),
-                                subject=f"zone {zone}", zone=zone)
-            statuses[zone] = Status.OK if answer.status == "UP" else Status.DOWN
-        if region.status != "UP":
+            answer = self._get("compute.zones.get", f"zones/{_seg(zone)}", subject=f"zone {zone}")
+            statuses[zone] = Status.OK if answer.get("status") == "UP" else Status.DOWN
+        if region.get("status") != "UP":
             statuses = dict.fromkeys(statuses, Status.DOWN)
         return statuses
 
@@ -132,31 +153,45 @@ class GcpProvider(CloudProvider):
             if found is None:
                 continue
             zone, answer = found
-            state = STATES.get(answer.status, InstanceState.UNKNOWN)
+            status_text = str(answer.get("status", ""))
+            state = STATES.get(status_text, InstanceState.UNKNOWN)
             status = Status.OK if state is InstanceState.RUNNING else Status.DOWN
             if state is InstanceState.UNKNOWN:
                 status = Status.UNKNOWN
-            healths[instance] = InstanceHealth(instance, state, status, f"zone {zone}; status {answer.status}")
+            healths[instance] = InstanceHealth(instance, state, status, f"zone {zone}; status {status_text}")
         return healths
 
-    def _get_instance(self, instance: str) -> tuple[str, Any] | None:
-        """(zone, Instance) or None when no candidate zone has it."""
-        for zone in self._candidate_zones(instance):
-            name = instance.rsplit("/", 1)[-1]
+    def _get_instance(self, instance: str) -> tuple[str, dict[str, Any]] | None:
+        """(zone, Instance) or None when no candidate zone has it. A remembered zone that no longer has it is
+        forgotten and the other zones are asked in the same call: the instance was rebuilt elsewhere."""
+        name = instance.rsplit("/", 1)[-1]
+        known = self._known_zone(instance)
+        for zone in self._candidate_zones(instance, known):
             try:
-                answer = self._read("compute.instances.get", self._call_sdk(compute_v1.InstancesClient, "get"),
-                                    subject=f"instance {instance}", zone=zone, instance=name)
+                answer = self._get("compute.instances.get", f"zones/{_seg(zone)}/instances/{_seg(name)}",
+                                   subject=f"instance {instance}")
             except ProviderNotFound:
+                if zone == known and self._recall(ZONE_OF, instance) == zone:
+                    self._forget(ZONE_OF, instance)
                 continue
-            self._zone_of[instance] = zone
+            if zone != known:
+                self._remember(ZONE_OF, instance, zone)
             return zone, answer
         return None
 
-    def _candidate_zones(self, instance: str) -> list[str]:
+    def _known_zone(self, instance: str) -> str | None:
+        """The zone of an instance without asking the API: its `zone/` prefix, the site's only zone, or the zone
+        it was last found in."""
         if "/" in instance:
-            return [instance.split("/", 1)[0]]
-        known = self._zone_of.get(instance)
-        return [known] if known else list(self.site.zones)
+            return instance.split("/", 1)[0]
+        if len(self.site.zones) == 1:
+            return self.site.zones[0]
+        return self._recall(ZONE_OF, instance)
+
+    def _candidate_zones(self, instance: str, known: str | None) -> list[str]:
+        if "/" in instance or len(self.site.zones) == 1:
+            return [known] if known else []
+        return ([known] if known else []) + [zone for zone in self.site.zones if zone != known]
 
     # --- lifecycle -----------------------------------------------------------------------------------------------
 
@@ -168,35 +203,43 @@ class GcpProvider(CloudProvider):
 
     def _act(self, instance: str, verb: str) -> None:
         zone = self._zone(instance)
-        operation = self._write(
-            f"compute.instances.{verb}", self._call_sdk(compute_v1.InstancesClient, f"{verb}_unary"),
-            subject=f"instance {instance}", zone=zone, instance=instance.rsplit("/", 1)[-1],
-        )
+        name = instance.rsplit("/", 1)[-1]
+        operation = self._write(f"compute.instances.{verb}", self._verb_call(verb), subject=f"instance {instance}",
+                                zone=zone, instance=name)  # what a dry run records: zone and instance
         if operation is not None:
             self._wait_operation(instance, zone, operation)
 
-    def _zone(self, instance: str) -> str:
-        if instance not in self._zone_of and self._get_instance(instance) is None:
-            raise ProviderNotFound(f"{self.scope}: instance {instance} not found in zones {', '.join(self.site.zones)}")
-        return self._zone_of.get(instance) or instance.split("/", 1)[0]
+    def _verb_call(self, verb: str) -> Callable[..., dict[str, Any]]:
+        def call(*, zone: str, instance: str, timeout: float) -> dict[str, Any]:
+            return self._call("POST", f"zones/{_seg(zone)}/instances/{_seg(instance)}/{verb}", timeout)
 
-    def _wait_operation(self, instance: str, zone: str, operation: Any) -> None:
+        return call
+
+    def _zone(self, instance: str) -> str:
+        known = self._known_zone(instance)
+        if known is not None:
+            return known
+        found = self._get_instance(instance)
+        if found is None:
+            raise ProviderNotFound(f"{self.scope}: instance {instance} not found in zones {', '.join(self.site.zones)}")
+        return found[0]
+
+    def _wait_operation(self, instance: str, zone: str, operation: Mapping[str, Any]) -> None:
         """Poll the zonal operation until DONE, within the running operation's deadline; raise its error if any."""
         deadline = self._active_deadline()
-        while operation.status != compute_v1.Operation.Status.DONE:
+        name = str(operation.get("name", ""))
+        while operation.get("status") != "DONE":
             if deadline.expired:
                 raise ProviderError(
-                    f"{self.scope}: instance {instance}: operation {operation.name} not done after "
-                    f"{deadline.seconds:g}s"
+                    f"{self.scope}: instance {instance}: operation {name} not done after {deadline.seconds:g}s"
                 )
             self._pause(deadline, self.poll_interval)
-            operation = self._read("compute.zone_operations.get",
-                                   self._call_sdk(compute_v1.ZoneOperationsClient, "get"),
-                                   subject=f"instance {instance}", zone=zone, operation=operation.name)
-        errors = list(operation.error.errors) if operation.error else []
+            operation = self._get("compute.zone_operations.get", f"zones/{_seg(zone)}/operations/{_seg(name)}",
+                                  subject=f"instance {instance}")
+        errors = (operation.get("error") or {}).get("errors") or []
         if errors:
-            reasons = "; ".join(f"{error.code}: {error.message}" for error in errors)
-            raise ProviderError(f"{self.scope}: instance {instance}: operation {operation.name} failed: {reasons}")
+            reasons = "; ".join(f"{error.get('code')}: {error.get('message')}" for error in errors)
+            raise ProviderError(f"{self.scope}: instance {instance}: operation {name} failed: {reasons}")
 
     # --- errors --------------------------------------------------------------------------------------------------
 
@@ -225,6 +268,11 @@ class GcpProvider(CloudProvider):
         response = getattr(exc, "response", None)
         headers = getattr(response, "headers", None)
         return parse_retry_after(headers.get("Retry-After")) if headers is not None else None
+
+
+def _seg(value: str) -> str:
+    """One path segment: a configured name never changes which resource the URL names."""
+    return quote(value, safe="")
 
 
 def _rate_limited(exc: gexc.GoogleAPICallError) -> bool:

@@ -7,8 +7,10 @@ configuration uses (each adapter module imports its SDK lazily through the regis
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.config import LoadedConfig
+from orchestrator.core.errors import StoreError
 from orchestrator.core.model import Topology
 from orchestrator.drivers.controller import Controller
 from orchestrator.drivers.events import Announcer, Fanout, Notifier
@@ -24,12 +27,80 @@ from orchestrator.drivers.outbox import OutboxNotifier, WebhookSender, channels_
 from orchestrator.drivers.probe import EngineProber, Prober
 from orchestrator.engine.base import EngineControl
 from orchestrator.engine.client import HttpEngineClient
-from orchestrator.store.base import StateStore
+from orchestrator.store.base import Conflict, StateStore
 from providers.base import CloudProvider
 from providers.registry import build_provider, build_router
 from providers.traffic import TrafficRouter
 
+log = logging.getLogger(__name__)
+
 FLUSH_BUDGET = 2.0  # seconds a command gives the webhook sender after its own work
+NAMES_KEY = "provider_names"  # the state document holding the providers' name look-ups
+NAMES_WRITE_ATTEMPTS = 5
+
+
+class StoreNameCache:
+    """The providers' name look-ups (`providers.base.NameCache`) kept in the store's state documents.
+
+    `failover check` is a new process every minute: an AWS `Name` tag resolved in one run must not cost the next
+    run a `DescribeInstances` (nor a GCP bare name a zone search). The document is read once, on the first look-up
+    a provider asks for (a deployment that names every machine by id never reads it), and written through on
+    each change with a compare-and-set; a conflict (another run wrote first) re-reads and applies the change again.
+    A store that cannot be read or written is logged and costs only a look-up: the cache never fails a poll.
+    """
+
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._entries: dict[str, str] | None = None
+        self._version: int | None = None
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            return self._loaded().get(key)
+
+    def put(self, key: str, value: str) -> None:
+        self._change(key, value)
+
+    def drop(self, key: str) -> None:
+        self._change(key, None)
+
+    def _loaded(self) -> dict[str, str]:
+        if self._entries is None:
+            self._read()
+        assert self._entries is not None
+        return self._entries
+
+    def _read(self) -> None:
+        try:
+            found = self._store.get_state(NAMES_KEY)
+        except StoreError as exc:
+            log.warning("provider name cache unreadable, looking names up instead: %s", exc)
+            self._entries, self._version = self._entries or {}, None
+            return
+        document, self._version = found if found is not None else ({}, None)
+        names = document.get("names")
+        self._entries = {k: v for k, v in names.items() if isinstance(v, str)} if isinstance(names, dict) else {}
+
+    def _change(self, key: str, value: str | None) -> None:
+        with self._lock:
+            for _ in range(NAMES_WRITE_ATTEMPTS):
+                entries = dict(self._loaded())
+                if entries.get(key) == value:
+                    return
+                if value is None:
+                    entries.pop(key)
+                else:
+                    entries[key] = value
+                try:
+                    self._version = self._store.put_state(NAMES_KEY, {"names": entries}, self._version)
+                except Conflict:
+                    self._read()
+                    continue
+                except StoreError as exc:
+                    log.warning("provider name cache not saved (the next run looks %s up again): %s", key, exc)
+                self._entries = entries
+                return
 
 
 @dataclass
@@ -85,7 +156,7 @@ def build_edges(
                                   control_timeout=max(5.0, topology.probes.timeout))
         stack.callback(client.close)
         engines = client
-    kwargs = {"poll_interval": 1.0, **(provider_kwargs or {})}
+    kwargs = {"poll_interval": 1.0, "names": StoreNameCache(store), **(provider_kwargs or {})}
     providers = {name: build_provider(site, dry_run=dry_run, **kwargs) for name, site in topology.sites.items()}
     routers = {
         name: build_router(engine.dns, dry_run=dry_run)
