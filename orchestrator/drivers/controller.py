@@ -211,6 +211,7 @@ class Controller:
     # ---- observe --------------------------------------------------------------------------------------------
 
     def _observe(self, now: float) -> list[Observation]:
+        self.provider_watch.start(now)  # the cloud APIs answer while the replicas are probed
         probe = self.prober.probe(now)
         self.statuses = dict(probe.statuses)
         for name, status in probe.statuses.items():

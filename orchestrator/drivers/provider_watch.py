@@ -3,7 +3,9 @@
 A cloud API in trouble answers slowly: in the seed's outage the provider's own control plane struggled for hours.
 A cycle that waits for it cannot probe, cannot renew its view, cannot run the runbook; so in the daemon every
 site's poll runs on a thread of its own and the cycle takes whatever answers have arrived (`collect`). A cron run
-waits for the polls at most `wait` seconds and goes on without the late ones. The simulator polls inline
+starts the polls before it probes the replicas (`start`), then gives each cloud at most `wait` seconds from its
+start and goes on without the late ones, which it reports `unknown` ("no answer within 2s"), never as healthy: one
+slow cloud costs a run its own deadline, not the other clouds' answers. The simulator polls inline
 (`background=False`): its clock is virtual, and results must not depend on thread timing.
 
 An API that fails is asked again only after a growing pause (up to a minute), so that a struggling control plane
@@ -43,25 +45,32 @@ class ProviderWatch:
         self._next_at: dict[str, float] = {}
         self._failures: dict[str, int] = {}
         self._in_flight: dict[str, threading.Thread] = {}
+        self._started: dict[str, float] = {}  # monotonic time each in-flight poll began
         self._done: queue.SimpleQueue[tuple[str, list[Observation]]] = queue.SimpleQueue()
 
-    def collect(self, now: float, wait: float = 0.0) -> list[Observation]:
-        """Start the polls that are due, and return every answer that arrived since the last call, waiting up to
-        `wait` seconds (wall time) for polls still running."""
-        due = [site for site in self.providers
-               if now >= self._next_at.get(site, float("-inf")) and site not in self._in_flight]
-        for site in due:
-            self._next_at[site] = now + self.interval
+    def start(self, now: float) -> list[str]:
+        """Start the polls that are due, each on its own thread (background mode only; the simulator polls inside
+        `collect`), and return their sites. Starting them before the replicas are probed lets both wait at once."""
         if not self.background:
-            return [obs for site in due for obs in self._settle(site, self._poll(site), now)]
+            return []
+        due = self._due(now)
         for site in due:
             thread = threading.Thread(target=self._run, args=(site,), name=f"provider-poll-{site}", daemon=True)
             self._in_flight[site] = thread
+            self._started[site] = time.monotonic()
             thread.start()
+        return due
+
+    def collect(self, now: float, wait: float = 0.0) -> list[Observation]:
+        """Start the polls that are due, and return every answer that arrived since the last call. With `wait`, a
+        poll still running is given up to `wait` seconds (wall time) from its start; one that has not answered by
+        then is reported `unknown` for its site and replicas (its answer, if it comes, is taken by a later call)."""
+        if not self.background:
+            return [obs for site in self._due(now) for obs in self._settle(site, self._poll(site), now)]
+        self.start(now)
         if wait > 0:
-            deadline = time.monotonic() + wait
-            for thread in list(self._in_flight.values()):
-                thread.join(max(0.0, deadline - time.monotonic()))
+            for site, thread in list(self._in_flight.items()):
+                thread.join(max(0.0, self._started[site] + wait - time.monotonic()))
         found: list[Observation] = []
         while True:
             try:
@@ -69,8 +78,25 @@ class ProviderWatch:
             except queue.Empty:
                 break
             self._in_flight.pop(site, None)
+            self._started.pop(site, None)
             found.extend(self._settle(site, observations, now))
+        if wait > 0:
+            found.extend(obs for site in self._in_flight for obs in self._late(site, now, wait))
         return sorted(found, key=lambda o: (o.subject, o.source))
+
+    def _due(self, now: float) -> list[str]:
+        due = [site for site in self.providers
+               if now >= self._next_at.get(site, float("-inf")) and site not in self._in_flight]
+        for site in due:
+            self._next_at[site] = now + self.interval
+        return due
+
+    def _late(self, site: str, now: float, wait: float) -> list[Observation]:
+        """A poll past its wait: `unknown` (an API failure) for the site and each of its replicas, never a vote."""
+        source = self.providers[site].source
+        detail = f"{API_FAILED}: no answer within {wait:g}s"
+        return [Observation(now, subject, source, Status.UNKNOWN, detail, Cause.API_FAILED)
+                for subject in (site, *self.instances_of(site).values())]
 
     def pending(self) -> list[str]:
         """Sites whose poll is still running (a slow or hung API)."""
