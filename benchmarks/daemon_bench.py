@@ -2,7 +2,7 @@
 
 The replicas are one threaded HTTP server answering `/v1/status` for 300 control URLs (a reference replica per
 process would measure process count, not the orchestrator); the cycle is the real one: concurrent probes through
-`HttpEngineClient`, provider health through the in-memory adapter, health evaluation, decision, and the SQLite
+`HttpEngineClient`, provider health through the in-memory cloud's adapter, health evaluation, decision, and the SQLite
 store the daemon uses by default. Reported: median and p95 over cycles, the probe phase alone, and the ratio of
 the cycle to a 1 s probe interval (below 1 means a cycle fits in its interval).
 """
@@ -29,7 +29,7 @@ from orchestrator.drivers.wiring import Edges
 from orchestrator.engine.client import HttpEngineClient
 from orchestrator.store import open_store
 from orchestrator.testbed.replicas import free_port
-from providers.memory import MemoryCloud, MemoryProvider
+from providers.local import LocalCloud, LocalProvider
 
 ENGINES = 100
 CYCLES = 15
@@ -68,7 +68,7 @@ def _serve(port: int) -> subprocess.Popen[bytes]:
 
 
 def _topology(base_url: str) -> Topology:
-    sites = {f"site-{k}": Site(f"site-{k}", "memory", f"region-{k}", (f"zone-{k}",)) for k in range(3)}
+    sites = {f"site-{k}": Site(f"site-{k}", "local", f"region-{k}", (f"zone-{k}",)) for k in range(3)}
     engines = {}
     for e in range(ENGINES):
         replicas = tuple(Replica(f"e{e}-{k}", f"e{e}", f"site-{k}", f"vm-{e}-{k}", f"{base_url}/e{e}-{k}", k)
@@ -83,13 +83,12 @@ def run() -> dict[str, Any]:
     topology = _topology(f"http://127.0.0.1:{port}")
     clouds = {}
     for name, site in topology.sites.items():
-        cloud = MemoryCloud()
-        cloud.add_zone(site.zones[0])
+        cloud = LocalCloud(name, clock=time.time)
         for engine in topology.engines.values():
             for replica in engine.replicas:
                 if replica.site == name:
-                    cloud.add_instance(replica.instance, site.zones[0])
-        clouds[name] = MemoryProvider(site, cloud=cloud)
+                    cloud.add_instance(name, replica.instance, site.zones[0])
+        clouds[name] = LocalProvider(site, cloud=cloud)
     client = HttpEngineClient(read_timeout=0.5, connect_timeout=0.5, attempts=1)
     prober = EngineProber(topology, client, workers=64)
     with tempfile.TemporaryDirectory() as tmp, open_store(f"sqlite:///{Path(tmp) / 'bench.db'}") as store:

@@ -19,10 +19,10 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from orchestrator.core.model import Options, Site
+from orchestrator.core.model import Options, Site, Status
 from orchestrator.testbed.fakes import AzureComputeFake, FakeServer, GcpComputeFake
 from providers import CloudProvider, build_provider
-from providers.memory import MemoryCloud
+from providers.local import LocalCloud
 
 POLLS = 50
 
@@ -30,11 +30,12 @@ Setup = Callable[[], contextlib.AbstractContextManager[tuple[CloudProvider, str]
 
 
 @contextlib.contextmanager
-def _memory() -> Iterator[tuple[CloudProvider, str]]:
-    cloud = MemoryCloud()
-    cloud.add_zone("mem-b")
-    cloud.add_instance("vm-1", "mem-a")
-    yield build_provider(Site("mem", "memory", "mem-region", ("mem-a", "mem-b")), cloud=cloud), "vm-1"
+def _local() -> Iterator[tuple[CloudProvider, str]]:
+    """The in-memory cloud: the adapter's own bookkeeping with no SDK and no network under it."""
+    site = Site("local", "local", "local-region", ("local-a", "local-b"))
+    cloud = LocalCloud("local", clock=time.time, zones=dict.fromkeys(site.zones, Status.OK))
+    cloud.add_instance(site.name, "vm-1", "local-a")
+    yield build_provider(site, cloud=cloud), "vm-1"
 
 
 @contextlib.contextmanager
@@ -106,7 +107,7 @@ def _azure() -> Iterator[tuple[CloudProvider, str]]:
 
 
 ADAPTERS: dict[str, Setup] = {
-    "memory": _memory,
+    "local": _local,
     "aws-moto": lambda: _aws(server=False),
     "aws-moto-server": lambda: _aws(server=True),
     "gcp-fake": _gcp,

@@ -1,24 +1,31 @@
-"""The simulated clouds: `LocalCloud` (one cloud's control plane and DNS), `LocalProvider` and `LocalRouter`.
+"""The in-memory cloud: `LocalCloud` (one cloud's control plane and DNS), `LocalProvider` and `LocalRouter`.
 
 Why: the simulator must run the production runbook against something that behaves like a cloud API — instances
 that take time to stop, a status page that lags the data plane, throttling and 5xx — without any SDK, network or
-wall clock. `LocalCloud` holds that state; its owner (the simulated world) drives it through the fault-injection
-methods; the adapters below are ordinary `CloudProvider` / `TrafficRouter` subclasses, so every public method the
-runbook uses (`observe`, `fence`, `start`, `point_to`...) is the production code path with its deadlines, retries
-and error mapping.
+wall clock; and the provider contract suite, the step tests and the benchmarks need an adapter with no SDK under it.
+One cloud serves both, so that what the tests check of it is what the simulator runs on. `LocalCloud` holds that
+state; its owner (the simulated world, a test) drives it through the fault-injection methods; the adapters below
+are ordinary `CloudProvider` / `TrafficRouter` subclasses, so every public method the runbook uses (`observe`,
+`fence`, `start`, `point_to`...) is the production code path with its deadlines, retries and error mapping.
 
 What the simulated cloud models, and why:
 - a lifecycle transition (start, stop) completes `start_time` / `stop_time` seconds after it was asked for, on the
-  cloud's injected clock; while the zone's data plane is down it hangs (a stop asked of a lost data centre stays
-  `stopping` until the data centre returns, which is what clouds do and why the runbook must not rely on it);
+  cloud's injected clock (0: at the next read); while the zone's data plane is down it hangs (a stop asked of a lost
+  data centre stays `stopping` until the data centre returns, which is what clouds do and why the runbook must not
+  rely on it). A test that wants a transition to last a few polls gives the cloud the virtual clock its adapter
+  sleeps on, and a transition time of that many poll intervals;
 - zone statuses and instance impairment are what the API *reports*, set by the owner independently of the data
   plane, so a status page that lags (or never notices) an outage is expressible;
-- API failures are per site (a region's endpoint throttles or answers 5xx) or for every call (`set_caller_offline`:
-  the caller's own network is down);
+- API failures are per site (a region's endpoint throttles, answers 5xx, refuses the credentials: for a while with
+  `fail_api`, or for the next few calls with `fail_next`) or for every call (`set_caller_offline`: the caller's own
+  network is down); the DNS API is the site `DNS`;
 - DNS records keep their history so that clients can be modelled as resolving through a TTL.
 
-Retries here are deterministic (no jitter): a simulation must give the same result for the same seed. Built without
-a `cloud` (from the provider registry), each adapter gets a fresh cloud of its own on the wall clock.
+Several adapters (one per site) may share one cloud, as the sites of one provider share its API, from several
+threads (the daemon polls each site on its own): every method holds the cloud's lock.
+Retries here are deterministic (exponential backoff without jitter unless asked for): a simulation must give the
+same result for the same seed. Built without a `cloud` (from the provider registry), each adapter gets a fresh
+cloud of its own on the wall clock, its site's zones reported ok.
 This module depends on the core's model and errors only (docs/design.md §1).
 """
 
@@ -26,12 +33,12 @@ from __future__ import annotations
 
 import bisect
 import math
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
-
-import tenacity
 
 from orchestrator.core.errors import FailoverError, ProviderAuthError, ProviderNotFound
 from orchestrator.core.model import DnsTarget, Site, Status
@@ -40,6 +47,7 @@ from providers.options import NoOptions
 from providers.traffic import TrafficRouter
 
 OFFLINE = 0  # the status of a call that never reached the API (connection refused, no route)
+DNS = "dns"  # the site name the DNS API's calls are gated under (`fail_api(DNS, ...)` breaks the record calls)
 
 
 class LocalApiError(Exception):
@@ -82,84 +90,109 @@ class LocalCloud:
     calls: int = 0
     _down_zones: set[str] = field(default_factory=set)
     _api_faults: dict[str, _ApiFault] = field(default_factory=dict)
+    _next_faults: dict[str, deque[LocalApiError]] = field(default_factory=dict)
     _offline: bool = False
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     # --- set-up and fault injection ------------------------------------------------------------------------------
 
-    def add_instance(self, site: str, instance: str, zone: str) -> None:
-        self.zones.setdefault(zone, Status.OK)
-        self.instances.setdefault(site, {})[instance] = LocalInstance(site, zone)
+    def add_instance(self, site: str, instance: str, zone: str,
+                     state: InstanceState = InstanceState.RUNNING) -> None:
+        with self._lock:
+            self.zones.setdefault(zone, Status.OK)
+            self.instances.setdefault(site, {})[instance] = LocalInstance(site, zone, state)
 
     def set_zone_status(self, zone: str, status: Status) -> None:
         """What the API reports for the zone (the status page), whatever the data plane does."""
-        self.zones[zone] = status
+        with self._lock:
+            self.zones[zone] = status
 
     def set_data_plane(self, zone: str, up: bool) -> None:
         """Whether machines in the zone can be reached; transitions of its instances hang while it is down."""
-        if up:
-            self._down_zones.discard(zone)
-        else:
-            self._down_zones.add(zone)
+        with self._lock:
+            if up:
+                self._down_zones.discard(zone)
+            else:
+                self._down_zones.add(zone)
 
-    def impair(self, site: str, impaired: bool = True) -> None:
-        """The instance status checks of every instance of `site` fail (or pass again)."""
-        for instance in self.instances.get(site, {}).values():
-            instance.impaired = impaired
+    def impair(self, site: str, impaired: bool = True, *, instance: str | None = None) -> None:
+        """The instance status checks of every instance of `site` (or of `instance` only) fail, or pass again."""
+        with self._lock:
+            for name, found in self.instances.get(site, {}).items():
+                if instance is None or name == instance:
+                    found.impaired = impaired
 
     def fail_api(self, site: str, *, status: int = 503, until: float = math.inf,
                  retry_after: float | None = None) -> None:
         """Every call about `site` fails with `status` until `until` (429 and 5xx are retried by the adapters)."""
-        self._api_faults[site] = _ApiFault(status, until, retry_after)
+        with self._lock:
+            self._api_faults[site] = _ApiFault(status, until, retry_after)
+
+    def fail_next(self, site: str, count: int = 1, *, status: int = 503, retry_after: float | None = None) -> None:
+        """The next `count` calls about `site` fail with `status`, whatever the clock says: throttling that lifts
+        after two answers (429 with a Retry-After), a 5xx burst, a credential refused once (401/403)."""
+        with self._lock:
+            queued = self._next_faults.setdefault(site, deque())
+            queued.extend(LocalApiError(status, f"injected failure for {site}", retry_after) for _ in range(count))
 
     def heal_api(self, site: str) -> None:
-        self._api_faults.pop(site, None)
+        with self._lock:
+            self._api_faults.pop(site, None)
+            self._next_faults.pop(site, None)
 
     def set_caller_offline(self, offline: bool) -> None:
         """The caller's own network is down: every call fails before reaching the API."""
-        self._offline = offline
+        with self._lock:
+            self._offline = offline
 
     # --- what clients and the world read (not API calls: never fail) ------------------------------------------
 
     def state_of(self, site: str, instance: str) -> InstanceState:
         """The instance's lifecycle state now, completing a due transition first."""
-        found = self.instances[site][instance]
-        self._advance(found)
-        return found.state
+        with self._lock:
+            found = self.instances[site][instance]
+            self._advance(found)
+            return found.state
 
     def resolve(self, zone_id: str, record: str, at: float) -> str | None:
         """The address the record held at time `at` (a client resolving through a cache sees an older `at`)."""
-        history = self.records.get((zone_id, record))
-        if not history:
-            return None
-        index = bisect.bisect_right(history, (at, "\uffff")) - 1
-        return history[index][1] if index >= 0 else None
+        with self._lock:
+            history = self.records.get((zone_id, record))
+            if not history:
+                return None
+            index = bisect.bisect_right(history, (at, "\uffff")) - 1
+            return history[index][1] if index >= 0 else None
 
     def changed_at(self, zone_id: str, record: str, at: float) -> float:
         """When the record last changed at or before `at` (0.0 if it never did)."""
-        history = self.records.get((zone_id, record)) or []
-        index = bisect.bisect_right(history, (at, "\uffff")) - 1
-        return history[index][0] if index >= 0 else 0.0
+        with self._lock:
+            history = self.records.get((zone_id, record)) or []
+            index = bisect.bisect_right(history, (at, "\uffff")) - 1
+            return history[index][0] if index >= 0 else 0.0
 
     def seed_record(self, zone_id: str, record: str, address: str, at: float) -> None:
-        self.records[(zone_id, record)] = [(at, address)]
+        with self._lock:
+            self.records[(zone_id, record)] = [(at, address)]
 
     # --- the API an adapter calls --------------------------------------------------------------------------------
 
     def describe_zones(self, site: str, names: Iterable[str] = ()) -> dict[str, Status]:
-        self._gate(site)
-        wanted = list(names) or sorted({i.zone for i in self.instances.get(site, {}).values()})
-        return {zone: self.zones[zone] for zone in wanted if zone in self.zones}
+        with self._lock:
+            self._gate(site)
+            wanted = list(names) or sorted({i.zone for i in self.instances.get(site, {}).values()})
+            return {zone: self.zones[zone] for zone in wanted if zone in self.zones}
 
     def describe_instances(self, site: str, ids: Sequence[str]) -> dict[str, tuple[str, InstanceState, bool]]:
         """Existing instances only: id → (zone, state, impaired)."""
-        self._gate(site)
-        found = {}
-        for instance_id in ids:
-            instance = self.instances.get(site, {}).get(instance_id)
-            if instance is not None:
-                self._advance(instance)
-                found[instance_id] = (instance.zone, instance.state, instance.impaired)
-        return found
+        with self._lock:
+            self._gate(site)
+            found = {}
+            for instance_id in ids:
+                instance = self.instances.get(site, {}).get(instance_id)
+                if instance is not None:
+                    self._advance(instance)
+                    found[instance_id] = (instance.zone, instance.state, instance.impaired)
+            return found
 
     def start_instance(self, site: str, instance_id: str) -> None:
         self._transition(site, instance_id, InstanceState.PENDING, InstanceState.RUNNING, self.start_time)
@@ -168,15 +201,17 @@ class LocalCloud:
         self._transition(site, instance_id, InstanceState.STOPPING, InstanceState.STOPPED, self.stop_time)
 
     def get_record(self, zone_id: str, name: str) -> str | None:
-        self._gate("dns")
-        history = self.records.get((zone_id, name))
-        return history[-1][1] if history else None
+        with self._lock:
+            self._gate(DNS)
+            history = self.records.get((zone_id, name))
+            return history[-1][1] if history else None
 
     def put_record(self, zone_id: str, name: str, address: str) -> None:
-        self._gate("dns")
-        self.records.setdefault((zone_id, name), []).append((self.clock(), address))
+        with self._lock:
+            self._gate(DNS)
+            self.records.setdefault((zone_id, name), []).append((self.clock(), address))
 
-    # --- internals -----------------------------------------------------------------------------------------------
+    # --- internals (called with the lock held) -------------------------------------------------------------------
 
     def _gate(self, site: str) -> None:
         self.calls += 1
@@ -187,16 +222,20 @@ class LocalCloud:
             if self.clock() < fault.until:
                 raise LocalApiError(fault.status, f"injected failure for {site}", fault.retry_after)
             del self._api_faults[site]
+        queued = self._next_faults.get(site)
+        if queued:
+            raise queued.popleft()
 
     def _transition(self, site: str, instance_id: str, via: InstanceState, to: InstanceState, takes: float) -> None:
-        self._gate(site)
-        instance = self.instances.get(site, {}).get(instance_id)
-        if instance is None:
-            raise LocalApiError(404, f"instance {instance_id} does not exist")
-        self._advance(instance)
-        if instance.state is to or instance.pending is to:
-            return
-        instance.state, instance.pending, instance.ready_at = via, to, self.clock() + takes
+        with self._lock:
+            self._gate(site)
+            instance = self.instances.get(site, {}).get(instance_id)
+            if instance is None:
+                raise LocalApiError(404, f"instance {instance_id} does not exist")
+            self._advance(instance)
+            if instance.state is to or instance.pending is to:
+                return
+            instance.state, instance.pending, instance.ready_at = via, to, self.clock() + takes
 
     def _advance(self, instance: LocalInstance) -> None:
         if instance.pending is None or instance.zone in self._down_zones:
@@ -206,9 +245,8 @@ class LocalCloud:
 
 
 class _LocalCalls:
-    """Error mapping and deterministic backoff shared by the provider and the router."""
-
-    _backoff_range: tuple[float, float] = (0.2, 5.0)
+    """Error mapping shared by the provider and the router: 401/403 auth, 404 not found; unreachable, 429 and 5xx
+    retried (exponential backoff, never shorter than the API's Retry-After: `ApiCaller`'s own waits)."""
 
     def _translate(self, exc: Exception) -> FailoverError | None:
         if isinstance(exc, LocalApiError) and exc.status in (401, 403):
@@ -225,14 +263,6 @@ class _LocalCalls:
     def _retry_after(self, exc: Exception) -> float | None:
         return exc.retry_after if isinstance(exc, LocalApiError) else None
 
-    def _wait(self, state: tenacity.RetryCallState) -> float:
-        """Exponential backoff without jitter (same seed, same run), never shorter than the API's Retry-After."""
-        base, cap = self._backoff_range
-        backoff = float(min(cap, base * 2.0 ** max(0, state.attempt_number - 1)))
-        exc = state.outcome.exception() if state.outcome is not None else None
-        hinted = self._retry_after(exc) if isinstance(exc, Exception) else None
-        return backoff if hinted is None else max(backoff, hinted)
-
 
 class LocalProvider(_LocalCalls, CloudProvider):
     """A site on a simulated cloud. Observations name the cloud the site claims (`provider:aws`), because the
@@ -243,9 +273,11 @@ class LocalProvider(_LocalCalls, CloudProvider):
 
     def __init__(self, site: Site, *, options: NoOptions | None = None, cloud: LocalCloud | None = None,
                  **kwargs: Any) -> None:
-        super().__init__(site, **kwargs)
-        self._backoff_range = kwargs.get("backoff", (0.2, 5.0))
-        self.cloud = cloud if cloud is not None else LocalCloud(site.provider, clock=kwargs.get("clock") or time.time)
+        super().__init__(site, **{"jitter": False, **kwargs})
+        if cloud is None:
+            cloud = LocalCloud(site.provider, clock=kwargs.get("clock") or time.time,
+                               zones=dict.fromkeys(site.zones, Status.OK))
+        self.cloud = cloud
 
     @property
     def source(self) -> str:
@@ -276,9 +308,8 @@ class LocalRouter(_LocalCalls, TrafficRouter):
     kind: ClassVar[str] = "local"
 
     def __init__(self, *, options: NoOptions | None = None, cloud: LocalCloud | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._backoff_range = kwargs.get("backoff", (0.2, 5.0))
-        self.cloud = cloud if cloud is not None else LocalCloud("dns", clock=time.time)
+        super().__init__(**{"jitter": False, **kwargs})
+        self.cloud = cloud if cloud is not None else LocalCloud(DNS, clock=time.time)
 
     def _current_target(self, dns: DnsTarget) -> str | None:
         return self._read("local.get_record", self.cloud.get_record, zone_id=dns.zone_id, name=dns.record)

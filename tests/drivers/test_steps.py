@@ -1,10 +1,10 @@
 """One handler per step, and a plan made from the handlers: what `failover plan` shows is what the runbook driver
-then does. Replicas are `AssumedEngine` (the engine protocol's rules on plain statuses), clouds the in-memory cloud;
-the run goes through `RunbookDriver.advance` on a memory store, as the daemon's cycles would, step by step."""
+then does. Replicas are `AssumedEngine` (the engine protocol's rules on plain statuses), clouds the in-memory cloud
+(`providers.local`, its starts and stops instant); the run goes through `RunbookDriver.advance` on a memory store,
+as the daemon's cycles would, step by step."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from orchestrator.engine.recording import AssumedEngine, EngineCall, RecordingEn
 from orchestrator.store import open_store
 from providers.base import InstanceState
 from providers.calls import ApiCaller, PlannedCall
-from providers.memory import MemoryCloud, MemoryProvider, MemoryRouter
+from providers.local import LocalCloud, LocalProvider, LocalRouter
 
 ROOT = Path(__file__).resolve().parents[2]
 START = 1_700_000_000.0
@@ -52,22 +52,25 @@ def healthy() -> dict[str, ReplicaStatus]:
 
 
 class World:
-    """One cloud per site (the example's GCP and Azure machines share a name) and a DNS zone on the AWS one."""
+    """One cloud per site (the example's GCP and Azure machines share a name) and a DNS zone on the AWS one, all on
+    the world's clock, which the driver's cycles also read."""
 
     def __init__(self, topology: Topology, stopped: tuple[str, ...] = (), dns: str | None = "10.0.1.10") -> None:
         self.topology = topology
-        self.clouds = {name: MemoryCloud() for name in topology.sites}
+        self.clock = Clock()
+        self.clouds = {name: LocalCloud(name, self.clock, start_time=0.0, stop_time=0.0) for name in topology.sites}
         engine = topology.engines["spot"]
         for replica in engine.replicas:
             state = InstanceState.STOPPED if replica.name in stopped else InstanceState.RUNNING
-            self.clouds[replica.site].add_instance(replica.instance, topology.sites[replica.site].zones[0], state)
+            self.clouds[replica.site].add_instance(replica.site, replica.instance,
+                                                   topology.sites[replica.site].zones[0], state)
         if engine.dns is not None and dns is not None:
-            self.clouds["aws-hk"].put_record(engine.dns.zone_id, engine.dns.record, dns)
+            self.clouds["aws-hk"].seed_record(engine.dns.zone_id, engine.dns.record, dns, self.clock())
 
-    def edges(self, clock: Callable[[], float]) -> tuple[dict[str, MemoryProvider], dict[str, MemoryRouter]]:
-        providers = {name: MemoryProvider(site, cloud=self.clouds[name], clock=clock, poll_interval=0.0)
+    def edges(self) -> tuple[dict[str, LocalProvider], dict[str, LocalRouter]]:
+        providers = {name: LocalProvider(site, cloud=self.clouds[name], clock=self.clock, poll_interval=0.0)
                      for name, site in self.topology.sites.items()}
-        return providers, {"spot": MemoryRouter(cloud=self.clouds["aws-hk"])}
+        return providers, {"spot": LocalRouter(cloud=self.clouds["aws-hk"])}
 
 
 def log_writes(caller: ApiCaller, log: list[Call]) -> None:
@@ -85,8 +88,8 @@ def verdicts(clock: Clock) -> dict[str, Assessment]:
 
 
 def planned(topology: Topology, world: World, statuses: dict[str, ReplicaStatus], epoch: int) -> list[PlannedStep]:
-    clock = Clock()
-    providers, routers = world.edges(clock)
+    clock = world.clock
+    providers, routers = world.edges()
     plan = new_plan(topology, "spot", SOURCE, TARGET, epoch, has_router=True)
     return preview(plan, topology.engines["spot"], statuses, verdicts(clock), providers, routers, clock=clock)
 
@@ -94,10 +97,11 @@ def planned(topology: Topology, world: World, statuses: dict[str, ReplicaStatus]
 def run(topology: Topology, world: World, statuses: dict[str, ReplicaStatus], epoch: int) -> tuple[list[Call],
                                                                                                      AssumedEngine]:
     """The runbook driver, cycle after cycle (a minute apart), until the incident closes; every call logged."""
-    clock, made = Clock(), []
+    clock, made = world.clock, list[Call]()
     replicas = AssumedEngine(statuses)
-    providers, routers = world.edges(clock)
-    for caller in [*providers.values(), *routers.values()]:
+    providers, routers = world.edges()
+    callers: list[ApiCaller] = [*providers.values(), *routers.values()]
+    for caller in callers:
         log_writes(caller, made)
     store = open_store("memory://")
     driver = RunbookDriver(topology, store, RecordingEngine(replicas, clock=clock, on_call=made.append), providers,
@@ -127,8 +131,8 @@ def test_every_step_has_one_handler_that_names_it() -> None:
 SCENARIOS = {
     "all answer": (healthy(), (), {}),
     "old primary silent": ({TARGET: st(TARGET), "spot-azure": st("spot-azure")}, (), {}),
-    "old primary and its partner silent": ({TARGET: st(TARGET)}, (), {"fence_old_primary": ["memory.stop_instance"]}),
-    "target machine stopped": (healthy(), (TARGET,), {"ensure_target_running": ["memory.start_instance"]}),
+    "old primary and its partner silent": ({TARGET: st(TARGET)}, (), {"fence_old_primary": ["local.stop_instance"]}),
+    "target machine stopped": (healthy(), (TARGET,), {"ensure_target_running": ["local.start_instance"]}),
 }
 
 
@@ -139,17 +143,17 @@ def test_the_plan_lists_the_calls_the_runbook_then_makes(topology: Topology, sce
     made, _ = run(topology, World(topology, stopped), statuses, 4)
     assert shown(made) == shown(flat(steps))
     writes = {s.step: [c.operation for c in s.made if isinstance(c, PlannedCall)] for s in steps}
-    expected = {**cloud_writes, "switch_traffic": ["memory.put_record"]}  # the record points at the old primary
+    expected = {**cloud_writes, "switch_traffic": ["local.put_record"]}  # the record points at the old primary
     assert {step: ops for step, ops in writes.items() if ops} == expected
 
 
 def test_a_plan_changes_nothing(topology: Topology) -> None:
     world = World(topology, stopped=(TARGET,))
-    before = {name: (repr(cloud.instances), dict(cloud.records)) for name, cloud in world.clouds.items()}
+    before = {name: (repr(cloud.instances), repr(cloud.records)) for name, cloud in world.clouds.items()}
     statuses = healthy()
     steps = planned(topology, world, statuses, 4)
     assert any(s.made for s in steps)  # it did plan writes: a start, a DNS change
-    assert {name: (repr(cloud.instances), dict(cloud.records)) for name, cloud in world.clouds.items()} == before
+    assert {name: (repr(cloud.instances), repr(cloud.records)) for name, cloud in world.clouds.items()} == before
     assert statuses == healthy()  # the assumed replicas are a copy
     assert [s.step for s in steps] == [s.value for s in STEPS]
 
@@ -182,20 +186,21 @@ def test_the_live_primary_is_halted_before_any_standby_is_stamped(topology: Topo
 
 def test_steps_that_would_not_act_show_their_calls_only_if_needed(topology: Topology) -> None:
     steps = {s.step: s for s in planned(topology, World(topology, dns=None), healthy(), 4)}
-    assert steps["ensure_target_running"].calls == ["memory: instance spot-engine-1 already running (no call)"]
+    assert steps["ensure_target_running"].calls == ["local: instance spot-engine-1 already running (no call)"]
     assert steps["ensure_target_running"].if_needed == ()  # a running machine is not started again
     window = steps["await_window"]
     assert window.made == () and [c.verb for c in window.if_needed if isinstance(c, EngineCall)] == ["phase"]
     assert window.calls[-1].startswith("if needed: POST ") and "until: now+1200s" in window.calls[-1]
-    assert steps["switch_traffic"].calls[-1].startswith("memory.put_record(")  # no record yet: it is created
+    assert steps["switch_traffic"].calls[-1].startswith("local.put_record(")  # no record yet: it is created
 
 
 def test_without_dns_the_switch_is_skipped_in_the_plan_and_in_the_run(topology: Topology) -> None:
     engine = replace(topology.engines["spot"], dns=None)
     topology = replace(topology, engines={"spot": engine})
-    clock = Clock()
+    world = World(topology)
+    clock = world.clock
     plan = new_plan(topology, "spot", SOURCE, TARGET, 4, has_router=False)
-    providers, _ = World(topology).edges(clock)
+    providers, _ = world.edges()
     steps = {s.step: s for s in preview(plan, engine, healthy(), verdicts(clock), providers, {}, clock=clock)}
     assert steps["switch_traffic"].calls == ["(no DNS record configured)"] and steps["switch_traffic"].made == ()
 
@@ -241,18 +246,18 @@ def test_call_order_interleaves_engine_calls_and_cloud_writes() -> None:
     order = CallOrder(writes)
     call = EngineCall("fence", "a", "http://a", 1)
     order.engine_call(call)
-    writes.append(PlannedCall("memory.stop_instance", {"instance_id": "i-1"}))
+    writes.append(PlannedCall("local.stop_instance", {"instance_id": "i-1"}))
     order.engine_call(replace(call, verb="phase", replica="b"))
-    writes.append(PlannedCall("memory.put_record", {}))
+    writes.append(PlannedCall("local.put_record", {}))
     assert [str(c) for c in order.since(0)] == ["POST http://a/v1/fence {epoch: 1}",
-                                                "memory.stop_instance(instance_id='i-1')",
-                                                "POST http://a/v1/phase {epoch: 1}", "memory.put_record()"]
+                                                "local.stop_instance(instance_id='i-1')",
+                                                "POST http://a/v1/phase {epoch: 1}", "local.put_record()"]
 
 
 def test_the_driver_still_gathers_facts_by_flag(topology: Topology) -> None:
-    clock = Clock()
     world = World(topology, stopped=(SOURCE,))
-    providers, routers = world.edges(clock)
+    clock = world.clock
+    providers, routers = world.edges()
     driver = RunbookDriver(topology, open_store("memory://"), AssumedEngine(healthy()), providers, routers, EventLog(),
                            clock)
     plan = new_plan(topology, "spot", SOURCE, TARGET, 4, has_router=True)

@@ -23,7 +23,7 @@ from provider_helpers import (
     aws_session,
     azure_site,
     gcp_site,
-    memory_harness,
+    local_harness,
 )
 
 from orchestrator.testbed.fakes import AzureComputeFake, FakeServer, GcpComputeFake
@@ -104,11 +104,11 @@ def azure() -> Iterator[tuple[AzureComputeFake, FakeServer]]:
         yield fake, server
 
 
-@pytest.fixture(params=["memory", "aws-moto", "aws-moto-server", "gcp-fake", "azure-fake"])
+@pytest.fixture(params=["local", "aws-moto", "aws-moto-server", "gcp-fake", "azure-fake"])
 def harness(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     kind = request.param
-    if kind == "memory":
-        yield memory_harness()
+    if kind == "local":
+        yield local_harness()
     elif kind == "aws-moto":
         yield aws_harness(request.getfixturevalue("aws"), monkeypatch)
     elif kind == "aws-moto-server":

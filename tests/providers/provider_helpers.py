@@ -15,7 +15,7 @@ import pytest
 from orchestrator.core.model import Site, Status
 from orchestrator.testbed.fakes import FakeServer
 from providers import CloudProvider, build_provider
-from providers.memory import MemoryCloud
+from providers.local import LocalCloud
 
 AWS_REGION = "ap-southeast-1"
 AWS_ZONES = ("ap-southeast-1a", "ap-southeast-1b")
@@ -144,17 +144,21 @@ class Harness:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def memory_harness() -> Harness:
-    zones = ("mem-a", "mem-b")
-    cloud = MemoryCloud(transition_reads=2)
-    for zone in zones:
-        cloud.add_zone(zone)
-    cloud.add_instance("vm-1", zones[0])
-    provider = build_provider(Site("mem-site", "memory", "mem-region", zones), cloud=cloud, **FAST)
-    return Harness("memory", provider, "vm-1", "vm-404", zones,
-                   break_api=lambda: cloud.fail_next(10_000, status=503),
-                   impair_zone=lambda zone: cloud.set_zone(zone, Status.DOWN),
-                   impair_instance=lambda: cloud.impair("vm-1"))
+def local_harness() -> Harness:
+    """The in-memory cloud on the virtual clock its adapter sleeps on: a start or stop takes two polls."""
+    zones = ("local-a", "local-b")
+    clock = VirtualClock()
+    transition = 2 * FAST["poll_interval"]
+    cloud = LocalCloud("local", clock.time, start_time=transition, stop_time=transition)
+    site = Site("local-site", "local", "local-region", zones)
+    cloud.add_instance(site.name, "vm-1", zones[0])
+    cloud.set_zone_status(zones[1], Status.OK)
+    provider = build_provider(site, cloud=cloud, **{**FAST, **clock.kwargs()})
+    return Harness("local", provider, "vm-1", "vm-404", zones,
+                   break_api=lambda: cloud.fail_api(site.name, status=503),
+                   impair_zone=lambda zone: cloud.set_zone_status(zone, Status.DOWN),
+                   impair_instance=lambda: cloud.impair(site.name, instance="vm-1"),
+                   extra={"cloud": cloud, "clock": clock})
 
 
 def aws_harness(world: AwsWorld, monkeypatch: pytest.MonkeyPatch) -> Harness:

@@ -16,7 +16,7 @@ from orchestrator.core.errors import ConfigError
 from orchestrator.core.model import DnsTarget, Site
 from providers import Capability, build_provider, build_router, check_capabilities, register_provider
 from providers.catalog import PROVIDER_GROUP, PROVIDERS, ROUTER_GROUP, Catalog
-from providers.memory import MemoryProvider
+from providers.local import LocalProvider
 from providers.options import GCP, AdapterSpec, NoOptions
 
 pytestmark = pytest.mark.timeout(60)
@@ -66,13 +66,13 @@ def test_unknown_provider_and_router_are_config_errors() -> None:
 
 
 def test_registering_an_adapter_in_code() -> None:
-    register_provider("memory-too", AdapterSpec(NoOptions, "providers.memory:MemoryProvider"))
+    register_provider("local-too", AdapterSpec(NoOptions, "providers.local:LocalProvider"))
     try:
-        assert isinstance(build_provider(Site("m", "memory-too", "r", ("a",))), MemoryProvider)
-        assert "memory-too" in PROVIDERS.names()
+        assert isinstance(build_provider(Site("m", "local-too", "r", ("a",))), LocalProvider)
+        assert "local-too" in PROVIDERS.names()
     finally:
-        PROVIDERS.unregister("memory-too")
-    assert "memory-too" not in PROVIDERS.names()
+        PROVIDERS.unregister("local-too")
+    assert "local-too" not in PROVIDERS.names()
 
 
 def test_the_built_ins_come_from_this_package_entry_points() -> None:
@@ -104,7 +104,7 @@ def test_a_site_built_in_code_has_its_options_checked_by_the_adapter_model() -> 
     with pytest.raises(ConfigError, match=r"^site gcp-hk: project: Field required$"):
         build_provider(Site("gcp-hk", "gcp", "asia-east2"))
     with pytest.raises(ConfigError, match=r"^site m: zone: Extra inputs are not permitted"):
-        build_provider(Site("m", "memory", "r", options={"zone": "a"}))
+        build_provider(Site("m", "local", "r", options={"zone": "a"}))
     with pytest.raises(ConfigError, match=r"^dns record spot\.example: profile: Input should be a valid string"):
         build_router(DnsTarget("aws", "zone", "spot.example", options={"profile": 3}))
 
