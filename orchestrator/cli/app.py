@@ -9,7 +9,7 @@ from typing import NoReturn
 
 import typer
 
-from orchestrator.cli import config_cmd
+from orchestrator.cli.commands import LazyCommands
 from orchestrator.cli.common import err_console
 from orchestrator.cli.usage import is_help_request, usage_line
 from orchestrator.errors import EXIT_ACTED, EXIT_BAD_INPUT, EXIT_CALL_FAILED, EXIT_OK, FailoverError
@@ -17,11 +17,11 @@ from orchestrator.errors import EXIT_ACTED, EXIT_BAD_INPUT, EXIT_CALL_FAILED, EX
 app = typer.Typer(
     name="failover",
     help="Multi-cloud failover orchestrator for exchange matching engines.",
+    cls=LazyCommands,  # the commands of orchestrator/cli/commands.py, each built when asked for
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.add_typer(config_cmd.app, name="config")
 
 
 @app.callback()
@@ -29,34 +29,6 @@ def _root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
 ) -> None:
     """Watch engine replicas on several clouds, and fail over safely when a data centre is lost."""
-
-
-def _register() -> None:
-    """Commands live in their own modules; importing them here keeps `failover --help` complete. Each module
-    holds its commands' signatures and imports what a command runs (the drill, the controller, the store) inside
-    the command, so that listing them, or running `status`, loads none of the rest (tests/cli/test_import_cost.py)."""
-    from orchestrator.cli import (
-        audit_cmd,
-        cycle_cmd,
-        drill_cmd,
-        incident_cmd,
-        operate_cmd,
-        replica_cmd,
-        simulate_cmd,
-        status_cmd,
-    )
-
-    drill_cmd.register(app)
-    simulate_cmd.register(app)
-    status_cmd.register(app)
-    cycle_cmd.register(app)
-    operate_cmd.register(app)
-    incident_cmd.register(app)
-    app.add_typer(audit_cmd.app, name="audit")
-    app.add_typer(replica_cmd.app, name="replica")
-
-
-_register()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -83,3 +83,7 @@ def _sentence(report: AuditReport) -> str:
         return f"audit log TAMPERED: {report.problem}"
     checked = f", consistent with {' and '.join(report.checked)}" if report.checked else ""
     return f"audit log intact: {report.entries} entries verified{checked}"
+
+
+def register(parent: typer.Typer) -> None:
+    parent.add_typer(app, name="audit")

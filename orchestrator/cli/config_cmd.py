@@ -44,3 +44,7 @@ def schema() -> None:
     from orchestrator.config import json_schema
 
     typer.echo(json.dumps(json_schema(), indent=2))
+
+
+def register(parent: typer.Typer) -> None:
+    parent.add_typer(app, name="config")

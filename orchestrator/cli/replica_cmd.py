@@ -21,3 +21,7 @@ def serve(ctx: typer.Context) -> None:
     from orchestrator.engine.replica.cli import run
 
     run(["serve", *ctx.args], prog="failover replica")
+
+
+def register(parent: typer.Typer) -> None:
+    parent.add_typer(app, name="replica")

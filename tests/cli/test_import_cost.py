@@ -9,6 +9,7 @@ when the command is done. How long the commands take is measured by `benchmarks/
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -17,7 +18,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
+import typer.main
 
+from orchestrator.cli.commands import COMMANDS
 from orchestrator.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,6 +117,19 @@ def test_status_reads_the_store_and_contacts_nothing(world: tuple[Path, str]) ->
     assert "orchestrator.store.sqlite" in modules  # it did read the store
     assert {"orchestrator.engine.client", "orchestrator.drivers.controller", "providers.base", "httpx"} & modules \
         == set()
+    assert {"orchestrator.cli.operate_cmd", "orchestrator.cli.drill_cmd"} & modules == set()  # nor other commands
+
+
+def test_the_command_table_names_every_command_each_module_registers() -> None:
+    """The root group builds a command from the module `COMMANDS` names for it: a command a module registers but
+    the table leaves out would be missing from `failover --help` and could not be run."""
+    modules = sorted(p.stem for p in (ROOT / "orchestrator" / "cli").glob("*_cmd.py"))
+    assert sorted(set(COMMANDS.values())) == modules
+    for module in modules:
+        holder = typer.Typer()
+        importlib.import_module(f"orchestrator.cli.{module}").register(holder)
+        registered = set(typer.main.get_group(holder).commands)
+        assert registered == {name for name, owner in COMMANDS.items() if owner == module}, module
 
 
 def test_the_check_sees_what_a_command_loads_inside_its_body(world: tuple[Path, str]) -> None:
