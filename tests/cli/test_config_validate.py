@@ -129,9 +129,9 @@ EXPECTED: dict[str, tuple[str, int | None]] = {
     "gcp_option_typo.yaml": ("sites.gcp-hk.project: required field is missing for provider gcp", 5),
     "azure_missing_options.yaml": ("sites.azure-hk.subscription: required field is missing for provider azure", 29),
     "aws_profile_not_a_string.yaml": ("sites.aws-hk.profile: input should be a valid string", 4),
-    "provider_typo.yaml": ("sites.gcp-hk.provider: unknown provider 'gpc'; known: aws, azure, gcp, local, memory "
+    "provider_typo.yaml": ("sites.gcp-hk.provider: unknown provider 'gpc'; known: aws, azure, gcp, local "
                            "(did you mean 'gcp'?)", 5),
-    "dns_router_unknown.yaml": ("engines.spot.dns.provider: unknown DNS router 'gcp'; known: aws, local, memory", 69),
+    "dns_router_unknown.yaml": ("engines.spot.dns.provider: unknown DNS router 'gcp'; known: aws, local", 69),
     "dns_option_typo.yaml": ("engines.spot.dns.profle: unknown key (did you mean 'profile'?)", 71),
 }
 
@@ -263,7 +263,7 @@ def test_schema_is_json_schema_with_every_section(capsys: pytest.CaptureFixture[
     assert interval["type"] == "string"
     site = schema["$defs"]["SiteConfig"]  # each registered adapter's options, under its provider's name
     branches = {branch["if"]["properties"]["provider"]["const"]: branch["then"] for branch in site["allOf"]}
-    assert set(branches) == {"aws", "azure", "gcp", "local", "memory"}
+    assert set(branches) == {"aws", "azure", "gcp", "local"}
     assert (branches["gcp"]["required"], list(branches["gcp"]["properties"])) == (["project"], ["project"])
     assert site["unevaluatedProperties"] is False
 

@@ -58,9 +58,9 @@ def test_building_a_gcp_provider_imports_no_aws_or_azure_sdk() -> None:
 
 
 def test_unknown_provider_and_router_are_config_errors() -> None:
-    with pytest.raises(ConfigError, match="site x: unknown provider 'ibm'; known: aws, azure, gcp, local, memory"):
+    with pytest.raises(ConfigError, match="site x: unknown provider 'ibm'; known: aws, azure, gcp, local"):
         build_provider(Site("x", "ibm", "r"))
-    expected = "dns record spot.example: unknown DNS router 'gcp'; known: aws, local, memory"
+    expected = "dns record spot.example: unknown DNS router 'gcp'; known: aws, local"
     with pytest.raises(ConfigError, match=re.escape(expected)):
         build_router(DnsTarget("gcp", "zone", "spot.example"))
 
@@ -77,10 +77,10 @@ def test_registering_an_adapter_in_code() -> None:
 
 def test_the_built_ins_come_from_this_package_entry_points() -> None:
     """pyproject.toml declares them; the installed metadata is what the catalog reads (reinstall after editing)."""
-    assert PROVIDERS.names() == ["aws", "azure", "gcp", "local", "memory"]
-    assert Catalog(ROUTER_GROUP, "DNS router").names() == ["aws", "local", "memory"]
+    assert PROVIDERS.names() == ["aws", "azure", "gcp", "local"]
+    assert Catalog(ROUTER_GROUP, "DNS router").names() == ["aws", "local"]
     assert PROVIDERS.find("gcp") is GCP
-    with pytest.raises(ConfigError, match=re.escape("unknown provider 'gpc'; known: aws, azure, gcp, local, memory "
+    with pytest.raises(ConfigError, match=re.escape("unknown provider 'gpc'; known: aws, azure, gcp, local "
                                                     "(did you mean 'gcp'?)")):
         PROVIDERS.find("gpc")
 
