@@ -3,10 +3,12 @@
 A cloud API in trouble answers slowly: in the seed's outage the provider's own control plane struggled for hours.
 A cycle that waits for it cannot probe, cannot renew its view, cannot run the runbook; so in the daemon every
 site's poll runs on a thread of its own and the cycle takes whatever answers have arrived (`collect`). A cron run
-starts the polls before it probes the replicas (`start`), then gives each cloud at most `wait` seconds from its
-start and goes on without the late ones, which it reports `unknown` ("no answer within 2s"), never as healthy: one
-slow cloud costs a run its own deadline, not the other clouds' answers. The simulator polls inline
-(`background=False`): its clock is virtual, and results must not depend on thread timing.
+starts the polls before it probes the replicas (`start`), so that the APIs answer while it probes, then waits at
+most `wait` seconds more for all of them together and goes on without the late ones, which it reports `unknown`
+("no answer within 2s"), never as healthy: a slow cloud costs the run that wait, never the other clouds' answers.
+The wait starts after the probes, not with the polls: on a loaded machine our own work (building an SDK client
+is a fifth of a second of CPU) must not eat a healthy API's time and turn its verdict unknown. The simulator
+polls inline (`background=False`): its clock is virtual, and results must not depend on thread timing.
 
 An API that fails is asked again only after a growing pause (up to a minute), so that a struggling control plane
 is not hammered while it recovers.
@@ -45,7 +47,6 @@ class ProviderWatch:
         self._next_at: dict[str, float] = {}
         self._failures: dict[str, int] = {}
         self._in_flight: dict[str, threading.Thread] = {}
-        self._started: dict[str, float] = {}  # monotonic time each in-flight poll began
         self._done: queue.SimpleQueue[tuple[str, list[Observation]]] = queue.SimpleQueue()
 
     def start(self, now: float) -> list[str]:
@@ -57,20 +58,20 @@ class ProviderWatch:
         for site in due:
             thread = threading.Thread(target=self._run, args=(site,), name=f"provider-poll-{site}", daemon=True)
             self._in_flight[site] = thread
-            self._started[site] = time.monotonic()
             thread.start()
         return due
 
     def collect(self, now: float, wait: float = 0.0) -> list[Observation]:
-        """Start the polls that are due, and return every answer that arrived since the last call. With `wait`, a
-        poll still running is given up to `wait` seconds (wall time) from its start; one that has not answered by
-        then is reported `unknown` for its site and replicas (its answer, if it comes, is taken by a later call)."""
+        """Start the polls that are due, and return every answer that arrived since the last call, waiting up to
+        `wait` seconds (wall time) for polls still running. With `wait`, a poll that has not answered by then is
+        reported `unknown` for its site and replicas (its answer, if it comes, is taken by a later call)."""
         if not self.background:
             return [obs for site in self._due(now) for obs in self._settle(site, self._poll(site), now)]
         self.start(now)
         if wait > 0:
-            for site, thread in list(self._in_flight.items()):
-                thread.join(max(0.0, self._started[site] + wait - time.monotonic()))
+            deadline = time.monotonic() + wait
+            for thread in list(self._in_flight.values()):
+                thread.join(max(0.0, deadline - time.monotonic()))
         found: list[Observation] = []
         while True:
             try:
@@ -78,7 +79,6 @@ class ProviderWatch:
             except queue.Empty:
                 break
             self._in_flight.pop(site, None)
-            self._started.pop(site, None)
             found.extend(self._settle(site, observations, now))
         if wait > 0:
             found.extend(obs for site in self._in_flight for obs in self._late(site, now, wait))

@@ -1,7 +1,7 @@
 """Each cloud's API on its own deadline: one that does not answer holds up no other cloud and is never `healthy`.
 
-`ProviderWatch` polls every site on a thread of its own. A cron run (`collect(now, wait)`) gives each poll `wait`
-seconds from its start, takes the answers that came, and reports the sites still silent `unknown` with the cause
+`ProviderWatch` polls every site on a thread of its own. A cron run (`collect(now, wait)`) waits at most `wait`
+seconds for the polls, takes the answers that came, and reports the sites still silent `unknown` with the cause
 "provider API failed", so a verdict can never rest on a cloud that did not answer this run. The daemon (`wait` 0)
 takes the late answer whenever it comes. Clouds here are small `CloudProvider`s whose API answers at once or
 blocks until the test lets it go.
