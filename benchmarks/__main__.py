@@ -13,8 +13,8 @@ import sys
 import time
 from typing import Any
 
-MODULES = ("cli_start_bench", "sim_bench", "providers_bench", "daemon_bench", "deadline_bench", "handover_bench",
-           "drill_bench")
+MODULES = ("cli_start_bench", "cron_bench", "sim_bench", "providers_bench", "daemon_bench", "deadline_bench",
+           "handover_bench", "drill_bench")
 
 
 def _table(name: str, result: dict[str, Any]) -> str:
