@@ -15,14 +15,16 @@ restarts faster and cannot hit AllocationFailed). A fence in power-off mode skip
 operations are awaited through the SDK's poller (polling every `poll_interval`), bounded by the deadline.
 
 Credentials: an injected `credential`, else `DefaultAzureCredential` (environment, workload or managed identity,
-Azure CLI). A plain-http loopback endpoint (a local fake) gets a placeholder credential, so that no real token is
-ever sent to it; see `_LoopbackBearerPolicy` for why it also replaces the authentication policy there.
+Azure CLI; one per process, shared by every Azure site). A plain-http loopback endpoint (a local fake) gets a
+placeholder credential, so that no real token is ever sent to it; see `_LoopbackBearerPolicy` for why it also
+replaces the authentication policy there.
 An instance is a VM name in the site's resource group, or `resource_group/name`.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -57,6 +59,21 @@ POWER_STATES = {
     "deallocated": InstanceState.STOPPED,
 }
 STOP_MODES = ("deallocate", "power_off")
+
+
+_DEFAULT: list[Any] = []  # DefaultAzureCredential, made once per process
+_DEFAULT_LOCK = threading.Lock()
+
+
+def _default_credential() -> Any:
+    """`DefaultAzureCredential` once per process: every Azure site shares its chain (environment, workload and
+    managed identity, Azure CLI: a subprocess) and the tokens it caches."""
+    with _DEFAULT_LOCK:
+        if not _DEFAULT:
+            from azure.identity import DefaultAzureCredential
+
+            _DEFAULT.append(DefaultAzureCredential())
+        return _DEFAULT[0]
 
 
 class StaticTokenCredential:
@@ -124,9 +141,7 @@ class AzureProvider(CloudProvider):
             credential = credential or StaticTokenCredential()
             options["authentication_policy"] = _LoopbackBearerPolicy(credential)
         elif credential is None:
-            from azure.identity import DefaultAzureCredential
-
-            credential = DefaultAzureCredential()
+            credential = _default_credential()
         if self.site.endpoint_url:
             options["base_url"] = self.site.endpoint_url
         return ComputeManagementClient(credential, self.subscription, **options)
