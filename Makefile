@@ -51,7 +51,7 @@ venv: $(STAMP)
 
 # the fast suite (a few minutes); test-all adds the whole system as real processes (end to end, daemons, nemesis)
 test: $(STAMP)
-	$(BIN)/pytest -q -m "not e2e"
+	$(BIN)/pytest -q -m "not e2e" -n auto --dist loadfile
 
 test-all: test
 	$(BIN)/pytest -q -m e2e
