@@ -47,10 +47,12 @@ class StoreNameCache:
     a provider asks for (a deployment that names every machine by id never reads it), and written through on
     each change with a compare-and-set; a conflict (another run wrote first) re-reads and applies the change again.
     A store that cannot be read or written is logged and costs only a look-up: the cache never fails a poll.
+    `writable=False` (a dry run: `failover plan` changes nothing) keeps changes in this process only.
     """
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: StateStore, *, writable: bool = True) -> None:
         self._store = store
+        self._writable = writable
         self._lock = threading.Lock()
         self._entries: dict[str, str] | None = None
         self._version: int | None = None
@@ -92,6 +94,9 @@ class StoreNameCache:
                     entries.pop(key)
                 else:
                     entries[key] = value
+                if not self._writable:
+                    self._entries = entries
+                    return
                 try:
                     self._version = self._store.put_state(NAMES_KEY, {"names": entries}, self._version)
                 except Conflict:
@@ -156,7 +161,7 @@ def build_edges(
                                   control_timeout=max(5.0, topology.probes.timeout))
         stack.callback(client.close)
         engines = client
-    kwargs = {"poll_interval": 1.0, "names": StoreNameCache(store), **(provider_kwargs or {})}
+    kwargs = {"poll_interval": 1.0, "names": StoreNameCache(store, writable=not dry_run), **(provider_kwargs or {})}
     providers = {name: build_provider(site, dry_run=dry_run, **kwargs) for name, site in topology.sites.items()}
     routers = {
         name: build_router(engine.dns, dry_run=dry_run)

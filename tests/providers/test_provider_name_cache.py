@@ -172,3 +172,14 @@ def test_a_store_that_fails_only_costs_a_look_up(tmp_path: Path) -> None:
     assert cache.get("a") is None
     cache.put("a", "1")  # kept in memory for this process
     assert cache.get("a") == "1"
+
+
+def test_a_dry_run_remembers_for_itself_and_writes_nothing(tmp_path: Path) -> None:
+    """`failover plan` changes nothing, not even the cache: what it looks up stays in its own process."""
+    with open_store(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        StoreNameCache(store).put("kept", "1")
+        planning = StoreNameCache(store, writable=False)
+        planning.put("a", "2")
+        planning.drop("kept")
+        assert (planning.get("a"), planning.get("kept")) == ("2", None)
+        assert store.get_state(NAMES_KEY) == ({"names": {"kept": "1"}}, 1)
