@@ -1,4 +1,4 @@
-"""GCP adapter against the Compute REST fake: the real google-cloud-compute client over http://127.0.0.1."""
+"""GCP adapter against the Compute REST fake: the adapter (Compute REST through google-auth) over http://127.0.0.1."""
 
 from __future__ import annotations
 
