@@ -27,8 +27,10 @@ if TYPE_CHECKING:
     from orchestrator.drivers.events import Notifier
     from orchestrator.store.base import StateStore
 
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False)
+# emoji=False: names and reasons are printed as written (a reason `:warning: aws` stays text), and rich does not
+# load its table of emoji codes for every line that holds a colon
+console = Console(highlight=False, soft_wrap=True, emoji=False)
+err_console = Console(stderr=True, highlight=False, emoji=False)
 
 
 class Output(StrEnum):
