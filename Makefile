@@ -18,7 +18,7 @@ LOCK_PINS  := import tomllib; lock = tomllib.load(open("uv.lock", "rb")); print(
 MINUTES    ?= 30
 SEED       ?= 1
 
-.PHONY: venv test test-all lint bench drill simulate status soak clean
+.PHONY: venv test test-all lint bench bench-full drill simulate status soak clean
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "error: $(PY) not found: install python3 (3.11 or later) or pass PY=/path/to/python3" >&2; exit 2; }
@@ -60,8 +60,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy --strict orchestrator providers
 
+# the default set in a few minutes (fewer seeds and repetitions); bench-full every seed; both write bench.json and
+# bench.png, and `$(BIN)/python -m benchmarks --readme` then rewrites README's table from bench.json
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+bench-full: $(STAMP)
+	$(BIN)/python -m benchmarks --full
 
 drill: $(STAMP)
 	$(BIN)/failover drill

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.figures import Figure
 from orchestrator.drivers.modes import CRON_PROVIDER_WAIT
 from orchestrator.testbed.world import Testbed
 
@@ -95,7 +96,20 @@ def run(runs: int = RUNS) -> dict[str, Any]:
         bed.gcp.clear_faults()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return {"cron.check": rows, "machine": {"load_1min": load, "cpus": os.cpu_count(),
-                                            "cron_provider_wait_s": CRON_PROVIDER_WAIT}}
+                                            "cron_provider_wait_s": CRON_PROVIDER_WAIT}, "runs": runs}
+
+
+def figures(result: dict[str, Any]) -> list[Figure]:
+    """Median wall seconds beside the goal, the child's CPU seconds beside it, and whether the verdicts were right."""
+    found = []
+    for name, row in result["cron.check"].items():
+        stat = f"median of {row['runs']}" if "runs" in row else f"failed: {row.get('failed')}"
+        found.append(Figure("cron cycle", name, row.get("median_s"), "s wall", stat, goal=row.get("goal_s")))
+        if "goal_s" in row:
+            found.append(Figure("cron cycle", f"{name}: CPU of the run", row.get("cpu_median_s"), "CPU s", stat))
+            found.append(Figure("cron cycle", f"{name}: verdicts as expected", row.get("expected", False), "",
+                                "last run", goal=True, op="=="))
+    return found
 
 
 def _expected(row: dict[str, Any], exceptions: dict[str, str]) -> bool:
@@ -108,7 +122,7 @@ def _expected(row: dict[str, Any], exceptions: dict[str, str]) -> bool:
 def render(result: dict[str, Any]) -> str:
     machine = result["machine"]
     lines = [f"== cron cycle: wall seconds of `failover check` as a fresh process against the local fakes, median of "
-             f"{RUNS} (load {machine['load_1min']:.1f} on {machine['cpus']} cpus)"]
+             f"{result.get('runs', RUNS)} (load {machine['load_1min']:.1f} on {machine['cpus']} cpus)"]
     for name, row in result["cron.check"].items():
         if "failed" in row:
             lines.append(f"   {name}: FAILED ({row['failed']})")

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from benchmarks.figures import Figure
 from orchestrator.core.errors import ProviderError
 from orchestrator.core.model import Site
 from orchestrator.testbed.fakes import AzureComputeFake, FakeServer, GcpComputeFake
@@ -100,6 +101,12 @@ def run(repeats: int = REPEATS) -> dict[str, Any]:
         rows[name] = {"runs": repeats, "median_s": statistics.median(samples), "worst_s": worst,
                       "worst_ratio": worst / DEADLINE, "goal_ratio": goal, "met": worst / DEADLINE <= goal}
     return {"providers.deadline": rows}
+
+
+def figures(result: dict[str, Any]) -> list[Figure]:
+    """The worst give-up time of each case as a ratio to its deadline, beside the goal ratio."""
+    return [Figure("deadlines", name, round(row["worst_ratio"], 3), "x deadline", f"worst of {row['runs']}",
+                   goal=row["goal_ratio"]) for name, row in result["providers.deadline"].items()]
 
 
 def render(result: dict[str, Any]) -> str:

@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from benchmarks.figures import Figure
+
 GOALS = {"detection_s": 5.0, "time_to_new_primary_s": 15.0}  # the bounds tests/drill used to assert
 
 
@@ -36,6 +38,19 @@ def run() -> dict[str, Any]:
                       "ratio_to_goal": value / goal if isinstance(value, int | float) else None,
                       "met": isinstance(value, int | float) and value <= goal}
     return {"drill.zone-outage": {"exit_code": done.returncode, **rows}}
+
+
+def figures(result: dict[str, Any]) -> list[Figure]:
+    """Detection and time to a new primary beside their goals, and whether every invariant held (exit 0)."""
+    data = result["drill.zone-outage"]
+    if "error" in data:
+        return [Figure("drill", "zone outage at 120x: a report written", False, "", data["error"][:80], goal=True,
+                       op="==")]
+    found = [Figure("drill", f"zone outage at 120x: {name.removesuffix('_s').replace('_', ' ')}",
+                    data[name]["measured_s"], "s wall", "one run", goal=goal) for name, goal in GOALS.items()]
+    found.append(Figure("drill", "zone outage at 120x: exit code (0: every invariant held)", data["exit_code"], "",
+                        "one run", goal=0, op="=="))
+    return found
 
 
 def render(result: dict[str, Any]) -> str:

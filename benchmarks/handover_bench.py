@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from benchmarks.figures import Figure
 from orchestrator.config import load_config
 from orchestrator.drill.daemons import Daemons
 from orchestrator.store import open_store
@@ -103,6 +104,18 @@ def run(repeats: int = REPEATS) -> dict[str, Any]:
         "gap_s": gap, "lease_ttl_s": HA_TTL, "ratio_to_ttl_plus_cycle": gap / (HA_TTL + CYCLE), "goal_s": ha_goal,
         "met": gap <= ha_goal}
     return {"daemon.handover": rows}
+
+
+def figures(result: dict[str, Any]) -> list[Figure]:
+    """The worst SIGTERM handover and the mid-failover gap, each beside its goal (seconds, wall clock)."""
+    rows = result["daemon.handover"]
+    sigterm, killed = rows["sigterm"], rows["killed mid-failover"]
+    found = [Figure("handover", f"SIGTERM to the leader -> a follower leads ({SIGTERM_TTL:g} s lease)",
+                    round(sigterm["worst_s"], 3), "s wall", f"worst of {sigterm['runs']}", goal=sigterm["goal_s"])]
+    if "skipped" not in killed:
+        found.append(Figure("handover", f"leader killed mid-failover -> successor acts ({HA_TTL:g} s lease, etcd)",
+                            round(killed["gap_s"], 3), "s wall", "one run", goal=killed["goal_s"]))
+    return found
 
 
 def render(result: dict[str, Any]) -> str:

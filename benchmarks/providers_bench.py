@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from benchmarks.figures import Figure
 from orchestrator.core.model import Options, Site, Status
 from orchestrator.testbed.fakes import AzureComputeFake, FakeServer, GcpComputeFake
 from providers import CloudProvider, build_provider
@@ -142,6 +143,12 @@ def measure(setup: Setup, polls: int = POLLS) -> dict[str, Any]:
 
 def run(polls: int = POLLS) -> dict[str, Any]:
     return {"providers.observe": {name: measure(setup, polls) for name, setup in ADAPTERS.items()}}
+
+
+def figures(result: dict[str, Any]) -> list[Figure]:
+    """Each adapter's median poll against its fake: a floor for context, with no goal (a real cloud sets the pace)."""
+    return [Figure("cloud adapters", f"{name}: one health poll", row["median_ms"], "ms wall",
+                   f"median of {row['polls']} polls") for name, row in result["providers.observe"].items()]
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The simulator's benchmark: our default policy against other tools' published defaults, and the speed figures.
 
-`run()` returns three sections and `render()` prints them side by side:
+`run()` returns these sections and `render()` prints them side by side:
 - `policies`: every scenario of configs/scenarios under `default` and each preset (route53, route53-fast,
   patroni, naive), over several seeds: detection median and p99, halt time, failovers, false failovers, lost
   acknowledged orders, the most primaries at once, and how many runs met the scenario's expectations. Each seed
@@ -11,11 +11,14 @@
 - `cycle_1000`: the cost of one `Controller.run_cycle` for 1,000 engines x 3 replicas x 4 vantage points, with
   a `SimProber` over a quiet world and the in-memory store; the first cycle (which also polls the providers for
   3,000 instances) is reported apart, and the cycle's hot spots by cProfile.
-- `targets`: the issue's targets and whether this run met them.
+- `detections`: every detection time (simulated seconds) per policy, for the chart of their distributions.
 
-Seeds: `FAILOVER_BENCH_SEEDS` (default 50) for the default policy, `FAILOVER_BENCH_PRESET_SEEDS` (default 10)
-for the presets; runs go through a process pool of `FAILOVER_BENCH_WORKERS` (default: CPU count), and results
-do not depend on it (every run is deterministic for its seed).
+`figures(result)` gives the targets, each beside its goal and a peer preset's figure from the same run.
+
+Seeds: `run(default_seeds=, preset_seeds=)` (`make bench` passes 10 and 10, `make bench-full` 50 and 10), which
+`FAILOVER_BENCH_SEEDS` and `FAILOVER_BENCH_PRESET_SEEDS` override; `cycles` timed cycles for the 1,000 engines.
+Runs go through a process pool of `FAILOVER_BENCH_WORKERS` (default: CPU count), and results do not depend on it
+(every run is deterministic for its seed).
 
     python -m benchmarks --only sim_bench
 """
@@ -36,6 +39,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from benchmarks.figures import Figure, line
 from orchestrator.core.model import Engine, Policy, ProbeSettings, Replica, Site, Topology
 from orchestrator.sim import PRESETS, Scenario, Simulation, load_scenario, run_scenario
 from orchestrator.sim.faults import Fault, FaultKind
@@ -100,15 +104,24 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def policies(default_seeds: int, preset_seeds: int, workers: int) -> dict[str, dict[str, Any]]:
+def policy_runs(default_seeds: int, preset_seeds: int, workers: int) -> list[dict[str, Any]]:
+    """One row per scenario x policy x seed."""
     jobs = [(str(path), policy, seed) for path in scenario_files() for policy in POLICIES
             for seed in range(default_seeds if policy == "default" else preset_seeds)]
     jobs.sort(key=lambda job: "hk-2022" not in job[0])  # the long ones first, so the pool ends together
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            rows = list(pool.map(_one, jobs, chunksize=1))
-    else:
-        rows = [_one(job) for job in jobs]
+            return list(pool.map(_one, jobs, chunksize=1))
+    return [_one(job) for job in jobs]
+
+
+def detections(rows: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """Every detection time per policy (the runs that detected something), sorted: the chart's distributions."""
+    return {policy: sorted(r["detection_s"] for r in rows if r["policy"] == policy and r["detection_s"] is not None)
+            for policy in POLICIES}
+
+
+def policies(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     table: dict[str, dict[str, Any]] = {}
     for path in scenario_files():
         name = load_scenario(path).name
@@ -181,7 +194,10 @@ def big_topology(engines: int = 1000) -> Topology:
     return Topology(sites, table, Policy(), ProbeSettings(1.0, 0.5, tuple(sites)), display_timezone="UTC")
 
 
-def cycle_1000(cycles: int = 30) -> dict[str, Any]:
+CYCLES = 30
+
+
+def cycle_1000(cycles: int = CYCLES) -> dict[str, Any]:
     topology = big_topology()
     scenario = Scenario("cycle-1000", topology, start=1_671_332_400.0, duration=3600.0,
                         world=WorldSettings(order_rate=0.0))
@@ -208,7 +224,7 @@ def cycle_1000(cycles: int = 30) -> dict[str, Any]:
     replicas = sum(len(engine.replicas) for engine in topology.engines.values())
     return {"engines": len(topology.engines), "replicas": replicas, "vantage_points": len(sim.world.vantages),
             "observations_per_cycle": (replicas + len(topology.sites)) * len(sim.world.vantages),
-            "first_cycle_ms": round(first * 1000, 1),
+            "cycles": cycles, "first_cycle_ms": round(first * 1000, 1),
             "median_cycle_ms": round(statistics.median(durations) * 1000, 1),
             "max_cycle_ms": round(max(durations) * 1000, 1),
             "probe_ms": round(statistics.median(probes) * 1000, 1),
@@ -231,32 +247,59 @@ def _hot_spots(profile: cProfile.Profile, cycles: int) -> dict[str, float]:
 # ---- all of it -------------------------------------------------------------------------------------------------
 
 
-def targets(table: dict[str, dict[str, Any]], fast: dict[str, Any], big: dict[str, Any]) -> dict[str, Any]:
-    default = [row for name, row in table.items() if name.endswith("/ default") and not name.startswith("ALL")]
-    clean = table.get("zone-outage / default", {})
-    checks = {
-        "clean outage detected <= 5 s median (1 s probes)": (clean.get("detection_median_s"), 5.0),
-        "false failovers, every scenario x seeds (default)": (sum(r["false_failovers"] for r in default), 0),
-        "lost acknowledged orders, every scenario x seeds (default)": (sum(r["orders_lost"] for r in default), 0),
-        "most primaries at once (default)": (max(r["max_primaries"] for r in default), 1),
-        "trades while halted or in protection (default)": (sum(r["bad_trades"] for r in default), 0),
-        "CPU seconds for 24 simulated hours": (fast["cpu_s"], 10.0),
-        "one cycle for 1,000 engines, ms (median)": (big["median_cycle_ms"], 50.0),
-    }
-    return {name: {"value": value, "target": target, "met": value is not None and value <= target}
-            for name, (value, target) in checks.items()}
-
-
-def run() -> dict[str, Any]:
+def run(default_seeds: int = 50, preset_seeds: int = 10, cycles: int = CYCLES) -> dict[str, Any]:
     logging.getLogger("providers").setLevel(logging.CRITICAL)
-    default_seeds = _env_int("FAILOVER_BENCH_SEEDS", 50)
-    preset_seeds = _env_int("FAILOVER_BENCH_PRESET_SEEDS", 10)
+    default_seeds = _env_int("FAILOVER_BENCH_SEEDS", default_seeds)
+    preset_seeds = _env_int("FAILOVER_BENCH_PRESET_SEEDS", preset_seeds)
     workers = _env_int("FAILOVER_BENCH_WORKERS", os.cpu_count() or 1)
     fast = speed()  # timed first, alone, before the pool competes for the CPU
-    big = cycle_1000()
-    table = policies(default_seeds, preset_seeds, workers)
-    return {"policies": table, "speed": fast, "cycle_1000": big, "targets": targets(table, fast, big),
-            "seeds": {"default": default_seeds, "presets": preset_seeds}}
+    big = cycle_1000(cycles)
+    rows = policy_runs(default_seeds, preset_seeds, workers)
+    table = policies(rows)
+    return {"policies": table, "speed": fast, "cycle_1000": big,
+            "seeds": {"default": default_seeds, "presets": preset_seeds}, "detections": detections(rows)}
+
+
+PEER = "route53"  # the peer each detection figure is read against (README's headline comparison)
+UNSAFE_PEER = "naive"  # the peer each safety figure is read against: what skipping quorum and thresholds costs
+
+
+def figures(result: dict[str, Any]) -> list[Figure]:
+    """The targets with their goals, each beside the preset that shows what the goal guards against."""
+    table, fast, big = result["policies"], result["speed"], result["cycle_1000"]
+    seeds = result["seeds"]
+    group = "simulator"
+
+    def total(policy: str, key: str) -> Any:
+        rows = [row for name, row in table.items() if name.endswith(f"/ {policy}") and not name.startswith("ALL")]
+        return max(r[key] for r in rows) if key == "max_primaries" else sum(r[key] for r in rows)
+
+    clean, clean_peer = table.get("zone-outage / default", {}), table.get(f"zone-outage / {PEER}", {})
+    everyone, everyone_peer = table.get("ALL / default", {}), table.get(f"ALL / {PEER}", {})
+    runs = f"{everyone.get('runs', 0)} runs"
+    figures = [
+        Figure(group, "clean zone outage: detection (1 s probes)", clean.get("detection_median_s"), "s simulated",
+               f"median of {seeds['default']} seeds", goal=5.0, peer=clean_peer.get("detection_median_s"),
+               peer_name=PEER),
+        Figure(group, "detection, every scenario with a fault", everyone.get("detection_median_s"), "s simulated",
+               f"median of {everyone.get('detected', 0)}", peer=everyone_peer.get("detection_median_s"),
+               peer_name=PEER),
+        Figure(group, "detection p99, every scenario with a fault", everyone.get("detection_p99_s"), "s simulated",
+               f"p99 of {everyone.get('detected', 0)}", peer=everyone_peer.get("detection_p99_s"), peer_name=PEER),
+    ]
+    for name, key, goal in (("false failovers", "false_failovers", 0), ("lost acknowledged orders", "orders_lost", 0),
+                            ("trades while halted or in protection", "bad_trades", 0),
+                            ("most primaries at once", "max_primaries", 1)):
+        stat = "most in any run" if key == "max_primaries" else f"total of {runs}"
+        figures.append(Figure(group, f"{name}, every scenario", total("default", key), "", stat, goal=goal,
+                              peer=total(UNSAFE_PEER, key), peer_name=UNSAFE_PEER))
+    figures += [
+        Figure(group, "24 simulated hours, 1 engine x 3 replicas, 1 s probes", fast["cpu_s"], "CPU s", "one run",
+               goal=10.0),
+        Figure(group, "one controller cycle, 1,000 engines x 3 replicas x 4 vantage points", big["median_cycle_ms"],
+               "ms", f"median of {big.get('cycles', CYCLES)} cycles", goal=50.0),
+    ]
+    return figures
 
 
 def _cell(value: Any) -> str:
@@ -286,9 +329,7 @@ def render(result: dict[str, Any]) -> str:
               f"of which probes {big['probe_ms']} ms",
               "   hot spots, ms per cycle under cProfile: " +
               ", ".join(f"{k} {v}" for k, v in list(big["hot_spots"].items())[:8]), "", "== targets"]
-    for name, check in result["targets"].items():
-        lines.append(f"  {'met ' if check['met'] else 'MISS'} {name}: {_cell(check['value'])} "
-                     f"(target {_cell(check['target'])})")
+    lines += [f"   {line(figure)}" for figure in figures(result)]
     return "\n".join(lines)
 
 
