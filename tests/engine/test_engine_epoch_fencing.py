@@ -101,7 +101,10 @@ def coids_by_seq(client: HttpEngineClient, url: str) -> dict[int, str]:
 @pytest.mark.slow
 def test_stamping_a_standby_records_the_epoch_keeps_the_phase_and_survives_sigkill(
         make_cluster: Callable[..., ReplicaCluster]) -> None:
-    cluster = make_cluster([ReplicaSpec("p", "aws", primary=True, sync_timeout=0.5), ReplicaSpec("s", "gcp")])
+    # p hears nobody: a primary that sees a standby above its epoch fences itself (`test_engine_deposed_restart`),
+    # and this test is about what the stamp does on the standby
+    cluster = make_cluster([ReplicaSpec("p", "aws", primary=True, sync_timeout=0.5, peers=()),
+                            ReplicaSpec("s", "gcp")])
     with cluster.client(attempts=2, backoff=0.05) as client:
         p, s = cluster.replica("p"), cluster.replica("s")
         client.set_phase(p, Phase.PROTECTION, time.time() + 600, 2)

@@ -194,6 +194,8 @@ def test_hole2_a_thawed_zombie_primary_never_writes_into_the_new_history(world_o
     wait_acks(world, 20)
     for source in ("orch", "vp:gcp-hk", "vp:azure-hk"):
         world.cluster.link(source, AWS).blackhole()  # its data centre is dark to the orchestrator and the probes
+    for peer in (GCP, AZURE):  # and it cannot hear its peers, while they still reach it: a zombie that hears them
+        world.cluster.link(AWS, peer).blackhole()  # fences itself on seeing their epoch; the standbys' rule is tested
     world.cluster.pause(AWS)
     world.wait_for(lambda: once.exists() and not world.process("daemon").alive, 90,  # type: ignore[union-attr]
                    "the leader to fence the old primary and die before the promotion")

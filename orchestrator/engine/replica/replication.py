@@ -3,20 +3,29 @@
 Discovery: every replica polls `GET /v1/status` of each peer it knows (`--peer` URLs and `--standby-of`) every
 `interval` seconds. A standby copies from the reachable *primary with the highest epoch* (ties: the longer
 journal, then the smaller replica id); when a standby is promoted, the others see a primary with a higher epoch
-on their next poll and switch to it, with no command from the orchestrator. A primary that sees another primary
-with a higher epoch fences itself: it was deposed while it could not hear, and must not take one more write.
+on their next poll and switch to it, with no command from the orchestrator. A primary that sees another replica,
+of any role, carrying a higher epoch fences itself (the replica's side of `core.runbook.deposed_primaries`): it
+was deposed while it could not hear, and must not take one more write. A standby at a higher epoch is proof
+enough: it is the orchestrator's halt that reached the others and not us (a primary stopped through its cloud,
+then started again on its data directory after the failover, is primary at its old epoch; it polls its peers
+once before it serves, and fences itself then).
 
-Fencing by epoch: a standby replicates from (and so acknowledges) only a primary whose epoch is at least the
-highest epoch the standby has seen (`Node.acknowledges`); the orchestrator raises that epoch with `POST /v1/phase`
-on the standby. A primary below it is, for this standby, as good as absent: the standby looks for another primary
-and meanwhile catches up as below. So once every standby on another cloud carries epoch E, a primary below E, even
-alive and unaware, can no longer acknowledge an order in synchronous mode. The check is made right before each
-acknowledging fetch is sent, against the epoch the primary last reported (epochs only grow, so that report can
-only understate it); a fetch already in flight when the epoch is raised acknowledges only entries held before.
+Fencing by epoch: a standby replicates from (and so acknowledges) only a primary whose epoch is at least its
+*floor*: the highest epoch it has seen, its own (persisted; the orchestrator raises it with `POST /v1/phase` on
+the standby) or one a peer reported carrying (`Replicator.floor`; kept in memory only, since a journal is vouched
+by what its own replica was told, never by hearsay). A primary below the floor is, for this standby, as good as
+absent: the standby looks for another primary and meanwhile catches up as below. So once every standby on another
+cloud carries epoch E, a primary below E, even alive and unaware, can no longer acknowledge an order in
+synchronous mode; and one standby the halt missed does not become that primary's partner while another replica it
+hears carries E (soak seed 2014: a standby frozen through the halt followed the old primary, started again at its
+old epoch, acknowledged its order, and a later halt vouched that order at E for the other standby to copy). The
+check is made right before each acknowledging fetch is sent, against the epoch the primary last reported (epochs
+only grow, so that report can only understate it); a fetch already in flight when the floor rises acknowledges
+only entries held before.
 
 Catch-up (on unless `--no-peer-catch-up`): while no such primary is reachable (the old one is dead, fenced or
-below our epoch, the new one not yet promoted), a standby copies from the reachable peer with the longest journal
-among those whose journal is vouched at our epoch or above (`journal_epoch` in their status: the epoch, except
+below our floor, the new one not yet promoted), a standby copies from the reachable peer with the longest journal
+among those whose journal is vouched at our floor or above (`journal_epoch` in their status: the epoch, except
 on a fenced replica, where it stays the epoch it had when fenced). This is what lets the runbook's
 `wait_caught_up` succeed after the primary died, and it is safe because entries are hash-chained: a batch that
 does not chain onto our journal is refused and its peer is never copied from again. A catch-up fetch never
@@ -51,7 +60,7 @@ from typing import Any
 import httpx
 
 from orchestrator.core.model import Role
-from orchestrator.engine.protocol import JOURNAL, STATUS, Reason
+from orchestrator.engine.protocol import JOURNAL, MAX_EPOCH_JUMP, STATUS, Reason
 from orchestrator.engine.replica.journal import Entry
 from orchestrator.engine.replica.node import Node
 
@@ -71,6 +80,7 @@ class Replicator:
         self.urls = list(dict.fromkeys(url.rstrip("/") for url in urls))
         self.seen: dict[str, dict[str, Any] | None] = dict.fromkeys(self.urls)
         self.mismatched: set[str] = set()  # catch-up peers whose history is not ours
+        self.peer_epoch = 0  # the highest epoch a peer was seen carrying (see `floor`)
 
     @property
     def _auth(self) -> dict[str, str]:
@@ -92,15 +102,42 @@ class Replicator:
         """Ask every peer for its status at once; an unreachable peer maps to None."""
         answers = await asyncio.gather(*(self._status(url, timeout) for url in self.urls))
         self.seen = dict(zip(self.urls, answers, strict=True))
+        self._learn()
         return self.seen
+
+    def _carried(self, body: dict[str, Any]) -> int:
+        """The epoch a peer reports carrying; 0 if it reports none we can take (malformed, or so far above ours
+        that a control call bearing it would be refused as `epoch_too_far`)."""
+        epoch = body.get("epoch")
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch - self.node.epoch > MAX_EPOCH_JUMP:
+            return 0
+        return epoch
+
+    def _learn(self) -> None:
+        """Remember the highest epoch a peer carries; say so once when it rises above ours."""
+        for url, body in self._reachable():
+            carried = self._carried(body)
+            if carried > max(self.peer_epoch, self.node.epoch) and self.node.role is Role.STANDBY:
+                log.warning("%s: %s carries epoch %d (we carry %d): no primary below it is followed or copied "
+                            "from now on", self.node.settings.replica_id, url, carried, self.node.epoch)
+            self.peer_epoch = max(self.peer_epoch, carried)
+
+    def floor(self) -> int:
+        """The epoch below which no primary is followed, acknowledged or copied from: ours, or the highest a peer
+        was seen carrying (now or since this process started). Epochs only grow, and every control call that
+        raises one comes from an orchestrator that deposed whoever is below it (`core.runbook.deposed_primaries`),
+        so a stamp that reached a peer and not us deposes a primary just the same. Never persisted, and never our
+        `journal_epoch`: what we hold is vouched only by what we ourselves were told."""
+        self._learn()
+        return max(self.node.epoch, self.peer_epoch)
 
     def _reachable(self) -> list[tuple[str, dict[str, Any]]]:
         return [(url, body) for url, body in self.seen.items() if body is not None]
 
     def vouched(self, body: dict[str, Any]) -> bool:
-        """Whether a peer's journal is vouched at our epoch or above (a peer that does not report `journal_epoch`
+        """Whether a peer's journal is vouched at our floor or above (a peer that does not report `journal_epoch`
         is judged by its epoch)."""
-        return int(body.get("journal_epoch", body["epoch"])) >= self.node.epoch
+        return int(body.get("journal_epoch", body["epoch"])) >= self.floor()
 
     def may_catch_up_from(self, url: str) -> bool:
         body = self.seen.get(url)
@@ -123,10 +160,11 @@ class Replicator:
         return max(rivals) if rivals else None
 
     def acknowledgeable(self, url: str) -> bool:
-        """Whether `url` was last seen as a primary this standby may acknowledge (its epoch is not below ours)."""
+        """Whether `url` was last seen as a primary this standby may acknowledge (its epoch is not below our
+        floor)."""
         body = self.seen.get(url)
         return (body is not None and body.get("role") == Role.PRIMARY
-                and self.node.acknowledges(int(body["epoch"])))
+                and self.node.acknowledges(int(body["epoch"])) and int(body["epoch"]) >= self.floor())
 
     def choose_source(self) -> tuple[str, bool] | None:
         """Where to copy from, and whether to acknowledge it (it is a primary we follow): see the module's
@@ -142,11 +180,15 @@ class Replicator:
         return (ahead[-1][1], False) if ahead else None
 
     def check_deposed(self) -> None:
+        """On a primary: fence ourselves if a peer carries an epoch above ours, whatever its role (see the
+        module's docstring)."""
         if self.node.role is not Role.PRIMARY:
             return
-        for url, body in self._reachable():
-            if body.get("role") == Role.PRIMARY and int(body["epoch"]) > self.node.epoch:
-                self.node.fence(f"deposed: {url} is primary at epoch {body['epoch']}")
+        above = sorted(((self._carried(body), url, str(body.get("role"))) for url, body in self._reachable()
+                        if self._carried(body) > self.node.epoch), reverse=True)
+        if above:
+            epoch, url, role = above[0]
+            self.node.fence(f"deposed: {url} is {role} at epoch {epoch}")
 
     async def watch(self) -> None:
         while True:
@@ -175,12 +217,12 @@ class Replicator:
         epoch is still not below ours, checked here with no await before the request leaves. From a catch-up
         peer: a plain read without `replica`, which acknowledges nothing, sent only if the peer's journal is still
         vouched at our epoch; the chain check of `Node.receive` tells whether its entries continue our journal.
-        Either way, a batch that arrives after our epoch rose above the source's is dropped (see the module's
-        docstring), and the caller asks again at once under the new epoch."""
+        Either way, a batch that arrives after our floor rose above the source's epoch is dropped (see the
+        module's docstring), and the caller asks again at once under the new floor."""
         node = self.node
         if not self._allowed(source, is_primary):
-            return False  # our epoch rose (or its status changed) since the source was chosen
-        sent_at_epoch = node.epoch
+            return False  # our floor rose (or its status changed) since the source was chosen
+        sent_at_floor = self.floor()
         node.following = source
         params: dict[str, str | int | float] = {"after": node.journal.last_seq, "limit": FETCH_LIMIT}
         if is_primary:
@@ -201,8 +243,8 @@ class Replicator:
             return False
         if node.role is not Role.STANDBY:
             return True  # promoted or fenced while waiting: these entries are no longer ours to take
-        if node.epoch != sent_at_epoch and not self._allowed(source, is_primary):
-            return True  # stamped while the fetch was out, above the source: it may have written these after
+        if self.floor() != sent_at_floor and not self._allowed(source, is_primary):
+            return True  # our floor rose above the source while the fetch was out: it may have written these after
         if is_primary:
             node.primary_contact_at = node.monotonic()
         try:
