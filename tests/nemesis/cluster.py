@@ -12,19 +12,21 @@ is lowered to what its journal holds (`RLIMIT_FSIZE` with `prlimit` on the runni
 fails with EFBIG instead of ENOSPC. Either way the replica's journal write fails and it stops, as it must (on the
 tmpfs, once the journal's last page is full: a few more entries may still fit in it; a new file fails at once).
 `DISK_MODE` says which one this machine gets. A stale standby is a copy of its data directory taken earlier
-(`snapshot`) put back under a restarted process (`restore`).
+(`snapshot`) put back under a restarted process (`restore`), unless it has become the primary since.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import resource
 import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -173,9 +175,21 @@ class ProxiedCluster(ReplicaCluster):
         return copy
 
     def restore(self, name: str) -> bool:
-        """Kill the replica, put its last snapshot back in place of its data directory, start it again."""
+        """Kill the replica, put its last snapshot back in place of its data directory, start it again; False (and
+        the replica left as it was) if there is no snapshot or the replica is primary now.
+
+        A stale *standby* is the fault. A primary restored from an older copy loses what it acknowledged and
+        forgets its promotion, which no replica can be asked to survive. Whether it is primary is read from its own
+        control state while it is frozen, so a promotion cannot land between the look and the kill (the monitor's
+        last sample may be a second old on a loaded machine: soak seed 2014 restored a replica promoted 0.9 s
+        before)."""
         copy = self._snapshots.get(name)
         if copy is None:
+            return False
+        self.pause(name)
+        self._wait_stopped(name)
+        if self._role_on_disk(name) == "primary":
+            self.resume(name)
             return False
         self.kill(name)
         data = self.data_dir(name)
@@ -187,6 +201,28 @@ class ProxiedCluster(ReplicaCluster):
         shutil.copytree(copy, data, dirs_exist_ok=True)
         self.start(name)
         return True
+
+    def _wait_stopped(self, name: str, timeout: float = 5.0) -> None:
+        """Until the kernel says the process is stopped (SIGSTOP is delivered asynchronously)."""
+        process = self.replicas[name].process
+        if process is None:
+            return
+        stat = Path(f"/proc/{process.pid}/stat")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if stat.read_text().rsplit(")", 1)[1].split()[0] in ("T", "t"):
+                    return
+            except (OSError, IndexError):
+                return  # no /proc here: SIGSTOP is in practice delivered before the next read anyway
+            time.sleep(0.01)
+
+    def _role_on_disk(self, name: str) -> str | None:
+        try:
+            body = json.loads((self.data_dir(name) / "control.json").read_bytes())
+        except (OSError, ValueError):
+            return None
+        return body.get("role") if isinstance(body, dict) else None
 
     def __enter__(self) -> ProxiedCluster:
         return self

@@ -195,9 +195,8 @@ def stale_standby(world: World, fault: Fault) -> tuple[str, Undo]:
     world.cluster.snapshot(name)
 
     def undo() -> str:
-        if primary_of(world) == name:  # it became the primary meanwhile: a stale primary is another fault
+        if not world.cluster.restore(name):  # it became the primary meanwhile: a stale primary is another fault
             return f"{name} is the primary now: not restored"
-        world.cluster.restore(name)
         return f"{name} restored from its copy of {fault.duration:.1f}s ago"
 
     return f"copy of {name}'s data directory taken", undo

@@ -10,7 +10,9 @@ replay command, seeds) and exits 0 when every invariant held in every run, 1 oth
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -41,12 +43,26 @@ def report(results: list[RunResult], began: float, arguments: argparse.Namespace
     }
 
 
+def keep_data(lab: Lab, where: Path) -> None:
+    """A copy of every replica's data directory as the run left it: a full-disk run's are on tmpfs mounts that
+    are gone once the lab closes."""
+    cluster = lab.bed.cluster
+    for name in cluster.replicas:
+        shutil.copytree(cluster.data_dir(name), where / name, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("ballast"))
+    print(f"kept: {where} (data directories), {cluster.base_dir} (replica logs), {lab.base} (daemons, store)",
+          flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="soak.py", description="Random nemesis schedules until time is up.")
     parser.add_argument("--minutes", type=float, default=5.0, help="how long to keep starting runs")
     parser.add_argument("--seed", type=int, default=1, help="first seed (each run takes the next one)")
     parser.add_argument("--replay", action="store_true", help="run the schedule of --seed once and stop")
     parser.add_argument("--out", type=Path, default=Path("soak-report.json"), help="where the report goes")
+    parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                        help="run under DIR and leave it there (data directories, journals, control.json, the "
+                             "daemons' logs and store) for inspection; default: a temporary directory, removed")
     arguments = parser.parse_args(argv)
     if arguments.minutes <= 0:
         print(f"soak.py: --minutes {arguments.minutes:g}: must be above 0", file=sys.stderr)
@@ -54,7 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     began = time.time()
     deadline = time.monotonic() + arguments.minutes * 60
     results: list[RunResult] = []
-    with tempfile.TemporaryDirectory(prefix="nemesis-soak-") as base, Lab(Path(base)) as lab:
+    with contextlib.ExitStack() as stack:
+        if arguments.keep is not None:
+            arguments.keep.mkdir(parents=True, exist_ok=True)
+            base = str(arguments.keep)
+        else:
+            base = stack.enter_context(tempfile.TemporaryDirectory(prefix="nemesis-soak-"))
+        lab = stack.enter_context(Lab(Path(base)))
         seed = arguments.seed
         while True:
             schedule = generate(seed)
@@ -62,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             result = run(lab, schedule, say=lambda text: print(text, flush=True))
             results.append(result)
             print(result.report(), flush=True)
+            if arguments.keep is not None:
+                keep_data(lab, arguments.keep / f"s{seed}-data")
             arguments.out.write_text(json.dumps(report(results, began, arguments), indent=1) + "\n",
                                      encoding="utf-8")
             seed += 1

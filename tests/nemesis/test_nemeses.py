@@ -89,3 +89,20 @@ def test_a_standby_restored_from_a_stale_copy_starts_behind_and_catches_up(tmp_p
         assert cluster.status("spot-gcp")["last_seq"] == 1
         cluster.link("spot-gcp", "spot-aws").heal()
         cluster.wait_caught_up(["spot-gcp"], 6)
+
+
+@pytest.mark.slow
+def test_a_stale_copy_is_never_put_back_under_a_replica_promoted_since(tmp_path: Path, hub: ProxyHub) -> None:
+    """The fault is a stale *standby*: a replica promoted after its copy was taken is left as it is, however recent
+    the promotion (soak seed 2014: the promotion came a second before the restore, and the monitor's last sample
+    still said standby; the restore demoted the new primary to a standby at epoch 0)."""
+    with ProxiedCluster(tmp_path / "c", SPECS, hub) as cluster, cluster.client(attempts=1) as client:
+        cluster.start()
+        assert order(cluster, 0)
+        cluster.wait_caught_up(["spot-gcp"], 1)
+        cluster.snapshot("spot-gcp")
+        promoted = client.promote(cluster.replica("spot-gcp"), 1)
+        assert promoted.role.value == "primary"
+        assert cluster.restore("spot-gcp") is False
+        after = cluster.status("spot-gcp")
+        assert (after["role"], after["epoch"], after["last_seq"]) == ("primary", 1, promoted.last_seq)
