@@ -275,7 +275,11 @@ class RunbookDriver:
 
     def archive_tail(self, incident: Incident, now: float) -> dict[str, Any]:
         """Record in the incident what the old primary wrote that the new primary does not hold (see
-        `reconcile`): at close if it answers, else when it answers again (the controller asks each cycle)."""
+        `reconcile`): at close, or when a failover is handed to a human, if both answer and the old primary can
+        no longer write; else later (the controller asks each cycle once the old primary answers, fenced). An old
+        primary that still answers as primary may still be journaling orders nobody acknowledges (started again at
+        its old epoch, say, and not yet fenced): a comparison then would archive part of its tail and call it
+        the whole."""
         engine = self.topology.engines[incident.engine]
         source, target = str(incident.source), str(incident.detail.get("target", incident.target))
         reader = getattr(self.engines, "journal", None)
@@ -283,8 +287,13 @@ class RunbookDriver:
         found: dict[str, Any] = {"replica": source, "checked": False}
         if reader is None:
             found["why"] = "this engine offers no journal to compare"
-        elif source not in statuses or target not in statuses:
+        elif source not in statuses:
             found["why"] = "the old primary did not answer; compared when it answers again"
+        elif target not in statuses:
+            found["why"] = f"the new primary {target} did not answer; compared when both answer"
+        elif statuses[source].role is Role.PRIMARY:
+            found["why"] = (f"{source} still answers as primary at epoch {statuses[source].epoch}: it may still "
+                            "write; compared once it is fenced")
         else:
             try:
                 found = diverged_tail(cast(JournalReader, self.engines), engine.replica(source),
@@ -331,6 +340,10 @@ class RunbookDriver:
         self.store.audit(self.actor, "incident.needs_human", {"incident": incident.id, "reason": nxt.reason}, now)
         self.say(plan.engine, now, f"[{plan.engine}] NEEDS A HUMAN: incident {incident.id} at {nxt.step}: "
                  f"{nxt.reason}; {trading}", EventKind.PAGE)
+        if touched:
+            # the old primary may be deposed: whoever takes over needs its unacknowledged tail recorded as much as a
+            # close does (soak seed 2043: a failover that ended here never recorded it)
+            self.archive_tail(self.store.incident(incident.id), now)
 
     def halt_everywhere(self, engine: Engine, epoch: int, reason: str, now: float, *, quiet: bool = False) -> bool:
         """Halt every replica that answers (a standby records the epoch; a fenced one refuses, harmlessly), and
