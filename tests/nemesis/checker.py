@@ -11,7 +11,9 @@ function of those records that returns readable sentences with the numbers, one 
 - `no-trade-halted-phase`: no trade in the halted or protection phase by the journal's own phase entries;
 - `one-writer-per-epoch`: at most one replica acknowledged writes of its own under each epoch;
 - `no-write-below-carried-epoch`: once a replica carries epoch E (as the monitor saw it), no entry written below E
-  after that moment is in its journal (hole 2's rule);
+  after that moment is in its journal (hole 2's rule). A replica the stale-standby fault put back on an old copy
+  of its data directory carries, from then on, only what it is seen carrying after the restore: the fault took its
+  epoch away (its control.json with it), and entries it then took were not written "after it carried" anything;
 - `journals-prefix-or-archived`: every other journal is a prefix of the final primary's, or archived as diverged;
 - `failover-count`: the number of failovers is within what the schedule expects;
 - `ends-open-or-needs-human`: one primary at the end, trading open, or `needs_human` with trading halted.
@@ -84,6 +86,7 @@ class Observed:
     incidents: list[IncidentRecord] = field(default_factory=list)
     archived: dict[str, str] = field(default_factory=dict)  # replica -> where its divergence is archived
     ended: float = 0.0
+    restored: dict[str, list[float]] = field(default_factory=dict)  # replica -> when a stale copy was put back
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +258,8 @@ def no_write_below_carried_epoch(observed: Observed, reference: str | None, expe
     for sample in sorted(observed.samples, key=lambda s: s.at):
         by_replica[sample.replica].append(sample)
     for name, journal in sorted(observed.journals.items()):
-        samples = by_replica.get(name, [])
+        restored = max(observed.restored.get(name, []), default=float("-inf"))
+        samples = [s for s in by_replica.get(name, []) if s.at > restored]  # its life since the last restore
         bad: list[tuple[int, int, int, float, str]] = []  # seq, written epoch, carried epoch, since, written at
         for entry in journal:
             epoch = int(entry["epoch"])

@@ -77,6 +77,7 @@ class ProxiedCluster(ReplicaCluster):
         self.small_disk = [name for name in small_disk if disk_mode() == "tmpfs"]
         self._mounted: list[Path] = []
         self._snapshots: dict[str, Path] = {}
+        self.restored: dict[str, list[float]] = {}  # replica -> when a snapshot was put back (wall clock)
 
     @contextlib.contextmanager
     def _ports_held(self) -> Iterator[None]:
@@ -192,6 +193,7 @@ class ProxiedCluster(ReplicaCluster):
             self.resume(name)
             return False
         self.kill(name)
+        self.restored.setdefault(name, []).append(time.time())  # what it carried is gone from here on
         data = self.data_dir(name)
         for item in data.iterdir():
             if item.is_dir():

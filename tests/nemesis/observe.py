@@ -166,7 +166,9 @@ def read_incidents(config_path: Path) -> list[IncidentRecord]:
 def archive_evidence(cluster: ReplicaCluster, statuses: Mapping[str, dict[str, Any] | None],
                      incidents: Sequence[IncidentRecord]) -> dict[str, str]:
     """Where each replica's diverged entries are said to be archived, if anywhere: a status field, a file in its
-    data directory, or a mention in an incident's detail (the fix of hole 2 decides which; any one counts)."""
+    data directory, or an incident's `diverged` record of that replica's tail (`drivers.reconcile`): compared
+    (`checked`) and holding at least one entry. A record that only says the comparison is still to come (the old
+    primary did not answer yet) has archived nothing."""
     found: dict[str, str] = {}
     for name in cluster.replicas:
         status = statuses.get(name) or {}
@@ -179,8 +181,9 @@ def archive_evidence(cluster: ReplicaCluster, statuses: Mapping[str, dict[str, A
             found[name] = f"file {files[0]}"
             continue
         for incident in incidents:
-            text = json.dumps(incident.detail, default=str)
-            if name in text and ("archiv" in text or "diverg" in text):
-                found[name] = f"incident {incident.id}"
+            tail = incident.detail.get("diverged")
+            if isinstance(tail, Mapping) and tail.get("replica") == name and tail.get("checked") is True \
+                    and int(tail.get("count") or 0) > 0:
+                found[name] = f"incident {incident.id} ({tail['count']} entries after seq {tail.get('common_seq')})"
                 break
     return found

@@ -3,12 +3,14 @@ a broken one. No processes: these run in milliseconds."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from nemesis.checker import Announcement, Expect, IncidentRecord, Observed, Sample, check
 from nemesis.client import Op
+from nemesis.observe import archive_evidence
 from orchestrator.engine.protocol import to_wire_time
 
 pytestmark = pytest.mark.nemesis
@@ -138,3 +140,47 @@ def test_the_end_open_or_halted_for_a_human() -> None:
                                                  "started: trading is neither open nor halted for a human")
     two = broken(world(statuses={"p": status(epoch=2), "s": status(epoch=1)}))
     assert two["ends-open-or-needs-human"].startswith("2 primaries not halted at the end: p (epoch 2, open)")
+
+
+def test_a_replica_restored_from_a_stale_copy_carries_only_what_it_was_seen_carrying_since() -> None:
+    """The stale-standby fault puts an old control.json back: the replica no longer carries the epoch it was seen
+    carrying before (its own status says so), and what it takes while it does not is not written "after it
+    carried" anything. Once it is seen carrying the epoch again, the rule holds again."""
+    samples = [Sample(T0 + 5, "s", "standby", 2, "halted", 1), Sample(T0 + 12, "s", "standby", 0, "open", 1),
+               Sample(T0 + 20, "s", "standby", 2, "halted", 2)]
+    journal = [entry(1, 0, at=T0 + 1), entry(2, 0, at=T0 + 15), entry(3, 0, at=T0 + 25)]
+    records = {"samples": samples, "journals": {"p": journal, "s": journal}, "history": []}
+    before = broken(world(**records, restored={"s": [T0 + 11]}))["no-write-below-carried-epoch"]
+    assert before.startswith("s holds 1 entries written under an epoch below one it already carried (seq 3, 0 trades)")
+    assert "after s was seen carrying epoch 2 at" in before
+    unrestored = broken(world(**records))["no-write-below-carried-epoch"]  # without the restore both count
+    assert unrestored.startswith("s holds 2 entries") and "(seq 2, 3, 0 trades)" in unrestored
+
+
+class Replicas:
+    """What `archive_evidence` reads of a cluster: the replicas' names and data directories."""
+
+    def __init__(self, base: Path, names: tuple[str, ...]) -> None:
+        self.base = base
+        self.replicas = dict.fromkeys(names)
+
+    def data_dir(self, name: str) -> Path:
+        return self.base / name
+
+
+def test_an_archive_counts_only_once_the_tail_was_compared_and_recorded(tmp_path: Path) -> None:
+    """An incident that says it will compare the old primary's journal later has archived nothing yet; nor has one
+    that compared and found nothing beyond the new history."""
+    cluster: Any = Replicas(tmp_path, ("p", "s"))
+
+    def evidence(diverged: dict[str, Any]) -> dict[str, str]:
+        incident = IncidentRecord("INC-1", "failover", "needs_human", "s", "p", (), {"diverged": diverged})
+        return archive_evidence(cluster, {"p": status(), "s": status("fenced")}, [incident])
+
+    pending = {"replica": "s", "checked": False, "why": "the old primary did not answer; compared when it answers"}
+    assert evidence(pending) == {}
+    assert evidence({"replica": "s", "checked": True, "common_seq": 2, "count": 0, "entries": []}) == {}
+    assert evidence({"replica": "s", "checked": True, "common_seq": 2, "count": 1,
+                     "entries": [{"seq": 3}]}) == {"s": "incident INC-1 (1 entries after seq 2)"}
+    assert evidence({**pending, "replica": "p", "checked": True, "count": 1}) == {"p": "incident INC-1 (1 entries "
+                                                                                     "after seq None)"}

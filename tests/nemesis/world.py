@@ -423,7 +423,8 @@ class World:
         incidents = self.incidents()
         return Observed(self.history.ops(), journals, trades, statuses, list(samples),
                         self.lab.webhook.announcements(), incidents,
-                        archive_evidence(self.cluster, statuses, incidents), time.time())
+                        archive_evidence(self.cluster, statuses, incidents), time.time(),
+                        {name: list(times) for name, times in self.cluster.restored.items()})
 
     def close(self) -> None:
         """Everything of this run stopped at once (SIGKILL: nothing of it is needed any more)."""
