@@ -28,6 +28,7 @@ class SimEngineControl(EngineControl):
     def __init__(self, world: World) -> None:
         self.world = world
         self.calls = 0
+        self.changes = 0  # mutating calls (set_phase, promote, fence), refused or not: see stepping.py
 
     def _reach(self, replica: Replica) -> SimReplica:
         self.calls += 1
@@ -39,6 +40,7 @@ class SimEngineControl(EngineControl):
 
     def _see_epoch(self, sim: SimReplica, epoch: int) -> None:
         """The epoch rule, checked before anything else; every mutating call goes through here."""
+        self.changes += 1
         if epoch < sim.epoch:
             raise StaleEpoch(f"replica {sim.name}: stale epoch {epoch}; the replica has seen epoch {sim.epoch}")
         sim.epoch = epoch

@@ -13,6 +13,12 @@ What it models, and why:
 - a probe is `probe_attempts` tries (the production client's retries, 3 by default); with probe loss it fails only
   when every try is lost, while latency beyond the probe timeout fails it outright; latency within the timeout
   is reported `degraded`.
+
+A round is drawn in two halves so that the event-driven runner (`stepping.py`) can tell a tick whose probes come
+out as the last cycle's from one that brings news, without building the round: `lost(now)` draws which probes are
+lost to probe loss (the only random part of a round, drawn in exactly the order `probe` always drew it) and keeps
+the answer for `probe(now)`, which builds the observations. Everything else about a round follows from the world's
+conditions, which only change with its `version` (fault edges, control calls) or an instance transition.
 """
 
 from __future__ import annotations
@@ -21,6 +27,15 @@ from orchestrator.core.model import Observation, Status
 from orchestrator.drivers.probe import Prober, ProbeRound, probe_source, site_observations
 from orchestrator.sim.faults import ORCHESTRATOR
 from orchestrator.sim.world import SimReplica, World
+
+Row = tuple[SimReplica, str | None, float, Status, str]
+"""Per replica, for one round: why a probe fails from anywhere (loss and partitions aside), its site's loss rate,
+and the status and detail a successful probe reports."""
+
+Lost = frozenset[tuple[int, int]]
+"""The probes of one round lost to probe loss: (vantage index, replica index) pairs."""
+
+PARTITIONED = "unreachable: this vantage point is partitioned"
 
 
 class SimProber(Prober):
@@ -33,10 +48,10 @@ class SimProber(Prober):
                                        for engine in self.topology.engines.values() for replica in engine.replicas]
         self.sources = {vantage: probe_source(vantage) for vantage in world.vantages}
         self._site_shapes: dict[tuple[str, tuple[bool, ...]], list[Observation]] = {}  # see _sites
+        self._drawn: tuple[float, int, Lost] | None = None  # (now, world version, lost): see `lost`
+        self.last_lost: Lost = frozenset()  # what the last built round lost
 
-    def _rows(self) -> list[tuple[SimReplica, str | None, float, Status, str]]:
-        """Per replica, once per round: why a probe fails from anywhere (loss and partitions aside), the loss
-        rate of its site, and the status and detail a successful probe reports."""
+    def _rows(self) -> list[Row]:
         world, timeout = self.world, self.timeout
         out, latency, loss = world.out, world.latency, world.loss
         rows = []
@@ -54,6 +69,29 @@ class SimProber(Prober):
                          sim.role.value))
         return rows
 
+    def _reporting(self) -> list[tuple[int, str, bool]]:
+        """The vantage points that can report this round, each with its index and whether it is cut off."""
+        world = self.world
+        orchestrator_cut = ORCHESTRATOR in world.partitioned
+        return [(index, vantage, vantage in world.partitioned) for index, vantage in enumerate(world.vantages)
+                if vantage == ORCHESTRATOR or not (vantage in world.out or orchestrator_cut)]
+
+    def lost(self, now: float, rows: list[Row] | None = None) -> Lost:
+        """Draw which probes of the round at `now` are lost, and keep the answer for `probe(now)`. The draws are
+        those `probe` has always made: per reporting vantage point that is not cut off, per replica that would
+        answer on a site with loss, `attempts` tries that stop at the first one that gets through."""
+        world = self.world
+        if not world.loss:
+            found: Lost = frozenset()
+        else:
+            random_, attempts = world.probe_rng.random, self.attempts
+            lossy = [(index, loss) for index, (_, reason, loss, _, _) in enumerate(rows or self._rows())
+                     if reason is None and loss]
+            found = frozenset((vantage, replica) for vantage, _, cut in self._reporting() if not cut
+                              for replica, loss in lossy if all(random_() < loss for _ in range(attempts)))
+        self._drawn = (now, world.version, found)
+        return found
+
     def _sites(self, source: str, reached: list[bool], now: float) -> list[Observation]:
         """`site_observations`, computed once per reach pattern and re-stamped: the same answer at a third of the
         cost on the simulator's hot path."""
@@ -67,23 +105,23 @@ class SimProber(Prober):
         return [Observation(now, o.subject, o.source, o.status, o.detail) for o in shape]
 
     def probe(self, now: float) -> ProbeRound:
-        world, rng, attempts = self.world, self.world.probe_rng, self.attempts
-        orchestrator_cut = ORCHESTRATOR in world.partitioned
         rows = self._rows()
+        drawn, self._drawn = self._drawn, None
+        lost = drawn[2] if drawn is not None and drawn[:2] == (now, self.world.version) else self.lost(now, rows)
+        self._drawn = None
+        self.last_lost = lost
+        failed = f"lost ({self.attempts} attempts)"
         observations: list[Observation] = []
         add = observations.append
         answered: set[str] = set()
-        for vantage in world.vantages:
-            if vantage != ORCHESTRATOR and (vantage in world.out or orchestrator_cut):
-                continue  # it cannot report: its site is out, or its report cannot reach the orchestrator
+        for index, vantage, cut in self._reporting():
             source = self.sources[vantage]
-            cut = vantage in world.partitioned
             reached: list[bool] = []
-            for sim, reason, loss, ok, role in rows:
+            for position, (sim, reason, _, ok, role) in enumerate(rows):
                 if cut:
-                    reason = "unreachable: this vantage point is partitioned"
-                elif reason is None and loss and all(rng.random() < loss for _ in range(attempts)):
-                    reason = f"lost ({attempts} attempts)"
+                    reason = PARTITIONED
+                elif reason is None and (index, position) in lost:
+                    reason = failed
                 if reason is None:
                     add(Observation(now, sim.name, source, ok, role))
                     answered.add(sim.name)

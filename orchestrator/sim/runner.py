@@ -8,7 +8,9 @@ edges are swapped — `SimEngineControl` for the HTTP client, `SimProber` for th
 The loop ticks once per probe interval: the world lives up to the tick (faults, replication, orders), then one
 controller cycle runs at that instant. A cycle that sleeps (a provider retrying, a runbook step waiting for an
 instance to stop) moves the clock and the world with it, and the next tick comes no earlier than its end, as in
-the daemon.
+the daemon. By default (`stepping="event"`) a tick in which the cycle provably could not come out differently from
+the last one is accounted for without running it (`stepping.py`: most of a day, which is what makes ten engines'
+day cost seconds); `stepping="tick"` runs every cycle, and the tests check that both give the same report.
 
 `simulate(path, seed, policy)` is what `failover simulate` calls: the figures as a JSON-ready dict (the CLI exits
 1 when one of its `expectations` is false, 2 on a ConfigError). `render_timeline` formats that dict for people.
@@ -21,7 +23,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from orchestrator.core.model import Phase
 from orchestrator.core.phases import format_instant, parse_timezone
@@ -34,13 +36,17 @@ from orchestrator.sim.metrics import SimResult, measure
 from orchestrator.sim.policies import apply_policy
 from orchestrator.sim.probes import SimProber
 from orchestrator.sim.scenario import Scenario, load_scenario
+from orchestrator.sim.stepping import Stepper
+from orchestrator.sim.store import SimStore
 from orchestrator.sim.world import World
-from orchestrator.store.memory import MemoryStore
 from providers.base import CloudProvider
 from providers.local import LocalProvider, LocalRouter
 from providers.traffic import TrafficRouter
 
 POLL_INTERVAL = 2.0  # how often a provider re-reads an instance while waiting for it to stop or start
+
+Stepping = Literal["event", "tick"]
+STEPPINGS: tuple[Stepping, ...] = ("event", "tick")
 
 
 class SimEventLog(EventLog):
@@ -60,12 +66,15 @@ class SimEventLog(EventLog):
 class Simulation:
     """One run: build once, then `run_until` any number of times (stateful tests inject faults in between)."""
 
-    def __init__(self, scenario: Scenario, seed: int = 0, policy: str = "default") -> None:
+    def __init__(self, scenario: Scenario, seed: int = 0, policy: str = "default", *,
+                 stepping: Stepping = "event") -> None:
+        if stepping not in STEPPINGS:
+            raise ValueError(f"stepping {stepping!r}: expected one of {', '.join(STEPPINGS)}")
         self.scenario, self.seed, self.policy = scenario, seed, policy
         self.topology = apply_policy(scenario.topology, policy)
         self.clock = VirtualClock(scenario.start)
         self.world = World(scenario, self.topology, seed, self.clock)
-        self.store = MemoryStore(f"memory://{scenario.name}", clock=self.clock)
+        self.store = SimStore(f"memory://{scenario.name}", clock=self.clock)
         self.events = SimEventLog(self.world)
         settings = scenario.world
         timing: dict[str, Any] = {"timer": self.clock, "sleep": self.clock.sleep,
@@ -86,8 +95,11 @@ class Simulation:
             self.topology, self, Mode.SIMULATION, ControllerSettings(provider_interval=settings.provider_interval),
             monotonic=self.clock,  # the lease's safety margin runs on the virtual clock too: deterministic
         )
+        self.stepper = Stepper(self.world, self.controller, self.prober, self.store, self.engines, self.events) \
+            if stepping == "event" else None
         self.next_tick = scenario.start
-        self.cycles = 0
+        self.cycles = 0  # ticks lived through, whether their cycle ran or was accounted for
+        self.skipped = 0  # ticks whose cycle was accounted for without running it
 
     @property
     def notifier(self) -> Notifier:
@@ -95,12 +107,21 @@ class Simulation:
         return self.events
 
     def run_until(self, at: float) -> None:
-        """Tick until `at` (epoch seconds): the world lives to each tick, then one controller cycle runs."""
-        interval = self.topology.probes.interval
+        """Tick until `at` (epoch seconds): the world lives to each tick, then one controller cycle runs (unless the
+        stepper shows that it would change nothing)."""
+        interval, stepper = self.topology.probes.interval, self.stepper
+        if stepper is not None:
+            stepper.reset()
         while self.next_tick <= at:
             self.world.advance_to(self.next_tick)
-            self.controller.run_cycle()
             self.cycles += 1
+            if stepper is not None and stepper.may_skip(self.next_tick, interval):
+                self.skipped += 1
+            elif stepper is not None:
+                before = stepper.mark()
+                stepper.settle(before, self.controller.run_cycle())
+            else:
+                self.controller.run_cycle()
             self.next_tick = max(self.next_tick + interval, self.clock())
         self.world.advance_to(at)
 
@@ -128,16 +149,19 @@ def quiet_adapters() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def run_scenario(path_or_scenario: str | Path | Scenario, seed: int = 0, policy: str = "default") -> SimResult:
-    """Load (if given a path), run to the end, and measure. ConfigError for a bad file or an unknown policy."""
+def run_scenario(path_or_scenario: str | Path | Scenario, seed: int = 0, policy: str = "default", *,
+                 stepping: Stepping = "event") -> SimResult:
+    """Load (if given a path), run to the end, and measure. ConfigError for a bad file or an unknown policy.
+    `stepping="tick"` runs every controller cycle (the reference the event-driven default is tested against)."""
     scenario = path_or_scenario if isinstance(path_or_scenario, Scenario) else load_scenario(path_or_scenario)
     with quiet_adapters():
-        return Simulation(scenario, seed, policy).run()
+        return Simulation(scenario, seed, policy, stepping=stepping).run()
 
 
-def simulate(path: str | Path, seed: int = 0, policy: str = "default") -> dict[str, Any]:
+def simulate(path: str | Path, seed: int = 0, policy: str = "default", *,
+             stepping: Stepping = "event") -> dict[str, Any]:
     """The figures of one run as plain JSON data (docs/design.md §9 names), for `failover simulate`."""
-    return run_scenario(path, seed, policy).to_json()
+    return run_scenario(path, seed, policy, stepping=stepping).to_json()
 
 
 FIGURES = ("detection_s", "halt_s", "time_to_new_primary_s", "protection_s", "failovers", "false_failovers",
