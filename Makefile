@@ -54,7 +54,7 @@ test: $(STAMP)
 	$(BIN)/pytest -q -m "not e2e" -n auto --dist loadfile
 
 test-all: test
-	$(BIN)/pytest -q -m e2e
+	$(BIN)/pytest -q -m e2e -n auto --dist worksteal
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -31,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
+
+from orchestrator.testbed.ports import free_ports
 
 __all__ = ["EtcdCluster", "EtcdClusterError", "etcd_binary"]
 
@@ -235,7 +236,7 @@ class EtcdCluster:
     # --- plumbing -------------------------------------------------------------------------------------------------
 
     def _plan_members(self) -> list[_Member]:
-        ports = _free_ports(2 * self.size)
+        ports = free_ports(2 * self.size)
         tag = f"{os.getpid()}-{time.monotonic_ns() % 1_000_000}"
         self._token = f"failover-{tag}"  # one per cluster: members of different test clusters never join up
         return [
@@ -309,20 +310,6 @@ def _last_error(member: _Member) -> str:
     errors = [e for e in entries if e.get("level") in ("error", "fatal", "panic")]
     last = (errors or entries)[-1]
     return f"{last.get('msg', '')} {last.get('error', '')}".strip()[:300]
-
-
-def _free_ports(count: int) -> list[int]:
-    """Ports the kernel says are free now. All sockets stay open until every port is chosen, so they differ."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _get_json(url: str, timeout: float) -> dict[str, object] | None:

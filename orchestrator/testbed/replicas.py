@@ -39,6 +39,7 @@ import httpx
 from orchestrator.core.model import Replica
 from orchestrator.engine.client import HttpEngineClient
 from orchestrator.engine.protocol import STATUS, TOKEN_ENV
+from orchestrator.testbed.ports import free_port
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,12 +62,6 @@ class _Running:
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
     log_handle: Any = field(default=None, repr=False)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 class Blackhole:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from orchestrator.config import load_config
 from orchestrator.core.model import Phase, Role
 from orchestrator.drivers.state import load_engine
 from orchestrator.store import open_store
+from orchestrator.testbed.ports import free_port
 from orchestrator.testbed.world import Testbed
 
 
@@ -118,12 +118,6 @@ def all_halted(bed: Testbed) -> dict[str, tuple[Phase, int]]:
     bed.replicas.wait_for(lambda: {p for p, _ in phases_and_epochs(bed).values()} == {Phase.HALTED}, timeout=60,
                           what="every replica to report halted")
     return phases_and_epochs(bed)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_halt_reaches_the_engines_with_the_store_unreachable(bed: Testbed, tmp_path: Path) -> None:
