@@ -188,7 +188,7 @@ class Replicator:
                         if self._carried(body) > self.node.epoch), reverse=True)
         if above:
             epoch, url, role = above[0]
-            self.node.fence(f"deposed: {url} is {role} at epoch {epoch}")
+            self.node.fence(f"deposed ({url} is {role} at epoch {epoch})")
 
     async def watch(self) -> None:
         while True:
