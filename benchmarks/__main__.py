@@ -35,16 +35,16 @@ MODULES = ("cli_start_bench", "cron_bench", "sim_bench", "providers_bench", "dae
            "handover_bench", "drill_bench")
 
 # Repetitions per benchmark: (default set, full set). Only how many times; what is measured stays the same.
-SETS: dict[str, tuple[dict[str, int], dict[str, int]]] = {
+SETS: dict[str, tuple[dict[str, int | None], dict[str, int | None]]] = {
     "cli_start_bench": ({"runs": 5}, {"runs": 10}),
     "cron_bench": ({"runs": 3}, {"runs": 5}),
-    "sim_bench": ({"default_seeds": 10, "preset_seeds": 10, "cycles": 10},
-                  {"default_seeds": 50, "preset_seeds": 10, "cycles": 30}),
+    "sim_bench": ({"default_seeds": 10, "preset_seeds": 5, "scale_seeds": 1, "cycles": 10},
+                  {"default_seeds": 50, "preset_seeds": 10, "scale_seeds": None, "cycles": 30}),
     "providers_bench": ({"polls": 20}, {"polls": 50}),
     "daemon_bench": ({"cycles": 8}, {"cycles": 15}),
     "deadline_bench": ({"repeats": 3}, {"repeats": 5}),
-    "handover_bench": ({"repeats": 1}, {"repeats": 3}),
-    "drill_bench": ({}, {}),
+    "handover_bench": ({"repeats": 1, "killed_runs": 1}, {"repeats": 3, "killed_runs": 3}),
+    "drill_bench": ({"runs": 1}, {"runs": 3}),
 }
 
 ROOT = Path(__file__).resolve().parents[1]

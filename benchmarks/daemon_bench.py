@@ -29,7 +29,7 @@ from orchestrator.drivers.probe import EngineProber
 from orchestrator.drivers.wiring import Edges
 from orchestrator.engine.client import HttpEngineClient
 from orchestrator.store import open_store
-from orchestrator.testbed.replicas import free_port
+from orchestrator.testbed.ports import free_port
 from providers.local import LocalCloud, LocalProvider
 
 ENGINES = 100

@@ -9,7 +9,8 @@ speed figure that a busy machine stretches, so it is measured here, on real proc
   released rather than left to expire.
 - `killed mid-failover`: three daemons on a three-member etcd (lease TTL 3 s); the primary's data centre goes dark,
   the leader dies at `promote` (failpoint); seconds between its last journal entry and its successor's first.
-  Goal: the TTL plus one cycle plus 2 s (what the HA issue promised). Skipped without an etcd binary.
+  Goal: the TTL plus one cycle plus 2 s (what the HA issue promised). Skipped without an etcd binary. With
+  `killed_runs` above 1 it runs that many times, and the figure is the median gap (the worst is printed too).
 
     python -m benchmarks --only handover_bench
 """
@@ -91,18 +92,19 @@ def killed_mid_failover() -> float | None:
     return first_new - last_old
 
 
-def run(repeats: int = REPEATS) -> dict[str, Any]:
+def run(repeats: int = REPEATS, killed_runs: int = 1) -> dict[str, Any]:
     sigterm = sigterm_handovers(repeats)
     sigterm_goal = 0.75 * SIGTERM_TTL
     rows: dict[str, Any] = {"sigterm": {
         "runs": len(sigterm), "median_s": statistics.median(sigterm), "worst_s": max(sigterm),
         "lease_ttl_s": SIGTERM_TTL, "worst_ratio_to_ttl": max(sigterm) / SIGTERM_TTL, "goal_s": sigterm_goal,
         "met": max(sigterm) <= sigterm_goal}}
-    gap = killed_mid_failover()
+    gaps = [gap for gap in (killed_mid_failover() for _ in range(killed_runs)) if gap is not None]
     ha_goal = HA_TTL + CYCLE + 2.0
+    gap = statistics.median(gaps) if gaps else None
     rows["killed mid-failover"] = {"skipped": "no etcd binary"} if gap is None else {
-        "gap_s": gap, "lease_ttl_s": HA_TTL, "ratio_to_ttl_plus_cycle": gap / (HA_TTL + CYCLE), "goal_s": ha_goal,
-        "met": gap <= ha_goal}
+        "runs": len(gaps), "gap_s": gap, "worst_gap_s": max(gaps), "lease_ttl_s": HA_TTL,
+        "ratio_to_ttl_plus_cycle": gap / (HA_TTL + CYCLE), "goal_s": ha_goal, "met": gap <= ha_goal}
     return {"daemon.handover": rows}
 
 
@@ -113,8 +115,10 @@ def figures(result: dict[str, Any]) -> list[Figure]:
     found = [Figure("handover", f"SIGTERM to the leader -> a follower leads ({SIGTERM_TTL:g} s lease)",
                     round(sigterm["worst_s"], 3), "s wall", f"worst of {sigterm['runs']}", goal=sigterm["goal_s"])]
     if "skipped" not in killed:
+        runs = killed.get("runs", 1)
         found.append(Figure("handover", f"leader killed mid-failover -> successor acts ({HA_TTL:g} s lease, etcd)",
-                            round(killed["gap_s"], 3), "s wall", "one run", goal=killed["goal_s"]))
+                            round(killed["gap_s"], 3), "s wall", "one run" if runs == 1 else f"median of {runs}",
+                            goal=killed["goal_s"]))
     return found
 
 
@@ -129,7 +133,8 @@ def render(result: dict[str, Any]) -> str:
     if "skipped" in killed:
         lines.append(f"   leader killed mid-failover: skipped ({killed['skipped']})")
     else:
-        lines.append(f"   leader killed mid-failover -> successor's first runbook entry: {killed['gap_s']:.2f} s = "
+        lines.append(f"   leader killed mid-failover -> successor's first runbook entry: {killed['gap_s']:.2f} s "
+                     f"(median of {killed.get('runs', 1)}, worst {killed.get('worst_gap_s', killed['gap_s']):.2f} s) = "
                      f"{killed['ratio_to_ttl_plus_cycle']:.2f}x (TTL {killed['lease_ttl_s']:g} s + a cycle) "
                      f"(goal <= {killed['goal_s']:g} s: {'met' if killed['met'] else 'MISSED'})")
     return "\n".join(lines)

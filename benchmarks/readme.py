@@ -58,8 +58,9 @@ def _header(data: dict[str, Any]) -> str:
 def _policies(sim: dict[str, Any]) -> str:
     seeds = sim.get("seeds", {})
     scenarios = len({name.split(" / ")[0] for name in sim["policies"] if not name.startswith("ALL")})
+    scale = f", exchange-scale ones x {seeds['scale']} at most" if seeds.get("scale") is not None else ""
     rows = [f"| policy ({scenarios} scenarios; ours x {seeds.get('default', '?')} seeds, presets x "
-            f"{seeds.get('presets', '?')}) | detection median / p99 | false failovers | orders lost | "
+            f"{seeds.get('presets', '?')}{scale}) | detection median / p99 | false failovers | orders lost | "
             f"trades halted/protection | expectations met |",
             "|---|---|---|---|---|---|"]
     for name, row in sim["policies"].items():

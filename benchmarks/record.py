@@ -2,9 +2,11 @@
 
 Why stored: a figure without its machine, its load, its commit and the calibration of that machine cannot be
 compared with anything. The record holds, per figure, the name, value, unit, how it was taken, the goal, the peer
-and whether the goal was met (`Figure.as_dict`); per run, the mode (default or full), the git commit, the
-machine (cores, Python, load average at start and end), the calibration figure, and each benchmark's own wall and
-CPU seconds and raw result (for whoever wants a number the table leaves out). `SCHEMA` changes when a key does.
+and whether the goal was met (`Figure.as_dict`), and for a CPU-seconds figure `per_calibration`, its value in units
+of this machine's calibration figure (what to compare across machines); per run, the mode (default or full), the
+git commit, the machine (cores, Python, load average at start and end), the calibration figure, and each
+benchmark's own wall and CPU seconds and raw result (for whoever wants a number the table leaves out). `SCHEMA`
+changes when a key does.
 """
 
 from __future__ import annotations
@@ -57,10 +59,18 @@ def record(*, mode: str, started_at: str, calibration: dict[str, Any], machine_i
         "commit": commit["commit"], "dirty": commit["dirty"], "machine": machine_info, "calibration": calibration,
         "goals": {"judged": len(judged), "met": sum(1 for figure in judged if figure.met),
                   "missed": [f"{figure.group}: {figure.name}" for figure in judged if not figure.met]},
-        "figures": [figure.as_dict() for figure in figures],
+        "figures": [dict(figure.as_dict(), per_calibration=_per_calibration(figure, calibration))
+                    for figure in figures],
         "detections": detections, "modules": modules, "results": results,
         "argv": sys.argv[1:],
     }
+
+
+def _per_calibration(figure: Figure, calibration: dict[str, Any]) -> float | None:
+    cpu = calibration.get("cpu_s")
+    if figure.unit != "CPU s" or not isinstance(figure.value, int | float) or not isinstance(cpu, float) or not cpu:
+        return None
+    return round(float(figure.value) / cpu, 2)
 
 
 def write(path: Path, data: dict[str, Any]) -> None:

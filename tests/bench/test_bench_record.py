@@ -30,7 +30,8 @@ def _fake_module() -> ModuleType:
         return [Figure("fake", "detection", 2.4, "s simulated", "median of 3", goal=5.0, peer=75.0,
                        peer_name="route53"),
                 Figure("fake", "cycle", 120.0, "ms", "median of 3", goal=50.0),
-                Figure("fake", "floor", 0.02, "s wall")]
+                Figure("fake", "floor", 0.02, "s wall"),
+                Figure("fake", "a day simulated", 1.5, "CPU s", goal=10.0)]
 
     module.run = run  # type: ignore[attr-defined]
     module.figures = figures  # type: ignore[attr-defined]
@@ -55,12 +56,13 @@ def test_a_run_writes_every_figure_with_its_goal_peer_verdict_and_the_machine(
     assert data["machine"]["cores"] >= 1 and data["machine"]["python"].startswith("3.")
     assert len(data["machine"]["load_at_start"]) == 3
     assert data["commit"] is None or len(data["commit"]) == 40
-    detection, cycle, floor = data["figures"]
+    detection, cycle, floor, cpu = data["figures"]
     assert detection == {"group": "fake", "name": "detection", "value": 2.4, "unit": "s simulated",
                          "stat": "median of 3", "goal": 5.0, "op": "<=", "peer": 75.0, "peer_name": "route53",
-                         "met": True}
+                         "met": True, "per_calibration": None}
     assert cycle["met"] is False and floor["met"] is None and floor["goal"] is None
-    assert data["goals"] == {"judged": 2, "met": 1, "missed": ["fake: cycle"]}
+    assert cpu["per_calibration"] == round(1.5 / data["calibration"]["cpu_s"], 2)
+    assert data["goals"] == {"judged": 3, "met": 2, "missed": ["fake: cycle"]}
     assert data["modules"][FAKE]["settings"] == {"repeats": 2} and data["results"][FAKE]["repeats"] == 2
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     printed = capsys.readouterr().out
@@ -68,7 +70,7 @@ def test_a_run_writes_every_figure_with_its_goal_peer_verdict_and_the_machine(
     assert ("detection: 2.4 s simulated (median of 3); goal ≤ 5 s simulated: met; "
             "peer: route53 75 s simulated") in printed
     assert "cycle: 120 ms (median of 3); goal ≤ 50 ms: MISSED" in printed
-    assert "goals: 1 of 2 met; missed: fake: cycle" in printed
+    assert "goals: 2 of 3 met; missed: fake: cycle" in printed
 
 
 def test_the_full_set_asks_for_the_full_repetitions(fake_bench: None, tmp_path: Path) -> None:
@@ -90,7 +92,7 @@ def test_a_failing_benchmark_is_recorded_and_the_others_still_run(fake_bench: No
     assert bench.run(["broken_bench", FAKE], full=False, out=out, as_json=True) == 1
     data = json.loads(out.read_text())
     assert data["modules"]["broken_bench"]["error"] == "RuntimeError: the testbed did not start"
-    assert [f["name"] for f in data["figures"]] == ["detection", "cycle", "floor"]
+    assert [f["name"] for f in data["figures"]] == ["detection", "cycle", "floor", "a day simulated"]
 
 
 @pytest.mark.parametrize(("figure", "met"), [
@@ -127,7 +129,8 @@ def test_every_benchmark_has_both_sets_and_each_accepts_its_settings() -> None:
     assert set(bench.SETS) == set(bench.MODULES)
     for name, (default, full) in bench.SETS.items():
         assert default.keys() == full.keys(), name
-        assert all(default[key] <= full[key] for key in default), name
+        unlimited = float("inf")  # None: no cap
+        assert all((default[key] or unlimited) <= (full[key] or unlimited) for key in default), name
         parameters = inspect.signature(__import__(f"benchmarks.{name}", fromlist=["run"]).run).parameters
         assert set(default) <= set(parameters), (name, set(default) - set(parameters))
 
