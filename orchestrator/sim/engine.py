@@ -21,7 +21,8 @@ from __future__ import annotations
 from orchestrator.core.errors import EngineError, StaleEpoch
 from orchestrator.core.model import Phase, Replica, ReplicaStatus, Role
 from orchestrator.engine.base import EngineControl, PromoteRefused
-from orchestrator.sim.world import SimReplica, World
+from orchestrator.sim.replica import SimReplica
+from orchestrator.sim.world import World
 
 
 class SimEngineControl(EngineControl):

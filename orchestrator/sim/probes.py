@@ -26,7 +26,8 @@ from __future__ import annotations
 from orchestrator.core.model import Observation, Status
 from orchestrator.drivers.probe import Prober, ProbeRound, probe_source, site_observations
 from orchestrator.sim.faults import ORCHESTRATOR
-from orchestrator.sim.world import SimReplica, World
+from orchestrator.sim.replica import SimReplica
+from orchestrator.sim.world import World
 
 Row = tuple[SimReplica, str | None, float, Status, str]
 """Per replica, for one round: why a probe fails from anywhere (loss and partitions aside), its site's loss rate,

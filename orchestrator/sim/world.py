@@ -27,79 +27,21 @@ from __future__ import annotations
 import bisect
 import math
 import random
-from array import array
-from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from urllib.parse import urlparse
+from dataclasses import dataclass
 
-from orchestrator.core.model import Phase, Replica, ReplicaStatus, Role, Status, Topology
-from orchestrator.core.phases import MATCHING, RequestKind, admit
+from orchestrator.core.model import Phase, Role, Status, Topology
+from orchestrator.core.phases import RequestKind, admit
 from orchestrator.sim.clock import VirtualClock
 from orchestrator.sim.faults import ORCHESTRATOR, STOPPED, Atom, Effect, expand
+from orchestrator.sim.flow import EngineFlow, Ledger, Taker, accepting, lost, refusing
 from orchestrator.sim.orders import Book, drawer, poisson
+from orchestrator.sim.replica import SimReplica, holds
 from orchestrator.sim.scenario import Scenario
 from providers.base import InstanceState
-from providers.local import LocalCloud, LocalInstance
+from providers.local import LocalCloud
 
 _RUNNING = InstanceState.RUNNING
-
-
-class SimReplica:
-    """One replica's own state: what `GET /v1/status` would answer, and its journal as a view of a history."""
-
-    __slots__ = ("address", "applied", "cloud", "engine", "epoch", "instance", "log", "machine", "n", "name",
-                 "phase", "phase_until", "role", "site", "zone")
-
-    def __init__(self, replica: Replica, cloud: str, zone: str, role: Role, machine: LocalInstance) -> None:
-        self.name, self.engine, self.site, self.instance = replica.name, replica.engine, replica.site, replica.instance
-        self.cloud, self.zone = cloud, zone
-        self.machine = machine  # the simulated cloud's record of its instance (state, pending transition)
-        self.address = urlparse(replica.control_url).hostname or replica.control_url
-        self.role = role
-        self.epoch = 0
-        self.phase = Phase.OPEN
-        self.phase_until: float | None = None
-        self.log: array[int] = array("q")  # entry ids; shared with the replicas that hold the same history
-        self.n = 0  # last_seq: entries 1..n of `log` are this replica's journal
-        self.applied = 0
-
-    def status(self) -> ReplicaStatus:
-        return ReplicaStatus(self.name, self.role, self.epoch, self.phase, self.phase_until, self.n, self.applied)
-
-
-def holds(standby: SimReplica, source: SimReplica) -> bool:
-    """Whether `standby`'s journal is a prefix of `source`'s (entry ids are unique, so one comparison suffices)."""
-    n = standby.n
-    return n <= source.n and (n == 0 or standby.log is source.log or source.log[n - 1] == standby.log[n - 1])
-
-
-Lane = tuple[str | None, dict[RequestKind, str | None], bool, bool, list[SimReplica]]
-"""What every request to one target meets while conditions hold: the refusal they all get (None: none), the phase's
-admission table, whether the target can acknowledge, whether it matches, and the standbys that take its entries."""
-
-
-@dataclass
-class EngineFlow:
-    """One engine's clients and its book, and what they saw."""
-
-    name: str
-    replicas: list[SimReplica]
-    dns: tuple[str, str, str, float] | None  # (cloud, zone id, record, ttl)
-    book: Book
-    by_address: dict[str, SimReplica]
-    acknowledged: int = 0
-    trades: int = 0
-    trades_in_protection: int = 0
-    trades_while_halted: int = 0
-    trades_off_phase: int = 0  # trades by a replica whose own phase forbids matching (never expected)
-    max_primaries: int = 0  # the most replicas that acknowledged writes within one stretch (one tick)
-    max_writable: int = 0  # the most replicas that could have (see World._sample)
-    acked: array[int] = field(default_factory=lambda: array("q"))  # acknowledged: (first entry id, its seq, count)...
-    refused: Counter[str] = field(default_factory=Counter)
-    cache: tuple[int, dict[str, bool], dict[str, list[SimReplica]]] | None = None  # see World._live
-    lanes: dict[str | None, Lane] = field(default_factory=dict)  # per target, while `cache` holds: see World._lane
-    settled: tuple[tuple[float, str], SimReplica | None] | None = None  # the DNS record's last change, its replica
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +73,7 @@ class World:
         self.replicas: dict[str, SimReplica] = {}
         self.engines: dict[str, EngineFlow] = {}
         for engine in topology.engines.values():
-            flow = EngineFlow(engine.name, [], None, Book(), {})
+            flow = EngineFlow(engine.name, [], None, Book(), {}, Ledger(clock, timed=not self.settings.synchronous))
             for replica in engine.replicas:
                 site = topology.sites[replica.site]
                 cloud = self.clouds[site.provider]
@@ -155,8 +97,6 @@ class World:
         self.announced = {name: Phase.OPEN for name in topology.engines}
         self.phase_log: dict[str, list[tuple[float, Phase]]] = {name: [] for name in topology.engines}
         self.promotions: list[Promotion] = []
-        self.entry_times: array[float] = array("d")  # by entry id: when it was appended (asynchronous replication)
-        self.entries = 0  # entry ids given out so far
         self.out: set[str] = set()
         self.latency: dict[str, float] = {}
         self.loss: dict[str, float] = {}
@@ -333,14 +273,33 @@ class World:
                     product *= random_()
             if not count:
                 continue
-            writers = 0
-            for target, share in self._client_targets(flow, stop, count):
-                lane = flow.lanes.get(target.name if target is not None else None)
-                if lane is None:
-                    lane = self._lane(flow, target, up, receivers)
-                writers += self._orders(flow, share, target, lane)
+            route, dns = flow.route, flow.dns
+            if dns is None:
+                settled = -1
+            else:  # the common case: the record has not changed within one TTL, every client resolves the same
+                history = self.clouds[dns[0]].records.get((dns[1], dns[2]))
+                settled = len(history) if history and history[-1][0] <= stop - dns[3] else -2
+            if route is not None and route[0] == settled:
+                writers = route[1](count)
+            else:
+                writers = self._spread(flow, stop, count, up, receivers, settled)
             if writers > flow.max_primaries:
                 flow.max_primaries = writers
+
+    def _spread(self, flow: EngineFlow, stop: float, count: int, up: dict[str, bool],
+                receivers: dict[str, list[SimReplica]], settled: int) -> int:
+        """The stretch's requests to wherever clients resolve the engine; the number of targets that wrote. A
+        single target while the DNS record is settled is kept as the engine's route until it changes."""
+        writers = 0
+        targets = self._client_targets(flow, stop, count)
+        for target, share in targets:
+            taker = flow.takers.get(target.name if target is not None else None)
+            if taker is None:
+                taker = self._taker(flow, target, up, receivers)
+            writers += taker(share)
+            if settled != -2 and len(targets) == 1 and flow.cache is not None:
+                flow.route = (settled, taker)
+        return writers
 
     def _conditions(self, flow: EngineFlow, start: float) -> tuple[dict[str, bool], dict[str, list[SimReplica]]]:
         """Who of the engine is up and which standbys take each primary's entries, after catching standbys up;
@@ -352,7 +311,8 @@ class World:
         self._sample(flow, receivers)
         steady = not any(r.machine.pending for r in flow.replicas)
         flow.cache = (self.version, up, receivers) if steady else None
-        flow.lanes.clear()
+        flow.takers.clear()
+        flow.route = None
         return up, receivers
 
     def touch(self) -> None:
@@ -384,7 +344,7 @@ class World:
                 target = source.n
                 if not self.settings.synchronous and source.role is Role.PRIMARY:
                     cutoff = now - self.settings.replication_lag
-                    times = self.entry_times
+                    times = flow.ledger.times
                     target = bisect.bisect_right(source.log, cutoff, lo=standby.n, hi=source.n,
                                                  key=lambda entry: times[entry])
                 if lag is not None and lag != STOPPED:
@@ -425,10 +385,7 @@ class World:
         cloud = self.clouds[cloud_name]
         history = cloud.records.get((zone_id, record))
         if history and history[-1][0] <= now - ttl:  # the common case: no change within the last TTL
-            last = history[-1]
-            if flow.settled is None or flow.settled[0] is not last:
-                flow.settled = (last, flow.by_address.get(last[1]))
-            return [(flow.settled[1], count)]
+            return [(flow.by_address.get(history[-1][1]), count)]
         current, cached = cloud.resolve(zone_id, record, now), cloud.resolve(zone_id, record, now - ttl)
         fresh = flow.by_address.get(current or "")
         if current == cached:
@@ -448,93 +405,20 @@ class World:
             return "fenced" if target.role is Role.FENCED else "not_primary"
         return None
 
-    def _lane(self, flow: EngineFlow, target: SimReplica | None, up: dict[str, bool],
-              receivers: dict[str, list[SimReplica]]) -> Lane:
-        """What requests to `target` meet until conditions change (kept in `flow.lanes`, emptied with its cache)."""
+    def _taker(self, flow: EngineFlow, target: SimReplica | None, up: dict[str, bool],
+               receivers: dict[str, list[SimReplica]]) -> Taker:
+        """What requests to `target` meet until conditions change (kept in `flow.takers`, emptied with its cache)."""
         gate = self._gate(target, target is not None and up[target.name])
         if gate is not None or target is None:
-            lane: Lane = (gate or "no_route", {}, False, False, [])
+            taker = refusing(flow, gate or "no_route", self._draw)
         else:
             taking = receivers.get(target.name, [])
-            lane = (None, self._admission[target.phase], self.can_acknowledge(target, taking), MATCHING[target.phase],
-                    taking)
+            taker = accepting(flow, target, taking, admission=self._admission[target.phase],
+                              acknowledge=self.can_acknowledge(target, taking), draw=self._draw, ledger=flow.ledger,
+                              lag=self.lag, announced=self.announced)
         if flow.cache is not None:
-            flow.lanes[target.name if target is not None else None] = lane
-        return lane
-
-    def _orders(self, flow: EngineFlow, count: int, target: SimReplica | None, lane: Lane) -> int:
-        """`count` client requests to `target`, each drawn whatever happens to it (so that the order stream of a
-        seed does not depend on the orchestrator's policy). Refusal order as the reference replica's: role,
-        phase admission, book (`unknown_order`, `would_cross`), then replication. Returns 1 if `target`
-        acknowledged anything (it accepted writes as primary in this stretch), else 0.
-
-        The hot loop of a simulated day (1.7 million requests for ten engines): the acknowledged entries of one
-        call are consecutive ids at consecutive seqs, so the journals and the receivers' copies are extended once,
-        after the loop, to exactly what appending them one by one would have left."""
-        book, refused, one = flow.book, flow.refused, self._draw
-        gate, admission, acknowledge, matching, receivers = lane
-        if gate is not None or target is None:
-            size = len(book.resting)  # nothing is admitted, so the book does not change
-            for _ in range(count):
-                one(size)
-            refused[gate or "no_route"] += count
-            return 0
-        resting, crosses, cancel_oldest, execute = book.resting, book.crosses, book.cancel_oldest, book.execute
-        cancel, post_only, add_margin = RequestKind.CANCEL, RequestKind.POST_ONLY, RequestKind.ADD_MARGIN
-        taken = 0
-        for _ in range(count):
-            kind, buy, price, qty = one(len(resting))
-            reason = admission[kind]
-            if reason is None:
-                if kind is cancel and not resting:
-                    reason = "unknown_order"
-                elif kind is post_only and crosses(buy, price):
-                    reason = "would_cross"
-                elif not acknowledge:
-                    reason = "replication_timeout"
-            if reason is not None:
-                refused[reason] += 1
-                continue
-            taken += 1
-            if kind is cancel:
-                cancel_oldest()
-            elif kind is not add_margin:
-                trades = execute(kind, buy, price, qty, matching)
-                if trades:
-                    self._count_trades(flow, target, trades)
-        if taken:
-            self._append(flow, target, receivers, taken)
-        return int(taken > 0)
-
-    def _append(self, flow: EngineFlow, target: SimReplica, receivers: list[SimReplica], taken: int) -> None:
-        """`taken` acknowledged entries: new ids at the end of the world's history, written by `target` at its
-        next seqs and copied by its synchronous `receivers`, as the reference replica journals them."""
-        first, seq = self.entries, target.n
-        self.entries += taken
-        if not self.settings.synchronous:
-            self.entry_times.extend([self.clock()] * taken)
-        log = target.log
-        if len(log) != seq:
-            log = target.log = log[:seq]  # another replica extended this history: ours forks here
-        log.extend(range(first, first + taken))
-        n = target.n = target.applied = seq + taken
-        lag = self.lag
-        for standby in receivers:
-            standby.log, standby.n = log, n
-            if standby.name not in lag:
-                standby.applied = n
-        flow.acknowledged += taken
-        flow.acked.extend((first, seq + 1, taken))
-
-    def _count_trades(self, flow: EngineFlow, replica: SimReplica, trades: int) -> None:
-        flow.trades += trades
-        announced = self.announced[flow.name]
-        if announced is Phase.PROTECTION:
-            flow.trades_in_protection += trades
-        elif announced is Phase.HALTED:
-            flow.trades_while_halted += trades
-        if not MATCHING[replica.phase]:
-            flow.trades_off_phase += trades
+            flow.takers[target.name if target is not None else None] = taker
+        return taker
 
     def _sample(self, flow: EngineFlow, receivers: dict[str, list[SimReplica]]) -> None:
         """How many replicas *could* accept a write as primary right now, whether or not any client reaches
@@ -560,13 +444,4 @@ class World:
 
     def lost(self, engine: str, primary: str) -> int:
         """Acknowledged entries absent from `primary`'s journal."""
-        flow, replica = self.engines[engine], self.replicas[primary]
-        log, n, missing = replica.log, replica.n, 0
-        acked = flow.acked
-        for index in range(0, len(acked), 3):  # `count` entries with consecutive ids, at consecutive seqs
-            first, seq, count = acked[index], acked[index + 1], acked[index + 2]
-            held = max(0, min(count, n - seq + 1))
-            missing += count - held
-            if held and log[seq - 1: seq - 1 + held] != array("q", range(first, first + held)):
-                missing += sum(1 for k in range(held) if log[seq - 1 + k] != first + k)
-        return missing
+        return lost(self.engines[engine], self.replicas[primary])
