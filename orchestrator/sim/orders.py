@@ -103,6 +103,9 @@ def drawer(rng: random.Random) -> Callable[[int], Order]:
     return one
 
 
+_FOK, _MARKET, _LIMIT, _POST_ONLY = RequestKind.FOK, RequestKind.MARKET, RequestKind.LIMIT, RequestKind.POST_ONLY
+
+
 class Book:
     """Price-time priority over integer price levels; each level a FIFO of [order id, remaining qty].
 
@@ -145,40 +148,38 @@ class Book:
 
     def execute(self, kind: RequestKind, buy: bool, price: int, qty: int, matching: bool) -> int:
         """Apply an admitted order (not a cancel or margin); returns the number of trades (fills). With matching
-        off (protection) only non-crossing post-only orders reach here, and they rest."""
-        if kind is RequestKind.FOK and self._available(buy, price) < qty:
+        off (protection) only non-crossing post-only orders reach here, and they rest. (Taking and resting are
+        written out here rather than called: this runs for most of a day's 1.7 million requests.)"""
+        if kind is _FOK and self._available(buy, price) < qty:
             return 0  # killed: not fully fillable now
-        limit: int | None = None if kind is RequestKind.MARKET else price
-        trades, remaining = self._take(buy, limit, qty) if matching else (0, qty)
-        if remaining and kind in (RequestKind.LIMIT, RequestKind.POST_ONLY):
-            self._rest(buy, price, remaining)
+        trades = 0
+        if matching:
+            side = self.asks if buy else self.bids
+            limit = None if kind is _MARKET else price
+            while qty and side:
+                best = min(side) if buy else max(side)
+                if limit is not None and (best > limit if buy else best < limit):
+                    break
+                level = side[best]
+                while qty and level:
+                    entry = level[0]
+                    fill = min(qty, entry[1])
+                    qty -= fill
+                    entry[1] -= fill
+                    trades += 1
+                    if entry[1] == 0:
+                        level.popleft()
+                        del self.resting[entry[0]]
+                if not level:
+                    del side[best]
+        if qty and (kind is _LIMIT or kind is _POST_ONLY):
+            self._rest(buy, price, qty)
         return trades
 
     def _available(self, buy: bool, limit: int) -> int:
         side = self.asks if buy else self.bids
         return sum(entry[1] for price, level in side.items()
                    if (price <= limit if buy else price >= limit) for entry in level)
-
-    def _take(self, buy: bool, limit: int | None, qty: int) -> tuple[int, int]:
-        side = self.asks if buy else self.bids
-        trades = 0
-        while qty and side:
-            best = min(side) if buy else max(side)
-            if limit is not None and (best > limit if buy else best < limit):
-                break
-            level = side[best]
-            while qty and level:
-                entry = level[0]
-                fill = min(qty, entry[1])
-                qty -= fill
-                entry[1] -= fill
-                trades += 1
-                if entry[1] == 0:
-                    level.popleft()
-                    del self.resting[entry[0]]
-            if not level:
-                del side[best]
-        return trades, qty
 
     def _rest(self, buy: bool, price: int, qty: int) -> None:
         order_id = self.next_id

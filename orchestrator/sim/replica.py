@@ -12,7 +12,10 @@ from array import array
 from urllib.parse import urlparse
 
 from orchestrator.core.model import Phase, Replica, ReplicaStatus, Role
+from orchestrator.sim.builders import builder
 from providers.local import LocalInstance
+
+_status = builder(ReplicaStatus)  # a status per replica per probe round: see builders.py
 
 
 class SimReplica:
@@ -35,7 +38,7 @@ class SimReplica:
         self.applied = 0
 
     def status(self) -> ReplicaStatus:
-        return ReplicaStatus(self.name, self.role, self.epoch, self.phase, self.phase_until, self.n, self.applied)
+        return _status(self.name, self.role, self.epoch, self.phase, self.phase_until, self.n, self.applied)
 
 
 def holds(standby: SimReplica, source: SimReplica) -> bool:

@@ -11,7 +11,7 @@ from sim_helpers import SCENARIOS
 from orchestrator.sim import SimResult, load_scenario, run_scenario
 
 FILES = sorted(path for path in SCENARIOS.glob("*.yaml") if path.name != "hk-topology.yaml")
-LONG = {"hk-2022.yaml"}  # 14 simulated hours: one seed here; the benchmark runs fifty
+LONG = {"hk-2022.yaml", "exchange-10.yaml"}  # 14 and 24 simulated hours: one seed here; the benchmark runs more
 
 
 @cache
