@@ -31,15 +31,17 @@ from typing import Any
 from benchmarks import calibration, chart, figures, readme, record
 from benchmarks.figures import Figure
 
-MODULES = ("cli_start_bench", "cron_bench", "sim_bench", "providers_bench", "daemon_bench", "deadline_bench",
-           "handover_bench", "drill_bench")
+MODULES = ("cli_start_bench", "cron_bench", "sim_bench", "sim_scale_bench", "providers_bench", "daemon_bench",
+           "deadline_bench", "handover_bench", "drill_bench")
 
 # Repetitions per benchmark: (default set, full set). Only how many times; what is measured stays the same.
-SETS: dict[str, tuple[dict[str, int | None], dict[str, int | None]]] = {
+Setting = int | bool | None
+SETS: dict[str, tuple[dict[str, Setting], dict[str, Setting]]] = {
     "cli_start_bench": ({"runs": 5}, {"runs": 10}),
     "cron_bench": ({"runs": 3}, {"runs": 5}),
     "sim_bench": ({"default_seeds": 10, "preset_seeds": 5, "scale_seeds": 1, "cycles": 10},
                   {"default_seeds": 50, "preset_seeds": 10, "scale_seeds": None, "cycles": 30}),
+    "sim_scale_bench": ({"runs": 1, "compare": False}, {"runs": 3, "compare": True}),
     "providers_bench": ({"polls": 20}, {"polls": 50}),
     "daemon_bench": ({"cycles": 8}, {"cycles": 15}),
     "deadline_bench": ({"repeats": 3}, {"repeats": 5}),

@@ -8,6 +8,7 @@ shows. Only a complete run (every benchmark, no `--only`) may replace the table.
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from benchmarks.chart import label
@@ -15,6 +16,7 @@ from benchmarks.figures import Figure, goal_text, number, peer_text, verdict
 
 START = "<!-- bench:start -->"
 END = "<!-- bench:end -->"
+WIDTH = 120  # README's prose width
 
 
 class ReadmeError(Exception):
@@ -49,10 +51,11 @@ def _header(data: dict[str, Any]) -> str:
     commit = (data.get("commit") or "unknown")[:10] + (" (with uncommitted changes)" if data.get("dirty") else "")
     wall, cpu = data.get("wall_s"), data.get("cpu_s")
     took = f"; the run took {number(wall, 's')} wall, {number(cpu, 's')} CPU" if wall is not None else ""
-    return (f"Generated from `make bench` ({data.get('mode', '?')} set) at commit {commit}, {data.get('started_at')}"
-            f", on {machine.get('cores', '?')} cores, Python {machine.get('python', '?')}, load average "
+    text = (f"Generated from `make bench` ({data.get('mode', '?')} set) at commit {commit}, {data.get('started_at')}, "
+            f"on {machine.get('cores', '?')} cores, Python {machine.get('python', '?')}, load average "
             f"{load[0]} at start{took}. Calibration (a fixed pure-Python workload, `benchmarks/calibration.py`): "
             f"**{number(calibration.get('cpu_s'), 'CPU s')}**: compare another machine's figures through it.")
+    return textwrap.fill(text, width=WIDTH, break_on_hyphens=False, break_long_words=False)
 
 
 def _policies(sim: dict[str, Any]) -> str:
