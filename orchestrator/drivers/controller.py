@@ -393,17 +393,21 @@ class Controller:
         self.clock_verdict = judged
 
     def _archive_returned(self, now: float) -> None:
-        """An old primary that answers again after its incident closed: record once what it wrote that the new
-        primary does not hold (`reconcile`); the incident report lists it for support."""
+        """An old primary that answers again, fenced, after its incident closed or was handed to a human: record
+        once what it wrote that the new primary does not hold (`reconcile`); the incident report lists it for
+        support. Not while the runbook still runs (its close compares the tail) or waits for approval."""
         fenced = {name for name, status in self.statuses.items() if status.role is Role.FENCED}
         if not fenced:
             return
+        settled = (IncidentStatus.CLOSED, IncidentStatus.NEEDS_HUMAN)
         for engine in self.topology.engines:
             latest = self.store.incidents(engine, limit=1)
-            if not latest or latest[0].is_open or latest[0].id in self._archive_tried:
+            if not latest or latest[0].status not in settled or latest[0].id in self._archive_tried:
                 continue
             diverged = latest[0].detail.get("diverged")
-            if isinstance(diverged, dict) and not diverged.get("checked") and latest[0].source in fenced:
+            target = str(latest[0].detail.get("target", latest[0].target))
+            if (isinstance(diverged, dict) and not diverged.get("checked") and latest[0].source in fenced
+                    and target in self.statuses):
                 self._archive_tried.add(latest[0].id)
                 self.runbook().archive_tail(latest[0], now)
 

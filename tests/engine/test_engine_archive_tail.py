@@ -163,8 +163,6 @@ class Edges:
     clock: Any = lambda: NOW
 
 
-@pytest.mark.xfail(strict=True, reason="needs Controller._archive_returned (drivers/controller.py, not ours) to "
-                   "compare the tail of a needs_human incident too, once the old primary answers fenced")
 def test_an_old_primary_back_after_the_hand_over_has_its_tail_archived_by_the_controller(
         topology: Topology) -> None:
     """Soak seed 2043's order of events: the failover was handed to a human while spot-aws was dead; it came back
