@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from orchestrator.testbed.replicas import free_port
+from orchestrator.testbed.ports import free_port
 
 
 @dataclass

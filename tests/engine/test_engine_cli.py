@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.engine.replica.journal import Journal
-from orchestrator.testbed.replicas import free_port
+from orchestrator.testbed.ports import free_port
 
 FAILOVER = Path(sys.executable).parent / "failover"
 AT = "2024-05-01T03:00:00.000000Z"

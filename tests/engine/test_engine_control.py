@@ -15,7 +15,8 @@ from orchestrator.core.model import Phase, Replica, Role
 from orchestrator.engine.base import PromoteRefused
 from orchestrator.engine.client import HttpEngineClient
 from orchestrator.engine.replica.cli import main
-from orchestrator.testbed.replicas import ReplicaCluster, ReplicaSpec, free_port
+from orchestrator.testbed.ports import free_port
+from orchestrator.testbed.replicas import ReplicaCluster, ReplicaSpec
 
 pytestmark = pytest.mark.slow  # starts replica processes
 

@@ -16,7 +16,8 @@ import pytest
 from orchestrator.core.model import Role
 from orchestrator.engine.client import HttpEngineClient, OrderAnswer
 from orchestrator.engine.replica.node import Node, Settings
-from orchestrator.testbed.replicas import ReplicaCluster, ReplicaSpec, free_port
+from orchestrator.testbed.ports import free_port
+from orchestrator.testbed.replicas import ReplicaCluster, ReplicaSpec
 
 AT = "2024-05-01T03:00:00.000000Z"
 

@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from orchestrator.core.model import Replica
+from orchestrator.testbed.ports import free_port
 from orchestrator.testbed.proxy import FaultProxy, ProxyHub
-from orchestrator.testbed.replicas import ReplicaCluster, ReplicaSpec, free_port
+from orchestrator.testbed.replicas import ReplicaCluster, ReplicaSpec
 
 DiskMode = Literal["tmpfs", "rlimit"]
 TMPFS_SIZE = "16m"
