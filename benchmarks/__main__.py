@@ -137,7 +137,6 @@ def run(names: list[str], full: bool, out: Path, as_json: bool) -> int:
               "complete": names == list(MODULES) and all(cost["error"] is None for cost in costs.values())}
     data = record.record(mode=mode, started_at=started_at, calibration=cal, machine_info=machine, commit=commit,
                          figures=found, modules=costs, results=results, detections=detections, totals=totals)
-    out.parent.mkdir(parents=True, exist_ok=True)
     record.write(out, data)
     drawn = chart.draw(detections, out.with_suffix(".png"), chart.subtitle(data))
     if as_json:
@@ -192,7 +191,23 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return 0
     names = list(dict.fromkeys(args.only)) if args.only else list(MODULES)
+    problem = _unwritable(args.out)
+    if problem:  # found now, not after minutes of measuring
+        print(f"error: --out {args.out}: {problem}", file=sys.stderr)
+        return 2
     return run(names, args.full, args.out, args.json)
+
+
+def _unwritable(out: Path) -> str | None:
+    if out.is_dir():
+        return "is a directory (give a file name, e.g. bench.json)"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create its directory ({exc.strerror})"
+    if not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        return "not writable"
+    return None
 
 
 if __name__ == "__main__":

@@ -143,3 +143,10 @@ def test_a_record_missing_its_machine_or_a_figures_goal_is_named() -> None:
     found = record.problems(data)
     assert "machine lacks 'python'" in found and "calibration lacks 'cpu_s'" in found
     assert any(problem.startswith("figure 0 (cycle) lacks group, unit") for problem in found)
+
+
+def test_an_out_path_that_cannot_be_written_is_refused_before_measuring(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench.main(["--only", "providers_bench", "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert error == f"error: --out {tmp_path}: is a directory (give a file name, e.g. bench.json)\n"
