@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from orchestrator.core.model import Phase
@@ -72,7 +72,7 @@ class EngineFlow:
     refused: Counter[str] = field(default_factory=Counter)
     cache: tuple[int, dict[str, bool], dict[str, list[SimReplica]]] | None = None  # see World._live
     takers: dict[str | None, Taker] = field(default_factory=dict)  # per target while `cache` holds: World._taker
-    route: tuple[int, Taker] | None = None  # while the DNS record is settled at one address: World._live
+    route: tuple[Sequence[tuple[float, str]], int, Taker] | None = None  # (DNS history, its length, taker): _spread
 
 
 def refusing(flow: EngineFlow, reason: str, draw: Callable[[int], Order]) -> Taker:

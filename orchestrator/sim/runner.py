@@ -108,14 +108,16 @@ class Simulation:
 
     def run_until(self, at: float) -> None:
         """Tick until `at` (epoch seconds): the world lives to each tick, then one controller cycle runs (unless the
-        stepper shows that it would change nothing)."""
+        stepper shows that it would change nothing). The last tick before `at` always runs its cycle, and the next
+        call starts afresh: a caller may change the world in between (inject a fault that starts at `at`), and
+        the tick before a change must run, as the tick before a fault edge does (stepping.py)."""
         interval, stepper = self.topology.probes.interval, self.stepper
         if stepper is not None:
             stepper.reset()
         while self.next_tick <= at:
             self.world.advance_to(self.next_tick)
             self.cycles += 1
-            if stepper is not None and stepper.may_skip(self.next_tick, interval):
+            if stepper is not None and self.next_tick + interval <= at and stepper.may_skip(self.next_tick, interval):
                 self.skipped += 1
             elif stepper is not None:
                 before = stepper.mark()

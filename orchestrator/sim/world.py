@@ -27,7 +27,7 @@ from __future__ import annotations
 import bisect
 import math
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from orchestrator.core.model import Phase, Role, Status, Topology
@@ -273,23 +273,26 @@ class World:
                     product *= random_()
             if not count:
                 continue
-            route, dns = flow.route, flow.dns
-            if dns is None:
-                settled = -1
-            else:  # the common case: the record has not changed within one TTL, every client resolves the same
-                history = self.clouds[dns[0]].records.get((dns[1], dns[2]))
-                settled = len(history) if history and history[-1][0] <= stop - dns[3] else -2
-            if route is not None and route[0] == settled:
-                writers = route[1](count)
+            route = flow.route  # the common case: every client resolves the same target as in the last stretch
+            if route is not None and len(route[0]) == route[1]:
+                writers = route[2](count)
             else:
-                writers = self._spread(flow, stop, count, up, receivers, settled)
+                writers = self._spread(flow, stop, count, up, receivers)
             if writers > flow.max_primaries:
                 flow.max_primaries = writers
 
     def _spread(self, flow: EngineFlow, stop: float, count: int, up: dict[str, bool],
-                receivers: dict[str, list[SimReplica]], settled: int) -> int:
-        """The stretch's requests to wherever clients resolve the engine; the number of targets that wrote. A
-        single target while the DNS record is settled is kept as the engine's route until it changes."""
+                receivers: dict[str, list[SimReplica]]) -> int:
+        """The stretch's requests to wherever clients resolve the engine; the number of targets that wrote.
+
+        While the engine's DNS record has not changed within one TTL (or it has none), every client resolves the
+        one target, and stays on it until the record changes (its history grows) or conditions do (the flow's
+        cache, which empties the route): that target's taker is kept as the engine's route."""
+        dns = flow.dns
+        history: Sequence[tuple[float, str]] = ()
+        if dns is not None:
+            history = self.clouds[dns[0]].records.get((dns[1], dns[2]), [])
+        settled = dns is None or (bool(history) and history[-1][0] <= stop - dns[3])
         writers = 0
         targets = self._client_targets(flow, stop, count)
         for target, share in targets:
@@ -297,8 +300,8 @@ class World:
             if taker is None:
                 taker = self._taker(flow, target, up, receivers)
             writers += taker(share)
-            if settled != -2 and len(targets) == 1 and flow.cache is not None:
-                flow.route = (settled, taker)
+            if settled and len(targets) == 1 and flow.cache is not None:
+                flow.route = (history, len(history), taker)
         return writers
 
     def _conditions(self, flow: EngineFlow, start: float) -> tuple[dict[str, bool], dict[str, list[SimReplica]]]:

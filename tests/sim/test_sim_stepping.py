@@ -8,11 +8,12 @@ replica's final journal position, epoch, role and phase. Incident ids carry a ra
 order of appearance first, as the report's timeline does.
 
 Covered: every scenario in configs/scenarios (seeds 0, 1, 2 under the default policy; seed 0 under the `route53`
-and `naive` presets, which probe every 30 s and fail over on the first failed probe; hk-2022, 14 hours, on seed 0),
-and random fault schedules of every kind on the one-engine and the ten-engine topologies. exchange-10's day costs a
-minute and a half tick by tick, so here its faults are moved closer together (quiet gaps of at most 20 minutes:
-the same faults on the same ten engines, in 3.6 hours); `python -m benchmarks.sim_scale_bench` compares the whole
-day.
+and `naive` presets, which probe every 30 s and fail over on the first failed probe; hk-2022, 14 hours, on seed 0);
+random fault schedules of every kind, edges between ticks included (20 on the one-engine topology, some under the
+route53-fast and naive presets; 5 on the ten-engine one); and faults injected between calls. exchange-10's day
+costs a minute and a half tick by tick, so here its faults are moved closer together (quiet gaps of at most 20
+minutes: the same faults on the same ten engines, in 3.6 hours); `python -m benchmarks.sim_scale_bench` compares
+the whole day.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from sim_helpers import SCENARIOS, make_scenario
 
 from orchestrator.config import load_config
 from orchestrator.sim import Scenario, Simulation, load_scenario
-from orchestrator.sim.faults import Fault, FaultKind
+from orchestrator.sim.faults import Fault, FaultKind, expand
 from orchestrator.sim.runner import Stepping, quiet_adapters
 
 FILES = sorted(path for path in SCENARIOS.glob("*.yaml") if path.name != "hk-topology.yaml")
@@ -173,7 +173,7 @@ def schedules(topology: Any, span: float, most: int) -> st.SearchStrategy[list[F
     return st.lists(faults_on(topology, span), min_size=1, max_size=most)
 
 
-RANDOM = settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+RANDOM = settings(max_examples=20, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 
 @RANDOM
@@ -183,36 +183,33 @@ def test_random_fault_schedules_report_the_same(faults: list[Fault], seed: int, 
     assert_same(make_scenario(HK, faults, duration=3600.0, name="random"), seed, policy)
 
 
-@settings(RANDOM, max_examples=6)
-@given(faults=schedules(EXCHANGE, 900.0, 3), seed=st.integers(0, 3))
+@settings(RANDOM, max_examples=5)
+@given(faults=schedules(EXCHANGE, 700.0, 3), seed=st.integers(0, 3))
 def test_random_fault_schedules_on_ten_engines_report_the_same(faults: list[Fault], seed: int) -> None:
-    assert_same(make_scenario(EXCHANGE, faults, duration=1200.0, name="random-10"), seed)
+    assert_same(make_scenario(EXCHANGE, faults, duration=900.0, name="random-10"), seed)
 
 
-def test_a_stateful_run_injected_between_calls_reports_the_same() -> None:
-    """Faults injected while the simulation runs (as tests/sim/test_sim_safety.py does) are seen at once."""
+def test_a_fault_injected_between_calls_reports_the_same() -> None:
+    """Faults injected while the simulation runs (as tests/sim/test_sim_safety.py does) start right after the
+    call that ran up to them: the last tick of that call runs its cycle, as the tick before any fault edge does,
+    so that the vantage points that stop reporting then stop at the same moment in both runs. (It was skipped
+    before: the orchestrator's host cut off at +615 s, between two cloud polls, gave other verdicts.)"""
+    faults = {615.0: Fault(FaultKind.OBSERVER_PARTITION, 0.0, 300.0),
+              1901.5: Fault(FaultKind.OUTAGE, 0.0, 900.0, site="aws-hk", provider_delay=60.0)}
+
     def drive(stepping: Stepping) -> dict[str, str]:
-        sim = Simulation(make_scenario(HK, duration=7200.0, name="stateful"), stepping=stepping)
+        sim = Simulation(make_scenario(HK, duration=3600.0, name="stateful"), stepping=stepping)
         start = sim.scenario.start
         with quiet_adapters():
-            for offset, inject in ((600.0, None), (610.5, _outage("aws-hk")), (1900.0, None),
-                                   (1901.0, _outage("gcp-hk")), (7200.0, None)):
-                if inject is not None:
-                    inject(sim)
+            for offset in (*faults, 3600.0):
                 sim.run_until(start + offset)
+                if offset in faults:
+                    sim.world.inject(expand(replace(faults[offset], at=sim.clock() - start)))
         return everything(sim)
 
-    assert drive("event") == drive("tick")
-
-
-def _outage(site: str) -> Callable[[Simulation], None]:
-    from orchestrator.sim.faults import expand
-
-    def inject(sim: Simulation) -> None:
-        now = sim.clock() - sim.scenario.start
-        sim.world.inject(expand(Fault(FaultKind.OUTAGE, now, 900.0, site=site, provider_delay=60.0)))
-
-    return inject
+    tick, event = drive("tick"), drive("event")
+    for part in ("report", "behind"):
+        assert event[part] == tick[part], first_difference(tick[part], event[part])
 
 
 def test_stepping_must_be_named() -> None:
