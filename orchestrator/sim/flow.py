@@ -94,7 +94,8 @@ def accepting(flow: EngineFlow, target: SimReplica, receivers: list[SimReplica],
     book, refused = flow.book, flow.refused
     resting, crosses, cancel_oldest, execute = book.resting, book.crosses, book.cancel_oldest, book.execute
     cancel, post_only, add_margin = RequestKind.CANCEL, RequestKind.POST_ONLY, RequestKind.ADD_MARGIN
-    matching, own_phase_matches = MATCHING[target.phase], MATCHING[target.phase]
+    matching = MATCHING[target.phase]
+    copying = [(standby, standby.name not in lag) for standby in receivers]
 
     def take(count: int) -> int:
         taken = 0
@@ -117,33 +118,29 @@ def accepting(flow: EngineFlow, target: SimReplica, receivers: list[SimReplica],
             elif kind is not add_margin:
                 trades = execute(kind, buy, price, qty, matching)
                 if trades:
-                    count_trades(flow, announced[flow.name], own_phase_matches, trades)
-        if taken:
-            append(flow, target, receivers, ledger.take(taken), taken, lag)
-        return int(taken > 0)
+                    count_trades(flow, announced[flow.name], matching, trades)
+        if not taken:
+            return 0
+        # the stretch's acknowledged entries: new ids, written by the target at its next seqs and copied by its
+        # synchronous receivers, as the reference replica journals them
+        first, seq, log = ledger.take(taken), target.n, target.log
+        if len(log) != seq:
+            log = target.log = log[:seq]  # another replica extended this history: ours forks here
+        log.extend(range(first, first + taken))
+        n = target.n = target.applied = seq + taken
+        for standby, applies in copying:
+            standby.log, standby.n = log, n
+            if applies:
+                standby.applied = n
+        flow.acknowledged += taken
+        acked = flow.acked
+        if acked and acked[-3] + acked[-1] == first and acked[-2] + acked[-1] == seq + 1:
+            acked[-1] += taken  # the run goes on: the next ids at the next seqs
+        else:
+            acked.extend((first, seq + 1, taken))
+        return 1
 
     return take
-
-
-def append(flow: EngineFlow, target: SimReplica, receivers: list[SimReplica], first: int, taken: int,
-           lag: Mapping[str, float]) -> None:
-    """`taken` acknowledged entries from id `first`: written by `target` at its next seqs and copied by its
-    synchronous `receivers`, as the reference replica journals them."""
-    seq, log = target.n, target.log
-    if len(log) != seq:
-        log = target.log = log[:seq]  # another replica extended this history: ours forks here
-    log.extend(range(first, first + taken))
-    n = target.n = target.applied = seq + taken
-    for standby in receivers:
-        standby.log, standby.n = log, n
-        if standby.name not in lag:
-            standby.applied = n
-    flow.acknowledged += taken
-    acked = flow.acked
-    if acked and acked[-3] + acked[-1] == first and acked[-2] + acked[-1] == seq + 1:
-        acked[-1] += taken  # the run goes on: the next ids at the next seqs
-    else:
-        acked.extend((first, seq + 1, taken))
 
 
 def count_trades(flow: EngineFlow, announced: Phase, matches: bool, trades: int) -> None:

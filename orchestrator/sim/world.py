@@ -6,11 +6,9 @@ Why it looks like this:
   threads: time is the `VirtualClock`, which the orchestrator's own sleeps also advance (through `advance_to`).
 - **Cheap.** Conditions (which sites are out, which vantage point is cut off...) are recomputed only at fault
   edges; between them the world advances a whole tick at once: replication catches up once per engine, then the
-  tick's Poisson count of orders is processed against conditions that cannot change inside the tick.
-  Journals are shared arrays of entry ids: a replica is a view `(log, n)` of a history, so replicating is an
-  assignment and checking that one journal is a prefix of another compares one entry (entry ids are unique).
-  Arrays, not lists: a day is millions of entries, and the garbage collector walks every object a list holds at
-  each full collection (that walk was a fifth of a ten-engine day's cost); an array holds no objects.
+  tick's Poisson count of orders is processed against conditions that cannot change inside the tick (what a
+  request meets at each target is built once per change: `flow.py`). A replica's journal is a view of a shared
+  history (`replica.py`), so replicating is an assignment.
 - **Honest about the safety rules.** Replicas keep the epoch rule, refuse writes when fenced or standby, admit
   orders through `orchestrator.core.phases.admit`, and — in synchronous mode — acknowledge an order only when a
   standby on another cloud that accepts the primary's epoch has it. So a deposed primary that clients can still
@@ -110,6 +108,7 @@ class World:
         self._next_edge = 0
         self._machines = [sim.machine for sim in self.replicas.values()]
         self._calm_at = -1
+        self._clouds = list(self.clouds.values())
         self._draw = drawer(self.order_rng)
         self._mean: float = -1.0
         self._limit: float | None = None
@@ -142,7 +141,7 @@ class World:
     def moving(self) -> bool:
         """Whether an instance transition (a start or a stop) is under way: the world then changes without an edge.
         Only a cloud API call starts one, so while no call was made since the last look found none, none is."""
-        calls = sum(cloud.calls for cloud in self.clouds.values())
+        calls = sum([cloud.calls for cloud in self._clouds])
         if calls == self._calm_at:
             return False
         if any(machine.pending for machine in self._machines):
@@ -249,7 +248,8 @@ class World:
         synchronous world with no lag has nothing to replicate that the orders did not already carry.
 
         The hot loop of a simulated day (86,400 stretches for every engine): what does not change from one
-        stretch to the next is kept (`flow.cache`, `flow.lanes`), and the Poisson count is `knuth` inlined."""
+        stretch to the next is kept (`flow.cache`, `flow.takers`, `flow.route`), and the Poisson count is
+        `knuth` inlined."""
         mean = self.settings.order_rate * (stop - start)
         if mean != self._mean:
             self._mean, self._limit = mean, (math.exp(-mean) if 0 < mean <= 50 else None)
