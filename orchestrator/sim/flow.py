@@ -87,10 +87,11 @@ def refusing(flow: EngineFlow, reason: str, draw: Callable[[int], Order]) -> Tak
     return take
 
 
-def accepting(flow: EngineFlow, target: SimReplica, receivers: list[SimReplica], *, admission: Mapping[
-        RequestKind, str | None], acknowledge: bool, draw: Callable[[int], Order], ledger: Ledger,
-        lag: Mapping[str, float], announced: Mapping[str, Phase]) -> Taker:
-    """Requests to a primary that answers: admitted by its phase, against the book, acknowledged if it can."""
+def accepting(flow: EngineFlow, target: SimReplica, receivers: list[SimReplica], *,
+              admission: Mapping[RequestKind, str | None], acknowledge: bool, draw: Callable[[int], Order],
+              ledger: Ledger, lag: Mapping[str, float], announced: Mapping[str, Phase]) -> Taker:
+    """Requests to a primary that answers: admitted by its phase, against the book, acknowledged if it can
+    (synchronous replication: a receiver on another cloud), journaled at the target and its receivers."""
     book, refused = flow.book, flow.refused
     resting, crosses, cancel_oldest, execute = book.resting, book.crosses, book.cancel_oldest, book.execute
     cancel, post_only, add_margin = RequestKind.CANCEL, RequestKind.POST_ONLY, RequestKind.ADD_MARGIN
