@@ -92,16 +92,22 @@ class Daemon:
         return 0
 
     def cycle_once(self) -> CycleResult | None:
+        """One cycle and its bookkeeping. A store that fails anywhere in it (the cycle, or the reads for metrics
+        after it: the store may go away between the two) fails the cycle, never the daemon: it stops acting and
+        keeps trying, so that it can lead again when the store comes back."""
         began = self.monotonic()
-        previous = self.state.last
         try:
-            result = self.controller.run_cycle()
+            return self._cycle(began)
         except FailoverError as error:
             self.controller.drop_lease()  # cannot reach the store: assume we are no longer leader, stop acting
             self.state.error = str(error)
             self.metrics.leader.set(0)
             log.error("cycle.failed", error=str(error), kind=type(error).__name__)
             return None
+
+    def _cycle(self, began: float) -> CycleResult:
+        previous = self.state.last
+        result = self.controller.run_cycle()
         self.state.error = ""
         self.state.last = result
         self.state.cycles += 1
