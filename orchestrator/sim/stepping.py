@@ -117,15 +117,25 @@ class Stepper:
 def settled_until(health: HealthState, settings: HealthSettings, now: float) -> float:
     """Until when the evaluator's memory gives the same verdicts if every source that reported at `now` keeps
     reporting the same (-inf: it may not, a count is still below its threshold): the first time a track that was not
-    refreshed at `now` goes stale, or a fall into `down` leaves the flap window."""
-    threshold, until = settings.failure_threshold, math.inf
-    for (_, source), (status, at, failures, oks) in health.tracks.items():
+    refreshed at `now` goes stale, or a fall into `down` leaves the flap window.
+
+    A run of failures below the threshold always counts (one more makes the source fail the subject). A run of oks
+    below it counts only for a subject that is down: oks are read only to leave `down` (core/health.py rule 3). For
+    any other subject, it takes at least `failure_threshold` cycles of failures, all of them run (a failure is news),
+    to fall into `down`, and every source still answering ok counts one more ok in each: by then its run is past
+    the threshold whether or not the quiet ticks before were counted."""
+    threshold, until, subjects = settings.failure_threshold, math.inf, health.subjects
+    for (subject, source), (status, at, failures, oks) in health.tracks.items():
         if status is Status.UNKNOWN:
             continue  # never a vote, whatever its age
         provider = source.startswith(PROVIDER_PREFIX)
         if at == now and not provider:
-            if 0 < failures < threshold or (failures == 0 and oks < threshold):
+            if 0 < failures < threshold:
                 return -math.inf
+            if failures == 0 and oks < threshold:
+                record = subjects.get(subject)
+                if record is None or record.down:
+                    return -math.inf
             continue
         limit = settings.provider_stale_after if provider else settings.probe_stale_after
         if now - at <= limit:
