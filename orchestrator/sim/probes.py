@@ -37,6 +37,9 @@ and the status and detail a successful probe reports."""
 Lost = frozenset[tuple[int, int]]
 """The probes of one round lost to probe loss: (vantage index, replica index) pairs."""
 
+Answers = tuple[tuple[tuple[str, Status, str], ...], tuple[bool, ...], frozenset[str]]
+"""One vantage point's round: per replica (name, status, detail), whether each answered, and who did."""
+
 PARTITIONED = "unreachable: this vantage point is partitioned"
 _observation = builder(Observation)  # ~150 per round at ten engines: see builders.py
 
@@ -54,6 +57,7 @@ class SimProber(Prober):
         self._drawn: tuple[float, int, Lost] | None = None  # (now, world version, lost): see `lost`
         self._kept: tuple[int, list[Row]] | None = None  # (world version, rows) while no instance transition runs
         self.last_lost: Lost = frozenset()  # what the last built round lost
+        self._answered: dict[tuple[int, bool], tuple[list[Row], Answers]] = {}  # see _answers
 
     def _rows(self) -> list[Row]:
         world = self.world
@@ -105,10 +109,10 @@ class SimProber(Prober):
         self._drawn = (now, world.version, found)
         return found
 
-    def _sites(self, source: str, reached: list[bool], now: float) -> list[Observation]:
+    def _sites(self, source: str, reached: tuple[bool, ...], now: float) -> list[Observation]:
         """`site_observations`, computed once per reach pattern and re-stamped: the same answer at a third of the
         cost on the simulator's hot path."""
-        key = (source, tuple(reached))
+        key = (source, reached)
         shape = self._site_shapes.get(key)
         if shape is None:
             if len(self._site_shapes) > 4096:
@@ -117,30 +121,42 @@ class SimProber(Prober):
             shape = self._site_shapes[key] = site_observations(self.topology, source, answered, now)
         return [_observation(now, o.subject, o.source, o.status, o.detail) for o in shape]
 
+    def _answers(self, rows: list[Row], index: int, cut: bool, lost: Lost) -> Answers:
+        """What one vantage point's probes answer this round (each replica's status and detail, who answered);
+        kept while the rows are, for a round in which none of its probes was lost (nearly every round)."""
+        plain = not cut and not any(vantage == index for vantage, _ in lost)
+        if plain or cut:
+            kept = self._answered.get((index, cut))
+            if kept is not None and kept[0] is rows:
+                return kept[1]
+        failed = f"lost ({self.attempts} attempts)"
+        entries = []
+        for position, (sim, reason, _, ok, role) in enumerate(rows):
+            if cut:
+                reason = PARTITIONED
+            elif reason is None and (index, position) in lost:
+                reason = failed
+            entries.append((sim.name, ok, role) if reason is None else (sim.name, Status.DOWN, reason))
+        reached = tuple(status is not Status.DOWN for _, status, _ in entries)
+        who = frozenset(name for (name, _, _), up in zip(entries, reached, strict=True) if up)
+        answers = (tuple(entries), reached, who)
+        if plain or cut:
+            self._answered[(index, cut)] = (rows, answers)
+        return answers
+
     def probe(self, now: float) -> ProbeRound:
         rows = self._rows()
         drawn, self._drawn = self._drawn, None
         lost = drawn[2] if drawn is not None and drawn[:2] == (now, self.world.version) else self.lost(now, rows)
         self._drawn = None
         self.last_lost = lost
-        failed = f"lost ({self.attempts} attempts)"
         observations: list[Observation] = []
-        add = observations.append
         answered: set[str] = set()
         for index, vantage, cut in self._reporting():
             source = self.sources[vantage]
-            reached: list[bool] = []
-            for position, (sim, reason, _, ok, role) in enumerate(rows):
-                if cut:
-                    reason = PARTITIONED
-                elif reason is None and (index, position) in lost:
-                    reason = failed
-                if reason is None:
-                    add(_observation(now, sim.name, source, ok, role))
-                    answered.add(sim.name)
-                else:
-                    add(_observation(now, sim.name, source, Status.DOWN, reason))
-                reached.append(reason is None)
-            observations.extend(self._sites(source, reached, now))
+            entries, reached, who = self._answers(rows, index, cut, lost)
+            observations += [_observation(now, name, source, status, detail) for name, status, detail in entries]
+            observations += self._sites(source, reached, now)
+            answered |= who
         statuses = {sim.name: sim.status() for sim in self.sims if sim.name in answered}
         return ProbeRound(observations, statuses)
