@@ -124,22 +124,19 @@ def settled_until(health: HealthState, settings: HealthSettings, now: float) -> 
     any other subject, it takes at least `failure_threshold` cycles of failures, all of them run (a failure is news),
     to fall into `down`, and every source still answering ok counts one more ok in each: by then its run is past
     the threshold whether or not the quiet ticks before were counted."""
-    threshold, until, subjects = settings.failure_threshold, math.inf, health.subjects
+    threshold, until, subjects, unknown = settings.failure_threshold, math.inf, health.subjects, Status.UNKNOWN
     for (subject, source), (status, at, failures, oks) in health.tracks.items():
-        if status is Status.UNKNOWN:
-            continue  # never a vote, whatever its age
-        provider = source.startswith(PROVIDER_PREFIX)
-        if at == now and not provider:
+        if at == now and status is not unknown and not source.startswith(PROVIDER_PREFIX):
             if 0 < failures < threshold:
                 return -math.inf
             if failures == 0 and oks < threshold:
                 record = subjects.get(subject)
                 if record is None or record.down:
                     return -math.inf
-            continue
-        limit = settings.provider_stale_after if provider else settings.probe_stale_after
-        if now - at <= limit:
-            until = min(until, at + limit)
+        elif status is not unknown:  # an unknown track never votes, whatever its age
+            limit = settings.provider_stale_after if source.startswith(PROVIDER_PREFIX) else settings.probe_stale_after
+            if now - at <= limit and at + limit < until:
+                until = at + limit
     for record in health.subjects.values():
         if record.downs:
             until = min(until, min(record.downs) + settings.flap_window)
