@@ -53,15 +53,16 @@ def history(
 def report(
     incident: Annotated[str, typer.Argument(help="Incident id.")],
     config: ConfigOption = None,
-    format_: Annotated[str, typer.Option("--format", help="md or json.")] = "md",
+    format_: Annotated[str, typer.Option("--format", help="md, json, or csv (the impact rows).")] = "md",
     out: Annotated[Path | None, typer.Option("--out", help="Write to this file instead of stdout.")] = None,
 ) -> None:
-    """The incident's timeline, halt and protection windows (UTC and display time), and orders refused by reason."""
+    """The incident's timeline, halt and protection windows (UTC and display time), orders refused by reason, and
+    the impact per account (refused in each window, not executed in a diverged tail) for compensation."""
     from orchestrator.core.phases import parse_timezone
-    from orchestrator.drivers.report import build_report, render_markdown
+    from orchestrator.drivers.report import build_report, render_csv, render_markdown
 
-    if format_ not in ("md", "json"):
-        raise ConfigError(f"--format {format_}: expected md or json")
+    if format_ not in ("md", "json", "csv"):
+        raise ConfigError(f"--format {format_}: expected md, json or csv")
     incident_id(incident)
     if out is not None and (out.is_dir() or not out.parent.is_dir()):
         raise ConfigError(f"--out {out}: expected a file in an existing directory")
@@ -69,7 +70,10 @@ def report(
     display = parse_timezone(loaded.topology.display_timezone)
     with loaded.open_store() as store:
         built = build_report(store, incident, display)
-    text = json.dumps(built.to_json(), indent=2) + "\n" if format_ == "json" else render_markdown(built)
+    if format_ == "json":
+        text = json.dumps(built.to_json(), indent=2) + "\n"
+    else:
+        text = render_csv(built) if format_ == "csv" else render_markdown(built)
     if out is None:
         sys.stdout.write(text)
         return
