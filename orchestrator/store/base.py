@@ -22,6 +22,7 @@ from orchestrator.store.arrivals import ArrivalStore
 from orchestrator.store.audit_chain import Tampered
 from orchestrator.store.audit_store import AuditStore
 from orchestrator.store.outbox import OutboxStore
+from orchestrator.store.quarantine import QuarantineStore
 from orchestrator.store.records import (
     Conflict,
     Incident,
@@ -45,9 +46,10 @@ __all__ = ["Conflict", "NotFound", "ObservationRow", "StateStore", "Tampered"]
 
 
 
-class StateStore(AuditStore, OutboxStore, ArrivalStore):
+class StateStore(AuditStore, OutboxStore, ArrivalStore, QuarantineStore):
     """Durable state shared by every run of the orchestrator: observations, incidents and their runbook journal,
-    the audit log, leases with fencing tokens, and small versioned documents for the controller."""
+    the audit log, leases with fencing tokens, small versioned documents for the controller, and the quarantined
+    sites (kept in one of those documents)."""
 
     url: str
 

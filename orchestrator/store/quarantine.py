@@ -1,0 +1,86 @@
+"""Quarantined sites, kept in the store so that every daemon, cron run and operator sees the same book.
+
+The book is one versioned document (`quarantine`), changed only by compare-and-set: each backend's `_put_state` is
+already atomic (SQLite: one transaction; etcd: a transaction on the key's mod revision; memory: a lock), so two
+leaders' cycles or a cycle and an operator's release never lose each other's change, and no backend needs a hook
+of its own. The rules (when a site enters, relapses, ends) are `core.quarantine`'s; this module only reads the
+book, applies them and writes it back, retrying on a conflict.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from orchestrator.core.quarantine import Quarantine, observe, release
+from orchestrator.errors import StoreError
+from orchestrator.store.records import Conflict
+
+__all__ = ["QUARANTINE_KEY", "QuarantineStore"]
+
+QUARANTINE_KEY = "quarantine"
+ATTEMPTS = 20  # compare-and-set rounds before giving up: writers are a leader's cycle and an operator or two
+
+
+class QuarantineStore(abc.ABC):
+    """The quarantine book of a store; `StateStore` mixes it in."""
+
+    @abc.abstractmethod
+    def get_state(self, key: str) -> tuple[dict[str, Any], int] | None: ...
+
+    @abc.abstractmethod
+    def put_state(self, key: str, value: Mapping[str, Any], expected_version: int | None) -> int: ...
+
+    @abc.abstractmethod
+    def audit(self, actor: str, action: str, detail: Mapping[str, Any], at: float) -> Any: ...
+
+    def quarantines(self) -> dict[str, Quarantine]:
+        """Every site in quarantine, ended or not (`Quarantine.active` says which still holds at a time)."""
+        return self._quarantine_book()[0]
+
+    def observe_quarantines(self, verdicts: Mapping[str, tuple[str, str]], now: float,
+                            duration: float) -> dict[str, Quarantine]:
+        """Apply one cycle's site verdicts (`site -> (verdict, reason)`) to the book; returns the book after."""
+        return self._change_quarantines(lambda book: observe(book, verdicts, now, duration))
+
+    def release_quarantine(self, site: str, actor: str, now: float, reason: str = "") -> Quarantine:
+        """End `site`'s quarantine by hand and audit who did it, when, and what was ended. ConfigError (exit 2)
+        if the site is not in quarantine; the audit entry is written only once the release is stored."""
+        ended: list[Quarantine] = []
+
+        def change(book: dict[str, Quarantine]) -> dict[str, Quarantine]:
+            after, gone = release(book, site)
+            ended[:] = [gone]
+            return after
+
+        self._change_quarantines(change)
+        self.audit(actor, "quarantine.release", {"site": site, "reason": reason, "ended": ended[0].to_json()},
+                   now)
+        return ended[0]
+
+    def _quarantine_book(self) -> tuple[dict[str, Quarantine], int | None]:
+        found = self.get_state(QUARANTINE_KEY)
+        if found is None:
+            return {}, None
+        value, version = found
+        try:
+            book = {site: Quarantine.from_json(body) for site, body in (value.get("sites") or {}).items()}
+        except (KeyError, TypeError, ValueError) as error:
+            raise StoreError(f"state {QUARANTINE_KEY!r}: unreadable quarantine ({error!r})") from None
+        return book, version
+
+    def _change_quarantines(self, change: Callable[[dict[str, Quarantine]], dict[str, Quarantine]]) \
+            -> dict[str, Quarantine]:
+        for _ in range(ATTEMPTS):
+            book, version = self._quarantine_book()
+            after = change(book)
+            if after == book and version is not None:
+                return after
+            try:
+                self.put_state(QUARANTINE_KEY, {"sites": {s: q.to_json() for s, q in sorted(after.items())}},
+                               version)
+            except Conflict:
+                continue
+            return after
+        raise StoreError(f"state {QUARANTINE_KEY!r}: still changing after {ATTEMPTS} attempts; try again")
