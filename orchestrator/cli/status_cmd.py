@@ -76,6 +76,7 @@ def _print(loaded: LoadedConfig, report: StatusReport) -> None:
             console.print(f"  open incident {i['id']} ({i['kind']}, {i['status']}): {i['reason']}")
         else:
             console.print("  no open incident")
+    _print_quarantines(report, display)
     _print_notifications(report, display)
     for daemon in report.daemons:
         role = "leader" if daemon.leader else "follower"
@@ -83,6 +84,23 @@ def _print(loaded: LoadedConfig, report: StatusReport) -> None:
         refusing = f" — NOT LEADING: {daemon.reason}" if not daemon.may_lead else ""
         console.print(f"daemon {daemon.identity}: {role}, {clock} (last beat {format_instant(daemon.wall, display)})"
                       f"{refusing}", markup=False)
+
+
+def _print_quarantines(report: StatusReport, display: tzinfo) -> None:
+    """Each site that is neither a failover target nor a rejoin host, and when it may be again."""
+    from orchestrator.core.durations import format_duration
+    from orchestrator.core.phases import format_instant
+
+    hold = format_duration(report.quarantine_s)
+    for q in report.quarantines:
+        relapses = f", {q.relapses} relapse{'s' if q.relapses != 1 else ''}" if q.relapses else ""
+        if q.ends_at is None:
+            ends = f"not healthy now: ends {hold} after it is healthy again"
+        else:
+            healthy = format_instant(q.healthy_since or 0.0, display)
+            ends = f"healthy since {healthy}: ends {format_instant(q.ends_at, display)}"
+        console.print(f"quarantine {q.site}: down since {format_instant(q.down_at, display)}{relapses}; {ends} "
+                      f"(`failover release {q.site}` ends it now)", markup=False)
 
 
 def _print_notifications(report: StatusReport, display: tzinfo) -> None:

@@ -6,12 +6,15 @@ and from a host that cannot reach the engines at all.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.config import LoadedConfig
 from orchestrator.core.health import Assessment
+from orchestrator.core.model import Topology
+from orchestrator.core.quarantine import DEFAULT_QUARANTINE, Quarantine
 from orchestrator.drivers.state import load_engine
 from orchestrator.store.base import Conflict, StateStore
 
@@ -55,6 +58,18 @@ class DaemonLine:
 
 
 @dataclass(frozen=True, slots=True)
+class QuarantineLine:
+    """A site that may be neither a failover target nor a rejoin host, and when that ends."""
+
+    site: str
+    down_at: float
+    healthy_since: float | None  # None: not healthy now, so the clock is stopped
+    ends_at: float | None  # when it ends if the site stays healthy; None while the clock is stopped
+    relapses: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class StatusReport:
     config: str
     store: str
@@ -62,6 +77,20 @@ class StatusReport:
     engines: list[EngineLine]
     notifications: dict[str, Any] = field(default_factory=dict)  # the outbox: pending, abandoned, oldest pending
     daemons: list[DaemonLine] = field(default_factory=list)
+    quarantines: list[QuarantineLine] = field(default_factory=list)
+    quarantine_s: float = DEFAULT_QUARANTINE
+
+
+def quarantine_duration(topology: Topology) -> float:
+    """`policy.quarantine` in seconds where the configuration has it, else the default (2 h)."""
+    value = getattr(topology.policy, "quarantine", None)
+    return DEFAULT_QUARANTINE if value is None else float(value)
+
+
+def quarantine_lines(book: Mapping[str, Quarantine], now: float, duration: float) -> list[QuarantineLine]:
+    """The quarantines still in force at `now`, by site (one that has ended waits for the next cycle to drop it)."""
+    return [QuarantineLine(q.site, q.down_at, q.healthy_since, q.ends_at(duration), q.relapses, q.reason)
+            for _, q in sorted(book.items()) if q.active(now, duration)]
 
 
 def read_verdicts(store: StateStore) -> tuple[float | None, dict[str, Any]]:
@@ -85,8 +114,10 @@ def write_verdicts(store: StateStore, at: float, verdicts: Mapping[str, Assessme
             continue
 
 
-def gather_status(loaded: LoadedConfig) -> StatusReport:
+def gather_status(loaded: LoadedConfig, now: float | None = None) -> StatusReport:
     topology = loaded.topology
+    duration = quarantine_duration(topology)
+    now = time.time() if now is None else now
     with loaded.open_store() as store:
         at, verdicts = read_verdicts(store)
         engines = []
@@ -114,7 +145,9 @@ def gather_status(loaded: LoadedConfig) -> StatusReport:
         notifications = {"pending": summary.pending, "abandoned": summary.abandoned,
                          "oldest_pending_at": summary.oldest_pending_at}
         daemons = [daemon_line(beat.identity, beat.wall, beat.detail) for beat in store.heartbeats()]
-    return StatusReport(str(loaded.path), loaded.store_url, at, engines, notifications, daemons)
+        quarantines = quarantine_lines(store.quarantines(), now, duration)
+    return StatusReport(str(loaded.path), loaded.store_url, at, engines, notifications, daemons, quarantines,
+                        duration)
 
 
 def daemon_line(identity: str, wall: float, detail: Mapping[str, Any]) -> DaemonLine:
