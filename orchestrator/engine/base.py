@@ -17,6 +17,7 @@ Contract for every implementation:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any
 
 from orchestrator.core.errors import EngineError
 from orchestrator.core.model import Phase, Replica, ReplicaStatus
@@ -68,3 +69,21 @@ class EngineControl(ABC):
     @abstractmethod
     def fence(self, replica: Replica, epoch: int) -> ReplicaStatus:
         """Stop every write on the replica at once and for good (it survives restarts). Idempotent."""
+
+    # --- rejoin: optional; an engine that cannot rebuild a replica says so -----------------------------------
+
+    def snapshot(self, replica: Replica) -> dict[str, Any]:
+        """The replica's journal position (`last_seq`, `last_hash`), its ledger's hash there (`state_hash`), its
+        role and epoch. EngineError if this engine offers none."""
+        raise EngineError(f"replica {replica.name}: this engine offers no snapshot")
+
+    def rejoin(self, replica: Replica, epoch: int, primary_url: str) -> dict[str, Any]:
+        """Start rebuilding a fenced or diverged replica as a standby of the primary at `primary_url`: its
+        diverged tail archived (listed in the answer's `tails`), its journal copied and checked by hash chain, a
+        standby that acknowledges only once caught up. Answers the rejoin's record (`state`: started, copying,
+        done, failed). Idempotent: the same call again answers the record. EngineError if unsupported."""
+        raise EngineError(f"replica {replica.name}: this engine cannot rejoin a replica")
+
+    def rejoin_status(self, replica: Replica) -> dict[str, Any]:
+        """The last rejoin's record on the replica (state `none` if it never rejoined)."""
+        raise EngineError(f"replica {replica.name}: this engine cannot rejoin a replica")

@@ -34,6 +34,8 @@ MARGIN = "/v1/margin"
 JOURNAL = "/v1/journal"
 TRADES = "/v1/trades"
 STATS = "/v1/stats"
+SNAPSHOT = "/v1/snapshot"
+REJOIN = "/v1/rejoin"
 
 
 class Reason(StrEnum):
@@ -53,6 +55,8 @@ class Reason(StrEnum):
     REPLICATION_TIMEOUT = "replication_timeout"  # 503: durable here, not yet on another cloud
     EPOCH_TOO_FAR = "epoch_too_far"  # 409: more than MAX_EPOCH_JUMP above the highest epoch seen
     TOO_LARGE = "too_large"  # 413: a request body over the replica's cap
+    IS_PRIMARY = "is_primary"  # 409 to a rejoin: a primary is fenced before it is rebuilt as a standby
+    REJOINING = "rejoining"  # 409 to a promotion while the replica's journal is being rebuilt
 
 
 # Epochs are `fencing token * 10**6 + n`, the token an etcd create revision (up to ~10**9 on a long-lived
@@ -123,6 +127,12 @@ class PhaseRequest(EpochBody):
     def _until_in_utc(cls, value: str | None) -> str | None:
         """Any offset is accepted; the replica keeps and answers UTC, so the same instant is the same string."""
         return None if value is None else to_wire_time(from_wire_time(value))
+
+
+class RejoinRequest(EpochBody):
+    """`POST /v1/rejoin`: rebuild this replica as a standby of the primary at `primary` (its base URL)."""
+
+    primary: str = Field(min_length=8, max_length=2048, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
 
 
 class OrderRequest(_Body):
@@ -203,6 +213,7 @@ class StatusBody(TypedDict):
     replication_timeouts: int  # writes answered 503 replication_timeout since start
     standbys: dict[str, StandbySeen] | None  # primary: who fetches, from which cloud, how far, how long ago
     primary_contact_age_s: float | None  # standby: since its last fetch from a primary it follows
+    rejoining: bool  # its journal is being rebuilt from a primary (`POST /v1/rejoin`)
 
 
 def status_from_wire(body: Mapping[str, Any]) -> ReplicaStatus:

@@ -131,7 +131,7 @@ def test_every_documented_response_is_real_and_matches_its_schema(cluster: Repli
     call("GET", "/v1/trades", 401, params={"after": 0}, auth=False)
     call("GET", "/v1/journal", 401, params={"after": 0}, auth=False)
     oversized = {"epoch": 1, "padding": "x" * (64 * 1024)}
-    for path in ("/v1/phase", "/v1/promote", "/v1/fence", "/v1/orders", "/v1/cancel", "/v1/margin"):
+    for path in ("/v1/phase", "/v1/promote", "/v1/fence", "/v1/orders", "/v1/cancel", "/v1/margin", "/v1/rejoin"):
         assert call("POST", path, 413, body=oversized)["reason"] == "too_large"
 
     cluster.stop("s")
@@ -154,6 +154,14 @@ def test_every_documented_response_is_real_and_matches_its_schema(cluster: Repli
     call("POST", "/v1/fence", 401, body={"epoch": 2}, auth=False)
     call("POST", "/v1/fence", 422, body={"epoch": 2, "why": "extra fields are refused"})
     call("POST", "/v1/fence", 409, body={"epoch": 0})
+    call("GET", "/v1/snapshot", 200)
+    call("GET", "/v1/snapshot", 401, auth=False)
     call("POST", "/v1/fence", 200, body={"epoch": 2})
+    call("POST", "/v1/rejoin", 401, body={"epoch": 2, "primary": cluster.url("s")}, auth=False)
+    call("POST", "/v1/rejoin", 422, body={"epoch": 2, "primary": "ftp://elsewhere"})
+    call("POST", "/v1/rejoin", 409, body={"epoch": 1, "primary": cluster.url("s")})
+    call("POST", "/v1/rejoin", 200, body={"epoch": 2, "primary": cluster.url("s")})  # s is no primary: it fails
+    call("GET", "/v1/rejoin", 200)
+    call("GET", "/v1/rejoin", 401, auth=False)
     call("GET", "/v1/stats", 200)
     assert call.seen == documented_responses()

@@ -35,6 +35,7 @@ from orchestrator.engine import protocol as wire
 from orchestrator.engine.protocol import Reason
 from orchestrator.engine.replica.book import Refusal
 from orchestrator.engine.replica.node import Node
+from orchestrator.engine.replica.rejoin import Rejoiner
 from orchestrator.engine.replica.replication import Replicator
 from orchestrator.engine.replica.serving import BodyTooLarge, Limits, read_body
 
@@ -97,6 +98,7 @@ class ReplicaApp:
         self.peer_interval = peer_interval
         self.limits = limits
         self.replicator: Replicator | None = None
+        self.rejoiner: Rejoiner | None = None
 
     def authorized(self, request: Request) -> bool:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -198,6 +200,30 @@ class ReplicaApp:
             node.promote()
             return JSONResponse(node.status())
 
+    async def rejoin(self, request: Request) -> Response:
+        """`POST /v1/rejoin`: the epoch rule, then refused on a primary (it is fenced first), then the rebuild of
+        `rejoin` started in the background; the answer is the rejoin's record (`GET /v1/rejoin` follows it)."""
+        body = await self._parse(request, wire.RejoinRequest)
+        assert self.rejoiner is not None
+        async with self.node.control_lock:
+            refused = self.node.see_epoch(body.epoch)
+            if refused is not None:
+                return self._control_refusal(refused)
+            if self.node.is_primary():
+                return _refusal(Refusal(Reason.IS_PRIMARY), detail="a primary is fenced before it rejoins")
+            return JSONResponse(self.rejoiner.start(body.epoch, body.primary.rstrip("/")))
+
+    async def rejoin_status(self, request: Request) -> Response:
+        if not self.may_read(request):
+            return _refusal(Refusal(Reason.UNAUTHORIZED, 401))
+        assert self.rejoiner is not None
+        return JSONResponse(self.rejoiner.to_wire())
+
+    async def snapshot(self, request: Request) -> Response:
+        if not self.may_read(request):
+            return _refusal(Refusal(Reason.UNAUTHORIZED, 401))
+        return JSONResponse(self.node.snapshot())
+
     # --- order entry ---------------------------------------------------------------------------------------
 
     async def _submit(self, kind: str, body: BaseModel) -> Response:
@@ -263,6 +289,8 @@ class ReplicaApp:
         before it can take an order; then discovery and replication run in the background."""
         async with httpx.AsyncClient() as client:
             self.replicator = Replicator(self.node, client, interval=self.peer_interval)
+            self.rejoiner = Rejoiner(self.node, client, follow=self.replicator.learn_primary)
+            self.rejoiner.resume()  # a rejoin a crash cut short goes on (fenced again before anything is served)
             await self.replicator.poll_peers()
             self.replicator.check_deposed()
             tasks = [asyncio.create_task(self.replicator.watch()), asyncio.create_task(self.replicator.follow())]
@@ -271,6 +299,7 @@ class ReplicaApp:
             finally:
                 for task in tasks:
                     task.cancel()
+                await self.rejoiner.stop()
                 await asyncio.gather(*tasks, return_exceptions=True)
 
     def routes(self) -> list[Route]:
@@ -285,6 +314,9 @@ class ReplicaApp:
             Route(wire.JOURNAL, self.journal, methods=["GET"]),
             Route(wire.TRADES, self.trades, methods=["GET"]),
             Route(wire.STATS, self.stats, methods=["GET"]),
+            Route(wire.SNAPSHOT, self.snapshot, methods=["GET"]),
+            Route(wire.REJOIN, self._mutating("rejoin", self.rejoin), methods=["POST"]),
+            Route(wire.REJOIN, self.rejoin_status, methods=["GET"]),
         ]
 
 

@@ -14,6 +14,8 @@ Self-trades are allowed (a test partner has no use for self-trade prevention).
 from __future__ import annotations
 
 import bisect
+import hashlib
+import json
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -260,6 +262,29 @@ class Ledger:
             else:
                 order.state = "killed"  # market, IOC and FOK never rest
         return trades
+
+    def state_hash(self) -> str:
+        """SHA-256 of everything later entries depend on: phase, every resting order in priority order with what
+        is left of it, margin by account. Two ledgers that applied the same journal have the same hash; a rejoin
+        compares it with its primary's snapshot (`rejoin`), a check of the replay on top of the journal's chain."""
+        books = {market: {side: [[order.seq, _text(order.remaining)] for order in book.sides[side].in_priority()]
+                          for side in ("buy", "sell")} for market, book in sorted(self.books.items())}
+        state = {"applied_seq": self.applied_seq, "phase": str(self.phase), "until": self.phase_until,
+                 "books": books, "margin": {account: _text(amount) for account, amount in sorted(self.margin.items())}}
+        return hashlib.sha256(json.dumps(state, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+    def levels(self, depth: int) -> dict[str, dict[str, list[list[str]]]]:
+        """The books as people read them: per market and side, up to `depth` price levels (best first), each
+        `[price, total quantity resting]`."""
+        found: dict[str, dict[str, list[list[str]]]] = {}
+        for market, book in sorted(self.books.items()):
+            sides: dict[str, list[list[str]]] = {}
+            for name, side in book.sides.items():
+                prices = list(reversed(side.prices)) if side.best_is_highest else list(side.prices)
+                sides[name] = [[_text(price), _text(sum((order.remaining for order in side.levels[price]),
+                                                        Decimal(0)))] for price in prices[:depth]]
+            found[market] = sides
+        return found
 
     def trades_after(self, seq: int, limit: int) -> list[Trade]:
         start = bisect.bisect_right(self.trades, seq, key=lambda trade: trade.seq)

@@ -90,6 +90,17 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def write_atomically(path: Path, data: bytes) -> None:
+    """`path` holds `data` whole or keeps what it held: a temporary file, fsync, rename, fsync of the directory."""
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    _fsync_dir(path.parent)
+
+
 @dataclass
 class Journal:
     """The entries of one replica, all in memory (a test partner's journal is small) and on disk."""
@@ -145,6 +156,18 @@ class Journal:
         if created:
             _fsync_dir(self.path.parent)
         self.entries.extend(batch)
+
+    def truncate(self, seq: int) -> None:
+        """Keep entries 1..`seq` only: the kept lines are written to a new file (fsync'd) that replaces the journal
+        atomically, so a crash leaves either the whole old journal or the whole new one. Used only by a rejoin
+        (`rejoin`), after the entries beyond `seq` were archived durably: a journal never loses an entry silently."""
+        if not 0 <= seq <= self.last_seq:
+            raise ValueError(f"cannot keep {seq} entries of a journal of {self.last_seq}")
+        if seq == self.last_seq:
+            return
+        kept = self.entries[:seq]
+        write_atomically(self.path, "".join(_canonical(entry.to_wire()) + "\n" for entry in kept).encode("ascii"))
+        self.entries = kept
 
     def _recover(self) -> None:
         if not self.path.exists():

@@ -119,6 +119,7 @@ class Node:
         self.acked = Signal()
         self.following: str | None = None
         self.error: str | None = None  # set when replication cannot go on (diverged journal)
+        self.rejoining = False  # the journal is being rebuilt from a primary (`rejoin`): fenced, never promoted
         self.accepted: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
         self.control_lock = asyncio.Lock()  # serializes control changes (see the module's docstring)
@@ -189,7 +190,18 @@ class Node:
             "replication_timeouts": self.refused[Reason.REPLICATION_TIMEOUT],
             "standbys": self.standbys(),
             "primary_contact_age_s": self.primary_contact_age(),
+            "rejoining": self.rejoining,
         }
+
+    def snapshot(self, depth: int = 50) -> dict[str, Any]:
+        """`GET /v1/snapshot`: the journal position with its hash, the ledger's hash there, and the books (up to
+        `depth` levels a side), all at one instant (no await in between). A rejoining replica checks its replay
+        against it (`rejoin`)."""
+        return {"replica": self.settings.replica_id, "role": str(self.role), "epoch": self.epoch,
+                "journal_epoch": self.journal_epoch, "last_seq": self.journal.last_seq,
+                "last_hash": self.journal.last_hash, "phase": str(self.ledger.phase),
+                "phase_until": self.ledger.phase_until, "state_hash": self.ledger.state_hash(),
+                "book": self.ledger.levels(depth), "at": to_wire_time(self.clock())}
 
     def stats(self) -> dict[str, Any]:
         return {"replica": self.settings.replica_id, "accepted": dict(self.accepted),
@@ -314,7 +326,10 @@ class Node:
             self._commit_control(role=Role.FENCED, journal_epoch=self.control.epoch)
 
     def can_promote(self, force: bool) -> Refusal | None:
-        """A fenced replica, or one whose journal diverged from its primary's, becomes primary only by force."""
+        """A fenced replica, or one whose journal diverged from its primary's, becomes primary only by force; one
+        whose journal is being rebuilt (`rejoin`), never."""
+        if self.rejoining:
+            return Refusal(Reason.REJOINING)
         if force:
             return None
         if self.role is Role.FENCED:
@@ -329,11 +344,39 @@ class Node:
         meanwhile (`force` overrides only a fence that was already there when the promotion was asked)."""
         if self.epoch > epoch:
             return Refusal(Reason.STALE_EPOCH)
+        if self.rejoining:
+            return Refusal(Reason.REJOINING)
         if self.role is Role.FENCED and not (force and was_fenced):
             return Refusal(Reason.FENCED)
         if self.error is not None and not force:
             return Refusal(Reason.DIVERGED)
         return None
+
+    def begin_rejoin(self) -> None:
+        """A rejoin starts (`rejoin`): fenced first, persisted, with the journal vouched at the epoch it had, so
+        that no write is taken and no peer at a newer epoch copies from a journal being rebuilt."""
+        self.rejoining = True
+        if self.role is not Role.FENCED:
+            log.warning("%s: fenced for a rejoin at epoch %d", self.settings.replica_id, self.epoch)
+            self._commit_control(role=Role.FENCED, journal_epoch=self.journal_epoch)
+
+    def keep_only(self, seq: int) -> None:
+        """Cut the journal after `seq` (its tail already archived by `rejoin`) and replay the ledger from it."""
+        try:
+            self.journal.truncate(seq)
+        except OSError as error:
+            self.on_disk_failure(f"journal rewrite failed: {error}")
+            raise
+        self.ledger = Ledger(protection_allow=self.settings.protection_allow)
+        for entry in self.journal.entries:
+            self.ledger.apply(entry)
+
+    def end_rejoin(self) -> None:
+        """The rebuilt journal is a prefix of a primary's at an epoch not below ours: a standby again, its journal
+        vouched at our epoch, in one write of the control state."""
+        self._commit_control(role=Role.STANDBY, journal_epoch=None)
+        self.error = None
+        self.rejoining = False
 
     def promote(self) -> None:
         """Become primary; the engine starts halted so that trading resumes only on the orchestrator's word

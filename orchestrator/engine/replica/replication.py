@@ -46,9 +46,10 @@ Copying: a standby long-polls its primary with `GET /v1/journal?after=N&hash=H&r
 control token. `after=N` with `hash` = the hash of its entry N is its acknowledgement that it holds 1..N durably,
 because it asks for N+1 only after fsync'ing N; a primary checks the hash and wakes the writers waiting for a
 copy on another cloud (see `Node.check_fetch`). A standby whose journal is not a prefix of its *primary's* is
-diverged: it stops replicating and reports `error` in its status, and needs a fresh data directory (a diverged
-journal is never repaired silently). A catch-up peer that disagrees is only skipped: without a primary, nobody
-can say which of the two histories is the wrong one.
+diverged: it stops replicating and reports `error` in its status until it is rejoined (`rejoin`: its diverged
+tail archived, its journal rebuilt from the primary; a diverged journal is never repaired silently). While a
+rejoin runs, the replica is fenced and `follow` leaves it alone. A catch-up peer that disagrees is only skipped:
+without a primary, nobody can say which of the two histories is the wrong one.
 """
 
 from __future__ import annotations
@@ -81,6 +82,15 @@ class Replicator:
         self.seen: dict[str, dict[str, Any] | None] = dict.fromkeys(self.urls)
         self.mismatched: set[str] = set()  # catch-up peers whose history is not ours
         self.peer_epoch = 0  # the highest epoch a peer was seen carrying (see `floor`)
+
+    def learn_primary(self, url: str) -> None:
+        """A primary this replica was rejoined to (`rejoin`), polled and followed like a configured peer from now
+        on; and the peers a diverged journal made us skip are worth another look."""
+        url = url.rstrip("/")
+        if url not in self.urls:
+            self.urls.append(url)
+            self.seen[url] = None
+        self.mismatched.clear()
 
     @property
     def _auth(self) -> dict[str, str]:
@@ -202,7 +212,7 @@ class Replicator:
     async def follow(self) -> None:
         while True:
             source = None
-            if self.node.role is Role.STANDBY and self.node.error is None:
+            if self.node.role is Role.STANDBY and self.node.error is None and not self.node.rejoining:
                 try:
                     source = self.choose_source()
                 except (KeyError, ValueError, TypeError) as error:
