@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 
 from orchestrator.core.errors import ConfigError
 
@@ -55,17 +55,62 @@ class AwsOptions(OptionsModel):
     profile: NonEmpty | None = None
 
 
+def _signal_duration(value: Any) -> Any:
+    from orchestrator.core.durations import parse_duration
+
+    if isinstance(value, str):
+        return parse_duration(value)
+    raise ValueError("expected a duration string with a unit, e.g. 0s, 30s, 5m")
+
+
+SignalDuration = Annotated[
+    float,
+    BeforeValidator(_signal_duration),
+    Field(ge=0),
+    WithJsonSchema({"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d))+$", "examples": ["0s", "5m"]}),
+]
+
+
 class GcpOptions(OptionsModel):
-    """`project`: the Google Cloud project that holds the site's instances."""
+    """`project`: the Google Cloud project that holds the site's instances.
+
+    `fence`: `no_graceful_stop` (instances.stop with `noGracefulShutdown`: the guest gets no time to shut down) or
+    `stop` (a plain stop, which honours the instance's graceful-shutdown period). `service_health`: also read
+    Personalized Service Health (events for the site's region and zones) as the source
+    `provider:gcp-service-health`; `host_errors`: also read Compute's host-error operations as the source
+    `provider:gcp-host-errors` (a host error on a replica's instance within `host_error_window` is `down`).
+    `signal_interval`: how often those two are read (0s: with every poll of the site); `signal_stale_after`: an
+    answer older than this (every read failing since) has no vote."""
 
     project: NonEmpty
+    fence: Literal["no_graceful_stop", "stop"] = "no_graceful_stop"
+    service_health: bool = True
+    host_errors: bool = True
+    host_error_window: SignalDuration = 600.0
+    signal_interval: SignalDuration = 0.0
+    signal_stale_after: SignalDuration = 300.0
 
 
 class AzureOptions(OptionsModel):
-    """`subscription` and `resource_group` that hold the site's virtual machines."""
+    """`subscription` and `resource_group` that hold the site's virtual machines.
+
+    `fence`: `power_off` (powerOff with `skipShutdown`: the guest is not asked to shut down; the VM stays
+    allocated) or `deallocate` (graceful, releases the host: slower). `deallocate_after_fence`: once a power-off
+    fence holds, begin a deallocate without waiting for it (stops compute billing; the VM counts as fenced
+    throughout). `stop`: how a planned stop is made, `deallocate` or `power_off` (with a guest shutdown).
+    `resource_health`: also read Azure Resource Health (`availabilityStatuses/current` of each VM) as the source
+    `provider:azure-resource-health`; `signal_interval`: how often (0s: with every poll of the site);
+    `signal_stale_after`: an answer older than this, or a status Azure last checked longer ago than this, has no
+    vote."""
 
     subscription: NonEmpty
     resource_group: NonEmpty
+    fence: Literal["power_off", "deallocate"] = "power_off"
+    deallocate_after_fence: bool = True
+    stop: Literal["deallocate", "power_off"] = "deallocate"
+    resource_health: bool = True
+    signal_interval: SignalDuration = 0.0
+    signal_stale_after: SignalDuration = 900.0
 
 
 class Route53Options(OptionsModel):
