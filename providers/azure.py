@@ -5,14 +5,24 @@ Instance health is one call per VM: `virtual_machines.get(expand="instanceView")
 platform could not do what was asked, e.g. AllocationFailed) and, when the Application Health extension is
 installed, `vmHealth`. An instance is `ok` when running with nothing failed or unhealthy.
 
-Zone health: Azure has no zone status API (Azure Resource Health, with its own permissions and shapes, is out of
-scope). What we can map is derived from the resource group's VMs (`virtual_machines.list`, one call): a zone whose
-VMs all show a failed provisioning state is `down`, some `degraded`, none `ok`, and a zone with no VM of ours is
-`unknown`. That is weaker than the zone status of AWS or GCP, so this adapter does not declare `zone_health`.
+Zone health: Azure has no zone status API. What we can map is derived from the resource group's VMs
+(`virtual_machines.list`, one call): a zone whose VMs all show a failed provisioning state is `down`, some
+`degraded`, none `ok`, and a zone with no VM of ours is `unknown`. That is weaker than the zone status of AWS or GCP,
+so this adapter does not declare `zone_health`.
 
-Stop deallocates by default (the VM releases its host; `stop_mode="power_off"` keeps it allocated, and billed, but
-restarts faster and cannot hit AllocationFailed). A fence in power-off mode skips the guest shutdown. Long-running
-operations are awaited through the SDK's poller (polling every `poll_interval`), bounded by the deadline.
+Resource Health (azure-mgmt-resourcehealth, `availabilityStatuses/current` of each VM) is a source of its own,
+`provider:azure-resource-health` (`providers.base.PolledSignal`: read every `signal_interval`, its last answer voting
+until `signal_stale_after`): Available is `ok`, Degraded `degraded`, Unavailable `down`, Unknown `unknown`; a status
+Azure last checked (`reportedTime`) longer ago than `signal_stale_after` is `unknown`, not the old verdict.
+
+Fencing (option `fence`) is the fastest stop ARM offers: `powerOff` with `skipShutdown=true` (the guest is not asked
+to shut down; the VM stays allocated), then, once the VM is stopped, a `deallocate` begun without waiting
+(`deallocate_after_fence`): the VM counts as fenced while it deallocates (we remember that we powered it off). A 409
+to the power-off (ARM refuses to power off a deallocated VM) counts as fenced only when a fresh read then shows the
+VM stopped or deallocated; otherwise it is an error. `fence: deallocate` is the graceful fence of old. A planned stop
+(option `stop`) deallocates, or powers off with a guest shutdown. Long-running operations are awaited through the
+SDK's poller, which waits what ARM's `Retry-After` says between reads (`poll_interval` when it says nothing), bounded
+by the deadline; an operation not seen to succeed never counts.
 
 Credentials: an injected `credential`, else `DefaultAzureCredential` (environment, workload or managed identity,
 Azure CLI; one per process, shared by every Azure site). A plain-http loopback endpoint (a local fake) gets a
@@ -41,9 +51,17 @@ from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.mgmt.compute import ComputeManagementClient
 
-from orchestrator.core.errors import ConfigError, FailoverError, ProviderAuthError, ProviderError, ProviderNotFound
-from orchestrator.core.model import Site, Status
-from providers.base import Capability, CloudProvider, InstanceHealth, InstanceState, aggregate_zones, loopback_http
+from orchestrator.core.errors import FailoverError, ProviderAuthError, ProviderError, ProviderNotFound
+from orchestrator.core.model import Observation, Site, Status
+from providers.base import (
+    Capability,
+    CloudProvider,
+    InstanceHealth,
+    InstanceState,
+    PolledSignal,
+    aggregate_zones,
+    loopback_http,
+)
 from providers.calls import parse_retry_after
 from providers.options import AzureOptions
 
@@ -58,7 +76,8 @@ POWER_STATES = {
     "stopped": InstanceState.STOPPED,
     "deallocated": InstanceState.STOPPED,
 }
-STOP_MODES = ("deallocate", "power_off")
+FENCED_OFF = "azure-fenced-off"  # the kind of `names` entry: a VM our fence powered off (then deallocated)
+AVAILABILITY = {"Available": Status.OK, "Degraded": Status.DEGRADED, "Unavailable": Status.DOWN}
 
 
 _DEFAULT: list[Any] = []  # DefaultAzureCredential, made once per process
@@ -106,8 +125,8 @@ class _LoopbackBearerPolicy(SansIOHTTPPolicy[Any, Any]):
 
 class AzureProvider(CloudProvider):
     """VM health and start/stop for one site (a subscription, a resource group, a region and its zones).
-    Options: `AzureOptions` (`subscription`, `resource_group`). Extra keywords: `credential` (a TokenCredential,
-    for tests) and `stop_mode` (`deallocate` or `power_off`)."""
+    Options: `AzureOptions` (`subscription`, `resource_group`, `fence`, `stop`, `resource_health`, ...). Extra
+    keyword: `credential` (a TokenCredential, for tests)."""
 
     kind: ClassVar[str] = "azure"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
@@ -115,16 +134,18 @@ class AzureProvider(CloudProvider):
     )
 
     def __init__(self, site: Site, *, options: AzureOptions | None = None, credential: Any = None,
-                 stop_mode: str = "deallocate", **kwargs: Any) -> None:
+                 **kwargs: Any) -> None:
         super().__init__(site, **kwargs)
         self.options = options if options is not None else AzureOptions.parse(site.options, self.scope)
-        if stop_mode not in STOP_MODES:
-            raise ConfigError(f"site {site.name}: stop_mode must be one of {', '.join(STOP_MODES)}")
         self.subscription: str = self.options.subscription
         self.resource_group: str = self.options.resource_group
-        self.stop_mode = stop_mode
         self._credential = credential
         self._client: Any = None
+        self._health_client: Any = None
+        self._resource_health = PolledSignal(
+            f"provider:{self.kind}-resource-health", self.options.signal_interval, self.options.signal_stale_after,
+            self._read_resource_health) if self.options.resource_health else None
+        self._replicas: dict[str, str] = {}  # instance -> replica, of the poll in progress
 
     def _vms(self) -> Any:
         """The `virtual_machines` operations; the client is built on first use (inside a counted call, so a
@@ -134,7 +155,16 @@ class AzureProvider(CloudProvider):
                 self._client = self._new_client()
             return self._client.virtual_machines
 
-    def _new_client(self) -> Any:
+    def _availability(self) -> Any:
+        """The Resource Health `availability_statuses` operations, built on first use like `_vms`."""
+        with self._lock:
+            if self._health_client is None:
+                from azure.mgmt.resourcehealth import ResourceHealthMgmtClient
+
+                self._health_client = self._new_client(ResourceHealthMgmtClient)
+            return self._health_client.availability_statuses
+
+    def _new_client(self, cls: Any = ComputeManagementClient) -> Any:
         options: dict[str, Any] = {"retry_total": 0, "polling_interval": self.poll_interval}
         credential = self._credential
         if loopback_http(self.site.endpoint_url):
@@ -144,7 +174,7 @@ class AzureProvider(CloudProvider):
             credential = _default_credential()
         if self.site.endpoint_url:
             options["base_url"] = self.site.endpoint_url
-        return ComputeManagementClient(credential, self.subscription, **options)
+        return cls(credential, self.subscription, **options)
 
     def _sdk(self, method: str) -> Callable[..., Any]:
         return lambda **kwargs: getattr(self._vms(), method)(**kwargs)
@@ -179,8 +209,20 @@ class AzureProvider(CloudProvider):
                                 resource_group_name=group, vm_name=name, expand="instanceView")
             except ProviderNotFound:
                 continue
-            healths[instance] = _health(instance, vm)
+            healths[instance] = self._fenced_view(_health(instance, vm), _power(vm))
         return healths
+
+    def _fenced_view(self, health: InstanceHealth, power: str) -> InstanceHealth:
+        """A VM our fence powered off stays fenced while it deallocates (`deallocating` is STOPPING otherwise: from
+        a running VM the guest may still be shutting down). Seen running or starting again, it is forgotten."""
+        if health.state in (InstanceState.RUNNING, InstanceState.PENDING):
+            if self._recall(FENCED_OFF, health.instance) is not None:
+                self._forget(FENCED_OFF, health.instance)
+            return health
+        if power == "deallocating" and self._recall(FENCED_OFF, health.instance) is not None:
+            return InstanceHealth(health.instance, InstanceState.STOPPED, health.status,
+                                  health.detail + " (after our power-off fence)")
+        return health
 
     # --- lifecycle -----------------------------------------------------------------------------------------------
 
@@ -188,27 +230,54 @@ class AzureProvider(CloudProvider):
         self._operation(instance, "begin_start")
 
     def _stop(self, instance: str) -> None:
-        if self.stop_mode == "power_off":
+        if self.options.stop == "power_off":
             self._operation(instance, "begin_power_off", skip_shutdown=False)
         else:
             self._operation(instance, "begin_deallocate")
 
     def _fence(self, instance: str) -> None:
-        if self.stop_mode == "power_off":
-            self._operation(instance, "begin_power_off", skip_shutdown=True)
-        else:
+        """Power off without a guest shutdown; then, the VM stopped, begin deallocating it (see the module doc)."""
+        if self.options.fence == "deallocate":
             self._operation(instance, "begin_deallocate")
+            return
+        try:
+            succeeded = self._operation(instance, "begin_power_off", skip_shutdown=True)
+        except ProviderError as exc:
+            if not _conflict(exc.__cause__) or not self._not_running(instance):
+                raise
+            # Stopped, or on its way there: the caller's state poll says when it is fenced, never this answer.
+            log.info("%s: power-off of %s refused (409); the VM is no longer running", self.scope, instance)
+            return
+        if succeeded and self.options.deallocate_after_fence:
+            self._remember(FENCED_OFF, instance, "power_off")
+            group, name = self._where(instance)
+            try:  # begun, not awaited: polling=False starts no poller thread
+                self._write("compute.virtual_machines.begin_deallocate", self._sdk("begin_deallocate"),
+                            subject=f"instance {instance}", resource_group_name=group, vm_name=name, polling=False)
+            except FailoverError as exc:
+                log.warning("%s: %s is fenced (powered off) but its deallocation was not begun: %s",
+                            self.scope, instance, exc)
 
-    def _operation(self, instance: str, method: str, **extra: Any) -> None:
-        """Begin a long-running operation and wait for it within the deadline. A transient failure while polling
-        is not final (the operation goes on at Azure): the caller's state poll decides."""
+    def _not_running(self, instance: str) -> bool:
+        """A fresh read after a 409: a VM stopped, deallocated or deallocating makes the refusal no error (the fence
+        then waits for STOPPED as for any stop); a VM still running makes it one (another operation holds it)."""
+        try:
+            state = self.instance_state(instance)
+        except FailoverError:
+            return False
+        return state in (InstanceState.STOPPED, InstanceState.STOPPING)
+
+    def _operation(self, instance: str, method: str, **extra: Any) -> bool:
+        """Begin a long-running operation and wait for it within the deadline; True when it was seen to succeed.
+        A transient failure while polling is not final (the operation goes on at Azure): the caller's state poll
+        decides (False). An operation still in progress at the deadline is an error: never counted done."""
         group, name = self._where(instance)
         operation = f"compute.virtual_machines.{method}"
         subject = f"instance {instance}"
         poller = self._write(operation, self._sdk(method), subject=subject,
                              resource_group_name=group, vm_name=name, **extra)
         if poller is None:
-            return
+            return False
         deadline = self._active_deadline()
         try:
             poller.result(timeout=deadline.remaining())
@@ -216,9 +285,36 @@ class AzureProvider(CloudProvider):
             if not self._retryable(exc):
                 raise self._mapped(exc, operation, subject, deadline) from exc
             log.info("%s: polling %s for %s failed (%s); checking the VM instead", self.scope, method, instance, exc)
-            return
+            return False
         if not poller.done():
-            raise ProviderError(f"{self.scope}: {subject}: {method} not done after {deadline.seconds:g}s")
+            raise ProviderError(f"{self.scope}: {subject}: {method} still in progress after {deadline.seconds:g}s")
+        return True
+
+    # --- other sources -------------------------------------------------------------------------------------------
+
+    def _signals(self, instances: Mapping[str, str], at: float) -> list[Observation]:
+        if self._resource_health is None:
+            return []
+        self._replicas = dict(instances)
+        return self._resource_health.observe(at, list(instances.values()))
+
+    def _read_resource_health(self, now: float) -> list[tuple[str, Status, str]]:
+        """Each replica's Resource Health; a VM Resource Health does not know (404) is `unknown` alone. Raises (the
+        whole source unknown) when the API itself fails."""
+        triples = []
+        for instance, replica in self._replicas.items():
+            group, name = self._where(instance)
+            uri = (f"subscriptions/{self.subscription}/resourceGroups/{group}/providers/Microsoft.Compute/"
+                   f"virtualMachines/{name}")
+            try:
+                status = self._read("resourcehealth.availability_statuses.get_by_resource",
+                                    lambda **kw: self._availability().get_by_resource(**kw),
+                                    subject=f"instance {instance}", resource_uri=uri)
+            except ProviderNotFound:
+                triples.append((replica, Status.UNKNOWN, f"{instance}: no Resource Health status (404)"))
+                continue
+            triples.append((replica, *_availability(instance, status, now, self.options.signal_stale_after)))
+        return triples
 
     # --- errors --------------------------------------------------------------------------------------------------
 
@@ -245,10 +341,36 @@ class AzureProvider(CloudProvider):
         return parse_retry_after(headers.get("Retry-After"))
 
 
+def _availability(instance: str, status: Any, now: float, stale_after: float) -> tuple[Status, str]:
+    """(status, detail) from an AvailabilityStatus; a status Azure checked too long ago is `unknown`."""
+    properties = getattr(status, "properties", None)
+    raw = getattr(properties, "availability_state", None) or "Unknown"
+    state = str(getattr(raw, "value", raw))  # the SDK's enum, or a plain string for a value it does not know
+    reason = getattr(properties, "reason_type", None)
+    summary = getattr(properties, "summary", None)
+    detail = f"{instance}: {state}" + (f" ({reason})" if reason else "") + (f": {summary}" if summary else "")
+    reported = getattr(properties, "reported_time", None)
+    if reported is not None and now - reported.timestamp() > stale_after:
+        return Status.UNKNOWN, f"{detail}; stale: Azure last checked it {now - reported.timestamp():.0f}s ago"
+    return AVAILABILITY.get(state, Status.UNKNOWN), detail
+
+
+def _conflict(exc: BaseException | None) -> bool:
+    """A 409 from ARM (OperationNotAllowed, Conflict): the request clashed with the VM's state."""
+    return isinstance(exc, HttpResponseError) and exc.status_code == 409
+
+
+def _power(vm: Any) -> str:
+    """The power state word of the instance view (`running`, `deallocating`, ...), or `unknown`."""
+    view = getattr(vm.properties, "instance_view", None)
+    codes = [status.code or "" for status in (getattr(view, "statuses", None) or [])]
+    return next((code.split("/", 1)[1] for code in codes if code.startswith("PowerState/")), "unknown")
+
+
 def _health(instance: str, vm: Any) -> InstanceHealth:
     view = getattr(vm.properties, "instance_view", None)
     codes = [status.code or "" for status in (getattr(view, "statuses", None) or [])]
-    power = next((code.split("/", 1)[1] for code in codes if code.startswith("PowerState/")), "unknown")
+    power = _power(vm)
     state = POWER_STATES.get(power, InstanceState.UNKNOWN)
     failed = [code for code in codes if code.startswith("ProvisioningState/failed")]
     vm_health = getattr(getattr(getattr(view, "vm_health", None), "status", None), "code", None)

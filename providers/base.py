@@ -214,6 +214,19 @@ class CloudProvider(ApiCaller, ABC):
         subjects are reported `unknown` with the error in the detail. The whole poll shares one `call_deadline`.
         """
         at = self._clock()
+        observations = self._observe_core(instances, at)
+        with self._deadline(self.call_deadline / 2):  # the extra sources share a budget of their own
+            observations.extend(self._signals(instances, at))
+        return observations
+
+    def _signals(self, instances: Mapping[str, str], at: float) -> list[Observation]:
+        """Observations from the adapter's other sources (a status page API, per-VM health), each under a source
+        name of its own (`provider:gcp-service-health`), appended after the main ones. Default: none. Never raises:
+        a source that cannot be read says `unknown` (see `PolledSignal`), without `Cause.API_FAILED`, so that it
+        never slows the polling of the main source."""
+        return []
+
+    def _observe_core(self, instances: Mapping[str, str], at: float) -> list[Observation]:
         with self._deadline(self.call_deadline):  # one budget for the whole poll...
             with self._deadline(self.call_deadline / 2):  # ...of which zones may use half: replicas matter more
                 observations = [self._observe_site(at)]
@@ -333,6 +346,47 @@ class CloudProvider(ApiCaller, ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(site={self.site.name!r})"
+
+
+class PolledSignal:
+    """One extra source of an adapter, read at most every `interval` seconds (0: with every poll), whose last
+    answer keeps its vote for `stale_after` seconds.
+
+    Why a cache: the signals clouds publish during outages (a status page API, per-resource health) come from
+    services of their own, which struggle in the same outage. Between reads, and while reads fail, the last answer
+    is given again, stamped now and saying how old it is; once it is older than `stale_after` every subject is
+    `unknown` (no vote), never the old verdict. `read(now)` returns `(subject, status, detail)` triples, or raises
+    a `FailoverError`.
+    """
+
+    def __init__(self, source: str, interval: float, stale_after: float,
+                 read: Callable[[float], list[tuple[str, Status, str]]]) -> None:
+        self.source = source
+        self.interval = interval
+        self.stale_after = stale_after
+        self._read = read
+        self._answer: list[tuple[str, Status, str]] | None = None
+        self._read_at = float("-inf")  # when the last answer was read
+        self._tried_at = float("-inf")
+        self._error = ""
+
+    def observe(self, now: float, subjects: Sequence[str]) -> list[Observation]:
+        if now - self._tried_at >= self.interval:
+            self._tried_at = now
+            try:
+                self._answer, self._read_at, self._error = self._read(now), now, ""
+            except FailoverError as exc:
+                log.warning("%s unavailable: %s", self.source, exc)
+                self._error = str(exc)
+        age = now - self._read_at
+        if self._answer is not None and age <= self.stale_after:
+            note = "" if age <= 0 else f" (as read {age:.0f}s ago" + (f"; since: {self._error})" if self._error
+                                                                           else ")")
+            return [Observation(now, subject, self.source, status, detail + note)
+                    for subject, status, detail in self._answer]
+        why = f"no answer for over {self.stale_after:g}s" if self._answer is not None else "never answered"
+        detail = f"{why}: {self._error}" if self._error else why
+        return [Observation(now, subject, self.source, Status.UNKNOWN, detail) for subject in subjects]
 
 
 def loopback_http(url: str | None) -> bool:

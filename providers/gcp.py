@@ -4,8 +4,20 @@ Health: `GET regions/{r}` (status UP / DOWN; a region DOWN takes all its zones d
 configured zone; `GET zones/{z}/instances/{i}` per instance. GCP has no per-instance status checks like EC2's, so an
 instance is `ok` when RUNNING and `down` otherwise.
 
-Lifecycle: `POST .../instances/{i}/start|stop` returns an Operation, which we poll with `GET .../operations/{op}` in
-our own loop bounded by the deadline.
+Other sources, each an observation source of its own (`providers.base.PolledSignal`: read every `signal_interval`,
+its last answer voting until `signal_stale_after`): Personalized Service Health
+(`GET servicehealth.googleapis.com/v1/projects/{p}/locations/global/events?filter=state=ACTIVE`, every page) gives
+the site `provider:gcp-service-health`: an active incident on Compute Engine (or the VPC) in the site's region or
+all its zones is `down`, in some zones or still emerging `degraded`; and Compute's host-error operations
+(`GET aggregated/operations?filter=operationType="compute.instances.hostError"`) give each replica
+`provider:gcp-host-errors`: `down` for `host_error_window` after a host error on its instance. Service Health is
+called through the same session as Compute, not through google-cloud-servicehealth: that client is gRPC, and
+importing it (with grpc) would slow every CLI start that configures a GCP site.
+
+Lifecycle: `POST .../instances/{i}/start|stop` returns an Operation (PENDING, RUNNING, then DONE; a failed one is
+DONE with `error.errors` and `httpErrorStatusCode`), which we poll with `GET .../operations/{op}` every
+`poll_interval` in our own loop bounded by the deadline. A fence is a stop with `noGracefulShutdown=true` (option
+`fence`): the guest gets no graceful-shutdown period, so a host in trouble cannot hold the stop up.
 
 Why not the `google-cloud-compute` client: importing `google.cloud.compute_v1` costs about two seconds of CPU (every
 Compute service and all its message types load at once, whichever one is used), which was most of a `failover
@@ -24,6 +36,8 @@ plain-http loopback endpoint (a local fake) gets `AnonymousCredentials` so that 
 
 from __future__ import annotations
 
+import datetime
+import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -37,19 +51,26 @@ from google.auth.credentials import AnonymousCredentials, Credentials
 from google.auth.transport.requests import AuthorizedSession
 
 from orchestrator.core.errors import FailoverError, ProviderAuthError, ProviderError, ProviderNotFound
-from orchestrator.core.model import Site, Status
-from providers.base import Capability, CloudProvider, InstanceHealth, InstanceState, loopback_http
+from orchestrator.core.model import Observation, Site, Status
+from providers.base import Capability, CloudProvider, InstanceHealth, InstanceState, PolledSignal, loopback_http
 from providers.calls import brief, parse_retry_after
 from providers.options import GcpOptions
 
+log = logging.getLogger(__name__)
+
 API_ENDPOINT = "https://compute.googleapis.com"
-SCOPES = ["https://www.googleapis.com/auth/compute"]
+SERVICE_HEALTH_ENDPOINT = "https://servicehealth.googleapis.com"
+SCOPES = ["https://www.googleapis.com/auth/compute", "https://www.googleapis.com/auth/cloud-platform"]
+HOST_ERROR = "compute.instances.hostError"
+PRODUCTS = ("Compute Engine", "Virtual Private Cloud")  # an incident on these can take our engines down
+MAX_PAGES = 5  # of active events (100 each): more than any real outage has had
 STATES = {
     "RUNNING": InstanceState.RUNNING,
     "PROVISIONING": InstanceState.PENDING,
     "STAGING": InstanceState.PENDING,
     "REPAIRING": InstanceState.PENDING,  # a host failure being repaired: not serving, will come back
     "STOPPING": InstanceState.STOPPING,
+    "PENDING_STOP": InstanceState.STOPPING,  # in its graceful-shutdown period: the guest still runs
     "SUSPENDING": InstanceState.STOPPING,
     "STOPPED": InstanceState.STOPPED,
     "SUSPENDED": InstanceState.STOPPED,
@@ -95,7 +116,16 @@ class GcpProvider(CloudProvider):
         self.options = options if options is not None else GcpOptions.parse(site.options, self.scope)
         self._project: str | None = self.options.project
         self._endpoint = (site.endpoint_url or API_ENDPOINT).rstrip("/")
+        self._health_endpoint = (site.endpoint_url or SERVICE_HEALTH_ENDPOINT).rstrip("/")
         self._session: AuthorizedSession | None = None
+        opts = self.options
+        self._sources = [
+            PolledSignal(f"provider:{self.kind}-service-health", opts.signal_interval, opts.signal_stale_after,
+                         self._read_service_health) if opts.service_health else None,
+            PolledSignal(f"provider:{self.kind}-host-errors", opts.signal_interval, opts.signal_stale_after,
+                         self._read_host_errors) if opts.host_errors else None,
+        ]
+        self._replicas: dict[str, str] = {}  # instance -> replica, of the poll in progress
 
     # --- the HTTP session, made on first use so that ADC is only consulted when a call is made -----------------
 
@@ -114,20 +144,24 @@ class GcpProvider(CloudProvider):
             raise ProviderError(f"{self.scope}: no GCP project configured and none in the default credentials")
         return self._project
 
-    def _call(self, method: str, path: str, timeout: float) -> dict[str, Any]:
-        """One request to `projects/{project}/{path}`; an HTTP error raised as the client library would raise it.
-        The session (and the credential look-up) is made inside the counted call, so a missing credential becomes
-        a mapped `ProviderAuthError` like any other API failure."""
+    def _call(self, method: str, path: str, timeout: float, params: Mapping[str, str] | None = None,
+              api: str = "compute") -> dict[str, Any]:
+        """One request to `projects/{project}/{path}` of Compute (or of Service Health, `api="servicehealth"`); an
+        HTTP error raised as the client library would raise it. The session (and the credential look-up) is made
+        inside the counted call, so a missing credential becomes a mapped `ProviderAuthError` like any other API
+        failure."""
         session = self._http()
-        url = f"{self._endpoint}/compute/v1/projects/{quote(self.project, safe='')}/{path}"
-        response = session.request(method, url, timeout=timeout)  # type: ignore[no-untyped-call]
+        base = f"{self._endpoint}/compute/v1" if api == "compute" else f"{self._health_endpoint}/v1"
+        url = f"{base}/projects/{quote(self.project, safe='')}/{path}"
+        response = session.request(method, url, params=params, timeout=timeout)  # type: ignore[no-untyped-call]
         if response.status_code >= 400:
             raise gexc.from_http_response(response)  # type: ignore[no-untyped-call]
         answer: dict[str, Any] = response.json()
         return answer
 
-    def _get(self, operation: str, path: str, subject: str) -> dict[str, Any]:
-        return self._read(operation, self._call, subject=subject, method="GET", path=path)
+    def _get(self, operation: str, path: str, subject: str, params: Mapping[str, str] | None = None,
+             api: str = "compute") -> dict[str, Any]:
+        return self._read(operation, self._call, subject=subject, method="GET", path=path, params=params, api=api)
 
     def _timeout_kwargs(self, timeout: float) -> dict[str, Any]:
         return {"timeout": timeout}
@@ -201,17 +235,25 @@ class GcpProvider(CloudProvider):
     def _stop(self, instance: str) -> None:
         self._act(instance, "stop")
 
-    def _act(self, instance: str, verb: str) -> None:
+    def _fence(self, instance: str) -> None:
+        """The fastest stop Compute offers: no graceful-shutdown period (option `fence: stop` restores it)."""
+        if self.options.fence == "no_graceful_stop":
+            self._act(instance, "stop", no_graceful_shutdown=True)
+        else:
+            self._act(instance, "stop")
+
+    def _act(self, instance: str, verb: str, **flags: bool) -> None:
         zone = self._zone(instance)
         name = instance.rsplit("/", 1)[-1]
         operation = self._write(f"compute.instances.{verb}", self._verb_call(verb), subject=f"instance {instance}",
-                                zone=zone, instance=name)  # what a dry run records: zone and instance
+                                zone=zone, instance=name, **flags)  # what a dry run records
         if operation is not None:
             self._wait_operation(instance, zone, operation)
 
     def _verb_call(self, verb: str) -> Callable[..., dict[str, Any]]:
-        def call(*, zone: str, instance: str, timeout: float) -> dict[str, Any]:
-            return self._call("POST", f"zones/{_seg(zone)}/instances/{_seg(instance)}/{verb}", timeout)
+        def call(*, zone: str, instance: str, timeout: float, no_graceful_shutdown: bool = False) -> dict[str, Any]:
+            params = {"noGracefulShutdown": "true"} if no_graceful_shutdown else None
+            return self._call("POST", f"zones/{_seg(zone)}/instances/{_seg(instance)}/{verb}", timeout, params)
 
         return call
 
@@ -225,21 +267,99 @@ class GcpProvider(CloudProvider):
         return found[0]
 
     def _wait_operation(self, instance: str, zone: str, operation: Mapping[str, Any]) -> None:
-        """Poll the zonal operation until DONE, within the running operation's deadline; raise its error if any."""
+        """Poll the zonal operation (PENDING, RUNNING) until DONE, every `poll_interval` within the running
+        operation's deadline; raise its error if any. An operation still running at the deadline is a failure: the
+        caller never counts a stop it did not see finish."""
         deadline = self._active_deadline()
         name = str(operation.get("name", ""))
         while operation.get("status") != "DONE":
             if deadline.expired:
-                raise ProviderError(
-                    f"{self.scope}: instance {instance}: operation {name} not done after {deadline.seconds:g}s"
-                )
+                raise ProviderError(f"{self.scope}: instance {instance}: operation {name} still "
+                                    f"{operation.get('status', 'unknown')}, not done after {deadline.seconds:g}s")
             self._pause(deadline, self.poll_interval)
             operation = self._get("compute.zone_operations.get", f"zones/{_seg(zone)}/operations/{_seg(name)}",
                                   subject=f"instance {instance}")
         errors = (operation.get("error") or {}).get("errors") or []
-        if errors:
-            reasons = "; ".join(f"{error.get('code')}: {error.get('message')}" for error in errors)
-            raise ProviderError(f"{self.scope}: instance {instance}: operation {name} failed: {reasons}")
+        if errors or operation.get("httpErrorStatusCode"):
+            reasons = "; ".join(f"{error.get('code')}: {error.get('message')}" for error in errors) or "no details"
+            http = f" (HTTP {operation.get('httpErrorStatusCode')} {operation.get('httpErrorMessage', '')})".rstrip()
+            raise ProviderError(f"{self.scope}: instance {instance}: operation {name} failed{http}: {reasons}")
+
+    # --- other sources -------------------------------------------------------------------------------------------
+
+    def _signals(self, instances: Mapping[str, str], at: float) -> list[Observation]:
+        self._replicas = dict(instances)
+        subjects = {f"provider:{self.kind}-service-health": [self.site.name],
+                    f"provider:{self.kind}-host-errors": list(instances.values())}
+        return [obs for source in self._sources if source is not None
+                for obs in source.observe(at, subjects[source.source])]
+
+    def _read_service_health(self, now: float) -> list[tuple[str, Status, str]]:
+        """The site's status from the active Service Health incidents that name Compute Engine (or the VPC) in its
+        region or zones."""
+        events: list[Mapping[str, Any]] = []
+        token = ""
+        for _ in range(MAX_PAGES):
+            params = {"filter": "state=ACTIVE", "pageSize": "100", **({"pageToken": token} if token else {})}
+            page = self._get("servicehealth.events.list", "locations/global/events", "Service Health", params,
+                             api="servicehealth")
+            events.extend(page.get("events") or ())
+            token = str(page.get("nextPageToken") or "")
+            if not token:
+                break
+        return [(self.site.name, *self._incidents(events, now))]
+
+    def _incidents(self, events: Sequence[Mapping[str, Any]], now: float) -> tuple[Status, str]:
+        scope = set(self.site.zones) or {self.site.region}  # what must all be hit for the site to be down
+        hit: set[str] = set()
+        titles, emerging = [], False
+        for event in events:
+            ended = _timestamp(event.get("endTime"))
+            if event.get("relevance") == "NOT_IMPACTED" or (ended is not None and ended <= now):
+                continue
+            places = {str((impact.get("location") or {}).get("locationName", ""))
+                      for impact in event.get("eventImpacts") or ()
+                      if any(word in str((impact.get("product") or {}).get("productName", "")) for word in PRODUCTS)}
+            if self.site.region in places:
+                ours = scope
+            else:  # zones of ours; in a site with no zones configured, any zone of its region
+                ours = (scope & places) or {place for place in places if place.startswith(f"{self.site.region}-")}
+            if not ours:
+                continue
+            hit |= ours
+            emerging = emerging or event.get("detailedCategory") == "EMERGING_INCIDENT"
+            titles.append(f"{event.get('title', event.get('name'))} ({', '.join(sorted(ours))})")
+        if not titles:
+            return Status.OK, "no active incident on Compute Engine in its region or zones"
+        whole = hit >= scope and not emerging
+        return (Status.DOWN if whole else Status.DEGRADED), "; ".join(titles)
+
+    def _read_host_errors(self, now: float) -> list[tuple[str, Status, str]]:
+        """Each replica's status from Compute's host-error operations: `down` for `host_error_window` after one."""
+        answer = self._get("compute.operations.aggregated_list", "aggregated/operations", "host errors",
+                           {"filter": f'operationType="{HOST_ERROR}"', "maxResults": "500",
+                            "returnPartialSuccess": "true"})
+        window = self.options.host_error_window
+        latest: dict[str, float] = {}
+        for scope in (answer.get("items") or {}).values():
+            for operation in scope.get("operations") or ():
+                inserted = _timestamp(operation.get("insertTime"))
+                target = str(operation.get("targetLink", ""))
+                if inserted is not None and now - inserted <= window and "/zones/" in target:
+                    key = target.split("/zones/", 1)[1].replace("/instances/", "/")  # zone/name
+                    latest[key] = max(latest.get(key, inserted), inserted)
+        triples = []
+        for instance, replica in self._replicas.items():
+            zone = self._known_zone(instance)
+            name = instance.rsplit("/", 1)[-1]
+            found = [at for key, at in latest.items() if key.rsplit("/", 1)[-1] == name
+                     and (zone is None or key.split("/", 1)[0] == zone)]
+            if found:
+                ago = now - max(found)
+                triples.append((replica, Status.DOWN, f"{instance}: host error {ago:.0f}s ago"))
+            else:
+                triples.append((replica, Status.OK, f"{instance}: no host error in the last {window:g}s"))
+        return triples
 
     # --- errors --------------------------------------------------------------------------------------------------
 
@@ -268,6 +388,16 @@ class GcpProvider(CloudProvider):
         response = getattr(exc, "response", None)
         headers = getattr(response, "headers", None)
         return parse_retry_after(headers.get("Retry-After")) if headers is not None else None
+
+
+def _timestamp(value: Any) -> float | None:
+    """Epoch seconds from an RFC 3339 timestamp (`2026-12-01T05:00:00.123Z`), or None."""
+    if not value:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _seg(value: str) -> str:

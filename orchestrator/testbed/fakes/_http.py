@@ -7,7 +7,10 @@ A fake is a `FakeApi`: `handle(FakeRequest) -> FakeResponse`, with its state beh
 
 Faults are injected in-process (`fail_next`, `hang_next`) or, for a fake running in another process, over HTTP:
 `POST /_fake/fault {"status": 429, "count": 2, "retry_after": 1, "path": "regex", "hang": 0}`, `POST /_fake/reset`,
-`GET /_fake/requests` (the request log), and each fake's own `/_fake/...` state endpoints.
+`GET /_fake/requests` (the request log), and each fake's own `/_fake/...` state endpoints. A fault's body and headers
+are the API's own for that status (`_error_body`, `_error_headers`: a 429 carries the cloud's real throttling body).
+`received` keeps every API request whole (query included), for tests that check which call was made; `before_next`
+changes the state just before a request arrives (a race: the VM deallocated between our read and our write).
 """
 
 from __future__ import annotations
@@ -65,7 +68,9 @@ class FakeApi(ABC):
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.requests: list[tuple[str, str]] = []
+        self.received: list[FakeRequest] = []
         self._faults: list[Fault] = []
+        self._hooks: list[tuple[str, Callable[[], None]]] = []
         self._released = threading.Event()
 
     # --- fault injection -----------------------------------------------------------------------------------------
@@ -82,6 +87,11 @@ class FakeApi(ABC):
         with self.lock:
             self._faults.append(fault)
 
+    def before_next(self, path: str, action: Callable[[], None]) -> None:
+        """Run `action` (under the lock) just before the next request whose path matches the regex `path`."""
+        with self.lock:
+            self._hooks.append((path, action))
+
     def clear_faults(self) -> None:
         with self.lock:
             self._faults.clear()
@@ -94,7 +104,9 @@ class FakeApi(ABC):
         """Back to the initial state: no faults, an empty request log. Subclasses also reset their resources."""
         with self.lock:
             self._faults.clear()
+            self._hooks.clear()
             self.requests.clear()
+            self.received.clear()
             self._released.clear()
 
     # --- handling ------------------------------------------------------------------------------------------------
@@ -104,16 +116,26 @@ class FakeApi(ABC):
             return self._control(request)
         with self.lock:
             self.requests.append((request.method, request.path))
+            self.received.append(request)
+            self._run_hooks(request.path)
             fault = self._take_fault(request.path)
         if fault is not None:
             if fault.hang:
                 self._released.wait(fault.hang)
             if fault.status:
-                headers = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
+                headers = self._error_headers(fault.status)
+                if fault.retry_after is not None:
+                    headers["Retry-After"] = f"{fault.retry_after:g}"
                 body = fault.body if fault.body is not None else self._error_body(fault.status, "injected fault")
                 return FakeResponse(fault.status, body, headers)
         with self.lock:
             return self._dispatch(request)
+
+    def _run_hooks(self, path: str) -> None:
+        for hook in list(self._hooks):
+            if re.search(hook[0], path):
+                self._hooks.remove(hook)
+                hook[1]()
 
     def _take_fault(self, path: str) -> Fault | None:
         for fault in self._faults:
@@ -145,6 +167,10 @@ class FakeApi(ABC):
     @abstractmethod
     def _error_body(self, status: int, message: str) -> Any:
         """An error body in the API's own shape."""
+
+    def _error_headers(self, status: int) -> dict[str, str]:
+        """The headers the API sends with an error of this status (a throttled answer's rate-limit headers)."""
+        return {}
 
     def _control_state(self, request: FakeRequest) -> FakeResponse:
         """The fake's own `/_fake/...` endpoints (state changes for drills); default: none."""

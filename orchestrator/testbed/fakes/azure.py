@@ -2,14 +2,23 @@
 
 Served paths (any `api-version`), under `/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute`:
 `GET virtualMachines` (list), `GET virtualMachines/{vm}` (`$expand=instanceView` adds the instance view),
-`GET virtualMachines/{vm}/instanceView`, `POST virtualMachines/{vm}/start|deallocate|powerOff`; and the operation
-status `GET /subscriptions/{sub}/providers/Microsoft.Compute/locations/{loc}/operations/{id}` (with `monitor=true`:
-the Location URL). Errors are `{"error": {"code", "message"}}`.
+`GET virtualMachines/{vm}/instanceView`, `POST virtualMachines/{vm}/start|deallocate|powerOff` (`skipShutdown` is
+recorded in `received`); the operation status
+`GET /subscriptions/{sub}/providers/Microsoft.Compute/locations/{loc}/operations/{id}` (with `monitor=true`: the
+Location URL); and Resource Health's
+`GET .../virtualMachines/{vm}/providers/Microsoft.ResourceHealth/availabilityStatuses/current`. Errors are
+`{"error": {"code", "message"}}`; a 429 is the Compute resource provider's throttling answer (`OperationNotAllowed`
+with a `TooManyRequests` detail naming the policy, and `x-ms-ratelimit-remaining-resource` headers); a powerOff of a
+deallocated VM is refused with 409 `OperationNotAllowed`, as Azure does.
 
 Long-running operations behave like ARM's: the POST answers 202 with `Azure-AsyncOperation`, `Location` and
-`Retry-After: 0`, and the VM shows the transitional power state (starting, deallocating, stopping); after
-`settle_reads` reads of the operation or the VM it is Succeeded and the VM in its final state. `fail_operations`
-makes the next ones fail (AllocationFailed by default: the VM stays deallocated with a failed provisioning state).
+`Retry-After` (`retry_after`, default 0 s), and the VM shows the transitional power state (starting, deallocating,
+stopping); the operation says `InProgress` (with `Retry-After`) until `settle_reads` reads of it or of the VM, then
+`Succeeded` and the VM is in its final state. `fail_operations` makes the next ones fail (AllocationFailed by
+default: the VM stays deallocated with a failed provisioning state).
+
+Resource Health follows the VM (running: Available; stopped or deallocated: Unavailable, UserInitiated) unless
+`inject_resource_health(vm_name, state, reason)` says otherwise (the drill calls it after the provider's delay).
 
 State endpoints for drills: `POST /_fake/vms/{name} {"power": "running", "zone": "1", "provisioning": "succeeded",
 "health": "unhealthy"}` (creates the VM if absent), `GET /_fake/state`.
@@ -19,16 +28,21 @@ from __future__ import annotations
 
 import itertools
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.testbed.fakes._http import FakeApi, FakeRequest, FakeResponse
+from orchestrator.testbed.fakes.gcp import rfc3339
 
 VM_ROUTE = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Compute/virtualMachines"
-    r"(?:/(?P<vm>[^/]+)(?:/(?P<action>start|deallocate|powerOff|instanceView))?)?$",
+    r"(?:/(?P<vm>[^/]+)(?:/(?P<action>start|deallocate|powerOff|instanceView"
+    r"|providers/Microsoft\.ResourceHealth/availabilityStatuses/current))?)?$",
     re.IGNORECASE,
 )
+REASON_TYPES = ("Unplanned", "Planned", "UserInitiated")
 OP_ROUTE = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.Compute/locations/(?P<loc>[^/]+)/operations/(?P<op>[^/]+)$",
     re.IGNORECASE,
@@ -48,6 +62,7 @@ class _Vm:
     power: str = "running"
     provisioning: str = "succeeded"  # or "failed/AllocationFailed"
     health: str | None = None  # the Application Health extension's verdict: "healthy", "unhealthy", or none
+    resource_health: tuple[str, str, float | None] | None = None  # injected (state, reason, reported at)
 
 
 @dataclass
@@ -69,10 +84,14 @@ class AzureComputeFake(FakeApi):
         resource_group: str = "trading",
         location: str = "eastasia",
         settle_reads: int = 1,
+        clock: Callable[[], float] = time.time,
+        retry_after: float = 0.0,
     ) -> None:
         super().__init__()
         self.subscription, self.resource_group, self.location = subscription, resource_group, location
         self.settle_reads = settle_reads
+        self.retry_after = retry_after
+        self.clock = clock
         self.reset()
 
     def reset(self) -> None:
@@ -102,6 +121,14 @@ class AzureComputeFake(FakeApi):
         with self.lock:
             return self.vms[name].power
 
+    def inject_resource_health(self, vm_name: str, state: str, reason: str, *,
+                               reported_at: float | None = None) -> None:
+        """What Resource Health says of a VM from now on: `state` Available, Degraded, Unavailable or Unknown;
+        `reason` a reasonType (Unplanned, Planned, UserInitiated) or a summary (then the reasonType is Unplanned).
+        `reported_at`: when Azure last checked (default: at every read, i.e. fresh)."""
+        with self.lock:
+            self.vms[vm_name].resource_health = (state, reason, reported_at)
+
     def fail_operations(self, count: int = 1, code: str = "AllocationFailed",
                         message: str = "Allocation failed. We do not have sufficient capacity in this zone.") -> None:
         with self.lock:
@@ -123,7 +150,12 @@ class AzureComputeFake(FakeApi):
             return self._error(404, "ResourceNotFound", f"The Resource 'Microsoft.Compute/virtualMachines/{name}' "
                                                         f"under resource group '{self.resource_group}' was not found.")
         if action in TRANSITIONS and request.method == "POST":
+            if action == "poweroff" and self.vms[name].power in ("deallocated", "deallocating"):
+                return self._error(409, "OperationNotAllowed", f"Operation 'powerOff' is not allowed on VM '{name}' "
+                                   "since the VM is deallocated or marked to be deallocated.")
             return self._begin(name, action, request)
+        if action.startswith("providers/"):
+            return FakeResponse(200, self._availability_status(name))
         self._settle(lambda op: op.vm == name)
         if action == "instanceview":
             return FakeResponse(200, self._instance_view(name))
@@ -143,7 +175,7 @@ class AzureComputeFake(FakeApi):
         base = f"http://{request.host}/subscriptions/{self.subscription}/providers/Microsoft.Compute/locations/" \
                f"{self.location}/operations/{op_id}"
         headers = {"Azure-AsyncOperation": f"{base}?api-version=2024-07-01",
-                   "Location": f"{base}?monitor=true&api-version=2024-07-01", "Retry-After": "0"}
+                   "Location": f"{base}?monitor=true&api-version=2024-07-01", "Retry-After": f"{self.retry_after:g}"}
         return FakeResponse(202, None, headers)
 
     def _operation_status(self, op_id: str, request: FakeRequest) -> FakeResponse:
@@ -151,14 +183,15 @@ class AzureComputeFake(FakeApi):
         if operation is None:
             return self._error(404, "ResourceNotFound", f"operation {op_id} not found")
         self._settle(lambda op: op is operation)
+        pending = {"Retry-After": f"{self.retry_after:g}"}
         if request.query.get("monitor") == "true":
-            return FakeResponse(200 if operation.done else 202, None, {} if operation.done else {"Retry-After": "0"})
+            return FakeResponse(200 if operation.done else 202, None, {} if operation.done else pending)
         body: dict[str, Any] = {"name": op_id, "startTime": "2026-11-27T00:00:00Z",
                                 "status": "InProgress" if not operation.done else "Succeeded"}
         if operation.done and operation.error is not None:
             code, message = operation.error
             body.update(status="Failed", error={"code": code, "message": message})
-        return FakeResponse(200, body)
+        return FakeResponse(200, body, {} if operation.done else pending)
 
     def _settle(self, which: Any, read: bool = True) -> None:
         for operation in self.operations.values():
@@ -204,8 +237,52 @@ class AzureComputeFake(FakeApi):
             view["vmHealth"] = {"status": {"code": f"HealthState/{vm.health}", "level": "Info"}}
         return view
 
+    def _availability_status(self, name: str) -> dict[str, Any]:
+        """Resource Health's `availabilityStatuses/current` for a VM, in the API's shape (2025-05-01)."""
+        vm = self.vms[name]
+        now = self.clock()
+        if vm.resource_health is not None:
+            state, reason, reported = vm.resource_health
+        elif vm.power in ("running", "starting"):
+            state, reason, reported = "Available", "", None
+        else:
+            state, reason, reported = "Unavailable", "UserInitiated", None
+        reason_type = reason if reason in REASON_TYPES else ("Unplanned" if reason else "")
+        summary = reason if reason and reason not in REASON_TYPES else {
+            "Available": "There aren't any known Azure platform problems affecting this virtual machine.",
+            "Unavailable": "This virtual machine is unavailable.",
+            "Degraded": "This virtual machine is degraded.",
+        }.get(state, "We are currently unable to determine the health of this virtual machine.")
+        properties: dict[str, Any] = {
+            "availabilityState": state, "title": state, "summary": summary,
+            "occuredTime": rfc3339(reported if reported is not None else now),
+            "reportedTime": rfc3339(reported if reported is not None else now),
+        }
+        if state != "Available":
+            properties.update(reasonType=reason_type or "Unplanned", reasonChronicity="Transient",
+                              context="Platform" if reason_type != "UserInitiated" else "Customer",
+                              category="Unplanned" if reason_type != "Planned" else "Planned")
+        vm_id = (f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}/providers/"
+                 f"Microsoft.Compute/virtualMachines/{name}")
+        return {"id": f"{vm_id}/providers/Microsoft.ResourceHealth/availabilityStatuses/current", "name": "current",
+                "type": "Microsoft.ResourceHealth/AvailabilityStatuses", "location": self.location,
+                "properties": properties}
+
     def _error_body(self, status: int, message: str) -> Any:
+        if status == 429:  # the Compute resource provider's throttling answer
+            return {"error": {"code": "OperationNotAllowed", "message": "The server rejected the request because "
+                              "too many requests have been received for this subscription.",
+                              "details": [{"code": "TooManyRequests", "target": "HighCostGet3Min",
+                                           "message": '{"operationGroup":"HighCostGet3Min","allowedRequestCount":'
+                                                      '200,"measuredRequestCount":211}'}]}}
         return {"error": {"code": CODES.get(status, "InternalServerError"), "message": message}}
+
+    def _error_headers(self, status: int) -> dict[str, str]:
+        if status != 429:
+            return {}
+        return {"x-ms-ratelimit-remaining-resource": "Microsoft.Compute/HighCostGet3Min;0,"
+                                                     "Microsoft.Compute/HighCostGet30Min;789",
+                "x-ms-ratelimit-remaining-subscription-reads": "11990", "x-ms-request-charge": "1"}
 
     def _error(self, status: int, code: str, message: str) -> FakeResponse:
         return FakeResponse(status, {"error": {"code": code, "message": message}})

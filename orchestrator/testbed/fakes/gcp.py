@@ -1,13 +1,19 @@
-"""A Compute Engine REST API fake, in the API's own JSON shapes, for the subset `providers.gcp` uses.
+"""A Compute Engine and Service Health REST API fake, in the APIs' own JSON shapes, for what `providers.gcp` uses.
 
 Served paths (under `/compute/v1/projects/{project}`):
-`GET regions/{r}`, `GET zones/{z}`, `GET zones/{z}/instances/{i}`, `POST zones/{z}/instances/{i}/start|stop`,
-`GET zones/{z}/operations/{op}`. Errors are `{"error": {"code", "message", "errors": [{"reason", ...}]}}`.
+`GET regions/{r}`, `GET zones/{z}`, `GET zones/{z}/instances/{i}`, `POST zones/{z}/instances/{i}/start|stop`
+(`?noGracefulShutdown=true` is recorded in `received`), `GET zones/{z}/operations/{op}`, and
+`GET aggregated/operations` (the host-error operations, `filter=operationType="compute.instances.hostError"`);
+and Personalized Service Health's `GET /v1/projects/{project}/locations/global/events` (`filter=state=ACTIVE`,
+`pageSize`, `pageToken`). Errors are `{"error": {"code", "message", "status", "errors": [{"reason", "domain"}]}}`;
+a 429 is Google's quota answer (`RESOURCE_EXHAUSTED`, reason `rateLimitExceeded`, domain `usageLimits`).
 
-Start and stop behave like the real API: the POST answers a RUNNING operation and moves the instance to STAGING or
-STOPPING; after `settle_reads` further reads of the operation or the instance, the operation is DONE and the
-instance RUNNING or TERMINATED. `fail_operations` makes the next operations finish with an error (as a quota or
-capacity failure would).
+Start and stop behave like the real API: the POST answers a PENDING operation and moves the instance to STAGING or
+STOPPING; each read of the operation (or of the instance) counts, the operation is RUNNING from the first read and
+DONE after `settle_reads` reads, the instance then RUNNING or TERMINATED. `fail_operations` makes the next operations
+finish DONE with `error.errors`, `httpErrorStatusCode` and `httpErrorMessage` (as a capacity failure would).
+`inject_service_health_event(zone, started, ended)` publishes an incident on Compute Engine in a zone (the drill
+calls it after the provider's own delay: status pages confirm late); `inject_host_error(name)` records a host error.
 
 State endpoints for drills (another process): `POST /_fake/zones/{zone} {"status": "DOWN"}`,
 `POST /_fake/regions/{region} {"status": "DOWN"}`, `POST /_fake/instances/{zone}/{name} {"status": "RUNNING"}`
@@ -16,8 +22,11 @@ State endpoints for drills (another process): `POST /_fake/zones/{zone} {"status
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,10 +37,22 @@ ROUTE = re.compile(
     r"^/compute/v1/projects/(?P<project>[^/]+)/(?:"
     r"regions/(?P<region>[^/]+)"
     r"|zones/(?P<zone>[^/]+)(?:/instances/(?P<instance>[^/]+)(?:/(?P<verb>start|stop))?"
-    r"|/operations/(?P<operation>[^/]+))?)$"
+    r"|/operations/(?P<operation>[^/]+))?"
+    r"|(?P<aggregated>aggregated/operations))$"
 )
+EVENTS_ROUTE = re.compile(r"^/v1/projects/(?P<project>[^/]+)/locations/global/events$")
 REASONS = {400: "badRequest", 401: "authError", 403: "forbidden", 404: "notFound", 409: "conflict",
            429: "rateLimitExceeded", 500: "backendError", 503: "backendError"}
+STATUSES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+            409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
+HTTP_MESSAGES = {400: "BAD REQUEST", 403: "FORBIDDEN", 409: "CONFLICT", 412: "PRECONDITION FAILED",
+                 503: "SERVICE UNAVAILABLE"}
+COMPUTE_PRODUCT = {"productName": "Google Compute Engine", "id": "L3MkI8HmmuIHhD3vjX2f"}
+HOST_ERROR = "compute.instances.hostError"
+
+
+def rfc3339(at: float) -> str:
+    return datetime.datetime.fromtimestamp(at, datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -42,8 +63,18 @@ class _Operation:
     kind: str
     reads_left: int
     final: str  # the instance status once done
-    error: tuple[str, str] | None = None  # (code, message) if it fails
+    error: tuple[str, str, int] | None = None  # (code, message, HTTP status) if it fails
     done: bool = False
+    reads: int = 0  # reads of the operation so far: PENDING before the first, RUNNING after
+    inserted: float = 0.0
+
+
+@dataclass
+class _Event:
+    name: str
+    zone: str
+    started: float
+    ended: float | None
 
 
 class GcpComputeFake(FakeApi):
@@ -57,9 +88,11 @@ class GcpComputeFake(FakeApi):
         region: str = "asia-east2",
         zones: tuple[str, ...] = ("asia-east2-a",),
         settle_reads: int = 1,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
         self.project, self.region, self.settle_reads = project, region, settle_reads
+        self.clock = clock
         self._initial_zones = zones
         self.reset()
 
@@ -70,8 +103,10 @@ class GcpComputeFake(FakeApi):
             self.zones: dict[str, str] = dict.fromkeys(self._initial_zones, "UP")
             self.instances: dict[tuple[str, str], str] = {}
             self.operations: dict[str, _Operation] = {}
-            self._failures: list[tuple[str, str]] = []
+            self._failures: list[tuple[str, str, int]] = []
             self._ids = itertools.count(1000)
+            self.events: list[_Event] = []
+            self.host_errors: list[_Operation] = []
 
     # --- state, for tests and drills -----------------------------------------------------------------------------
 
@@ -94,16 +129,36 @@ class GcpComputeFake(FakeApi):
             return self.instances[(zone or next(iter(self.zones)), name)]
 
     def fail_operations(self, count: int = 1, code: str = "ZONE_RESOURCE_POOL_EXHAUSTED",
-                        message: str = "The zone does not have enough resources available") -> None:
+                        message: str = "The zone does not have enough resources available",
+                        http_status: int = 503) -> None:
         with self.lock:
-            self._failures.extend([(code, message)] * count)
+            self._failures.extend([(code, message, http_status)] * count)
+
+    def inject_service_health_event(self, zone: str, started: float, ended: float | None = None) -> None:
+        """Publish a confirmed Compute Engine incident in `zone` that started at `started` (epoch seconds); it is
+        ACTIVE until `ended` (None: still open), CLOSED after."""
+        with self.lock:
+            self.events.append(_Event(f"event-{next(self._ids)}", zone, started, ended))
+
+    def inject_host_error(self, name: str, zone: str | None = None, at: float | None = None) -> None:
+        """Record a host error on an instance (a DONE `compute.instances.hostError` operation inserted at `at`)."""
+        with self.lock:
+            zone = zone or next(iter(self.zones))
+            operation = _Operation(f"systemevent-{next(self._ids)}", zone, name, HOST_ERROR, 0, "", done=True,
+                                   inserted=self.clock() if at is None else at)
+            self.host_errors.append(operation)
 
     # --- the API -------------------------------------------------------------------------------------------------
 
     def _dispatch(self, request: FakeRequest) -> FakeResponse:
+        events = EVENTS_ROUTE.match(request.path)
+        if events is not None and events["project"] == self.project:
+            return self._list_events(request)
         match = ROUTE.match(request.path)
         if match is None or match["project"] != self.project:
             return self._error(404, f"The resource '{request.path}' was not found")
+        if match["aggregated"]:
+            return self._aggregated_operations(request)
         if match["region"]:
             return self._get_region(match["region"])
         zone = match["zone"]
@@ -135,8 +190,33 @@ class GcpComputeFake(FakeApi):
         if operation is None or operation.zone != zone:
             return self._error(404, f"The resource 'projects/{self.project}/zones/{zone}/operations/{name}' "
                                     "was not found")
+        operation.reads += 1
         self._settle(lambda op: op.name == name)
         return FakeResponse(200, self._operation_json(operation))
+
+    def _list_events(self, request: FakeRequest) -> FakeResponse:
+        """Service Health's events.list: newest first, `filter=state=ACTIVE|CLOSED`, pages of `pageSize`."""
+        wanted = re.fullmatch(r"\s*state\s*=\s*(\w+)\s*", request.query.get("filter", ""))
+        events = [self._event_json(event) for event in sorted(self.events, key=lambda e: -e.started)]
+        if wanted:
+            events = [event for event in events if event["state"] == wanted[1]]
+        size = max(1, min(100, int(request.query.get("pageSize") or 10)))
+        start = int(request.query.get("pageToken") or 0)
+        body: dict[str, Any] = {"events": events[start:start + size]}
+        if start + size < len(events):
+            body["nextPageToken"] = str(start + size)
+        return FakeResponse(200, body)
+
+    def _aggregated_operations(self, request: FakeRequest) -> FakeResponse:
+        wanted = re.search(r'operationType\s*=\s*"?([\w.]+)"?', request.query.get("filter", ""))
+        items: dict[str, Any] = {}
+        for zone in self.zones:
+            found = [self._operation_json(op) for op in [*self.operations.values(), *self.host_errors]
+                     if op.zone == zone and (wanted is None or self._operation_type(op) == wanted[1])]
+            items[f"zones/{zone}"] = {"operations": found} if found else {"warning": {
+                "code": "NO_RESULTS_ON_PAGE", "message": "There are no results for scope 'zones/" + zone + "'"}}
+        return FakeResponse(200, {"kind": "compute#operationAggregatedList", "id": f"projects/{self.project}/"
+                                  "aggregated/operations", "items": items})
 
     def _begin(self, zone: str, instance: str, verb: str) -> _Operation:
         current = self.instances[(zone, instance)]
@@ -144,7 +224,8 @@ class GcpComputeFake(FakeApi):
         name = f"operation-{next(self._ids)}-{verb}"
         noop = current == final
         error = self._failures.pop(0) if self._failures and not noop else None
-        operation = _Operation(name, zone, instance, verb, 0 if noop else self.settle_reads, final, error)
+        operation = _Operation(name, zone, instance, verb, 0 if noop else self.settle_reads, final, error,
+                               inserted=self.clock())
         if not noop:
             self.instances[(zone, instance)] = "STAGING" if verb == "start" else "STOPPING"
         self.operations[name] = operation
@@ -180,24 +261,61 @@ class GcpComputeFake(FakeApi):
                 "machineType": f"{API}/projects/{self.project}/zones/{zone}/machineTypes/c3-standard-8",
                 "selfLink": link}
 
+    @staticmethod
+    def _operation_type(operation: _Operation) -> str:
+        return operation.kind  # "start", "stop" (as Compute names them), or compute.instances.hostError
+
     def _operation_json(self, operation: _Operation) -> dict[str, Any]:
         zone_link = f"{API}/projects/{self.project}/zones/{operation.zone}"
+        status = "DONE" if operation.done else "RUNNING" if operation.reads else "PENDING"
         body: dict[str, Any] = {
             "kind": "compute#operation", "id": str(abs(hash(operation.name)) % 10**12), "name": operation.name,
-            "zone": zone_link, "operationType": operation.kind,
+            "zone": zone_link, "operationType": self._operation_type(operation),
             "targetLink": f"{zone_link}/instances/{operation.instance}",
-            "status": "DONE" if operation.done else "RUNNING", "progress": 100 if operation.done else 0,
-            "selfLink": f"{zone_link}/operations/{operation.name}",
+            "status": status, "progress": 100 if operation.done else 0, "user": "failover@exchange-prod.iam",
+            "insertTime": rfc3339(operation.inserted), "selfLink": f"{zone_link}/operations/{operation.name}",
         }
+        if status != "PENDING":
+            body["startTime"] = rfc3339(operation.inserted)
+        if operation.done:
+            body["endTime"] = rfc3339(max(operation.inserted, self.clock()))
+        if operation.kind == HOST_ERROR:
+            body["statusMessage"] = "Instance terminated by Compute Engine."
         if operation.done and operation.error is not None:
-            code, message = operation.error
+            code, message, http_status = operation.error
             body["error"] = {"errors": [{"code": code, "message": message}]}
+            body["httpErrorStatusCode"] = http_status
+            body["httpErrorMessage"] = HTTP_MESSAGES.get(http_status, "ERROR")
+        return body
+
+    def _event_json(self, event: _Event) -> dict[str, Any]:
+        """A Personalized Service Health Event (v1) for a confirmed Compute Engine incident in one zone."""
+        closed = event.ended is not None and event.ended <= self.clock()
+        body: dict[str, Any] = {
+            "name": f"projects/{self.project}/locations/global/events/{event.name}",
+            "title": f"Compute Engine instances unreachable in {event.zone}",
+            "description": "We are investigating an issue with Google Compute Engine.",
+            "category": "INCIDENT", "detailedCategory": "CONFIRMED_INCIDENT",
+            "state": "CLOSED" if closed else "ACTIVE", "detailedState": "RESOLVED" if closed else "CONFIRMED",
+            "eventImpacts": [{"product": COMPUTE_PRODUCT, "location": {"locationName": event.zone}}],
+            "relevance": "RELATED",
+            "updates": [{"updateTime": rfc3339(event.started), "title": "Investigating",
+                         "description": "We are investigating an issue with Google Compute Engine."}],
+            "updateTime": rfc3339(event.ended if closed and event.ended is not None else event.started),
+            "startTime": rfc3339(event.started),
+        }
+        if event.ended is not None:
+            body["endTime"] = rfc3339(event.ended)
         return body
 
     def _error_body(self, status: int, message: str) -> Any:
         reason = REASONS.get(status, "backendError")
-        return {"error": {"code": status, "message": message,
-                          "errors": [{"message": message, "domain": "global", "reason": reason}]}}
+        domain = "usageLimits" if status == 429 else "global"
+        if status == 429:
+            message = ("Quota exceeded for quota metric 'Queries' and limit 'Queries per minute' of service "
+                       f"'compute.googleapis.com' for consumer 'project_number:{abs(hash(self.project)) % 10**12}'.")
+        return {"error": {"code": status, "message": message, "status": STATUSES.get(status, "UNKNOWN"),
+                          "errors": [{"message": message, "domain": domain, "reason": reason}]}}
 
     def _error(self, status: int, message: str) -> FakeResponse:
         return FakeResponse(status, self._error_body(status, message))
