@@ -1,25 +1,32 @@
-"""AWS: EC2 for health and lifecycle, Route 53 for traffic, and (optionally) the AWS Health API.
+"""AWS: EC2 for health and lifecycle, Route 53 for traffic, and (optionally) the AWS Health API as a source of its own.
 
 Health comes from two EC2 calls per cycle: `describe_availability_zones` (zone state) and
 `describe_instance_status(IncludeAllInstances=True)`, which gives the lifecycle state and both status checks (system:
 the host and its network; instance: the guest) in one answer. Instances are selected with an `instance-id` *filter*
 rather than `InstanceIds`, so that one unknown id leaves a gap in the answer instead of failing the whole batch.
 
-Credentials come from boto3's standard chain (the site's `profile` option, else the environment, else the instance
-role)
-or an injected `session`. botocore's own retries are switched off (`total_max_attempts=1`): our bookkeeping retries,
-bounded by the call deadline, and counts every attempt.
+The AWS Health API (`health_api: true`; Business support plan and up) is a second, independent source,
+`provider:aws-health`: open EC2 issues posted for the site's zones or its whole region. It is read on its own
+interval, from the active one of AWS's two endpoints (us-east-1, else us-east-2), and an answer older than its
+staleness limit has no vote. It never changes what the EC2 source says: two sources, two votes.
 
-The AWS Health API (Business support plan and up) can add zone-scoped events (`use_health_api=True`). It is off by
-default, and it fails soft: when it cannot be read, zone health rests on EC2 alone.
+A fence is a stop with `Force=True` unless the site says `fence: stop`. The fence is done only when EC2 *reads*
+stopped or terminated: a `stopping` instance, or a stop call that timed out, is not fenced (base.py's `_drive`). A
+Name tag whose instance was terminated (and not replaced) still resolves to it, so that a terminated old primary
+counts as fenced instead of "not found".
+
+Credentials come from boto3's standard chain (the site's `profile` option, else the environment, else the instance
+role) or an injected `session`. botocore's own retries are switched off (`total_max_attempts=1`): our bookkeeping
+retries, bounded by the call deadline, and counts every attempt.
 """
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import boto3
@@ -27,7 +34,7 @@ import botocore.config
 import botocore.exceptions
 
 from orchestrator.core.errors import FailoverError, ProviderAuthError, ProviderError, ProviderNotFound
-from orchestrator.core.model import DnsTarget, Site, Status
+from orchestrator.core.model import DnsTarget, Observation, Site, Status
 from providers.base import Capability, CloudProvider, InstanceHealth, InstanceState, loopback_http
 from providers.calls import parse_retry_after
 from providers.options import AwsOptions, Route53Options
@@ -43,6 +50,8 @@ STATES = {
     "stopped": InstanceState.STOPPED,
     "terminated": InstanceState.TERMINATED,
 }
+EPOCH = datetime.datetime.fromtimestamp(0, datetime.UTC)
+LIVE_STATES = frozenset({"pending", "running", "stopping", "stopped"})  # a Name tag names one of these first
 ZONE_STATES = {
     "available": Status.OK,
     "information": Status.OK,
@@ -65,6 +74,10 @@ TRANSPORT_ERRORS = (
     botocore.exceptions.ReadTimeoutError,
     botocore.exceptions.ConnectTimeoutError,
 )
+HEALTH_SOURCE = "provider:aws-health"
+# AWS Health's two endpoints, active and passive; global.health.amazonaws.com is a CNAME to the active one. We do
+# not resolve it (a stuck resolver has no timeout in the standard library): we ask the one that answered last first.
+HEALTH_REGIONS = ("us-east-1", "us-east-2")
 PLACEHOLDER_KEYS = {"aws_access_key_id": "placeholder", "aws_secret_access_key": "placeholder"}
 NAME_TAG = "ec2-name"  # the kind of look-up `names` remembers: Name tag -> instance id
 
@@ -108,6 +121,59 @@ class _AwsErrors:
         return None
 
 
+@dataclass(frozen=True)
+class HealthAnswer:
+    """What one read of the AWS Health API says of a site, and when it was read (its staleness starts there)."""
+
+    read_at: float
+    status: Status
+    detail: str
+
+
+@dataclass
+class HealthReading:
+    """The last good answer, the last try, and why the last try failed (for the detail of a stale answer)."""
+
+    answer: HealthAnswer | None = None
+    tried_at: float | None = None
+    error: str = ""
+
+
+def health_answer(events: Sequence[Mapping[str, Any]], site: Site, at: float) -> HealthAnswer:
+    """The site's status from its region's open and upcoming EC2 events.
+
+    An open *issue* posted for a zone of the site fails that zone; every configured zone failed is `down` (AWS
+    confirms the data centre is in trouble), some is `degraded`. An open issue for the whole region (no zone) is
+    `degraded` only: AWS posts those for API error rates and capacity too, which do not stop running instances.
+    Upcoming events (scheduled changes) only show in the detail. A site with no zones configured is at worst
+    `degraded`: without its zone list we cannot say every zone is hit."""
+    issues = [e for e in events if e.get("statusCode") == "open" and e.get("eventTypeCategory", "issue") == "issue"]
+    zoned = [e for e in issues if e.get("availabilityZone") and (not site.zones or e["availabilityZone"] in site.zones)]
+    region_wide = [e for e in issues if not e.get("availabilityZone")]
+    upcoming = [e for e in events if e.get("statusCode") == "upcoming"]
+    hit = {str(e["availabilityZone"]) for e in zoned}
+    if site.zones and hit >= set(site.zones):
+        status = Status.DOWN
+    elif hit or region_wide:
+        status = Status.DEGRADED
+    else:
+        status = Status.OK
+    parts = [f"EC2 issue open in {e['availabilityZone']} since {_when(e.get('startTime'))} "
+             f"({e.get('eventTypeCode', '?')})" for e in zoned]
+    parts += [f"EC2 issue open in {site.region} since {_when(e.get('startTime'))} ({e.get('eventTypeCode', '?')})"
+              for e in region_wide]
+    if upcoming:
+        parts.append(f"{len(upcoming)} upcoming")
+    return HealthAnswer(at, status, "AWS Health: " + ("; ".join(parts) if parts else "no open EC2 issue"))
+
+
+def _when(value: Any) -> str:
+    """An event time as botocore gives it (a datetime), in UTC."""
+    if isinstance(value, datetime.datetime):
+        return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return "?"
+
+
 def _code(exc: botocore.exceptions.ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
@@ -130,10 +196,9 @@ def _config(request_timeout: float) -> botocore.config.Config:
 
 
 class AwsProvider(_AwsErrors, CloudProvider):
-    """EC2 health and start/stop for one site (a region and its zones). Extra keywords: `session` (a
-    `boto3.Session`, for tests), `use_health_api` (default False), `force_fence` (default True: a fence stops
-    with `Force=True`, skipping the guest's shutdown, which an impaired host may never finish). Options:
-    `AwsOptions` (`profile`)."""
+    """EC2 health and start/stop for one site (a region and its zones), and the AWS Health API when the site turns
+    it on. Extra keyword: `session` (a `boto3.Session`, for tests). Options: `AwsOptions` (`profile`, `health_api`
+    and its interval, staleness and endpoints, `fence`)."""
 
     kind: ClassVar[str] = "aws"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability)
@@ -144,27 +209,27 @@ class AwsProvider(_AwsErrors, CloudProvider):
         *,
         options: AwsOptions | None = None,
         session: boto3.Session | None = None,
-        use_health_api: bool = False,
-        force_fence: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(site, **kwargs)
         self.options = options if options is not None else AwsOptions.parse(site.options, self.scope)
         self._session = session
         self._clients: dict[str, Any] = {}
-        self.use_health_api = use_health_api
-        self.force_fence = force_fence
+        self.health = HealthReading() if self.options.health_api else None
+        self.health_region = HEALTH_REGIONS[0]  # the Health endpoint that answered last: asked first next time
 
     def _client(self, service: str) -> Any:
-        """One boto3 client per service, made on first use (inside a counted call, so that a missing profile is
-        mapped like any other failure) and kept for the provider's life; the Health API is served from us-east-1."""
+        """One boto3 client per service (`health@us-east-2`: per Health endpoint), made on first use (inside a
+        counted call, so that a missing profile is mapped like any other failure) and kept for the provider's life.
+        A Health client signs for the region of the endpoint it talks to, as AWS requires."""
         with self._lock:
             if service not in self._clients:
                 if self._session is None:
                     self._session = _session(self.options.profile, self.site.region, self.site.endpoint_url)
-                region = "us-east-1" if service == "health" else self.site.region
+                name, _, region = service.partition("@")
+                endpoint = self._health_endpoint(region) if name == "health" else self.site.endpoint_url
                 self._clients[service] = self._session.client(
-                    service, region_name=region, endpoint_url=self.site.endpoint_url,
+                    name, region_name=region or self.site.region, endpoint_url=endpoint,
                     config=_config(min(self.request_timeout, self.call_deadline)),
                 )
             return self._clients[service]
@@ -174,28 +239,94 @@ class AwsProvider(_AwsErrors, CloudProvider):
         answer = self._read(
             "ec2.describe_availability_zones", self._sdk("ec2", "describe_availability_zones"), **params
         )
-        zones = {
+        return {
             zone["ZoneName"]: ZONE_STATES.get(zone.get("State", ""), Status.UNKNOWN)
             for zone in answer.get("AvailabilityZones", [])
         }
-        if self.use_health_api:
-            for zone in self._zones_with_open_events():
-                if zones.get(zone) is Status.OK:
-                    zones[zone] = Status.DEGRADED
-        return zones
 
-    def _zones_with_open_events(self) -> set[str]:
-        """Zones named by open EC2 issues in the AWS Health API; empty when the API cannot be read (fails soft)."""
-        try:
-            answer = self._read(
-                "health.describe_events", self._sdk("health", "describe_events"),
-                filter={"services": ["EC2"], "regions": [self.site.region], "eventStatusCodes": ["open"],
-                        "eventTypeCategories": ["issue"]},
-            )
-        except FailoverError as exc:
-            log.info("%s: AWS Health API unavailable, using EC2 zone states only: %s", self.scope, exc)
-            return set()
-        return {event["availabilityZone"] for event in answer.get("events", []) if event.get("availabilityZone")}
+    # --- the AWS Health API: a source of its own ----------------------------------------------------------------
+
+    def observe(self, instances: Mapping[str, str]) -> list[Observation]:
+        """EC2's observations, and, with `health_api`, one more of the site from `provider:aws-health`."""
+        observations = super().observe(instances)
+        if self.health is not None:
+            observations.append(self._health_observation(self._clock()))
+        return observations
+
+    def _health_observation(self, at: float) -> Observation:
+        """The site as AWS Health last told it. Read again once `health_interval` has passed since the last try
+        (a failed read is not retried sooner: the endpoints are not hammered while they struggle); an answer older
+        than `health_stale_after` is `unknown`, which has no vote. Never `Cause.API_FAILED`: a Health endpoint in
+        trouble must not slow down the EC2 polls (provider_watch backs a site off on that cause)."""
+        reading = self.health
+        assert reading is not None
+        if reading.tried_at is None or at - reading.tried_at >= self.options.health_interval:
+            reading.tried_at = at
+            try:
+                with self._deadline(self.call_deadline):
+                    events = self._health_events()
+            except FailoverError as exc:
+                log.warning("%s: AWS Health unavailable: %s", self.scope, exc)
+                reading.error = str(exc)
+            else:
+                reading.answer, reading.error = health_answer(events, self.site, at), ""
+        answer = reading.answer
+        if answer is None:
+            return Observation(at, self.site.name, HEALTH_SOURCE, Status.UNKNOWN,
+                               f"AWS Health not read yet: {reading.error or 'no answer'}")
+        age = at - answer.read_at
+        if age > self.options.health_stale_after:
+            return Observation(at, self.site.name, HEALTH_SOURCE, Status.UNKNOWN,
+                               f"AWS Health answer {age:.0f}s old, stale after {self.options.health_stale_after:g}s"
+                               + (f": {reading.error}" if reading.error else ""))
+        return Observation(at, self.site.name, HEALTH_SOURCE, answer.status, answer.detail)
+
+    def _health_events(self) -> list[dict[str, Any]]:
+        """Open and upcoming EC2 events of the site's region, every page, from the first endpoint that answers:
+        the one that answered last, then the other (AWS runs them active-passive). Each endpoint gets an equal share
+        of the budget, so a hung us-east-1 leaves us-east-2 its turn. An auth refusal is not failed over: the other
+        endpoint would refuse the same credentials."""
+        regions = sorted(self._health_regions(), key=lambda region: region != self.health_region)
+        problems: list[str] = []
+        for turn, region in enumerate(regions):
+            try:
+                with self._deadline(self._active_deadline().remaining() / (len(regions) - turn)):
+                    events = self._health_pages(region)
+            except ProviderAuthError:
+                raise
+            except FailoverError as exc:
+                problems.append(str(exc))
+                continue
+            self.health_region = region
+            return events
+        raise ProviderError(f"{self.scope}: no AWS Health endpoint answered: {'; '.join(problems)}")
+
+    def _health_pages(self, region: str) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {"filter": {"services": ["EC2"], "regions": [self.site.region],
+                                                 "eventStatusCodes": ["open", "upcoming"]}, "maxResults": 100}
+            if token:
+                params["nextToken"] = token
+            answer = self._read("health.describe_events", self._sdk(f"health@{region}", "describe_events"),
+                                subject=f"AWS Health in {region}", **params)
+            events.extend(answer.get("events", []))
+            token = answer.get("nextToken")
+            if not token:
+                return events
+
+    def _health_regions(self) -> tuple[str, ...]:
+        """us-east-1 and us-east-2; only the first when a single endpoint URL is configured."""
+        return HEALTH_REGIONS[:1] if len(self.options.health_endpoint_urls) == 1 else HEALTH_REGIONS
+
+    def _health_endpoint(self, region: str) -> str | None:
+        """A configured endpoint (a fake, an emulator), else the site's endpoint (an emulator serving every
+        service), else None: boto3's own `health.<region>.amazonaws.com`."""
+        urls = self.options.health_endpoint_urls
+        if urls:
+            return urls[HEALTH_REGIONS.index(region)] if region in HEALTH_REGIONS[:len(urls)] else urls[0]
+        return self.site.endpoint_url
 
     def _instance_healths(self, instances: Sequence[str]) -> Mapping[str, InstanceHealth]:
         """Health by configured name. A `Name` tag is turned into the id of the live instance carrying it, and that
@@ -232,17 +363,23 @@ class AwsProvider(_AwsErrors, CloudProvider):
 
     def _look_up(self, name: str) -> str | None:
         """The id of the one live instance whose `Name` tag is `name` (stable across re-creation, and what a CI
-        config against moto can name before the ids exist); None when there is none, or more than one."""
+        config against moto can name before the ids exist); None when there is none, or more than one.
+
+        With no live one, the most recently launched of those going or gone (shutting-down, terminated; EC2 lists
+        them for about an hour): a terminated old primary is then *fenced*, where "not found" left the fence to
+        the epoch rule alone. Such an id is not remembered: a replacement launched later must win."""
         answer = self._read(
             "ec2.describe_instances", self._sdk("ec2", "describe_instances"), subject=f"instance {name}",
-            Filters=[{"Name": "tag:Name", "Values": [name]},
-                     {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}],
+            Filters=[{"Name": "tag:Name", "Values": [name]}],
         )
-        found = [str(i["InstanceId"]) for r in answer.get("Reservations", []) for i in r.get("Instances", [])]
-        if len(found) != 1:
+        found = [i for r in answer.get("Reservations", []) for i in r.get("Instances", [])]
+        live = [str(i["InstanceId"]) for i in found if i.get("State", {}).get("Name") in LIVE_STATES]
+        if len(live) == 1:
+            self._remember(NAME_TAG, name, live[0])
+            return live[0]
+        if live or not found:
             return None
-        self._remember(NAME_TAG, name, found[0])
-        return found[0]
+        return str(max(found, key=lambda i: i.get("LaunchTime") or EPOCH)["InstanceId"])
 
     def _id(self, instance: str) -> str:
         """The id a lifecycle call names (health was read first, so a `Name` tag is already resolved)."""
@@ -282,8 +419,10 @@ class AwsProvider(_AwsErrors, CloudProvider):
                     InstanceIds=[self._id(instance)])
 
     def _fence(self, instance: str) -> None:
+        """The fastest stop EC2 offers (`Force=True`: no guest shutdown, no waiting on a host in trouble), unless
+        the site asks for `fence: stop`. Only the stop is asked for here; `fence` returns once EC2 reads stopped."""
         self._write("ec2.stop_instances", self._sdk("ec2", "stop_instances"), subject=f"instance {instance}",
-                    InstanceIds=[self._id(instance)], Force=self.force_fence)
+                    InstanceIds=[self._id(instance)], Force=self.options.fence == "force_stop")
 
 
 def _is_id(instance: str) -> bool:

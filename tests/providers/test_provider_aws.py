@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import time
-from typing import Any
 
 import pytest
 from provider_helpers import (
@@ -12,7 +10,6 @@ from provider_helpers import (
     FAST,
     ROUTER_FAST,
     AwsWorld,
-    RawBody,
     VirtualClock,
     impair_instances,
     impair_zone,
@@ -91,39 +88,18 @@ def test_no_credentials_and_unknown_profile_are_auth_errors(monkeypatch: pytest.
 
 
 def test_health_api_is_off_by_default_and_fails_soft(aws: AwsWorld) -> None:
+    """moto serves no Health API (404): the Health source says unknown, which has no vote, and EC2's own two
+    observations are as they were."""
     instance = aws.run_instance()
-    assert "health.describe_events" not in aws.provider().calls
-    provider = aws.provider(use_health_api=True)  # moto does not serve it: 404
-    assert [o.status for o in provider.observe({instance: "spot-aws"})] == [Status.OK, Status.OK]
-    assert provider.calls["health.describe_events"] == 1
-
-
-def test_health_api_events_degrade_their_zone(aws: AwsWorld) -> None:
-    from botocore.awsrequest import AWSResponse
-
-    events = {"events": [{"arn": "arn:aws:health:ap-southeast-1::event/EC2/x", "service": "EC2",
-                          "availabilityZone": AWS_ZONES[1], "statusCode": "open"}]}
-
-    def answer(request: Any, **kwargs: Any) -> Any:
-        return AWSResponse(request.url, 200, {"Content-Type": "application/x-amz-json-1.1"},
-                           RawBody(json.dumps(events).encode()))
-
-    aws.session.events.register_first("before-send.health.DescribeEvents", answer)
-    try:
-        provider = aws.provider(use_health_api=True)
-        assert provider.zone_health() == {AWS_ZONES[0]: Status.OK, AWS_ZONES[1]: Status.DEGRADED}
-    finally:
-        aws.session.events.unregister("before-send.health.DescribeEvents", answer)
-
-
-def test_fence_forces_the_stop(aws: AwsWorld) -> None:
-    instance = aws.run_instance()
-    provider = aws.provider()
-    with plan_recorder(provider) as planned:
-        provider.fence(instance, deadline=5)
-        provider.stop(instance, deadline=5)
-    assert [(call.operation, call.params.get("Force")) for call in planned] == [
-        ("ec2.stop_instances", True), ("ec2.stop_instances", None)]
+    off = aws.provider()
+    assert [o.source for o in off.observe({instance: "spot-aws"})] == ["provider:aws", "provider:aws"]
+    assert "health.describe_events" not in off.calls
+    provider = build_provider(aws.site(options={"health_api": True, "health_endpoint_urls": ["http://127.0.0.1:9"]}),
+                              session=aws.session, **FAST)
+    observed = provider.observe({instance: "spot-aws"})
+    assert [(o.source, o.status) for o in observed] == [
+        ("provider:aws", Status.OK), ("provider:aws", Status.OK), ("provider:aws-health", Status.UNKNOWN)]
+    assert observed[-1].cause is None  # a Health outage must not slow the EC2 polls down (provider_watch)
 
 
 def test_malformed_instance_id_is_not_found(aws: AwsWorld) -> None:
