@@ -46,6 +46,8 @@ class Window:
     start_text: str = ""
     end_text: str = ""
     source: str = ""  # "engine": both ends from its phase entries; "runbook": from journaled steps; or a mix
+    start_local: str = ""  # ISO 8601 in the display zone, for tables and sheets
+    end_local: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +82,8 @@ def _done_at(journal: list[JournalEntry], step: Step) -> float | None:
 def _window(start: float | None, end: float | None, display: tzinfo, source: str = "runbook") -> Window:
     seconds = (end - start) if start is not None and end is not None else None
     return Window(start, end, seconds, format_instant(start, display) if start is not None else "",
-                  format_instant(end, display) if end is not None else "", source)
+                  format_instant(end, display) if end is not None else "", source, _iso(start, display),
+                  _iso(end, display))
 
 
 # --- the engine's phase entries --------------------------------------------------------------------------------
@@ -311,6 +314,11 @@ def build_report(store: StateStore, incident_id: str, display: tzinfo) -> Incide
         text = {k: v for k, v in entry.detail.items() if k in ("error", "how", "until", "lag", "reason", "why")}
         timeline.append({"at": entry.at, "when": format_instant(entry.at, display),
                          "event": f"{entry.step} {entry.state}", "detail": json.dumps(text) if text else ""})
+    captured = detail.get(ENGINE_PHASES) or {}
+    for phase in captured.get("entries") or []:
+        timeline.append({"at": float(phase["at"]), "when": format_instant(float(phase["at"]), display),
+                         "event": f"engine {phase['phase']}",
+                         "detail": f"{captured.get('replica', 'new primary')} journal seq {phase['seq']}"})
     timeline.sort(key=lambda item: float(item["at"]))
     diverged = detail.get("diverged")
     head = store.audit_head()
@@ -339,8 +347,13 @@ def _diverged_lines(diverged: Mapping[str, Any]) -> list[str]:
     for entry in diverged.get("entries") or []:
         cells = [entry.get(key, "") for key in ("seq", "at", "kind", "client_order_id", "account", "side", "type",
                                                "price", "qty")]
-        lines.append("| " + " | ".join("" if cell is None else str(cell) for cell in cells) + " |")
+        lines.append(_md_row(cells))
     return lines
+
+
+def _md_row(cells: Sequence[Any]) -> str:
+    """A table row; a `|` in a client's account or order id would otherwise split its cell."""
+    return "| " + " | ".join("" if cell is None else str(cell).replace("|", "\\|") for cell in cells) + " |"
 
 
 def _impact_lines(report: IncidentReport) -> list[str]:
@@ -348,14 +361,14 @@ def _impact_lines(report: IncidentReport) -> list[str]:
              "| window | from (UTC) | to (UTC) | from (display zone) | to (display zone) | timed by |",
              "|---|---|---|---|---|---|"]
     for name, window in (("halted", report.halted), ("protection", report.protection)):
-        local = [text.partition(" (")[2].rstrip(")") for text in (window.start_text, window.end_text)]
-        cells = [name, _iso(window.start, UTC), _iso(window.end, UTC), *local, window.source or "n/a"]
+        cells = [name, _iso(window.start, UTC), _iso(window.end, UTC), window.start_local, window.end_local,
+                 window.source or "n/a"]
         lines.append("| " + " | ".join(cell or "n/a" for cell in cells) + " |")
     lines.append("")
     if report.impact:
         lines += ["| account | outcome | window | reason | orders | client_order_id |", "|---|---|---|---|---|---|"]
-        lines += [f"| {row['account']} | {row['outcome']} | {row['window']} | {row['reason']} | {row['orders']} | "
-                  f"{' '.join(row['client_order_ids'])} |" for row in report.impact]
+        lines += [_md_row([row["account"], row["outcome"], row["window"], row["reason"], row["orders"],
+                           " ".join(row["client_order_ids"])]) for row in report.impact]
     else:
         lines.append("no order refused or left unexecuted is recorded per account")
     lines += [f"- {note}" for note in report.impact_notes]

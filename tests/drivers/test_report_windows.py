@@ -116,8 +116,10 @@ def test_impact_lists_each_account_refused_by_reason_in_each_window_and_the_unex
 
     text = render_markdown(report)
     assert "| acct-1 | refused | protection | post_only required | 7 |  |" in text
-    assert "| protection | 2022-12-18T03:00:05.200Z | 2022-12-18T03:00:25.300Z | 11:00:05 UTC+08:00 | " \
-           "11:00:25 UTC+08:00 | engine |" in text
+    assert "| protection | 2022-12-18T03:00:05.200Z | 2022-12-18T03:00:25.300Z | 2022-12-18T11:00:05.200+08:00 | " \
+           "2022-12-18T11:00:25.300+08:00 | engine |" in text
+    # the engine's phase changes stand in the timeline beside the steps journaled after them
+    assert "| 2022-12-18 03:00:25 UTC (11:00:25 UTC+08:00) | engine open | new primary journal seq 60 |" in text
     rows = list(csv.DictReader(io.StringIO(render_csv(report))))
     assert len(rows) == 6 and rows[-1]["client_order_ids"] == "o-40 o-41" and rows[0]["orders"] == "3"
     assert report.to_json()["impact"][0]["account"] == "acct-1"
@@ -136,10 +138,11 @@ def test_counters_without_accounts_are_named_as_the_limit_of_the_impact_section(
     assert "no order refused or left unexecuted is recorded per account" in render_markdown(report)
 
 
-def test_an_account_that_looks_like_a_formula_is_quoted_in_the_csv() -> None:
+def test_an_account_that_looks_like_a_formula_or_splits_a_table_stays_one_cell() -> None:
     store = MemoryStore(clock=lambda: T0 + 40)
-    after = {"spot-gcp": _stats({"=HYPERLINK(1)": {"halted": 1}}, {})}
+    after = {"spot-gcp": _stats({"=HYPERLINK(1)": {"halted": 1}, "a|b": {"halted": 2}}, {})}
     report = build_report(store, _incident(store, {"engine_phases": {"entries": PHASES},
                                                    "stats_at_close": after}), UTC)
 
     assert next(csv.DictReader(io.StringIO(render_csv(report))))["account"] == "'=HYPERLINK(1)"
+    assert "| a\\|b | refused | halted | halted | 2 |  |" in render_markdown(report)
