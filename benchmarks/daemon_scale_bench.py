@@ -1,0 +1,399 @@
+"""The daemon at exchange scale (issue 17 item 6): one probe round for 300 and 1,000 replicas over loopback HTTP,
+before and after the pooled prober, and one controller cycle for 1,000 and 10,000 engines.
+
+The replicas: one server process (`serve`, below: asyncio, HTTP/1.1 with keep-alive, no framework) answering
+`GET /<replica>/v1/status` with the reference replica's full status body, serialised per request, on `ports`
+loopback ports (replica i on port i mod ports; by default one port per replica, so the prober keeps one
+connection per replica as it would against real ones). One process for every replica keeps the machine's two
+cores for the measurement; its own CPU per round is reported beside ours so that a slow server is seen, not
+mistaken for a slow prober. The prober parses every answer for real (JSON, then `ReplicaStatus`).
+
+- `before`: `EngineProber` asking `HttpEngineClient.status` one replica at a time from a thread pool (what every
+  daemon did until the pooled prober: one httpx request per replica, 32 threads as in `drivers.wiring`);
+- `after`: `EngineProber` over `HttpEngineClient.statuses` (kept-alive connections on one event loop, at most
+  `probe.IN_FLIGHT` requests in flight).
+
+Per round: the median and p95 wall milliseconds, our CPU milliseconds (this process, every thread) and the
+server's. The controller cycle is `sim_bench`'s (`Controller.run_cycle` over a quiet simulated world, 3 replicas
+and 4 vantage points per engine, the in-memory store) for 1,000 and 10,000 engines, with the share of it spent in
+the garbage collector. The load average is recorded before and after: on a shared machine, read the figures with it.
+
+    python -m benchmarks --only daemon_scale_bench      (once registered)
+    python -m benchmarks.daemon_scale_bench             this module alone
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import random
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+from benchmarks.figures import Figure
+from orchestrator.core.model import Engine, Phase, Replica, ReplicaStatus, Site, Topology
+from orchestrator.drivers.probe import EngineProber
+from orchestrator.engine.base import EngineControl
+from orchestrator.engine.client import HttpEngineClient
+
+SIZES = (300, 1000)
+ROUNDS = 6
+BEFORE_ROUNDS = 3
+CYCLE_ENGINES = (1000, 10000)
+CYCLES = 3
+GOAL_ROUND_MS = 400.0
+GOAL_CYCLE_10000_MS = 100.0
+THREADS_BEFORE = 32  # what drivers.wiring gave every daemon's prober
+
+
+# ---- the replicas' status server ------------------------------------------------------------------------------
+
+
+def _body(name: str) -> bytes:
+    """The reference replica's status body (orchestrator/engine/replica/node.py `status`), for replica `name`."""
+    primary = name.endswith("-0")
+    return json.dumps({
+        "replica": name, "role": "primary" if primary else "standby", "epoch": 1_000_001, "phase": "open",
+        "phase_until": None, "last_seq": 52_341, "applied_seq": 52_341, "journal_epoch": 1_000_001,
+        "cloud": "aws", "synchronous": True, "following": None if primary else name[:-2] + "-0",
+        "replicated_seq": 52_341 if primary else None, "error": None, "unreplicated_age_s": None,
+        "replication_timeouts": 0, "standbys": {}, "primary_contact_age_s": None if primary else 0.02,
+    }).encode()
+
+
+class _Server:
+    """Counts what the prober must be judged by: requests in flight at once (from arrival until answered, or until
+    the client hung up), connections opened; with `log`, when each request arrived and ended, for the tests."""
+
+    def __init__(self, slow: set[str], slow_s: float, reset: set[str], delay_s: float, log: bool,
+                 close_after: bool) -> None:
+        self.slow, self.slow_s, self.reset, self.delay_s = slow, slow_s, reset, delay_s
+        self.log, self.close_after = log, close_after
+        self.in_flight = self.most_in_flight = self.requests = self.connections = 0
+        self.events: list[tuple[str, str, float]] = []
+        self.loop = asyncio.get_running_loop()
+
+    def answer(self, connection: _Connection, target: str) -> None:
+        transport = connection.transport
+        assert transport is not None
+        if target in ("/_stats", "/_reset"):
+            stats = {"most_in_flight": self.most_in_flight, "requests": self.requests,
+                     "connections": self.connections, "events": self.events}
+            if target == "/_reset":
+                self.most_in_flight = self.requests = self.connections = 0
+                self.events = []
+            _write(transport, json.dumps(stats).encode())
+            return
+        name = target.split("/")[1]
+        self.requests += 1
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        self._log("arrived", name)
+        if name in self.reset:
+            sock = transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a RST
+            transport.abort()
+            self._ended(name, "reset")
+            return
+        delay = self.slow_s if name in self.slow else self.delay_s
+        if delay:
+            connection.pending = (name, self.loop.call_later(delay, self._finish, connection, name))
+        else:
+            self._finish(connection, name)
+
+    def _finish(self, connection: _Connection, name: str) -> None:
+        connection.pending = None
+        self._ended(name, "answered")
+        assert connection.transport is not None
+        _write(connection.transport, _body(name))
+        if self.close_after:  # as a server whose keep-alive timeout is shorter than the probe interval
+            connection.transport.close()
+
+    def hung_up(self, connection: _Connection) -> None:
+        if connection.pending is not None:
+            name, timer = connection.pending
+            timer.cancel()
+            connection.pending = None
+            self._ended(name, "client hung up")
+
+    def _ended(self, name: str, how: str) -> None:
+        self.in_flight -= 1
+        self._log(how, name)
+
+    def _log(self, what: str, name: str) -> None:
+        if self.log:
+            self.events.append((what, name, time.monotonic()))
+
+
+def _write(transport: asyncio.Transport, body: bytes) -> None:
+    transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+                    % (len(body), body))
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, server: _Server) -> None:
+        self.server = server
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+        self.pending: tuple[str, asyncio.TimerHandle] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.server.connections += 1
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0 and self.transport is not None:
+            head, self.buffer = self.buffer[:end], self.buffer[end + 4:]
+            self.server.answer(self, head.split(b" ", 2)[1].decode("latin-1"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.hung_up(self)
+
+
+async def _serve(ports: int, slow: set[str], slow_s: float, reset: set[str], delay_s: float, log: bool,
+                 close_after: bool) -> None:
+    server = _Server(slow, slow_s, reset, delay_s, log, close_after)
+    loop = asyncio.get_running_loop()
+    bound: list[int] = []
+    pick = random.SystemRandom()
+    while len(bound) < ports:  # below the ephemeral range, as orchestrator.testbed.ports picks
+        port = pick.randrange(20000, 32000)
+        try:
+            await loop.create_server(lambda: _Connection(server), "127.0.0.1", port, backlog=1024)
+        except OSError:
+            continue
+        bound.append(port)
+    print(json.dumps(bound), flush=True)
+    await asyncio.Event().wait()
+
+
+class StatusServer:
+    """The server process: `ports` loopback ports, every replica name answered on each (see `serve`)."""
+
+    def __init__(self, ports: int = 1, *, slow: Sequence[str] = (), slow_s: float = 0.0, reset: Sequence[str] = (),
+                 delay_s: float = 0.0, log: bool = False, close_after: bool = False) -> None:
+        command = [sys.executable, "-m", "benchmarks.daemon_scale_bench", "--serve", str(ports), "--slow-s",
+                   str(slow_s), "--delay-s", str(delay_s), "--slow", ",".join(slow), "--reset", ",".join(reset)]
+        command += ["--log"] * log + ["--close-after-answer"] * close_after
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"status server exited with {self.process.wait()}")
+        self.ports: list[int] = json.loads(line)
+
+    def url(self, index: int) -> str:
+        return f"http://127.0.0.1:{self.ports[index % len(self.ports)]}"
+
+    def stats(self, reset: bool = False) -> dict[str, Any]:
+        """Requests, connections and most requests in flight since the last reset (and the events, if logged)."""
+        with urllib.request.urlopen(f"{self.url(0)}/{'_reset' if reset else '_stats'}", timeout=10) as answer:
+            found: dict[str, Any] = json.loads(answer.read())
+        return found
+
+    def cpu_s(self) -> float:
+        fields = open(f"/proc/{self.process.pid}/stat").read().rsplit(")", 1)[1].split()  # noqa: SIM115
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+    def __enter__(self) -> StatusServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def topology(server: StatusServer, replicas: int) -> Topology:
+    """`replicas` / 3 engines (rounded up) of 3 replicas on 3 sites, replica i on the server's port i mod ports."""
+    sites = {f"site-{k}": Site(f"site-{k}", "local", f"region-{k}", (f"zone-{k}",)) for k in range(3)}
+    engines = {}
+    for e in range(-(-replicas // 3)):
+        members = tuple(Replica(f"e{e}-{k}", f"e{e}", f"site-{k}", f"vm-{e}-{k}",
+                                f"{server.url(3 * e + k)}/e{e}-{k}", k) for k in range(3))
+        engines[f"e{e}"] = Engine(f"e{e}", f"e{e}-0", members)
+    return Topology(sites=sites, engines=engines)
+
+
+class OneAtATime(EngineControl):
+    """`HttpEngineClient` asked one replica at a time (no `statuses`): the prober as it was before the pool."""
+
+    def __init__(self, client: HttpEngineClient) -> None:
+        self.client = client
+
+    def status(self, replica: Replica) -> ReplicaStatus:
+        return self.client.status(replica)
+
+    def set_phase(self, replica: Replica, phase: Phase, until: float | None, epoch: int) -> ReplicaStatus:
+        raise NotImplementedError
+
+    def promote(self, replica: Replica, epoch: int, *, force: bool = False) -> ReplicaStatus:
+        raise NotImplementedError
+
+    def fence(self, replica: Replica, epoch: int) -> ReplicaStatus:
+        raise NotImplementedError
+
+
+# ---- measuring ------------------------------------------------------------------------------------------------
+
+
+def _rounds(prober: EngineProber, server: StatusServer, rounds: int) -> dict[str, Any]:
+    prober.probe(time.time())  # connections, first parse of every URL
+    server.stats(reset=True)
+    walls, answered = [], 0
+    cpu, server_cpu = time.process_time(), server.cpu_s()
+    for _ in range(rounds):
+        began = time.perf_counter()
+        answered = len(prober.probe(time.time()).statuses)
+        walls.append(time.perf_counter() - began)
+    cpu, server_cpu = time.process_time() - cpu, server.cpu_s() - server_cpu
+    stats = server.stats()
+    walls.sort()
+    return {"rounds": rounds, "median_ms": statistics.median(walls) * 1000,
+            "p95_ms": walls[int(0.95 * (len(walls) - 1))] * 1000, "cpu_ms": cpu / rounds * 1000,
+            "server_cpu_ms": server_cpu / rounds * 1000, "answered": answered,
+            "requests": stats["requests"], "connections_opened": stats["connections"]}
+
+
+def probe_rounds(replicas: int, rounds: int, before_rounds: int, ports: int | None = None) -> dict[str, Any]:
+    with StatusServer(ports or replicas) as server:
+        topo = topology(server, replicas)
+        found: dict[str, Any] = {"replicas": sum(len(e.replicas) for e in topo.engines.values()),
+                                 "ports": len(server.ports)}
+        with HttpEngineClient(read_timeout=0.5, connect_timeout=0.5, attempts=1) as client:
+            if before_rounds:
+                prober = EngineProber(topo, OneAtATime(client), workers=THREADS_BEFORE)
+                found["before"] = _rounds(prober, server, before_rounds)
+                prober.close()
+            prober = EngineProber(topo, client)
+            found["after"] = _rounds(prober, server, rounds)
+            prober.close()
+    return found
+
+
+def controller_cycle(engines: int, cycles: int) -> dict[str, Any]:
+    """`Controller.run_cycle` for `engines` engines as `sim_bench.cycle_1000` measures it, and the time the
+    garbage collector took inside the timed cycles."""
+    from benchmarks.sim_bench import big_topology
+    from orchestrator.sim import Scenario, Simulation
+    from orchestrator.sim.runner import quiet_adapters
+    from orchestrator.sim.scenario import WorldSettings
+
+    scenario = Scenario("cycle", big_topology(engines), start=1_671_332_400.0, duration=3600.0,
+                        world=WorldSettings(order_rate=0.0))
+    sim = Simulation(scenario)
+    collecting: list[float] = []
+
+    def gc_clock(phase: str, info: dict[str, int]) -> None:
+        collecting.append(-time.perf_counter() if phase == "start" else time.perf_counter())
+
+    durations, probes = [], []
+    with quiet_adapters():
+        sim.run_until(scenario.start)
+        gc.callbacks.append(gc_clock)
+        try:
+            for tick in range(1, cycles + 1):
+                sim.world.advance_to(scenario.start + tick)
+                began = time.perf_counter()
+                sim.controller.run_cycle()
+                durations.append(time.perf_counter() - began)
+                began = time.perf_counter()
+                sim.prober.probe(scenario.start + tick)
+                probes.append(time.perf_counter() - began)
+        finally:
+            gc.callbacks.remove(gc_clock)
+    collected = sum(collecting) if len(collecting) % 2 == 0 else 0.0
+    return {"engines": engines, "cycles": cycles, "median_ms": statistics.median(durations) * 1000,
+            "max_ms": max(durations) * 1000, "probe_ms": statistics.median(probes) * 1000,
+            "gc_ms_per_cycle": collected / (2 * cycles) * 1000}  # the probes' collections too: both halves
+
+
+def run(rounds: int = ROUNDS, before_rounds: int = BEFORE_ROUNDS, cycles: int = CYCLES,
+        sizes: Sequence[int] = SIZES, cycle_engines: Sequence[int] = CYCLE_ENGINES) -> dict[str, Any]:
+    load = os.getloadavg()[0]
+    probes = {str(n): probe_rounds(n, rounds, before_rounds) for n in sizes}
+    load_after_probes = os.getloadavg()[0]
+    cycle = {str(n): controller_cycle(n, cycles) for n in cycle_engines}
+    return {"daemon.scale": {"probe_rounds": probes, "controller_cycle": cycle,
+                             "load_1min": {"start": load, "after_probes": load_after_probes,
+                                           "end": os.getloadavg()[0]}, "cpus": os.cpu_count()}}
+
+
+def figures(result: dict[str, Any]) -> list[Figure]:
+    data = result["daemon.scale"]
+    found = []
+    for size, row in data["probe_rounds"].items():
+        after = row["after"]
+        found.append(Figure("daemon at scale", f"one probe round, {int(size):,} replicas over loopback HTTP",
+                            round(after["median_ms"], 1), "ms wall", f"median of {after['rounds']} rounds",
+                            goal=GOAL_ROUND_MS if int(size) >= 1000 else None,
+                            peer=round(row["before"]["median_ms"], 1) if "before" in row else None,
+                            peer_name="before (httpx, 32 threads)" if "before" in row else None))
+        found.append(Figure("daemon at scale", f"one probe round, {int(size):,} replicas: our CPU",
+                            round(after["cpu_ms"], 1), "CPU ms", f"mean of {after['rounds']} rounds",
+                            peer=round(row["before"]["cpu_ms"], 1) if "before" in row else None,
+                            peer_name="before (httpx, 32 threads)" if "before" in row else None))
+    for engines, row in data["controller_cycle"].items():
+        found.append(Figure("daemon at scale", f"one controller cycle, {int(engines):,} engines x 3 replicas x 4 "
+                            "vantage points", round(row["median_ms"], 1), "ms", f"median of {row['cycles']} cycles",
+                            goal=GOAL_CYCLE_10000_MS if int(engines) >= 10000 else None))
+    return found
+
+
+def render(result: dict[str, Any]) -> str:
+    data = result["daemon.scale"]
+    load = data["load_1min"]
+    lines = [f"== daemon at scale (load {load['start']:.1f} at start, {load['after_probes']:.1f} after the probe "
+             f"rounds, {load['end']:.1f} at end, on {data['cpus']} cpus)"]
+    for size, row in data["probe_rounds"].items():
+        for name in ("before", "after"):
+            if name in row:
+                r = row[name]
+                lines.append(f"   {int(size):>5} replicas on {row['ports']} ports, {name:6}: median "
+                             f"{r['median_ms']:.0f} ms, p95 {r['p95_ms']:.0f} ms; our cpu {r['cpu_ms']:.0f} ms, "
+                             f"server cpu {r['server_cpu_ms']:.0f} ms per round; {r['answered']} answered; "
+                             f"{r['connections_opened']} connections opened for {r['requests']} requests")
+    for engines, row in data["controller_cycle"].items():
+        lines.append(f"   controller cycle, {int(engines):>6,} engines: median {row['median_ms']:.0f} ms (max "
+                     f"{row['max_ms']:.0f}; garbage collector {row['gc_ms_per_cycle']:.0f} ms of it; the simulated "
+                     f"probes alone {row['probe_ms']:.0f} ms)")
+    return "\n".join(lines)
+
+
+def _names(text: str) -> set[str]:
+    return {name for name in text.split(",") if name}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--serve", type=int, metavar="PORTS", help="run the status server on PORTS ports")
+    parser.add_argument("--slow", default="", help="replicas (comma-separated) that answer after --slow-s")
+    parser.add_argument("--slow-s", type=float, default=0.0)
+    parser.add_argument("--reset", default="", help="replicas (comma-separated) whose connection is reset")
+    parser.add_argument("--delay-s", type=float, default=0.0, help="every other answer after this delay")
+    parser.add_argument("--log", action="store_true", help="keep every request's arrival and end for /_stats")
+    parser.add_argument("--close-after-answer", action="store_true", help="close each connection after answering")
+    args = parser.parse_args(argv)
+    if args.serve:
+        asyncio.run(_serve(args.serve, _names(args.slow), args.slow_s, _names(args.reset), args.delay_s, args.log,
+                           args.close_after_answer))
+    else:
+        print(render(run()))
+
+
+if __name__ == "__main__":
+    main()
