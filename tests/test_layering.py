@@ -18,7 +18,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("orchestrator.store", "orchestrator.engine", "providers"),
     ("orchestrator.config",),
     ("orchestrator.drivers",),
-    ("orchestrator.sim", "orchestrator.testbed", "orchestrator.drill"),
+    ("orchestrator.sim", "orchestrator.testbed", "orchestrator.drill", "orchestrator.web"),
     ("orchestrator.cli", "orchestrator.__main__"),
 )
 # within one layer: the drill builds on the testbed and the simulator, never the other way round

@@ -6,7 +6,7 @@ import os
 import socket
 import sys
 from dataclasses import replace
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -88,6 +88,9 @@ def daemon(
     max_cycles: Annotated[int | None, typer.Option("--max-cycles", hidden=True)] = None,
     observe_only: Annotated[bool, typer.Option("--observe-only", help="Only probe and record (a vantage point "
                                                                       "for another daemon); never lead.")] = False,
+    public_feed: Annotated[str | None, typer.Option("--public-feed", help="host:port of the public status feed "
+                                                                          "(/status.json, /feed.atom) for users.")]
+    = None,
 ) -> None:
     """Run the cycle on an interval; one leader acts, followers probe. SIGTERM finishes the step and releases."""
     from orchestrator.drivers.daemon import Daemon, configure_json_logs
@@ -104,12 +107,15 @@ def daemon(
     loaded = load(config)
     topology = loaded.topology
     address = _listen(listen, loaded.config.daemon, listen_public)
+    feed_address = listen_address(public_feed, "--public-feed", public=True) if public_feed else None
     if vantage != "orchestrator" and vantage not in topology.sites:
         raise ConfigError(f"--vantage {vantage}: not a configured site (or 'orchestrator')")
     configure_json_logs()
     metrics = Metrics()
     every = every_arg or loaded.config.daemon.cycle_interval or topology.probes.interval
     check_port_free(*address, "--listen" if listen else "daemon.listen")
+    if feed_address is not None:
+        check_port_free(*feed_address, "--public-feed")
     with build_edges(loaded, vantage=vantage) as edges:
         controller = build_controller(Mode.AGENT if observe_only else Mode.DAEMON, loaded,
                                       replace(edges, notifier=Fanout(edges.notifier, metrics)),
@@ -120,8 +126,29 @@ def daemon(
                         retention=loaded.config.daemon.observation_retention)
         if edges.sender is not None:
             edges.sender.start()  # webhooks are posted off the cycle's path, whatever they do
+        feed = _serve_pages(runner, loaded, feed_address)
         runner.install_signal_handlers()
-        runner.run(max_cycles=max_cycles)
+        try:
+            runner.run(max_cycles=max_cycles)
+        finally:
+            if feed is not None:
+                feed.stop()
+
+
+def _serve_pages(runner: Any, loaded: Any, feed_address: tuple[str, int] | None) -> Any:
+    """The status page on the daemon's own address, and the public feed on its own if asked for (so the feed can
+    be published while the page, which names every replica, stays internal)."""
+    from orchestrator.drivers.daemon_http import StatusServer
+    from orchestrator.web.routes import PageSource, page_routes, public_routes
+
+    source = PageSource(loaded, runner.status_document)
+    runner.pages.update(page_routes(source))
+    if feed_address is None:
+        return None
+    host, port = feed_address
+    server = StatusServer(host, port, public_routes(source, f"http://{host}:{port}"), allow_remote=True)
+    server.start()
+    return server
 
 
 def _listen(flag: str | None, settings: DaemonConfig, public_flag: bool) -> tuple[str, int]:

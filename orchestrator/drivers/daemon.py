@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from orchestrator.core.errors import FailoverError, StoreError
 from orchestrator.drivers.controller import Controller, CycleResult
-from orchestrator.drivers.daemon_http import StatusServer
+from orchestrator.drivers.daemon_http import Handler, StatusServer
 from orchestrator.drivers.metrics import Metrics
 from orchestrator.drivers.state import load_engine
 
@@ -67,6 +67,7 @@ class Daemon:
         self.state = DaemonState()
         self.stopping = threading.Event()
         self.server: StatusServer | None = None
+        self.pages: dict[str, Handler] = {}  # more read-only routes beside ours (the status page: orchestrator.web)
         self._last_prune = 0.0
         self.unheard: list[str] = []
 
@@ -192,10 +193,13 @@ class Daemon:
         if not self.listen:
             return
         host, _, port = self.listen.rpartition(":")
-        self.server = StatusServer(host.strip("[]") or "127.0.0.1", int(port), {
+        routes: dict[str, Handler] = {
+            **self.pages,  # ours below win over a page's route of the same path
             "/metrics": lambda: (200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST),
             "/healthz": lambda: (200 if self.healthy() else 503,
                                  json.dumps({"ok": self.healthy()}).encode(), "application/json"),
             "/status": lambda: (200, json.dumps(self.status_document()).encode(), "application/json"),
-        }, allow_remote=self.listen_public, report=lambda line: log.warning("http", detail=line))
+        }
+        self.server = StatusServer(host.strip("[]") or "127.0.0.1", int(port), routes, allow_remote=self.listen_public,
+                                   report=lambda line: log.warning("http", detail=line))
         self.server.start()

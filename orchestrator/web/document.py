@@ -1,0 +1,71 @@
+"""The status page's data: one JSON document per poll, built from what `failover status` reads and what the daemon
+knows of itself. Plain data in, plain data out (the route caches it), so it is tested without a server.
+
+Times are epoch seconds for the page's script (which counts the protection window down against its own clock,
+corrected by `generated_at`), and pre-formatted in UTC and the display zone for people, so the page never does
+time-zone arithmetic of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from datetime import tzinfo
+from typing import Any
+
+from orchestrator.core.phases import format_instant
+from orchestrator.drivers.status import StatusReport
+from orchestrator.store.records import Incident, JournalEntry
+
+RECENT_INCIDENTS = 5  # closed incidents listed below the open ones
+
+
+def _when(at: float | None, display: tzinfo) -> dict[str, Any] | None:
+    return None if at is None else {"at": at, "text": format_instant(at, display)}
+
+
+def _incident(incident: Incident, display: tzinfo) -> dict[str, Any]:
+    return {"id": incident.id, "engine": incident.engine, "status": incident.status.value, "kind": incident.kind,
+            "source": incident.source, "target": incident.target, "reason": incident.reason,
+            "opened": _when(incident.opened_at, display), "closed": _when(incident.closed_at, display)}
+
+
+def _steps(journal: Sequence[JournalEntry]) -> list[dict[str, Any]]:
+    """Each step's latest state and when it started and last changed: the page's Gantt rows."""
+    steps: dict[str, dict[str, Any]] = {}
+    for entry in journal:
+        row = steps.setdefault(entry.step, {"step": entry.step, "started": entry.at})
+        row.update(state=entry.state.value, at=entry.at)
+    return list(steps.values())
+
+
+def page_document(report: StatusReport, daemon: Mapping[str, Any], incidents: Sequence[Incident],
+                  journals: Mapping[str, Sequence[JournalEntry]], display: tzinfo, now: float,
+                  sites: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+    """Everything the page shows. `sites` maps each site to its provider and region (from the topology);
+    `daemon` is the serving daemon's `/status` document; `journals` the runbook journal of each incident listed."""
+    verdicts = daemon.get("verdicts") or {}
+    site_rows = [{"name": name, **dict(where), "verdict": str(verdicts.get(name, "unknown"))}
+                 for name, where in sites.items()]
+    engines = []
+    for engine in report.engines:
+        row = asdict(engine)
+        row["phase_since"] = _when(engine.phase_since, display)
+        row["phase_until"] = _when(engine.phase_until, display)
+        for replica in row["replicas"]:
+            replica["verdict"] = str(verdicts.get(replica["name"], replica["verdict"]))
+        engines.append(row)
+    listed = [i for i in incidents if i.is_open] + [i for i in incidents if not i.is_open][:RECENT_INCIDENTS]
+    return {
+        "generated_at": now,
+        "generated": format_instant(now, display),
+        "config": report.config,
+        "daemon": {key: daemon.get(key) for key in ("identity", "leader", "cycles", "last_cycle_at", "error",
+                                                     "healthy", "message")},
+        "daemons": [asdict(d) | {"wall_text": format_instant(d.wall, display)} for d in report.daemons],
+        "sites": site_rows,
+        "engines": engines,
+        "incidents": [_incident(i, display) | {"steps": _steps(journals.get(i.id, ()))} for i in listed],
+        "notifications": dict(report.notifications),
+        "quarantines": [asdict(q) | {"ends": _when(q.ends_at, display)} for q in report.quarantines],
+    }
