@@ -62,7 +62,7 @@ def report(
     from orchestrator.drivers.report import build_report, render_csv, render_markdown
 
     if format_ not in ("md", "json", "csv"):
-        raise ConfigError(f"--format {format_}: expected md, json or csv")
+        raise ConfigError(f"--format {format_}: expected md or json (or csv, the impact rows)")
     incident_id(incident)
     if out is not None and (out.is_dir() or not out.parent.is_dir()):
         raise ConfigError(f"--out {out}: expected a file in an existing directory")

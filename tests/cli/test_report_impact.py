@@ -75,4 +75,4 @@ def test_an_unknown_format_is_refused_in_one_line(incident: tuple[Path, str],
     config, incident_id = incident
     code, out, err = run_cli(["report", incident_id, "--config", str(config), "--format", "xlsx"], capsys)
     assert (code, out) == (2, "")
-    assert err.strip().splitlines() == ["error: --format xlsx: expected md, json or csv"]
+    assert err.strip().splitlines() == ["error: --format xlsx: expected md or json (or csv, the impact rows)"]
