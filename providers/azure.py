@@ -278,7 +278,7 @@ class AzureProvider(CloudProvider):
                              resource_group_name=group, vm_name=name, **extra)
         if poller is None:
             return False
-        deadline = self._active_deadline()
+        deadline = self._operation_deadline()
         try:
             poller.result(timeout=deadline.remaining())
         except Exception as exc:

@@ -171,6 +171,12 @@ class ApiCaller:
         outer: Deadline | None = getattr(self._local, "deadline", None)
         return outer.capped(self.call_deadline) if outer is not None else Deadline(self.call_deadline, self._timer)
 
+    def _operation_deadline(self) -> Deadline:
+        """The running public operation's whole deadline (`call_deadline` when none runs): what waiting for a
+        cloud's long-running operation may use, which is longer than one call's budget (`_active_deadline`)."""
+        outer: Deadline | None = getattr(self._local, "deadline", None)
+        return outer if outer is not None else Deadline(self.call_deadline, self._timer)
+
     def _read(self, operation: str, fn: Callable[..., T], /, *, subject: str = "", **params: Any) -> T:
         """Call `fn(**params)` with retries; it must not change anything at the provider."""
         return self._attempts(operation, fn, params, subject)

@@ -270,7 +270,7 @@ class GcpProvider(CloudProvider):
         """Poll the zonal operation (PENDING, RUNNING) until DONE, every `poll_interval` within the running
         operation's deadline; raise its error if any. An operation still running at the deadline is a failure: the
         caller never counts a stop it did not see finish."""
-        deadline = self._active_deadline()
+        deadline = self._operation_deadline()
         name = str(operation.get("name", ""))
         while operation.get("status") != "DONE":
             if deadline.expired:

@@ -12,10 +12,11 @@ with a `TooManyRequests` detail naming the policy, and `x-ms-ratelimit-remaining
 deallocated VM is refused with 409 `OperationNotAllowed`, as Azure does.
 
 Long-running operations behave like ARM's: the POST answers 202 with `Azure-AsyncOperation`, `Location` and
-`Retry-After` (`retry_after`, default 0 s), and the VM shows the transitional power state (starting, deallocating,
-stopping); the operation says `InProgress` (with `Retry-After`) until `settle_reads` reads of it or of the VM, then
-`Succeeded` and the VM is in its final state. `fail_operations` makes the next ones fail (AllocationFailed by
-default: the VM stays deallocated with a failed provisioning state).
+`Retry-After` (`retry_after`: whole seconds, as ARM sends them and the SDK reads them; default 0), and the VM shows
+the transitional power state (starting, deallocating, stopping); the operation says `InProgress` (with
+`Retry-After`) until `settle_reads` reads of it or of the VM, then `Succeeded` and the VM is in its final state.
+`fail_operations` makes the next ones fail (AllocationFailed by default: the VM stays deallocated with a failed
+provisioning state).
 
 Resource Health follows the VM (running: Available; stopped or deallocated: Unavailable, UserInitiated) unless
 `inject_resource_health(vm_name, state, reason)` says otherwise (the drill calls it after the provider's delay).
@@ -85,7 +86,7 @@ class AzureComputeFake(FakeApi):
         location: str = "eastasia",
         settle_reads: int = 1,
         clock: Callable[[], float] = time.time,
-        retry_after: float = 0.0,
+        retry_after: int = 0,
     ) -> None:
         super().__init__()
         self.subscription, self.resource_group, self.location = subscription, resource_group, location
@@ -175,7 +176,7 @@ class AzureComputeFake(FakeApi):
         base = f"http://{request.host}/subscriptions/{self.subscription}/providers/Microsoft.Compute/locations/" \
                f"{self.location}/operations/{op_id}"
         headers = {"Azure-AsyncOperation": f"{base}?api-version=2024-07-01",
-                   "Location": f"{base}?monitor=true&api-version=2024-07-01", "Retry-After": f"{self.retry_after:g}"}
+                   "Location": f"{base}?monitor=true&api-version=2024-07-01", "Retry-After": str(self.retry_after)}
         return FakeResponse(202, None, headers)
 
     def _operation_status(self, op_id: str, request: FakeRequest) -> FakeResponse:
@@ -183,7 +184,7 @@ class AzureComputeFake(FakeApi):
         if operation is None:
             return self._error(404, "ResourceNotFound", f"operation {op_id} not found")
         self._settle(lambda op: op is operation)
-        pending = {"Retry-After": f"{self.retry_after:g}"}
+        pending = {"Retry-After": str(self.retry_after)}
         if request.query.get("monitor") == "true":
             return FakeResponse(200 if operation.done else 202, None, {} if operation.done else pending)
         body: dict[str, Any] = {"name": op_id, "startTime": "2026-11-27T00:00:00Z",
