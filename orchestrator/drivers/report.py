@@ -239,24 +239,47 @@ def _counted_by_account(detail: Mapping[str, Any]) -> bool:
     return any("refused_by_phase" in (stats or {}) for stats in (detail.get("stats_at_close") or {}).values())
 
 
-def _tail_rows(tail: Mapping[str, Any], display: tzinfo) -> list[dict[str, Any]]:
-    """The archived tail's orders, cancels and margin requests per (account, kind): never executed."""
-    listed = [entry for entry in tail.get("entries") or [] if entry.get("account")]
-    times = [from_wire_time(str(entry["at"])) for entry in listed if entry.get("at")]
-    start, end = (min(times), max(times)) if times else (None, None)
-    groups: dict[tuple[str, str], list[str]] = {}
-    for entry in listed:
-        groups.setdefault((str(entry["account"]), str(entry.get("kind"))), []).append(
-            str(entry.get("client_order_id") or entry.get("request_id") or f"seq {entry.get('seq')}"))
-    return [{"account": account, "outcome": "not executed", "window": "diverged tail",
-             "reason": f"{kind} in {tail.get('replica')}'s unacknowledged tail", "orders": len(ids),
-             "window_start_utc": _iso(start, UTC), "window_end_utc": _iso(end, UTC),
-             "window_start_local": _iso(start, display), "window_end_local": _iso(end, display),
-             "client_order_ids": ids} for (account, kind), ids in sorted(groups.items())]
+def archived_tails(detail: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every diverged tail the incident knows, each as the `diverged` record's shape: the one compared at close
+    (`diverged`) and those the replica archived itself when it was rejoined (`rejoin.tails`). The same tail can be
+    in both; its entries are listed once (`_tail_rows` keeps one per replica and seq)."""
+    tails: list[dict[str, Any]] = []
+    diverged = detail.get("diverged")
+    if isinstance(diverged, Mapping) and diverged.get("checked"):
+        tails.append(dict(diverged))
+    rejoin = detail.get("rejoin")
+    if isinstance(rejoin, Mapping):
+        for tail in rejoin.get("tails") or []:
+            tails.append({**tail, "replica": rejoin.get("replica"), "checked": True})
+    return tails
 
 
-def impact_rows(detail: Mapping[str, Any], windows: Mapping[str, Window], tail: Mapping[str, Any],
-                display: tzinfo) -> tuple[list[dict[str, Any]], list[str]]:
+def _tail_rows(tails: Sequence[Mapping[str, Any]], display: tzinfo) -> list[dict[str, Any]]:
+    """The archived tails' orders, cancels and margin requests per (account, replica, kind): never executed."""
+    seen: dict[tuple[str, int], Mapping[str, Any]] = {}
+    for tail in tails:
+        for entry in tail.get("entries") or []:
+            if entry.get("account"):
+                seen.setdefault((str(tail.get("replica")), int(entry.get("seq") or 0)), entry)
+    groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
+    for (replica, _), entry in sorted(seen.items()):
+        groups.setdefault((str(entry["account"]), replica, str(entry.get("kind"))), []).append(entry)
+    rows = []
+    for (account, replica, kind), entries in sorted(groups.items()):
+        times = [from_wire_time(str(entry["at"])) for entry in entries if entry.get("at")]
+        start, end = (min(times), max(times)) if times else (None, None)
+        ids = [str(entry.get("client_order_id") or entry.get("request_id") or f"seq {entry.get('seq')}")
+               for entry in entries]
+        rows.append({"account": account, "outcome": "not executed", "window": "diverged tail",
+                     "reason": f"{kind} in {replica}'s unacknowledged tail", "orders": len(ids),
+                     "window_start_utc": _iso(start, UTC), "window_end_utc": _iso(end, UTC),
+                     "window_start_local": _iso(start, display), "window_end_local": _iso(end, display),
+                     "client_order_ids": ids})
+    return rows
+
+
+def impact_rows(detail: Mapping[str, Any], windows: Mapping[str, Window], display: tzinfo) \
+        -> tuple[list[dict[str, Any]], list[str]]:
     """One row per account, outcome, window and reason (columns `IMPACT_COLUMNS`), and what could not be said."""
     notes: list[str] = []
     rows: list[dict[str, Any]] = []
@@ -269,11 +292,15 @@ def impact_rows(detail: Mapping[str, Any], windows: Mapping[str, Window], tail: 
     if not _counted_by_account(detail):
         notes.append("refusals per account: not recorded (the engine's counters give no account); the totals by "
                      "reason are in the figures")
-    rows += _tail_rows(tail, display)
-    if tail.get("checked") and int(tail.get("count") or 0) > len(tail.get("entries") or []):
-        notes.append(f"diverged tail: {tail.get('count')} entries, {len(tail.get('entries') or [])} listed")
-    elif tail and not tail.get("checked"):
-        notes.append(f"diverged tail: not yet compared ({tail.get('why', 'unknown')})")
+    tails = archived_tails(detail)
+    rows += _tail_rows(tails, display)
+    for tail in tails:
+        if int(tail.get("count") or 0) > len(tail.get("entries") or []):
+            notes.append(f"diverged tail of {tail.get('replica')}: {tail.get('count')} entries, "
+                         f"{len(tail.get('entries') or [])} listed")
+    diverged = detail.get("diverged")
+    if isinstance(diverged, Mapping) and diverged and not diverged.get("checked") and not tails:
+        notes.append(f"diverged tail: not yet compared ({diverged.get('why', 'unknown')})")
     for name, window in windows.items():
         if window.source and window.source != "engine":
             notes.append(f"{name} window: timed by the runbook's journal ({window.source}), not by the engine's "
@@ -323,8 +350,7 @@ def build_report(store: StateStore, incident_id: str, display: tzinfo) -> Incide
     diverged = detail.get("diverged")
     head = store.audit_head()
     tail = dict(diverged) if isinstance(diverged, dict) else {}
-    rows, notes = impact_rows(detail, {Phase.HALTED.value: halted, Phase.PROTECTION.value: protection}, tail,
-                              display)
+    rows, notes = impact_rows(detail, {Phase.HALTED.value: halted, Phase.PROTECTION.value: protection}, display)
     return IncidentReport(incident.id, incident.engine, incident.kind, incident.status.value, incident.reason,
                           incident.source, incident.target, incident.opened_at, incident.closed_at, figures,
                           halted, protection, timeline, tail, f"{head.seq}:{head.hash}" if head is not None else "",

@@ -146,3 +146,25 @@ def test_an_account_that_looks_like_a_formula_or_splits_a_table_stays_one_cell()
 
     assert next(csv.DictReader(io.StringIO(render_csv(report))))["account"] == "'=HYPERLINK(1)"
     assert "| a\\|b | refused | halted | halted | 2 |  |" in render_markdown(report)
+
+
+def test_tails_archived_by_a_rejoin_are_listed_once_beside_the_one_compared_at_close() -> None:
+    """`failover rejoin` archives the deposed primary's tail on its disk and records it in the incident
+    (`rejoin.tails`); the same tail may also be the one compared at close (`diverged`). Each order once."""
+    def entry(seq: int, coid: str, account: str) -> dict[str, Any]:
+        return {"seq": seq, "at": f"2022-12-18T03:00:0{seq - 40}.000000Z", "kind": "order",
+                "client_order_id": coid, "account": account}
+
+    compared = {"replica": "spot-aws", "checked": True, "common_seq": 40, "count": 1,
+                "entries": [entry(41, "o-41", "acct-5")]}
+    rejoin = {"replica": "spot-aws", "primary": "spot-gcp", "tails": [
+        {"file": "archive/tail-after-40-ab.jsonl", "common_seq": 40, "count": 3, "orders": 2,
+         "entries": [entry(41, "o-41", "acct-5"), entry(42, "o-42", "acct-6")]}]}
+    store = MemoryStore(clock=lambda: T0 + 40)
+    report = build_report(store, _incident(store, {"engine_phases": {"entries": PHASES}, "diverged": compared,
+                                                   "rejoin": rejoin}), UTC)
+
+    tail_rows = [(r["account"], r["orders"], r["client_order_ids"]) for r in report.impact
+                 if r["outcome"] == "not executed"]
+    assert tail_rows == [("acct-5", 1, ["o-41"]), ("acct-6", 1, ["o-42"])]
+    assert "diverged tail of spot-aws: 3 entries, 2 listed" in report.impact_notes
