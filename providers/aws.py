@@ -62,6 +62,7 @@ ZONE_STATES = {
 AUTH_CODES = frozenset({
     "AuthFailure", "UnauthorizedOperation", "InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken",
     "RequestExpired", "AccessDenied", "AccessDeniedException", "OptInRequired", "UnrecognizedClientException",
+    "SubscriptionRequiredException",  # AWS Health without a Business support plan: asking again will not help
 })
 RETRY_CODES = frozenset({
     "Throttling", "ThrottlingException", "RequestLimitExceeded", "RequestThrottled", "TooManyRequestsException",
