@@ -72,6 +72,9 @@ def drill(
     out: Annotated[Path, typer.Option("--out", help="Where the report files go.")] = Path("."),
     max_seconds: Annotated[float, typer.Option("--max-seconds", help="Stop the drill after this many seconds.")]
     = 100.0,
+    open_page: Annotated[bool, typer.Option("--open", help="Print the live status page's URL as soon as a daemon "
+                                                           "serves it; the page stays live through the drill.")]
+    = False,
 ) -> None:
     """Stand up three clouds and three replicas locally, inject a scenario's faults, and report.
     Exit 1 when an invariant fails (an acknowledged order lost, a trade in protection, two primaries)."""
@@ -87,7 +90,8 @@ def drill(
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM cleans up like Ctrl-C
     with Live(_view(DrillState()), console=console, refresh_per_second=4, transient=True) as live:
         runner = Drill(DrillOptions(scenario=scenario, ha=ha, speed=speed, out=out, max_seconds=max_seconds),
-                       on_update=lambda state: live.update(_view(state)))
+                       on_update=lambda state: live.update(_view(state)),
+                       on_page=(lambda url: console.print(f"status page: {url}")) if open_page else None)
         console.print(f"drill {runner.scenario.name}: {runner.scenario.description} "
                       f"(time compressed {speed:g}x; {'HA on etcd' if ha else 'one daemon, SQLite'})")
         result = runner.run()

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -95,8 +96,10 @@ class DrillResult:
 
 
 class Drill:
-    def __init__(self, options: DrillOptions, on_update: Callable[[DrillState], None] | None = None) -> None:
+    def __init__(self, options: DrillOptions, on_update: Callable[[DrillState], None] | None = None,
+                 on_page: Callable[[str], None] | None = None) -> None:
         self.options = options
+        self.on_page = on_page  # told the status page's URL once the first daemon leads (`drill --open`)
         self.scenario: Scenario = load_scenario(resolve_scenario(options.scenario))
         self.on_update = on_update
         self.state = DrillState()
@@ -155,6 +158,8 @@ class Drill:
                 daemons.start("probe-gcp", "gcp-hk", observe_only=True)
                 daemons.start("probe-azure", "azure-hk", observe_only=True)
             daemons.wait_for(lambda: len(daemons.leaders()) == 1, 30, "an orchestrator to lead")
+            if self.on_page is not None:  # every daemon serves the page from the same store: the first one's
+                self.on_page(f"http://127.0.0.1:{daemons.running[0].port}/")
             # clients with a client's patience: a frozen replica must not stall the stream or the watcher for long
             client = HttpEngineClient(token_file=bed.replicas.token_file, read_timeout=1.0, connect_timeout=0.5,
                                       attempts=1)
@@ -331,10 +336,10 @@ class Drill:
         notes = [f"time compressed {self.options.speed:g}x: a {format_duration(window)} protection window lasts "
                  f"{format_duration(self.compressed(window))}", *injector.skipped]
         result = DrillResult(self.scenario.name, report.incident if report else None, figures, invariants, [], notes)
-        result.files = self._write(result, report)
+        result.files = self._write(result, report, display)
         return result
 
-    def _write(self, result: DrillResult, report: IncidentReport | None) -> list[Path]:
+    def _write(self, result: DrillResult, report: IncidentReport | None, display: tzinfo) -> list[Path]:
         out = self.options.out
         lines = [f"# Drill: {self.scenario.name} ({'three daemons on etcd' if self.options.ha else 'one daemon'})",
                  "", self.scenario.description, "", *[f"- {note}" for note in result.notes], "",
@@ -352,7 +357,7 @@ class Drill:
         data = out / "drill-report.json"
         data.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
         chart = render_png(self.timeline, out / "drill-timeline.png",
-                           f"failover drill: {self.scenario.name} (time compressed {self.options.speed:g}x)")
+                           f"failover drill: {self.scenario.name} (time compressed {self.options.speed:g}x)", display)
         (out / "drill-timeline.json").write_text(json.dumps(
             {"lanes": {n: lane.spans for n, lane in self.timeline.lanes.items()}, "markers": self.timeline.markers},
             indent=1), encoding="utf-8")

@@ -39,6 +39,20 @@ def _steps(journal: Sequence[JournalEntry]) -> list[dict[str, Any]]:
     return list(steps.values())
 
 
+PHASE_AFTER_STEP = {"halt": "halted", "open_protection": "protection", "reopen": "open"}
+
+
+def phase_history(journal: Sequence[JournalEntry], display: tzinfo) -> list[dict[str, Any]]:
+    """The trading phases an incident's runbook went through, from its journal: a halt that lasted less than a
+    poll is still on the page."""
+    changes = []
+    for entry in journal:
+        phase = PHASE_AFTER_STEP.get(entry.step)
+        if phase is not None and entry.state.value == "done":
+            changes.append({"phase": phase, "since": _when(entry.at, display)})
+    return changes
+
+
 def page_document(report: StatusReport, daemon: Mapping[str, Any], incidents: Sequence[Incident],
                   journals: Mapping[str, Sequence[JournalEntry]], display: tzinfo, now: float,
                   sites: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
@@ -65,7 +79,9 @@ def page_document(report: StatusReport, daemon: Mapping[str, Any], incidents: Se
         "daemons": [asdict(d) | {"wall_text": format_instant(d.wall, display)} for d in report.daemons],
         "sites": site_rows,
         "engines": engines,
-        "incidents": [_incident(i, display) | {"steps": _steps(journals.get(i.id, ()))} for i in listed],
+        "incidents": [_incident(i, display) | {"steps": _steps(journals.get(i.id, ())),
+                                               "phases": phase_history(journals.get(i.id, ()), display)}
+                      for i in listed],
         "notifications": dict(report.notifications),
         "quarantines": [asdict(q) | {"ends": _when(q.ends_at, display)} for q in report.quarantines],
     }

@@ -78,6 +78,8 @@ def test_the_page_document_follows_a_failover(loaded: LoadedConfig, served: tupl
     assert [(s["step"], s["state"]) for s in listed["steps"]] == [
         ("halt", "done"), ("fence_old_primary", "done"), ("promote", "done"), ("open_protection", "done")]
     assert listed["steps"][0]["started"] == HALT_AT and listed["steps"][0]["at"] == HALT_AT + 0.1
+    assert [(p["phase"], p["since"]["at"]) for p in listed["phases"]] == [("halted", HALT_AT + 0.1),
+                                                                          ("protection", HALT_AT + 1)]
     assert {s["name"]: s["verdict"] for s in document["sites"]}["aws-hk"] == "down"
     assert document["daemon"]["identity"] == "daemon-a" and document["daemon"]["leader"] is True
     [engine] = document["engines"]

@@ -53,6 +53,11 @@ function drawTrading(doc) {
       card.append(el("div", { class: "muted" }, `since ${engine.phase_since.text}`));
     }
     if (engine.incident) card.append(el("div", {}, `incident ${engine.incident.id}: ${engine.incident.status}`));
+    const latest = doc.incidents.find((i) => i.engine === engine.name);
+    if (latest && latest.phases.length) {
+      card.append(el("ol", { class: "history" }, ...latest.phases.map((p) =>
+        el("li", { "data-phase": p.phase }, `${p.phase} from ${p.since.text}`))));
+    }
     return card;
   }));
 }
