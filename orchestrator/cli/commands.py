@@ -34,6 +34,8 @@ COMMANDS: dict[str, str] = {
     "config": "config_cmd",
     "audit": "audit_cmd",
     "replica": "replica_cmd",
+    "rejoin": "rejoin_cmd",
+    "release": "quarantine_cmd",
 }
 
 

@@ -76,3 +76,13 @@ def diverged_tail(engines: JournalReader, old: Replica, new: Replica, old_last: 
     orders = [entry for entry in tail if entry.get("kind") != "phase"]
     return {"replica": old.name, "checked": True, "common_seq": common, "count": len(tail),
             "orders": len(orders), "entries": [summarize(e) for e in tail[:MAX_LISTED]]}
+
+
+def from_rejoin(replica: str, tail: Mapping[str, Any]) -> dict[str, Any]:
+    """The incident's `diverged` record (the shape `diverged_tail` gives, which the report lists) from a tail the
+    replica archived itself when it was rejoined (`POST /v1/rejoin`, `drivers.rejoin`): compared there against the
+    primary by hash chain, written to `file` on its disk before its journal was cut."""
+    entries = [dict(entry) for entry in tail.get("entries") or []]
+    return {"replica": replica, "checked": True, "common_seq": tail.get("common_seq"),
+            "count": int(tail.get("count") or 0), "orders": int(tail.get("orders") or 0),
+            "entries": entries[:MAX_LISTED], "archive": f"{replica}:{tail.get('file')}", "by": "rejoin"}
