@@ -67,10 +67,21 @@ def _print_plan(report: PlanReport) -> None:
     for c in report.candidates:
         table.add_row(c["replica"], "yes" if c["eligible"] else "no", str(c["lag"]), "; ".join(c["blocked_by"]))
     console.print(table)
-    if report.blocked_by:
-        console.print(f"[red]blocked[/]: {'; '.join(report.blocked_by)}")
+    blocked = _blocked(report)
+    if blocked:
+        from rich.markup import escape
+
+        console.print(f"[red]blocked[/]: {escape('; '.join(blocked))}")
     else:
         console.print("[green]safe to proceed[/] (no call above was made)")
+
+
+def _blocked(report: PlanReport) -> list[str]:
+    """The rules that block the failover, and every fact the plan could not read (`state_unknown: ...`): a plan
+    that cannot vouch for a machine's or a record's state is not safe, whatever the rules say."""
+    from orchestrator.drivers.preview import unknowns
+
+    return list(report.blocked_by) + [f"state_unknown: {line}" for line in unknowns(report.steps)]
 
 
 def plan(
@@ -90,18 +101,20 @@ def plan(
     loaded = load_for(config, engine, target)
     with build_edges(loaded, dry_run=True) as edges:
         report = Operator(loaded, edges, actor=actor()).plan(engine, target, assume_primary_lost=assume_primary_lost)
+    safe = report.safe and not _blocked(report)
     if output is Output.JSON:
-        print_json({**_plain_plan(report), "safe": report.safe})
+        print_json({**_plain_plan(report), "safe": safe})
     else:
         _print_plan(report)
-    if not report.safe:
+    if not safe:
         raise typer.Exit(EXIT_UNSAFE)
 
 
 def _plain_plan(report: PlanReport) -> dict[str, Any]:
     return {"engine": report.engine, "source": report.source, "target": report.target, "epoch": report.epoch,
-            "blocked_by": report.blocked_by, "candidates": report.candidates,
-            "steps": [{"step": s.step, "calls": s.calls, "note": s.note} for s in report.steps]}
+            "blocked_by": _blocked(report), "candidates": report.candidates,
+            "steps": [{"step": s.step, "calls": s.calls, "note": s.note, **({"unknown": s.unknown} if s.unknown
+                                                                             else {})} for s in report.steps]}
 
 
 def _steps_table(journal: list[Any]) -> Table:

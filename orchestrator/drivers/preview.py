@@ -10,20 +10,25 @@ A step whose effect already holds makes no call in the runbook; its calls are sh
 would make if the check failed when it runs), as are the calls of a step that acts only on a condition known when it
 runs (the protection window's extension). Skipped steps say why. Nothing is journaled, announced or stored: a plan
 never calls a handler's `run` or `done`.
+
+A fact a step's check reads (the old primary's machine, the target's machine, the DNS record) that the cloud would
+not give (a refused credential, an API down, an instance it does not list) is *unknown*, never assumed: a step that
+needs it says so instead of "already ... (no call)", and the plan is blocked (`unknowns`). A CI dry run with a
+credential the cloud refuses must fail, not print "safe".
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from orchestrator.core.errors import FailoverError
 from orchestrator.core.health import Assessment
 from orchestrator.core.model import Engine, ReplicaStatus
-from orchestrator.core.runbook import STEPS, Plan
+from orchestrator.core.runbook import RULES, STEPS, Fact, Plan, Step
 from orchestrator.drivers.steps import HANDLERS, StepContext, StepHandler, StepIO
 from orchestrator.engine.recording import AssumedEngine, EngineCall, RecordingEngine
-from providers.base import CloudProvider
+from providers.base import CloudProvider, InstanceState
 from providers.calls import PlannedCall, plan_recorder
 from providers.traffic import TrafficRouter
 
@@ -41,6 +46,7 @@ class PlannedStep:
     note: str = ""
     made: tuple[Call, ...] = ()
     if_needed: tuple[Call, ...] = ()
+    unknown: str = ""  # why a fact this step's check reads could not be read (then the plan is blocked)
 
 
 class CallOrder:
@@ -79,13 +85,56 @@ def preview(
 ) -> list[PlannedStep]:
     """Every step of `plan`, in the runbook's order, with the calls it would make from `statuses`."""
     with plan_recorder(*providers.values(), *routers.values()) as planned:
+        unread = unreadable(plan, engine, providers, routers)
         order = CallOrder(planned)
         engines = RecordingEngine(AssumedEngine(statuses), clock=clock, on_call=order.engine_call)
         io = StepIO(engines, providers, routers, clock)
-        return [_step(HANDLERS[step], io, order, StepContext(plan, engine, verdicts, clock(),
-                                                               pre_hooks=tuple(pre_hooks),
-                                                               post_hooks=tuple(post_hooks)))
-                for step in STEPS]
+        steps = [_step(HANDLERS[step], io, order, StepContext(plan, engine, verdicts, clock(),
+                                                                pre_hooks=tuple(pre_hooks),
+                                                                post_hooks=tuple(post_hooks)))
+                 for step in STEPS]
+    return [_unknown(step, unread) for step in steps]
+
+
+def unreadable(plan: Plan, engine: Engine, providers: Mapping[str, CloudProvider],
+               routers: Mapping[str, TrafficRouter]) -> dict[Fact, str]:
+    """The cloud facts the runbook's checks read that cannot be read now, each with why (one line). The step
+    handlers read them too, but turn a failed read into "no state" (None), which their checks may take as done."""
+    reasons: dict[Fact, str] = {}
+    for fact, name in ((Fact.OLD_INSTANCE, plan.source), (Fact.TARGET_INSTANCE, plan.target)):
+        replica = engine.replica(name)
+        provider = providers.get(replica.site)
+        if provider is None:
+            continue
+        try:
+            state = provider.instance_state(replica.instance)
+        except FailoverError as error:
+            reasons[fact] = f"state of {name}'s instance {replica.instance} unknown: {error}"
+            continue
+        if state is InstanceState.UNKNOWN:
+            reasons[fact] = f"state of {name}'s instance {replica.instance} unknown: {provider.kind} did not say"
+    router = routers.get(plan.engine)
+    if engine.dns is not None and router is not None:
+        try:
+            router.current_target(engine.dns)
+        except FailoverError as error:
+            reasons[Fact.DNS] = f"DNS record {engine.dns.record} unknown: {error}"
+    return reasons
+
+
+def _unknown(step: PlannedStep, unread: Mapping[Fact, str]) -> PlannedStep:
+    """The step as planned, unless a fact its check reads is unknown: then that, and no "already so" claim."""
+    reasons = [unread[fact] for fact in RULES[Step(step.step)].needs if fact in unread]
+    if not reasons:
+        return step
+    why = "; ".join(reasons)
+    lines = [f"unknown: {why}"] + [line for line in step.calls if not line.endswith("(no call)")]
+    return replace(step, calls=lines, unknown=why)
+
+
+def unknowns(steps: Sequence[PlannedStep]) -> list[str]:
+    """Why the plan cannot vouch for what it shows: one line per step whose facts could not be read."""
+    return [f"{step.step}: {step.unknown}" for step in steps if step.unknown]
 
 
 def _step(handler: StepHandler, io: StepIO, order: CallOrder, ctx: StepContext) -> PlannedStep:

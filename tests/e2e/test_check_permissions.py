@@ -1,0 +1,80 @@
+"""`failover plan` in CI must fail (exit 3) on a credential the cloud would refuse.
+
+Against a moto server with IAM authentication switched on (moto then checks every request's signature against the
+access keys it issued, and each action against the user's policies): keys moto never issued are refused
+(InvalidClientTokenId), a user holding configs/iam/aws-policy.json may do everything a failover does, and a user whose
+policy lacks one action is caught by `--check-permissions` (EC2 `DryRun=True`: DryRunOperation is allowed, an
+authorization error refused).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+POLICY = ROOT / "configs" / "iam" / "aws-policy.json"
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture
+def moto_ci(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A moto server seeded from configs/ci-moto.yaml (before IAM authentication is on)."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {**os.environ, "AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "ap-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        env.pop(name, None)
+    config = tmp_path / "ci-moto.yaml"
+    shutil.copy(ROOT / "configs" / "ci-moto.yaml", config)
+    try:
+        subprocess.run([sys.executable, "-m", "orchestrator.drill.ci_seed", "--config", str(config)], env=env,
+                       capture_output=True, text=True, check=True)
+        yield {"env": env, "config": config, "endpoint": env["AWS_ENDPOINT_URL"]}
+    finally:
+        server.stop()
+
+
+def _user(endpoint: str, name: str, policy: dict[str, Any]) -> dict[str, str]:
+    """An IAM user in moto holding `policy`, and its access keys (made while authentication is still off)."""
+    iam = boto3.client("iam", region_name="us-east-1", endpoint_url=endpoint, aws_access_key_id="testing",
+                       aws_secret_access_key="testing")
+    iam.create_user(UserName=name)
+    iam.put_user_policy(UserName=name, PolicyName="failover", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+
+
+def _plan(moto_ci: dict[str, Any], keys: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
+    from moto.core import enable_iam_authentication
+
+    with enable_iam_authentication():
+        return subprocess.run([sys.executable, "-m", "orchestrator", "plan", "--config", str(moto_ci["config"]),
+                               "--assume-primary-lost", *extra], env={**moto_ci["env"], **keys},
+                              capture_output=True, text=True, check=False)
+
+
+def test_a_refused_credential_blocks_the_plan(moto_ci: dict[str, Any]) -> None:
+    """Keys the cloud does not know: every read fails, so no state can be vouched for. The plan used to print
+    "safe to proceed" (exit 0) with "already running (no call)" for a machine it could not read."""
+    result = _plan(moto_ci, {"AWS_ACCESS_KEY_ID": "AKIANOTISSUEDBYMOTO0", "AWS_SECRET_ACCESS_KEY": "x" * 40})
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "safe to proceed" not in result.stdout
+    assert "already running (no call)" not in result.stdout
+    assert "unknown" in result.stdout
