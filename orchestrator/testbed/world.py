@@ -1,6 +1,7 @@
 """A local testbed: three clouds and three engine replicas on 127.0.0.1, and a configuration that points at them.
 
-- AWS: moto's threaded server in this process (EC2 instance in ap-east-1a, a Route 53 zone and record);
+- AWS: moto's threaded server in this process (EC2 instance in ap-east-1a, a Route 53 zone and record), and the
+  AWS Health API fake on two ports (its active and passive endpoints, us-east-1 and us-east-2) over the same events;
 - GCP and Azure: the API-shaped fakes of `orchestrator.testbed.fakes`, served in this process;
 - three reference replicas (`orchestrator.engine.replica`), one per cloud, as real processes over real HTTP,
   synchronous replication across clouds;
@@ -25,7 +26,9 @@ from typing import Any
 
 import yaml
 
+from orchestrator.core.durations import parse_duration
 from orchestrator.testbed.fakes import AzureComputeFake, FakeServer, GcpComputeFake
+from orchestrator.testbed.fakes.aws_health import AwsHealthFake
 from orchestrator.testbed.replicas import ReplicaCluster, ReplicaSpec
 
 AWS_REGION = "ap-east-1"
@@ -78,6 +81,8 @@ class Testbed:
     dns_zone_id: str = ""
     gcp_url: str = ""
     azure_url: str = ""
+    aws_health_urls: tuple[str, ...] = ()
+    aws_health: AwsHealthFake | None = None
     gcp: GcpComputeFake | None = None
     azure: AzureComputeFake | None = None
     replicas: ReplicaCluster | None = None
@@ -141,6 +146,11 @@ class Testbed:
         self._stack.callback(gcp_server.stop)
         self._stack.callback(azure_server.stop)
         self.gcp_url, self.azure_url = gcp_server.url, azure_server.url
+        self.aws_health = AwsHealthFake("us-east-1")
+        active, passive = FakeServer(self.aws_health).start(), FakeServer(self.aws_health.standby("us-east-2")).start()
+        self._stack.callback(active.stop)
+        self._stack.callback(passive.stop)
+        self.aws_health_urls = (active.url, passive.url)
 
     def renew(self, tag: str) -> Path:
         """Fresh replicas (aws primary again) and a fresh store under `tag`, same clouds: one testbed serves many
@@ -189,6 +199,18 @@ class Testbed:
             setattr(Instance, "system_status", vars(Instance)[patched])  # noqa: B010
             delattr(Instance, patched)
 
+    def post_aws_health(self, posted: bool = True, at: float | None = None) -> str | None:
+        """AWS Health posts (or closes) an open EC2 issue for the site's zone, as its status page does, late. Returns
+        what it did, or None when there was nothing to close."""
+        assert self.aws_health is not None
+        if posted:
+            self.aws_health.add_event(AWS_REGION, AWS_ZONE, "EC2", "open", at)
+            return f"AWS Health: EC2 issue posted for {AWS_ZONE}"
+        closed = [event.arn for event in self.aws_health.open_events() if event.zone == AWS_ZONE]
+        for arn in closed:
+            self.aws_health.end_event(arn, at)
+        return f"AWS Health: EC2 issue closed for {AWS_ZONE}" if closed else None
+
     def lose_aws(self, *, kill: bool = False) -> None:
         """The primary's data centre goes dark: its replica stops answering (frozen, or killed) and AWS's API
         reports the zone and the instance impaired."""
@@ -218,7 +240,10 @@ class Testbed:
             "require_multi_cloud": True,
             "control_token_file": str(self.replicas.token_file),
             "sites": {
-                "aws-hk": {"provider": "aws", "region": AWS_REGION, "zones": [AWS_ZONE], "endpoint_url": self.moto_url},
+                "aws-hk": {"provider": "aws", "region": AWS_REGION, "zones": [AWS_ZONE], "endpoint_url": self.moto_url,
+                           "health_api": True, "health_interval": self.provider_interval,
+                           "health_stale_after": f"{10 * parse_duration(self.provider_interval):g}s",
+                           "health_endpoint_urls": list(self.aws_health_urls)},
                 "gcp-hk": {"provider": "gcp", "region": GCP_REGION, "zones": [GCP_ZONE], "project": GCP_PROJECT,
                            "endpoint_url": gcp_url},
                 "azure-hk": {"provider": "azure", "region": AZURE_LOCATION, "zones": ["1"],
