@@ -29,6 +29,7 @@ from orchestrator.core.phases import PhaseChange, PhaseEvent, PhaseState, announ
 from orchestrator.core.runbook import Fact, Facts, Plan, Step, deposed_primaries
 from orchestrator.drivers.events import Event, EventKind, Notifier
 from orchestrator.drivers.reconcile import JournalReader, diverged_tail
+from orchestrator.drivers.report import PhaseReader, record_engine_phases
 from orchestrator.drivers.state import EPOCH_STRIDE, EngineRecord, load_engine, save_engine
 from orchestrator.drivers.steps import PROVIDER_CALL_DEADLINE, StepContext, StepIO, run_step
 from orchestrator.drivers.webhooks import run_hooks
@@ -268,10 +269,25 @@ class RunbookDriver:
         found = {}
         for replica in engine.replicas:
             try:
-                found[replica.name] = {"refused": dict(stats(replica).get("refused", {}))}
+                body = stats(replica)
+                found[replica.name] = {"refused": dict(body.get("refused", {})),
+                                       "refused_by_phase": dict(body.get("refused_by_phase", {}))}
             except FailoverError:
                 continue
         self.store.update_incident(incident_id, detail={key: found}, at=self.clock())
+
+    def record_phases(self, incident: Incident, now: float) -> None:
+        """Capture the new primary's phase entries into the incident (`report.record_engine_phases`), so the
+        report's halt and protection windows are the engine's, not when this driver journaled its steps."""
+        reader = getattr(self.engines, "journal", None)
+        if reader is None or not hasattr(self.engines, "status"):
+            return
+        engine = self.topology.engines[incident.engine]
+        target = str(incident.detail.get("target", incident.target))
+        if target not in {replica.name for replica in engine.replicas}:
+            return
+        record_engine_phases(self.store, self.store.incident(incident.id), cast("PhaseReader", self.engines),
+                             engine.replica(target), now)
 
     def archive_tail(self, incident: Incident, now: float) -> dict[str, Any]:
         """Record in the incident what the old primary wrote that the new primary does not hold (see
@@ -344,6 +360,7 @@ class RunbookDriver:
             # the old primary may be deposed: whoever takes over needs its unacknowledged tail recorded as much as a
             # close does (soak seed 2043: a failover that ended here never recorded it)
             self.archive_tail(self.store.incident(incident.id), now)
+            self.record_phases(self.store.incident(incident.id), now)
 
     def halt_everywhere(self, engine: Engine, epoch: int, reason: str, now: float, *, quiet: bool = False) -> bool:
         """Halt every replica that answers (a standby records the epoch; a fenced one refuses, harmlessly), and

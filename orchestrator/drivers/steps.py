@@ -128,6 +128,7 @@ class Book(Protocol):
     def update_record(self, engine: str, change: Callable[[EngineRecord], EngineRecord]) -> EngineRecord: ...
     def snapshot_stats(self, incident_id: str, engine: Engine, key: str) -> None: ...
     def archive_tail(self, incident: Incident, now: float) -> dict[str, Any]: ...
+    def record_phases(self, incident: Incident, now: float) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -466,6 +467,7 @@ class CloseIncident(StepHandler):
         book.run_hooks(ctx.post_hooks, plan, incident, "post")
         book.snapshot_stats(incident.id, ctx.engine, "stats_at_close")
         book.archive_tail(incident, now)
+        book.record_phases(incident, now)  # the report times its windows by the engine's own phase entries
         book.update_record(plan.engine, lambda r: replace(r, last_failover_done_at=now, override_interval=False))
         return Outcome.DONE, {}
 
