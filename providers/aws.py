@@ -26,7 +26,7 @@ import datetime
 import ipaddress
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import boto3
@@ -35,7 +35,7 @@ import botocore.exceptions
 
 from orchestrator.core.errors import FailoverError, ProviderAuthError, ProviderError, ProviderNotFound
 from orchestrator.core.model import DnsTarget, Observation, Site, Status
-from providers.base import Capability, CloudProvider, InstanceHealth, InstanceState, loopback_http
+from providers.base import Capability, CloudProvider, InstanceHealth, InstanceState, PolledSignal, loopback_http
 from providers.calls import parse_retry_after
 from providers.options import AwsOptions, Route53Options
 from providers.traffic import TrafficRouter
@@ -122,25 +122,7 @@ class _AwsErrors:
         return None
 
 
-@dataclass(frozen=True)
-class HealthAnswer:
-    """What one read of the AWS Health API says of a site, and when it was read (its staleness starts there)."""
-
-    read_at: float
-    status: Status
-    detail: str
-
-
-@dataclass
-class HealthReading:
-    """The last good answer, the last try, and why the last try failed (for the detail of a stale answer)."""
-
-    answer: HealthAnswer | None = None
-    tried_at: float | None = None
-    error: str = ""
-
-
-def health_answer(events: Sequence[Mapping[str, Any]], site: Site, at: float) -> HealthAnswer:
+def health_answer(events: Sequence[Mapping[str, Any]], site: Site) -> tuple[Status, str]:
     """The site's status from its region's open and upcoming EC2 events.
 
     An open *issue* posted for a zone of the site fails that zone; every configured zone failed is `down` (AWS
@@ -165,7 +147,7 @@ def health_answer(events: Sequence[Mapping[str, Any]], site: Site, at: float) ->
               for e in region_wide]
     if upcoming:
         parts.append(f"{len(upcoming)} upcoming")
-    return HealthAnswer(at, status, "AWS Health: " + ("; ".join(parts) if parts else "no open EC2 issue"))
+    return status, "AWS Health: " + ("; ".join(parts) if parts else "no open EC2 issue")
 
 
 def _when(value: Any) -> str:
@@ -216,7 +198,8 @@ class AwsProvider(_AwsErrors, CloudProvider):
         self.options = options if options is not None else AwsOptions.parse(site.options, self.scope)
         self._session = session
         self._clients: dict[str, Any] = {}
-        self.health = HealthReading() if self.options.health_api else None
+        self.health = PolledSignal(HEALTH_SOURCE, self.options.signal_interval, self.options.signal_stale_after,
+                                   self._read_health) if self.options.health_api else None
         self.health_region = HEALTH_REGIONS[0]  # the Health endpoint that answered last: asked first next time
 
     def _client(self, service: str) -> Any:
@@ -247,40 +230,14 @@ class AwsProvider(_AwsErrors, CloudProvider):
 
     # --- the AWS Health API: a source of its own ----------------------------------------------------------------
 
-    def observe(self, instances: Mapping[str, str]) -> list[Observation]:
-        """EC2's observations, and, with `health_api`, one more of the site from `provider:aws-health`."""
-        observations = super().observe(instances)
-        if self.health is not None:
-            observations.append(self._health_observation(self._clock()))
-        return observations
+    def _signals(self, instances: Mapping[str, str], at: float) -> list[Observation]:
+        """With `health_api`, the site as AWS Health last told it (`PolledSignal`: read every `signal_interval`, a
+        failed read not retried sooner, an answer older than `signal_stale_after` unknown)."""
+        return self.health.observe(at, [self.site.name]) if self.health is not None else []
 
-    def _health_observation(self, at: float) -> Observation:
-        """The site as AWS Health last told it. Read again once `health_interval` has passed since the last try
-        (a failed read is not retried sooner: the endpoints are not hammered while they struggle); an answer older
-        than `health_stale_after` is `unknown`, which has no vote. Never `Cause.API_FAILED`: a Health endpoint in
-        trouble must not slow down the EC2 polls (provider_watch backs a site off on that cause)."""
-        reading = self.health
-        assert reading is not None
-        if reading.tried_at is None or at - reading.tried_at >= self.options.health_interval:
-            reading.tried_at = at
-            try:
-                with self._deadline(self.call_deadline):
-                    events = self._health_events()
-            except FailoverError as exc:
-                log.warning("%s: AWS Health unavailable: %s", self.scope, exc)
-                reading.error = str(exc)
-            else:
-                reading.answer, reading.error = health_answer(events, self.site, at), ""
-        answer = reading.answer
-        if answer is None:
-            return Observation(at, self.site.name, HEALTH_SOURCE, Status.UNKNOWN,
-                               f"AWS Health not read yet: {reading.error or 'no answer'}")
-        age = at - answer.read_at
-        if age > self.options.health_stale_after:
-            return Observation(at, self.site.name, HEALTH_SOURCE, Status.UNKNOWN,
-                               f"AWS Health answer {age:.0f}s old, stale after {self.options.health_stale_after:g}s"
-                               + (f": {reading.error}" if reading.error else ""))
-        return Observation(at, self.site.name, HEALTH_SOURCE, answer.status, answer.detail)
+    def _read_health(self, now: float) -> list[tuple[str, Status, str]]:
+        status, detail = health_answer(self._health_events(), self.site)
+        return [(self.site.name, status, f"{detail}; from {self.health_region}")]
 
     def _health_events(self) -> list[dict[str, Any]]:
         """Open and upcoming EC2 events of the site's region, every page, from the first endpoint that answers:

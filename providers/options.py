@@ -15,7 +15,6 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema, model_validator
 
-from orchestrator.core.durations import parse_duration
 from orchestrator.core.errors import ConfigError
 
 NonEmpty = Annotated[str, Field(min_length=1)]
@@ -50,43 +49,31 @@ class NoOptions(OptionsModel):
     """The options of an adapter that has none: any key is refused."""
 
 
-def _aws_duration(value: Any) -> Any:
-    if isinstance(value, str):
-        return parse_duration(value)
-    raise ValueError("expected a duration string with a unit, e.g. 30s, 5m")
-
-
-AwsDuration = Annotated[
-    float,
-    BeforeValidator(_aws_duration),
-    Field(gt=0),
-    WithJsonSchema({"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d))+$", "examples": ["1m", "5m"]}),
-]
 EndpointUrl = Annotated[str, Field(pattern=r"^https?://[^/\s]+/?$")]
 
 
 class AwsOptions(OptionsModel):
     """`profile`: a named profile of the AWS config files; without it, boto3's chain (environment, instance role).
 
-    `health_api`: also read the AWS Health API (open and upcoming EC2 events for the site's region and zones) as a
-    source of its own, `provider:aws-health`; needs a Business support plan or above. `health_interval`: how often
-    it is read; `health_stale_after`: an answer older than this (every endpoint failing since) has no vote.
-    `health_endpoint_urls`: the active and the passive endpoint, for a fake or an emulator (default: AWS's own,
-    us-east-1 then us-east-2). `fence`: `force_stop` (StopInstances with Force: the guest is not asked to shut down,
-    which a host in trouble may never finish) or `stop` (the guest shuts down first: slower, for engines that must
-    flush on the way down)."""
+    `health_api`: also read the AWS Health API (open and upcoming EC2 events for the site's region and zones) as the
+    source `provider:aws-health`; off by default, as it needs a Business support plan or above. `signal_interval`:
+    how often it is read (0s: with every poll of the site); `signal_stale_after`: an answer older than this (every
+    endpoint failing since) has no vote. `health_endpoint_urls`: the active and the passive endpoint, for a fake or
+    an emulator (default: AWS's own, us-east-1 then us-east-2). `fence`: `force_stop` (StopInstances with Force:
+    the guest is not asked to shut down, which a host in trouble may never finish) or `stop` (the guest shuts down
+    first: slower, for engines that must flush on the way down)."""
 
     profile: NonEmpty | None = None
-    health_api: bool = False
-    health_interval: AwsDuration = 60.0
-    health_stale_after: AwsDuration = 300.0
-    health_endpoint_urls: tuple[EndpointUrl, ...] = Field(default=(), max_length=2)
     fence: Literal["force_stop", "stop"] = "force_stop"
+    health_api: bool = False
+    health_endpoint_urls: tuple[EndpointUrl, ...] = Field(default=(), max_length=2)
+    signal_interval: SignalDuration = 0.0
+    signal_stale_after: SignalDuration = 300.0
 
     @model_validator(mode="after")
     def _stale_after_outlasts_interval(self) -> Self:
-        if self.health_api and self.health_stale_after < self.health_interval:
-            raise ValueError("health_stale_after must be at least health_interval (else every answer is stale)")
+        if self.health_api and self.signal_stale_after < self.signal_interval:
+            raise ValueError("signal_stale_after must be at least signal_interval (else every answer is stale)")
         return self
 
 

@@ -241,8 +241,8 @@ class Testbed:
             "control_token_file": str(self.replicas.token_file),
             "sites": {
                 "aws-hk": {"provider": "aws", "region": AWS_REGION, "zones": [AWS_ZONE], "endpoint_url": self.moto_url,
-                           "health_api": True, "health_interval": self.provider_interval,
-                           "health_stale_after": f"{10 * parse_duration(self.provider_interval):g}s",
+                           "health_api": True, "signal_interval": self.provider_interval,
+                           "signal_stale_after": f"{10 * parse_duration(self.provider_interval):g}s",
                            "health_endpoint_urls": list(self.aws_health_urls)},
                 "gcp-hk": {"provider": "gcp", "region": GCP_REGION, "zones": [GCP_ZONE], "project": GCP_PROJECT,
                            "endpoint_url": gcp_url},

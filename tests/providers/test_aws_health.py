@@ -55,7 +55,7 @@ class Clock:
 
 
 def _provider(aws: AwsWorld, urls: tuple[str, ...], clock: Clock | None = None, **options: Any) -> CloudProvider:
-    settings = {"health_api": True, "health_interval": "1m", "health_stale_after": "5m",
+    settings = {"health_api": True, "signal_interval": "1m", "signal_stale_after": "5m",
                 "health_endpoint_urls": list(urls), **options}
     return build_provider(aws.site(options=settings), session=aws.session,
                           **{**FAST, "clock": clock or Clock()})
@@ -140,7 +140,7 @@ def test_a_stale_answer_has_no_vote(aws: AwsWorld, health: Endpoints) -> None:
     clock.now = T0 + 301  # older than health_stale_after (5m): unknown, with why
     stale = _health(provider)
     assert stale.status is Status.UNKNOWN
-    assert "AWS Health answer 301s old, stale after 300s" in stale.detail and "us-east-2" in stale.detail
+    assert "no answer for over 300s" in stale.detail and "us-east-2" in stale.detail
     for fake in (health.active, health.passive):
         fake.clear_faults()
     clock.now = T0 + 400
@@ -163,7 +163,7 @@ def test_region_wide_issues_degrade_and_upcoming_changes_only_show(aws: AwsWorld
     health.active.add_event(AWS_REGION, None, status="upcoming")
     provider = _provider(aws, health.urls)
     observed = _health(provider)
-    assert (observed.status, observed.detail) == (Status.OK, "AWS Health: 1 upcoming")
+    assert (observed.status, observed.detail) == (Status.OK, "AWS Health: 1 upcoming; from us-east-1")
     health.active.add_event(AWS_REGION, None, start=T0)
     region_wide = _health(_provider(aws, health.urls))
     assert region_wide.status is Status.DEGRADED
@@ -197,15 +197,15 @@ def test_turned_on_from_the_yaml_config(tmp_path: Path) -> None:
     shutil.copy(EXAMPLE, config)
     text = config.read_text(encoding="utf-8")
     profile = "    profile: exchange-prod "
-    on = "    health_api: true\n    health_interval: 30s\n    fence: force_stop\n" + profile
+    on = "    health_api: true\n    signal_interval: 30s\n    fence: force_stop\n" + profile
     config.write_text(text.replace(profile, on, 1), encoding="utf-8")
     site = load_config(config).topology.sites["aws-hk"]
     provider = build_provider(site)
-    assert provider.options.health_api and provider.options.health_interval == 30.0  # type: ignore[attr-defined]
+    assert provider.options.health_api and provider.options.signal_interval == 30.0  # type: ignore[attr-defined]
 
-    config.write_text(text.replace(profile, "    health_api: true\n    health_interval: 30\n" + profile, 1),
+    config.write_text(text.replace(profile, "    health_api: true\n    signal_interval: 30\n" + profile, 1),
                       encoding="utf-8")
     with pytest.raises(ConfigError) as caught:
         load_config(config)
-    line = next(n for n, text in enumerate(config.read_text().splitlines(), 1) if "health_interval" in text)
-    assert f"failover.yaml:{line}: sites.aws-hk.health_interval" in str(caught.value)
+    line = next(n for n, text in enumerate(config.read_text().splitlines(), 1) if "signal_interval" in text)
+    assert f"failover.yaml:{line}: sites.aws-hk.signal_interval" in str(caught.value)
