@@ -214,3 +214,10 @@ def test_resource_health_of_a_vm_it_does_not_know_is_unknown_alone(world: World)
     provider = _provider(server, clock)
     observed = _from(provider.observe({VM: "spot-azure", "spot-engine-2": "spot-azure-2"}), RESOURCE_HEALTH)
     assert observed == [("spot-azure", Status.OK), ("spot-azure-2", Status.UNKNOWN)]
+
+
+def test_a_drill_in_another_process_injects_over_http(world: World) -> None:
+    _, server, clock = world
+    requests.post(f"{server.url}/_fake/resource-health/{VM}", json={"state": "Unavailable", "reason": "Unplanned"},
+                  timeout=5)
+    assert _from(_provider(server, clock).observe({VM: "spot-azure"}), RESOURCE_HEALTH) == [("spot-azure", Status.DOWN)]

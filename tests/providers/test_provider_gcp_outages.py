@@ -249,3 +249,14 @@ def test_signals_are_read_at_their_own_interval_and_can_be_turned_off(world: Wor
 
     quiet = _provider(server, clock, options={"service_health": False, "host_errors": False})
     assert {o.source for o in quiet.observe({"spot-engine-1": "spot-gcp"})} == {"provider:gcp"}
+
+
+def test_a_drill_in_another_process_injects_over_http(world: World) -> None:
+    _, server, clock = world
+    provider = _provider(server, clock)
+    for zone in ("asia-east2-a", "asia-east2-b"):
+        requests.post(f"{server.url}/_fake/service-health", json={"zone": zone, "started": NOW - 10}, timeout=5)
+    requests.post(f"{server.url}/_fake/host-errors/asia-east2-a/spot-engine-1", json={"at": NOW - 5}, timeout=5)
+    observations = provider.observe({"spot-engine-1": "spot-gcp"})
+    assert _from(observations, SERVICE_HEALTH) == [(provider.site.name, Status.DOWN)]
+    assert _from(observations, HOST_ERRORS) == [("spot-gcp", Status.DOWN)]

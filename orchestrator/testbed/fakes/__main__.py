@@ -7,8 +7,8 @@
 
 Point a site at it with `endpoint_url: http://127.0.0.1:PORT`; the adapters use placeholder credentials for a
 plain-http loopback endpoint. Inject faults from the drill with `POST /_fake/fault`, `/_fake/zones/{zone}`,
-`/_fake/vms/{name}` and friends (see `orchestrator/testbed/fakes/_http.py`, `gcp.py`, `azure.py`). Prints one line,
-`listening on URL`, once ready.
+`/_fake/vms/{name}`, `/_fake/service-health`, `/_fake/resource-health/{name}` and friends (see
+`orchestrator/testbed/fakes/_http.py`, `gcp.py`, `azure.py`). Prints one line, `listening on URL`, once ready.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ def build(argv: list[str] | None = None) -> tuple[FakeApi, argparse.Namespace]:
     parser.add_argument("--zone", action="append", help="repeatable; the first one holds the instances")
     parser.add_argument("--instance", action="append", default=[], help="repeatable; created running")
     parser.add_argument("--settle-reads", type=int, default=1, help="reads before a start or stop completes")
+    parser.add_argument("--retry-after", type=int, default=0, help="azure: Retry-After (s) of operations in progress")
     args = parser.parse_args(argv)
     api: FakeApi
     if args.cloud == "gcp":
@@ -45,7 +46,8 @@ def build(argv: list[str] | None = None) -> tuple[FakeApi, argparse.Namespace]:
         api = gcp
     else:
         zone = (args.zone or ["1"])[0]
-        azure = AzureComputeFake(args.subscription, args.resource_group, args.location, args.settle_reads)
+        azure = AzureComputeFake(args.subscription, args.resource_group, args.location, args.settle_reads,
+                                 retry_after=args.retry_after)
         for name in args.instance:
             azure.add_vm(name, zone)
         api = azure

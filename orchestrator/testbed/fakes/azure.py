@@ -22,7 +22,8 @@ Resource Health follows the VM (running: Available; stopped or deallocated: Unav
 `inject_resource_health(vm_name, state, reason)` says otherwise (the drill calls it after the provider's delay).
 
 State endpoints for drills: `POST /_fake/vms/{name} {"power": "running", "zone": "1", "provisioning": "succeeded",
-"health": "unhealthy"}` (creates the VM if absent), `GET /_fake/state`.
+"health": "unhealthy"}` (creates the VM if absent), `POST /_fake/resource-health/{name} {"state": "Unavailable",
+"reason": "Unplanned"}`, `GET /_fake/state`.
 """
 
 from __future__ import annotations
@@ -298,5 +299,10 @@ class AzureComputeFake(FakeApi):
             spec = request.json()
             self.set_vm(parts[1], power=spec.get("power"), provisioning=spec.get("provisioning"),
                         zone=spec.get("zone"), health=spec.get("health"))
+            return FakeResponse(200, {"ok": True})
+        if len(parts) == 2 and parts[0] == "resource-health" and request.method == "POST":
+            spec = request.json()
+            self.inject_resource_health(parts[1], str(spec["state"]), str(spec.get("reason", "")),
+                                        reported_at=spec.get("reported_at"))
             return FakeResponse(200, {"ok": True})
         return super()._control_state(request)

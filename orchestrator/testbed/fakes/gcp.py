@@ -17,7 +17,8 @@ calls it after the provider's own delay: status pages confirm late); `inject_hos
 
 State endpoints for drills (another process): `POST /_fake/zones/{zone} {"status": "DOWN"}`,
 `POST /_fake/regions/{region} {"status": "DOWN"}`, `POST /_fake/instances/{zone}/{name} {"status": "RUNNING"}`
-(creates it if absent), `GET /_fake/state`.
+(creates it if absent), `POST /_fake/service-health {"zone": "asia-east2-a", "started": 1764565200.0, "ended": null}`,
+`POST /_fake/host-errors/{zone}/{name} {"at": null}`, `GET /_fake/state`.
 """
 
 from __future__ import annotations
@@ -334,6 +335,12 @@ class GcpComputeFake(FakeApi):
             self.set_region(status)
         elif len(parts) == 3 and parts[0] == "instances" and status:
             self.add_instance(parts[2], parts[1], status)
+        elif parts == ["service-health"] and request.method == "POST":
+            spec = request.json()
+            self.inject_service_health_event(str(spec["zone"]), float(spec.get("started") or self.clock()),
+                                             None if spec.get("ended") is None else float(spec["ended"]))
+        elif len(parts) == 3 and parts[0] == "host-errors" and request.method == "POST":
+            self.inject_host_error(parts[2], parts[1], request.json().get("at"))
         else:
             return super()._control_state(request)
         return FakeResponse(200, {"ok": True})
