@@ -336,7 +336,7 @@ class GcpProvider(CloudProvider):
 
     def _read_host_errors(self, now: float) -> list[tuple[str, Status, str]]:
         """Each replica's status from Compute's host-error operations: `down` for `host_error_window` after one."""
-        answer = self._get("compute.operations.aggregated_list", "aggregated/operations", "host errors",
+        answer = self._get("compute.global_operations.aggregated_list", "aggregated/operations", "host errors",
                            {"filter": f'operationType="{HOST_ERROR}"', "maxResults": "500",
                             "returnPartialSuccess": "true"})
         window = self.options.host_error_window

@@ -242,7 +242,7 @@ def test_signals_are_read_at_their_own_interval_and_can_be_turned_off(world: Wor
         provider.observe({"spot-engine-1": "spot-gcp"})
         clock.now += 20
     assert provider.calls["servicehealth.events.list"] == 1
-    assert provider.calls["compute.operations.aggregated_list"] == 1
+    assert provider.calls["compute.global_operations.aggregated_list"] == 1
     clock.now += 1
     provider.observe({})
     assert provider.calls["servicehealth.events.list"] == 2
