@@ -97,6 +97,47 @@ class ProbesConfig(_Strict):
     provider_interval: PositiveDuration = 30.0  # how often each cloud's API is asked (control-plane health)
 
 
+def _fraction(value: Any) -> Any:
+    """`99.5%`, or the same as a fraction (0.995): a share written either way, never 99.5 meaning a percentage."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1]) / 100
+        except ValueError:
+            raise ValueError("expected a percentage such as 99.5%") from None
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1:
+        return float(value)
+    raise ValueError("expected a percentage such as 99.5% (or a fraction such as 0.995)")
+
+
+def _below_whole(value: float) -> float:
+    if not 0 < value < 1:
+        raise ValueError("must be above 0% and below 100% (100% leaves no budget: every lost probe would page)")
+    return value
+
+
+Share = Annotated[
+    float, BeforeValidator(_fraction), AfterValidator(_below_whole),
+    WithJsonSchema({"type": "string", "pattern": r"^\d+(\.\d+)?%$", "examples": ["99.5%", "99.9%"]}),
+]
+
+
+def _gray_window(value: float) -> float:
+    if not 60.0 <= value <= 86400.0:
+        raise ValueError("must be between 1m and 24h (the window is kept in 20 buckets)")
+    return value
+
+
+class GrayConfig(_Strict):
+    """`policy.gray` (docs/gray-failures.md): each replica's availability and p99 latency, against its own baseline,
+    over a sliding window; a sustained breach is the verdict `degraded`, and `action` says what a degraded primary
+    leads to: `page` (a human is told, trading stays open) or `switchover` (to a healthy, caught-up standby)."""
+
+    availability: Share = 0.995
+    window: Annotated[Duration, AfterValidator(_gray_window)] = 600.0
+    latency_p99_factor: Annotated[float, Field(gt=1.0, le=1000.0)] = 4.0
+    action: Literal["page", "switchover"] = "page"
+
+
 class PolicyConfig(_Strict):
     failure_threshold: Annotated[int, Field(ge=1, le=100)] = 3
     quorum: Annotated[int, Field(ge=1, le=10)] = 2
@@ -109,6 +150,7 @@ class PolicyConfig(_Strict):
     step_deadline: PositiveDuration = 60.0
     suspect_timeout: PositiveDuration = 30.0  # a suspect primary undecided for longer pages a human
     quorum_may_count_cloud_apis: bool = False  # only with the reason in a comment on the same line
+    gray: GrayConfig | None = None  # no section: no gray tracking
 
 
 class ProtectionConfig(_Strict):

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from orchestrator.core import gray as gr
 from orchestrator.core.health import Assessment
 from orchestrator.core.model import Approval, Engine, Phase, Replica, ReplicaStatus, Role, Topology, Verdict
 from orchestrator.core.phases import PhaseState
@@ -24,6 +25,7 @@ class ActionKind(StrEnum):
     PROPOSE = "propose"  # approval: manual; an operator must approve
     HALT = "halt"  # stop trading and page a human: the primary is lost and no automatic failover is allowed
     HOLD = "hold"  # do nothing and page a human: we cannot tell (our own network may be the fault)
+    PAGE = "page"  # notify a human once: the primary serves but misses its gray objective (core/gray.py)
 
 
 class Rule(StrEnum):
@@ -38,6 +40,7 @@ class Rule(StrEnum):
     OBSERVER_ISOLATED = "no failover when the orchestrator cannot see most sites"
     NOT_PRIMARY = "target must not be the current primary"
     SUSPECT_UNDECIDED = "a suspect primary left undecided past policy.suspect_timeout needs a human"
+    GRAY_PAGE_ONLY = "a degraded primary is switched over only with policy.gray.action: switchover"
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +187,8 @@ def decide_engine(
         return None  # the runbook driver, or a human, owns this engine until the incident closes
     reason = primary_unserving(snapshot, topology, verdicts)
     if reason is None:
-        return _undecided(snapshot, topology, verdicts, now)
+        degraded = _degraded(snapshot, topology, verdicts, now)
+        return degraded if degraded is not None else _undecided(snapshot, topology, verdicts, now)
     candidates = rank_candidates(snapshot, topology, verdicts)
     if interval_blocks(snapshot, topology, now):
         return Action(
@@ -200,6 +204,46 @@ def decide_engine(
         )
     kind = ActionKind.PROPOSE if topology.policy.approval is Approval.MANUAL else ActionKind.FAILOVER
     return Action(kind, name, reason, snapshot.primary, best.replica, candidates=candidates)
+
+
+def primary_degraded(snapshot: EngineSnapshot, verdicts: Mapping[str, Assessment]) -> Assessment | None:
+    """The primary's (or its site's) `degraded` assessment, or None: it serves, but misses its gray objective."""
+    primary = snapshot.engine.replica(snapshot.primary)
+    for subject in (primary.name, primary.site):
+        found = verdicts.get(subject)
+        if found is not None and found.verdict.value == gr.DEGRADED:
+            return found
+    return None
+
+
+def _degraded(
+    snapshot: EngineSnapshot, topology: Topology, verdicts: Mapping[str, Assessment], now: float
+) -> Action | None:
+    """A degraded primary (docs/gray-failures.md): with `policy.gray.action: switchover`, a planned switchover to
+    the best healthy, caught-up standby (the runbook: halt first), when one is eligible and no failover completed
+    within `min_failover_interval`; otherwise a page, once, in the cycle the verdict began (its `since`: the
+    verdict stays until the objective is met again, and `check` exits 1 on it every run meanwhile)."""
+    objective: gr.GrayObjective | None = getattr(topology.policy, "gray", None)  # Policy.gray: core/model.py
+    found = primary_degraded(snapshot, verdicts)
+    if objective is None or found is None or snapshot.phase.phase is Phase.HALTED:
+        return None
+    name, what = snapshot.engine.name, f"{found.subject} is degraded: {found.reason}"
+    blocked: tuple[Rule, ...] = (Rule.GRAY_PAGE_ONLY,)
+    candidates: tuple[Candidate, ...] = ()
+    if objective.action is gr.GrayAction.SWITCHOVER:
+        candidates = rank_candidates(snapshot, topology, verdicts)
+        best = candidates[0] if candidates and candidates[0].eligible else None
+        if interval_blocks(snapshot, topology, now):
+            blocked = (Rule.MIN_INTERVAL,)
+        elif best is None:
+            blocked = tuple(dict.fromkeys(rule for c in candidates for rule in c.blocked_by))
+        else:
+            kind = ActionKind.PROPOSE if topology.policy.approval is Approval.MANUAL else ActionKind.FAILOVER
+            return Action(kind, name, f"{what}; planned switchover", snapshot.primary, best.replica,
+                          candidates=candidates)
+    if found.since != now:
+        return None
+    return Action(ActionKind.PAGE, name, what, snapshot.primary, blocked_by=blocked, candidates=candidates)
 
 
 def _undecided(

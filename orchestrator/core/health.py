@@ -19,6 +19,9 @@ Rules, in the order they apply to one subject:
    answered `ok` `failure_threshold` times in a row (hysteresis on the way back, too).
 4. Too few fresh, non-isolated sources to reach a quorum either way is `unknown`, never `down`.
 5. `flap_count` falls into `down` inside `flap_window` make the subject `flapping` until the window passes.
+6. With a gray objective (`policy.gray`, core/gray.py), a subject that is none of the above but misses its
+   availability or latency objective over the sliding window is `degraded`, ahead of `suspect` (the blackouts that
+   make it degraded make it suspect for a second or two each time; it stays degraded throughout).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from collections.abc import Collection, ItemsView, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from orchestrator.core import gray as gr
 from orchestrator.core.model import Engine, Observation, Policy, Status, Verdict
 
 PROVIDER_PREFIX = "provider:"
@@ -69,6 +73,10 @@ class HealthState:
     # costs a microsecond to build, 3,000 of them a tenth of a big cycle). A cache, checked field by field before
     # use, so it is not part of the state's value: a state loaded from the store simply starts without it.
     assessments: Mapping[str, Assessment] = field(default_factory=dict, compare=False, repr=False)
+    # With a gray objective: each subject's sliding window (core/gray.py), and the latencies measured in the last
+    # ingested batch, by subject (consumed by the next `assess`).
+    gray: gr.GrayState = field(default_factory=dict)
+    latencies: Mapping[str, list[float]] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +91,7 @@ class HealthSettings:
     provider_stale_after: float = 90.0
     isolation_fraction: float = 0.5
     isolation_min_subjects: int = 3
+    gray: gr.GrayObjective | None = None  # None: no gray tracking
 
     @classmethod
     def from_policy(cls, policy: Policy, probe_interval: float, provider_interval: float = 30.0) -> HealthSettings:
@@ -94,6 +103,7 @@ class HealthSettings:
             probe_stale_after=probe_interval * (policy.failure_threshold + 0.5),
             provider_stale_after=provider_interval * 3,
             isolation_fraction=policy.isolation_fraction,
+            gray=getattr(policy, "gray", None),  # Policy.gray (core/model.py): docs/gray-failures.md
         )
 
 
@@ -167,8 +177,11 @@ def ingest(state: HealthState, observations: Iterable[Observation]) -> HealthSta
     touched: dict[str, dict[str, Track]] = {}  # copies of the subjects this batch changes
     grown: set[str] = set()  # subjects with a new source, to re-sort
     down, unknown = Status.DOWN, Status.UNKNOWN  # as locals: an enum member costs ~50 ns to look up, a tenth of a fold
+    measured, latencies = gr.Measured, dict[str, list[float]]()
     for obs in observations:
         subject, source, at, status = obs.subject, obs.source, obs.at, obs.status
+        if type(obs) is measured and obs.latency is not None and status is not down:
+            latencies.setdefault(subject, []).append(obs.latency)
         tracks = touched.get(subject)
         if tracks is None:
             tracks = touched[subject] = dict(before.get(subject) or {})
@@ -186,7 +199,8 @@ def ingest(state: HealthState, observations: Iterable[Observation]) -> HealthSta
             tracks[source] = tuple.__new__(Track, (status, at, 0, (old.oks if old else 0) + 1))
     for subject in grown:
         touched[subject] = _sorted(touched[subject])
-    return HealthState(_Tracks({**before, **touched}), state.subjects, state.isolated, state.assessments)
+    return HealthState(_Tracks({**before, **touched}), state.subjects, state.isolated, state.assessments,
+                       state.gray, latencies)
 
 
 # ---- assessment ----------------------------------------------------------------------------------------------------
@@ -204,8 +218,9 @@ def _fresh(source: str, track: Track, now: float, settings: HealthSettings) -> b
 # One subject's votes from its fresh, non-isolated sources (a plain tuple: a NamedTuple costs 200 ns more to build):
 # the sources that fail it and those with no failure in their current run (both sorted, as the index is), how many
 # voted, how many ok ones have a run of oks long enough to leave `down`, and whether one is degraded or failing but
-# not yet `failure_threshold` times.
-_Tally = tuple[tuple[str, ...], tuple[str, ...], int, int, bool]
+# not yet `failure_threshold` times; and for the gray window (rule 6), how many of the voters are probes and how many
+# of those fail it in this very cycle (a failure run of any length).
+_Tally = tuple[tuple[str, ...], tuple[str, ...], int, int, bool, int, int]
 
 
 def _tally(
@@ -223,7 +238,7 @@ def _tally(
     for subject, tracks in index.items():
         failing: list[str] = []
         ok: list[str] = []
-        voters = recovered = 0
+        voters = recovered = probes = dropped = 0
         wavering = False
         for source, (status, at, failures, oks) in tracks.items():
             kind = kinds.get(source)
@@ -245,6 +260,10 @@ def _tally(
             if muted:
                 continue
             voters += 1
+            if not provider:
+                probes += 1
+                if failures:
+                    dropped += 1
             if failures >= needed:
                 failing.append(source)
             elif failures == 0:
@@ -254,7 +273,7 @@ def _tally(
                     recovered += 1
             else:
                 wavering = True
-        tallies[subject] = (tuple(failing), tuple(ok), voters, recovered, wavering)
+        tallies[subject] = (tuple(failing), tuple(ok), voters, recovered, wavering, probes, dropped)
     return tallies, seen, failing_by_source
 
 
@@ -292,12 +311,16 @@ def assess(
     isolated = _isolated_sources(index, seen, failing_by_source, now, settings)
     if isolated != state.isolated:  # the guess was wrong (rare: isolation began or ended): tally again
         tallies = _tally(index, now, settings, isolated)[0]
+    windows = state.gray
+    objective = settings.gray
+    if objective is not None:
+        windows = gr.fold(windows, _gray_samples(tallies, settings.quorum, state.latencies), now, objective)
     subjects = dict(state.subjects)
     last = state.assessments
     verdicts: dict[str, Assessment] = {}
     horizon = now - settings.flap_window
     quorum = settings.quorum
-    for subject, (failing, ok, voters, recovered, wavering) in tallies.items():
+    for subject, (failing, ok, voters, recovered, wavering, _, _) in tallies.items():
         old = subjects.get(subject)
         was_down = old.down if old else False
         downs = old.downs if old else ()
@@ -317,6 +340,8 @@ def assess(
             verdict, reason = Verdict.DOWN, f"failing from {', '.join(failing) or 'too few sources to recover'}"
         elif voters < quorum:
             verdict, reason = Verdict.UNKNOWN, f"{voters} fresh source(s), quorum is {quorum}"
+        elif objective is not None and (breach := gr.judge(windows.get(subject), objective)) is not None:
+            verdict, reason = Verdict(gr.DEGRADED), breach.reason
         elif failing or wavering:
             verdict, reason = Verdict.SUSPECT, "some sources report failures or degradation"
         else:
@@ -339,7 +364,26 @@ def assess(
         ):
             same = Assessment(subject, verdict, since, failing, ok, reason)
         verdicts[subject] = same
-    return HealthState(_Tracks(index), subjects, isolated, dict(verdicts)), verdicts
+    return HealthState(_Tracks(index), subjects, isolated, dict(verdicts), windows), verdicts
+
+
+def _gray_samples(tallies: Mapping[str, _Tally], quorum: int, latencies: Mapping[str, list[float]]
+                  ) -> dict[str, gr.Sample]:
+    """Each subject's sample for its gray window (rule 6): unavailable when a majority of its fresh, non-isolated
+    probe sources, and at least a quorum of them, fail it in this cycle, whatever their count of failures so far (a
+    two-second blackout never reaches `failure_threshold`); no sample with no such source. Cloud APIs are not
+    counted: a status page does not see a two-second blackout. The latency is the median of this cycle's answers."""
+    out: dict[str, gr.Sample] = {}
+    sample, dark, unseen = gr.Sample, gr.Sample(False, None), gr.NO_SAMPLE
+    for subject, (_, _, _, _, _, probes, dropped) in tallies.items():
+        if not probes:
+            out[subject] = unseen
+        elif dropped * 2 > probes and dropped >= min(quorum, probes):
+            out[subject] = dark
+        else:
+            answers = latencies.get(subject)
+            out[subject] = sample(True, sorted(answers)[len(answers) // 2] if answers else None)
+    return out
 
 
 # ---- verdicts without a history ----------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ class FaultKind(StrEnum):
     SILENT_OUTAGE = "silent_outage"
     API_ERRORS = "api_errors"
     LAG = "lag"
+    BLACKOUTS = "blackouts"  # a replica dark for `down` every `down + up` seconds (a gray failure: core/gray.py)
+    SLOW = "slow"  # a replica answering `factor` times slower than its normal, within the probe timeout
 
 
 ORCHESTRATOR = "orchestrator"
@@ -35,8 +37,10 @@ DEFAULT_PROVIDER_DELAY = 300.0  # status pages lag the data plane (docs/design.m
 class Fault:
     """One fault as written in a scenario; fields not used by `kind` keep their defaults.
 
-    `site`: every kind but observer_partition (optional for lag when `replica` is given). `observer`: the vantage
-    point that is cut off. `replica` / `entries`: lag (no `entries`: the replica stops applying for the duration).
+    `site`: every kind but observer_partition (optional for lag when `replica` is given; for blackouts and slow,
+    the replica's site, which the report's detection and false-failover figures match faults by). `observer`: the
+    vantage point that is cut off. `replica` / `entries`: lag (no `entries`: the replica stops applying for the
+    duration). `replica` / `down` / `up`: blackouts. `replica` / `factor`: slow.
     """
 
     kind: FaultKind
@@ -53,6 +57,7 @@ class Fault:
     retry_after: float | None = None
     replica: str | None = None
     entries: int | None = None
+    factor: float = 1.0
 
     @property
     def end(self) -> float:
@@ -67,6 +72,8 @@ class Effect(StrEnum):
     PARTITION = "partition"  # target: a vantage point
     API_ERRORS = "api_errors"
     LAG = "lag"  # target: a site or a replica name; value: entries behind, or -1 for "stops applying"
+    REPLICA_OUT = "replica_out"  # target: a replica: it answers nothing (probes, control calls, clients)
+    SLOW = "slow"  # target: a replica; value: how many times its normal answer time an answer takes
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +97,8 @@ def _outage(start: float, end: float, site: str, delay: float, index: int, *, si
 
 
 def down_windows(fault: Fault) -> list[tuple[float, float]]:
-    """The intervals during which a flapping fault's site is out: `down` first, then `up`, alternating."""
+    """The intervals during which a flapping fault's site (a blackouts fault's replica) is out: `down` first, then
+    `up`, alternating."""
     windows, at = [], fault.at
     while at < fault.end:
         windows.append((at, min(at + fault.down, fault.end)))
@@ -120,6 +128,11 @@ def expand(fault: Fault, index: int = 0) -> list[Atom]:
         case FaultKind.LAG:
             value = STOPPED if fault.entries is None else float(fault.entries)
             return [Atom(fault.at, fault.end, Effect.LAG, fault.replica or target, value, index)]
+        case FaultKind.BLACKOUTS:
+            return [Atom(start, end, Effect.REPLICA_OUT, fault.replica or "", fault=index)
+                    for start, end in down_windows(fault)]
+        case FaultKind.SLOW:
+            return [Atom(fault.at, fault.end, Effect.SLOW, fault.replica or "", fault.factor, index)]
     raise AssertionError(fault.kind)
 
 
@@ -128,7 +141,7 @@ def stopping_windows(fault: Fault, probe_timeout: float) -> list[tuple[float, fl
     outage, degradation beyond the probe timeout); empty for faults that leave the data plane serving."""
     if fault.kind in (FaultKind.OUTAGE, FaultKind.SILENT_OUTAGE):
         return [(fault.at, fault.end)]
-    if fault.kind is FaultKind.FLAPPING:
+    if fault.kind in (FaultKind.FLAPPING, FaultKind.BLACKOUTS):
         return down_windows(fault)
     if fault.kind is FaultKind.DEGRADED and fault.latency > probe_timeout:
         return [(fault.at, fault.end)]
@@ -137,7 +150,8 @@ def stopping_windows(fault: Fault, probe_timeout: float) -> list[tuple[float, fl
 
 def describe(fault: Fault) -> str:
     """One line for the timeline."""
-    where = fault.site or fault.replica or fault.observer
+    where = (fault.replica if fault.kind in (FaultKind.BLACKOUTS, FaultKind.SLOW) else None) or fault.site \
+        or fault.replica or fault.observer
     extra = {
         FaultKind.OUTAGE: f"provider notices after {fault.provider_delay:g}s",
         FaultKind.FLAPPING: f"down {fault.down:g}s / up {fault.up:g}s",
@@ -147,5 +161,7 @@ def describe(fault: Fault) -> str:
         FaultKind.SILENT_OUTAGE: "provider API keeps saying ok",
         FaultKind.API_ERRORS: f"provider API answers {fault.status}",
         FaultKind.LAG: "stops applying" if fault.entries is None else f"{fault.entries} entries behind",
+        FaultKind.BLACKOUTS: f"dark {fault.down:g}s every {fault.down + fault.up:g}s",
+        FaultKind.SLOW: f"answers {fault.factor:g}x slower",
     }[fault.kind]
     return f"{fault.kind.value} on {where} for {fault.duration:g}s ({extra})"

@@ -12,7 +12,10 @@ What it models, and why:
   case the evaluator's observer-isolation rule exists for;
 - a probe is `probe_attempts` tries (the production client's retries, 3 by default); with probe loss it fails only
   when every try is lost, while latency beyond the probe timeout fails it outright; latency within the timeout
-  is reported `degraded`.
+  is reported `degraded`;
+- with a gray objective (`policy.gray`), each answer carries its round-trip time (`gray.Measured`): a replica's
+  normal time (`world.PROBE_LATENCY`), times a slow fault's factor, plus its site's added latency. A constant, not a
+  draw: a jittered time would make every round news, and cost the randomness that decides which probes are lost.
 
 A round is drawn in two halves so that the event-driven runner (`stepping.py`) can tell a tick whose probes come
 out as the last cycle's from one that brings news, without building the round: `lost(now)` draws which probes are
@@ -23,6 +26,10 @@ conditions, which only change with its `version` (fault edges, control calls) or
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import fields
+
+from orchestrator.core.gray import Measured
 from orchestrator.core.model import Observation, Status
 from orchestrator.drivers.probe import Prober, ProbeRound, probe_source, site_observations
 from orchestrator.sim.builders import builder
@@ -30,18 +37,42 @@ from orchestrator.sim.faults import ORCHESTRATOR
 from orchestrator.sim.replica import SimReplica
 from orchestrator.sim.world import World
 
-Row = tuple[SimReplica, str | None, float, Status, str]
+Row = tuple[SimReplica, str | None, float, Status, str, float]
 """Per replica, for one round: why a probe fails from anywhere (loss and partitions aside), its site's loss rate,
-and the status and detail a successful probe reports."""
+and the status, detail and round-trip time a successful probe reports."""
 
 Lost = frozenset[tuple[int, int]]
 """The probes of one round lost to probe loss: (vantage index, replica index) pairs."""
 
-Answers = tuple[tuple[tuple[str, Status, str], ...], tuple[bool, ...], frozenset[str]]
-"""One vantage point's round: per replica (name, status, detail), whether each answered, and who did."""
+Answers = tuple[tuple[tuple[str, Status, str, float | None], ...], tuple[bool, ...], frozenset[str]]
+"""One vantage point's round: per replica (name, status, detail, latency), whether each answered, and who did."""
 
 PARTITIONED = "unreachable: this vantage point is partitioned"
 _observation = builder(Observation)  # ~150 per round at ten engines: see builders.py
+
+
+def _measured_builder() -> Callable[[float, str, str, Status, str, float | None], Measured]:
+    """`builder(Measured)`'s way for a subclass, whose inherited slots live on its parent: each slot set through its
+    descriptor, found on the class the way attribute lookup finds it."""
+    new = object.__new__
+    sets = [getattr(Measured, f.name).__set__ for f in fields(Measured)]
+    set_at, set_subject, set_source, set_status, set_detail, set_cause, set_latency = sets
+
+    def build(at: float, subject: str, source: str, status: Status, detail: str, latency: float | None) -> Measured:
+        made: Measured = new(Measured)
+        set_at(made, at)
+        set_subject(made, subject)
+        set_source(made, source)
+        set_status(made, status)
+        set_detail(made, detail)
+        set_cause(made, None)
+        set_latency(made, latency)
+        return made
+
+    return build
+
+
+_measure = _measured_builder()
 
 
 class SimProber(Prober):
@@ -53,6 +84,7 @@ class SimProber(Prober):
         self.sims: list[SimReplica] = [world.replicas[replica.name]
                                        for engine in self.topology.engines.values() for replica in engine.replicas]
         self.sources = {vantage: probe_source(vantage) for vantage in world.vantages}
+        self.measured = getattr(self.topology.policy, "gray", None) is not None  # Policy.gray: core/model.py
         self._site_shapes: dict[tuple[str, tuple[bool, ...]], list[Observation]] = {}  # see _sites
         self._drawn: tuple[float, int, Lost] | None = None  # (now, world version, lost): see `lost`
         self._kept: tuple[int, list[Row]] | None = None  # (world version, rows) while no instance transition runs
@@ -70,20 +102,24 @@ class SimProber(Prober):
 
     def _fresh_rows(self) -> list[Row]:
         world, timeout = self.world, self.timeout
-        out, latency, loss = world.out, world.latency, world.loss
+        out, latency, loss, dark, slowed = world.out, world.latency, world.loss, world.dark, world.slow
         rows = []
         for sim in self.sims:
             site = sim.site
             slow = latency.get(site, 0.0) if latency else 0.0
+            answer = world.answer_time(sim)
+            factor = slowed.get(sim.name, 1.0) if slowed else 1.0
             reason: str | None = None
             if site in out:
                 reason = f"unreachable: site {site} is out"
-            elif slow > timeout:
+            elif dark and sim.name in dark:
+                reason = f"unreachable: replica {sim.name} is dark"
+            elif slow > timeout or (factor > 1.0 and answer > timeout):
                 reason = f"timed out after {timeout:g}s"
             elif not world.up(sim):
                 reason = f"refused: instance {world.clouds[sim.cloud].state_of(site, sim.instance).value}"
-            rows.append((sim, reason, loss.get(site, 0.0) if loss else 0.0, Status.DEGRADED if slow else Status.OK,
-                         sim.role.value))
+            rows.append((sim, reason, loss.get(site, 0.0) if loss else 0.0,
+                         Status.DEGRADED if slow or factor > 1.0 else Status.OK, sim.role.value, answer))
         return rows
 
     def _reporting(self) -> list[tuple[int, str, bool]]:
@@ -102,7 +138,7 @@ class SimProber(Prober):
             found: Lost = frozenset()
         else:
             random_, attempts = world.probe_rng.random, self.attempts
-            lossy = [(index, loss) for index, (_, reason, loss, _, _) in enumerate(rows or self._rows())
+            lossy = [(index, loss) for index, (_, reason, loss, _, _, _) in enumerate(rows or self._rows())
                      if reason is None and loss]
             found = frozenset((vantage, replica) for vantage, _, cut in self._reporting() if not cut
                               for replica, loss in lossy if all(random_() < loss for _ in range(attempts)))
@@ -130,15 +166,15 @@ class SimProber(Prober):
             if kept is not None and kept[0] is rows:
                 return kept[1]
         failed = f"lost ({self.attempts} attempts)"
-        entries = []
-        for position, (sim, reason, _, ok, role) in enumerate(rows):
+        entries: list[tuple[str, Status, str, float | None]] = []
+        for position, (sim, reason, _, ok, role, answer) in enumerate(rows):
             if cut:
                 reason = PARTITIONED
             elif reason is None and (index, position) in lost:
                 reason = failed
-            entries.append((sim.name, ok, role) if reason is None else (sim.name, Status.DOWN, reason))
-        reached = tuple(status is not Status.DOWN for _, status, _ in entries)
-        who = frozenset(name for (name, _, _), up in zip(entries, reached, strict=True) if up)
+            entries.append((sim.name, ok, role, answer) if reason is None else (sim.name, Status.DOWN, reason, None))
+        reached = tuple(status is not Status.DOWN for _, status, _, _ in entries)
+        who = frozenset(name for (name, _, _, _), up in zip(entries, reached, strict=True) if up)
         answers = (tuple(entries), reached, who)
         if plain or cut:
             self._answered[(index, cut)] = (rows, answers)
@@ -155,7 +191,11 @@ class SimProber(Prober):
         for index, vantage, cut in self._reporting():
             source = self.sources[vantage]
             entries, reached, who = self._answers(rows, index, cut, lost)
-            observations += [_observation(now, name, source, status, detail) for name, status, detail in entries]
+            if self.measured:
+                observations += [_measure(now, name, source, status, detail, latency)
+                                 for name, status, detail, latency in entries]
+            else:
+                observations += [_observation(now, name, source, status, detail) for name, status, detail, _ in entries]
             observations += self._sites(source, reached, now)
             answered |= who
         statuses = {sim.name: sim.status() for sim in self.sims if sim.name in answered}

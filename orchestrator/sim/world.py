@@ -40,6 +40,7 @@ from providers.base import InstanceState
 from providers.local import LocalCloud
 
 _RUNNING = InstanceState.RUNNING
+PROBE_LATENCY = 0.004  # seconds: a replica's normal answer to a probe from the same region (the baseline)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,8 @@ class World:
         self.loss: dict[str, float] = {}
         self.partitioned: set[str] = set()
         self.lag: dict[str, float] = {}
+        self.dark: set[str] = set()  # replicas blacked out (blackouts)
+        self.slow: dict[str, float] = {}  # replica -> how many times its normal answer time (slow)
         self._active: list[Atom] = []
         self._serial = 0
         self.version = 0
@@ -177,6 +180,10 @@ class World:
             elif a.effect is Effect.API_ERRORS:
                 api[a.target] = int(a.value)
         self.partitioned = {a.target for a in active if a.effect is Effect.PARTITION}
+        self.dark = {a.target for a in active if a.effect is Effect.REPLICA_OUT}
+        self.slow = {}
+        for a in (a for a in active if a.effect is Effect.SLOW):
+            self.slow[a.target] = max(a.value, self.slow.get(a.target, 1.0))
         lag: dict[str, float] = {}
         for a in (a for a in active if a.effect is Effect.LAG):
             names = [a.target] if a.target in self.replicas else \
@@ -201,7 +208,7 @@ class World:
 
     def up(self, replica: SimReplica) -> bool:
         """Its data plane answers: the site is not out and the machine runs."""
-        if replica.site in self.out:
+        if replica.site in self.out or (self.dark and replica.name in self.dark):
             return False
         machine = replica.machine
         if machine.pending is None:
@@ -214,13 +221,23 @@ class World:
             return "unreachable: the orchestrator's own network is partitioned"
         if replica.site in self.out:
             return f"unreachable: site {replica.site} is out"
+        if replica.name in self.dark:
+            return f"unreachable: replica {replica.name} is dark"
         state = self.clouds[replica.cloud].state_of(replica.site, replica.instance)
         if state is not _RUNNING:
             return f"unreachable: instance {replica.instance} is {state.value}"
         latency = self.latency.get(replica.site, 0.0)
+        if self.slow and replica.name in self.slow:
+            latency += PROBE_LATENCY * (self.slow[replica.name] - 1)
         if latency > self.control_timeout:
             return f"timed out after {self.control_timeout:g}s (answers take {latency:g}s)"
         return None
+
+    def answer_time(self, replica: SimReplica) -> float:
+        """How long the replica takes to answer a probe: its normal time, times a slow fault's factor, plus its site's
+        added latency (degraded)."""
+        factor = self.slow.get(replica.name, 1.0) if self.slow else 1.0
+        return PROBE_LATENCY * factor + (self.latency.get(replica.site, 0.0) if self.latency else 0.0)
 
     def reachable_peers(self, replica: SimReplica) -> list[SimReplica]:
         return [r for r in self.engines[replica.engine].replicas if r is not replica and self.up(r)]
