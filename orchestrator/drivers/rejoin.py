@@ -212,7 +212,11 @@ class Rejoin:
         detail: dict[str, Any] = {"rejoin": {"replica": plan.replica, "primary": plan.primary, "epoch": plan.epoch,
                                              "at": now, "tails": outcome.tails}}
         diverged = incident.detail.get("diverged")
-        if not (isinstance(diverged, Mapping) and diverged.get("checked")):
+        archived = sum(int(tail.get("count") or 0) for tail in outcome.tails)
+        # the replica's own comparison, made against the primary before it cut anything, wins over one the
+        # controller may have made while the journal was being rebuilt (which would find less, or nothing)
+        if not (isinstance(diverged, Mapping) and diverged.get("checked")
+                and int(diverged.get("count") or 0) >= archived):
             detail["diverged"] = from_rejoin(plan.replica, outcome.tails[-1])
         self.store.update_incident(incident.id, detail=detail, at=now)
 
