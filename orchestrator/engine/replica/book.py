@@ -264,10 +264,13 @@ class Ledger:
         return trades
 
     def state_hash(self) -> str:
-        """SHA-256 of everything later entries depend on: phase, every resting order in priority order with what
-        is left of it, margin by account. Two ledgers that applied the same journal have the same hash; a rejoin
-        compares it with its primary's snapshot (`rejoin`), a check of the replay on top of the journal's chain."""
-        books = {market: {side: [[order.seq, _text(order.remaining)] for order in book.sides[side].in_priority()]
+        """SHA-256 of everything later entries depend on: phase, every resting order in priority order (its seq,
+        account, client_order_id, price and what is left of it), margin by account. Two ledgers that applied the
+        same journal have the same hash; a rejoin compares it with its primary's snapshot (`rejoin`), a check of
+        the replay on top of the journal's chain."""
+        books = {market: {side: [[order.seq, order.account, order.client_order_id,
+                                  None if order.price is None else _text(order.price), _text(order.remaining)]
+                                 for order in book.sides[side].in_priority()]
                           for side in ("buy", "sell")} for market, book in sorted(self.books.items())}
         state = {"applied_seq": self.applied_seq, "phase": str(self.phase), "until": self.phase_until,
                  "books": books, "margin": {account: _text(amount) for account, amount in sorted(self.margin.items())}}
