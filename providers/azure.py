@@ -248,8 +248,9 @@ class AzureProvider(CloudProvider):
             # Stopped, or on its way there: the caller's state poll says when it is fenced, never this answer.
             log.info("%s: power-off of %s refused (409); the VM is no longer running", self.scope, instance)
             return
-        if succeeded and self.options.deallocate_after_fence:
-            self._remember(FENCED_OFF, instance, "power_off")
+        if (succeeded or self.dry_run) and self.options.deallocate_after_fence:  # a plan lists what a run makes
+            if not self.dry_run:
+                self._remember(FENCED_OFF, instance, "power_off")
             group, name = self._where(instance)
             try:  # begun, not awaited: polling=False starts no poller thread
                 self._write("compute.virtual_machines.begin_deallocate", self._sdk("begin_deallocate"),

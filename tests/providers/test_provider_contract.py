@@ -101,7 +101,8 @@ def test_dry_run_records_the_writes_and_makes_none(harness: Harness) -> None:
         provider.fence(harness.instance, deadline=5)
         provider.stop(harness.instance, deadline=5)
 
-    assert len(planned) == 2
+    later = 1 if getattr(getattr(provider, "options", None), "deallocate_after_fence", False) else 0
+    assert len(planned) == 2 + later  # Azure's fence plans its deallocation too: the plan lists what a run makes
     assert all(any(word in call.operation for word in WRITE_WORDS) for call in planned)
     assert any(harness.instance.rsplit("/", 1)[-1] in str(call) for call in planned)
     assert _writes(harness) == 0 and not provider.dry_run
