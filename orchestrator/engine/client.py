@@ -571,7 +571,17 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool
         if length > MAX_STATUS_BYTES:
             raise _Refused(f"an answer of {length} bytes (at most {MAX_STATUS_BYTES})")
         return code, await reader.readexactly(length), keep
-    return code, await reader.read(MAX_STATUS_BYTES), False  # delimited by the close
+    return code, await _read_to_close(reader), False
+
+
+async def _read_to_close(reader: asyncio.StreamReader) -> bytes:
+    """A body delimited by the connection's close (no length, not chunked: HTTP/1.0 style)."""
+    body = bytearray()
+    while chunk := await reader.read(65536):
+        body += chunk
+        if len(body) > MAX_STATUS_BYTES:
+            raise _Refused(f"an answer over {MAX_STATUS_BYTES} bytes")
+    return bytes(body)
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
