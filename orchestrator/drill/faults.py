@@ -5,6 +5,12 @@ each atom becomes a real change: a replica process frozen with SIGSTOP (its data
 and thawed with SIGCONT, AWS's zone and instance status impaired in moto, a GCP zone marked DOWN or an Azure VM
 reported unavailable in the fakes, a cloud API answering 503. Atoms with no honest equivalent on one machine
 (probe loss, an observer's own partition, replication lag) are listed as skipped, never faked silently.
+
+The provider's own reports come late, as in the seed's outage (hk-2022: the status page 25 minutes behind): when a
+scenario's `provider_delay` has passed, the cloud's outage signal is posted in its fake, dated from when the data
+centre was lost, as the clouds date theirs: an open EC2 issue in AWS Health, a confirmed incident in GCP Service
+Health, an Unavailable Resource Health status in Azure. Each is an `Applied` whose `signal` names the source that
+will carry it (`provider:aws-health`), so the drill can show both moments: posted, and seen by the orchestrator.
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ from orchestrator.sim.faults import Atom, Effect, expand
 from orchestrator.sim.scenario import Scenario
 from orchestrator.testbed.world import GCP_ZONE, Testbed
 
+SIGNALS = {"aws": "provider:aws-health", "gcp": "provider:gcp-service-health",
+           "azure": "provider:azure-resource-health"}  # the source each cloud's outage signal is read as
+
 
 @dataclass(frozen=True, slots=True)
 class Applied:
@@ -25,6 +34,8 @@ class Applied:
     action: str
     target: str
     started: bool  # True: the atom began; False: it ended
+    signal: str = ""  # a provider outage signal posted (or closed): the source it is read as
+    late_s: float = 0.0  # drill seconds since the data plane went out, for a provider signal
 
 
 @dataclass
@@ -41,6 +52,7 @@ class FaultInjector:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _began: float = 0.0
+    _epoch: float = 0.0  # wall clock at _began
     _frozen: dict[str, int] = field(default_factory=dict)
 
     def atoms(self) -> list[Atom]:
@@ -52,7 +64,7 @@ class FaultInjector:
         return max(0.0, (scenario_seconds - self.origin) / self.speed)
 
     def start(self) -> FaultInjector:
-        self._began = time.monotonic()
+        self._began, self._epoch = time.monotonic(), time.time()
         self._thread = threading.Thread(target=self._run, name="fault-injector", daemon=True)
         self._thread.start()
         return self
@@ -79,11 +91,13 @@ class FaultInjector:
     # ---- one atom ------------------------------------------------------------------------------------------
 
     def _apply(self, atom: Atom, starting: bool) -> None:
+        if atom.effect is Effect.PROVIDER_REPORTS_OUT:
+            self.applied.append(self._provider_reports(atom, starting))
+            return
         actions: dict[Effect, Callable[[str, bool, float], str | None]] = {
             Effect.DATA_PLANE_OUT: lambda site, on, _: self._data_plane(site, out=on),
             Effect.LATENCY: lambda site, on, latency: (self._data_plane(site, out=on) if latency > self.probe_timeout
                                                        else "slower answers below the probe timeout: no effect"),
-            Effect.PROVIDER_REPORTS_OUT: lambda site, on, _: self._provider_reports(site, out=on),
             Effect.API_ERRORS: lambda site, on, status: self._api_errors(site, on, int(status)),
         }
         action = actions.get(atom.effect)
@@ -93,6 +107,17 @@ class FaultInjector:
             return
         note = action(atom.target, starting, atom.value)
         self.applied.append(Applied(time.time(), note or atom.effect.value, atom.target, starting))
+
+    def first_report(self) -> float | None:
+        """Drill seconds at which the first provider report is due (None: the scenario has none)."""
+        due = [self.wall(a.start) for a in self.atoms() if a.effect is Effect.PROVIDER_REPORTS_OUT]
+        return min(due, default=None)
+
+    def _impact_start(self, report: Atom) -> float:
+        """Scenario seconds at which the data plane went out for the fault a provider report belongs to."""
+        outs = [a.start for a in self.atoms() if a.fault == report.fault and a.effect is Effect.DATA_PLANE_OUT
+                and a.start <= report.start]
+        return max(outs, default=report.start)
 
     def _replica_on(self, site: str) -> str | None:
         for engine in self.bed.config()["engines"].values():
@@ -117,15 +142,31 @@ class FaultInjector:
             self._frozen[site] = depth
         return f"data plane {'out' if out else 'back'} ({replica} {'frozen' if out else 'thawed'})"
 
-    def _provider_reports(self, site: str, *, out: bool) -> str:
+    def _provider_reports(self, atom: Atom, starting: bool) -> Applied:
+        """The cloud's API reports the site impaired (zone and instance checks), and its outage signal is posted,
+        dated from the loss of the data plane; both are withdrawn when the atom ends."""
+        site = atom.target
         provider = self.bed.config()["sites"][site]["provider"]
+        impact = self._epoch + self.wall(self._impact_start(atom))
+        ends = self._epoch + self.wall(atom.end)
+        posted: str | None = None
         if provider == "aws":
-            self.bed.impair_aws(out)
+            self.bed.impair_aws(starting)
+            posted = self.bed.post_aws_health(starting, impact if starting else None)
         elif provider == "gcp" and self.bed.gcp is not None:
-            self.bed.gcp.set_zone(GCP_ZONE, "DOWN" if out else "UP")
+            self.bed.gcp.set_zone(GCP_ZONE, "DOWN" if starting else "UP")
+            inject = getattr(self.bed.gcp, "inject_service_health_event", None)
+            if starting and inject is not None:
+                inject(GCP_ZONE, impact, ends)  # closes itself at the atom's end
         elif provider == "azure" and self.bed.azure is not None:
-            self.bed.azure.set_vm("spot-engine-azure", health="Unavailable" if out else "Available")
-        return f"{provider} API reports {site} {'impaired' if out else 'available'}"
+            self.bed.azure.set_vm("spot-engine-azure", health="Unavailable" if starting else "Available")
+            inject = getattr(self.bed.azure, "inject_resource_health", None)
+            if inject is not None:
+                inject("spot-engine-azure", *(("Unavailable", "Unplanned") if starting else ("Available", "")))
+        now = time.time()
+        action = f"{provider} API reports {site} {'impaired' if starting else 'available'}" + (
+            f"; {posted}" if posted else "")
+        return Applied(now, action, site, starting, SIGNALS.get(provider, ""), max(0.0, now - impact))
 
     def _api_errors(self, site: str, on: bool, status: int) -> str:
         provider = self.bed.config()["sites"][site]["provider"]

@@ -27,7 +27,7 @@ from orchestrator.core.durations import format_duration
 from orchestrator.core.errors import ConfigError, EngineError
 from orchestrator.core.model import Role
 from orchestrator.core.phases import parse_timezone
-from orchestrator.drill.chart import TimelineData, render_png
+from orchestrator.drill.chart import SIGNAL_PREFIX, TimelineData, render_png
 from orchestrator.drill.daemons import Daemons
 from orchestrator.drill.faults import FaultInjector
 from orchestrator.drill.orders import OrderStream, missing_or_moved, trades_by_phase
@@ -105,6 +105,9 @@ class Drill:
         self.state = DrillState()
         self.timeline = TimelineData(origin=time.time())
         self.primaries_seen: set[str] = set()
+        # (site, source) -> (wall time, status) of the first provider observation after the fault that was not ok:
+        # when each cloud signal reached the orchestrator (read from the store, as the leader recorded it)
+        self.signals_seen: dict[tuple[str, str], tuple[float, str]] = {}
         self._stop = threading.Event()
 
     # ---- timings ----------------------------------------------------------------------------------------------
@@ -192,6 +195,8 @@ class Drill:
         began = time.monotonic()
         scenario_end = injector.wall(self.scenario.duration)
         finished_at: float | None = None
+        # the late provider signals are part of the story: watch until the first one is due, and a settle after it
+        report_due = injector.first_report()
         loaded = load_config(bed.config_path)
         with loaded.open_store() as store:
             while True:
@@ -201,7 +206,7 @@ class Drill:
                 incidents = store.incidents(limit=1)
                 if incidents and not incidents[0].is_open and finished_at is None:
                     finished_at = elapsed
-                if finished_at is not None and elapsed - finished_at >= options.settle:
+                if finished_at is not None and elapsed - max(finished_at, report_due or 0.0) >= options.settle:
                     return
                 time.sleep(0.2)
 
@@ -214,6 +219,7 @@ class Drill:
         began = time.monotonic()
         seen_steps: set[tuple[str, str]] = set()
         applied = 0
+        cursor = time.time()
         with loaded.open_store() as store:
             while not self._stop.is_set():
                 now = time.time()
@@ -243,13 +249,31 @@ class Drill:
                 for item in injector.applied[applied:]:
                     if item.started and "data plane out" in item.action:
                         self.timeline.mark(item.at, f"fault: {item.target} dark")
+                    elif item.started and item.signal:
+                        self.timeline.mark(item.at, f"{SIGNAL_PREFIX} {item.signal} posted, {item.late_s:.1f}s late")
                 applied = len(injector.applied)
+                cursor = self._signals(store, sites, cursor, injector)
                 with stream.lock:
                     state.acknowledged = len(stream.ledger.acknowledged)
                     state.refused = sum(stream.ledger.refused.values())
                 if self.on_update is not None:
                     self.on_update(state)
                 self._stop.wait(0.25)
+
+    def _signals(self, store: Any, sites: list[str], cursor: float, injector: FaultInjector) -> float:
+        """Mark the first provider observation of each site and source that is not ok once the fault began: when
+        the cloud's own signal (EC2's checks, AWS Health, ...) reached the orchestrator. Returns the next cursor."""
+        fault_at = next((a.at for a in injector.applied if a.started and "data plane out" in a.action), None)
+        if fault_at is None:
+            return time.time()
+        for obs in store.observations(min(cursor, fault_at), sites):
+            key = (obs.subject, obs.source)
+            if obs.source.startswith("provider:") and obs.at >= fault_at and key not in self.signals_seen \
+                    and obs.status.value in ("down", "degraded"):
+                self.signals_seen[key] = (obs.at, obs.status.value)
+                self.timeline.mark(obs.at, f"{SIGNAL_PREFIX} {obs.source} says {obs.subject} {obs.status.value}, "
+                                           f"{obs.at - fault_at:.1f}s after the fault")
+        return time.time() - 2.0  # observations may be stored a little after they were made
 
     def _engine_phase(self, client: HttpEngineClient, bed: Testbed) -> tuple[str, str]:
         assert bed.replicas is not None
@@ -322,6 +346,7 @@ class Drill:
                 "trades_during_protection"], "trades_while_halted": orders["trades_while_halted"]}
         figures.update({"failovers": failovers, "final_primary": primary, "final_phase": phase,
                         "max_primaries": 1 if zombie_refused else 2})
+        figures.update(self._signal_figures(injector, fault_at))
         expected = self.scenario.expect.get("failovers")
         invariants = {
             "no acknowledged order lost": figures["orders_lost"] == 0,
@@ -338,6 +363,22 @@ class Drill:
         result = DrillResult(self.scenario.name, report.incident if report else None, figures, invariants, [], notes)
         result.files = self._write(result, report, display)
         return result
+
+    def _signal_figures(self, injector: FaultInjector, fault_at: float | None) -> dict[str, Any]:
+        """How late each provider signal came after the data plane went out: posted in the fake (the scenario's
+        provider_delay, compressed), and first seen by the orchestrator (`None`: not within the drill)."""
+        if fault_at is None:
+            return {}
+        posted = {item.signal: item.at - fault_at for item in injector.applied if item.started and item.signal}
+        seen: dict[str, float] = {}
+        for (_, source), (at, _) in sorted(self.signals_seen.items(), key=lambda kv: kv[1][0]):
+            seen.setdefault(source, at - fault_at)
+        figures: dict[str, Any] = {}
+        for source in sorted({*posted, *seen}):
+            if source in posted:
+                figures[f"{source} posted_s"] = round(posted[source], 3)
+            figures[f"{source} seen_s"] = round(seen[source], 3) if source in seen else None
+        return figures
 
     def _write(self, result: DrillResult, report: IncidentReport | None, display: tzinfo) -> list[Path]:
         out = self.options.out
