@@ -37,7 +37,6 @@ plain-http loopback endpoint (a local fake) gets `AnonymousCredentials` so that 
 from __future__ import annotations
 
 import datetime
-import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -55,8 +54,6 @@ from orchestrator.core.model import Observation, Site, Status
 from providers.base import Capability, CloudProvider, InstanceHealth, InstanceState, PolledSignal, loopback_http
 from providers.calls import brief, parse_retry_after
 from providers.options import GcpOptions
-
-log = logging.getLogger(__name__)
 
 API_ENDPOINT = "https://compute.googleapis.com"
 SERVICE_HEALTH_ENDPOINT = "https://servicehealth.googleapis.com"
