@@ -12,7 +12,8 @@ import requests
 from provider_helpers import FAST, VirtualClock, gcp_site
 
 from orchestrator.core.errors import ProviderError
-from orchestrator.core.model import Observation, Status
+from orchestrator.core.health import HealthSettings, HealthState, assess, ingest
+from orchestrator.core.model import Observation, Status, Verdict
 from orchestrator.testbed.fakes import FakeServer, GcpComputeFake
 from providers import InstanceState, build_provider, plan_recorder
 
@@ -260,3 +261,26 @@ def test_a_drill_in_another_process_injects_over_http(world: World) -> None:
     observations = provider.observe({"spot-engine-1": "spot-gcp"})
     assert _from(observations, SERVICE_HEALTH) == [(provider.site.name, Status.DOWN)]
     assert _from(observations, HOST_ERRORS) == [("spot-gcp", Status.DOWN)]
+
+
+def test_the_incident_is_one_vote_of_its_own_and_a_stale_one_is_none(world: World) -> None:
+    """Through the real evaluator: Service Health's `down` plus one probe's make the quorum of two that Compute's
+    own `ok` zone status could never give; once Service Health's answer is stale, the probe alone is not enough."""
+    fake, server, clock = world
+    provider = _provider(server, clock, options={"signal_stale_after": "5m"})
+    settings = HealthSettings(failure_threshold=1, quorum=2, provider_stale_after=900.0, probe_stale_after=900.0)
+    site = provider.site.name
+
+    def verdict() -> tuple[Verdict, tuple[str, ...]]:
+        probe = Observation(clock.now, site, "probe:aws-hk", Status.DOWN, "timeout")
+        _, verdicts = assess(ingest(HealthState(), [*provider.observe({}), probe]), clock.now, settings)
+        return verdicts[site].verdict, verdicts[site].failing
+
+    for zone in ("asia-east2-a", "asia-east2-b"):
+        fake.inject_service_health_event(zone, started=NOW - 60)
+    assert verdict() == (Verdict.DOWN, ("probe:aws-hk", SERVICE_HEALTH))
+
+    fake.fail_next(503, count=10_000, path="/events$")
+    provider.call_deadline = 0.5
+    clock.now += 301
+    assert verdict()[0] is not Verdict.DOWN
