@@ -154,6 +154,15 @@ def test_409_to_a_power_off_of_a_deallocated_vm_counts_once_the_vm_reads_stopped
     assert provider.writes["compute.virtual_machines.begin_power_off"] == 0
 
 
+def test_a_power_off_call_that_timed_out_never_counts_as_fenced(world: World) -> None:
+    fake, server, _ = world
+    fake.hang_next(50.0, count=20, path="/powerOff$")
+    provider = _provider(server, call_deadline=1.0, request_timeout=20.0)
+    with pytest.raises(ProviderError, match=r"begin_power_off still failing when its [01]\.\ds deadline ran out"):
+        provider.fence(VM, deadline=1.0)
+    assert fake.power(VM) == "running" and provider.writes["compute.virtual_machines.begin_power_off"] == 0
+
+
 def test_409_while_the_vm_still_runs_is_not_a_fence(world: World) -> None:
     fake, server, _ = world
     fake.fail_next(409, path="/powerOff$")  # Conflict: another operation holds the VM
