@@ -83,8 +83,8 @@ def test_an_operation_past_the_deadline_is_not_a_fence(world: World) -> None:
     fake, server, _ = world
     fake.settle_reads, fake.retry_after = 10_000, 1
     provider = _provider(server)
-    with pytest.raises(ProviderError, match=r"begin_power_off still in progress after 1s"):
-        provider.fence(VM, deadline=1.0)
+    with pytest.raises(ProviderError, match=r"begin_power_off still in progress after 3s"):
+        provider.fence(VM, deadline=3.0)
     assert provider.instance_state(VM) is InstanceState.STOPPING
     assert provider.writes["compute.virtual_machines.begin_deallocate"] == 0  # nothing "later" for an unfinished fence
 
