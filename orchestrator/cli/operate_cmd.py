@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from orchestrator.config import LoadedConfig
     from orchestrator.drivers.operator import HaltOutcome, PlanReport
+    from providers.permissions import Grant
 
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why; goes into the announcement and the audit log.")]
 
@@ -52,7 +53,7 @@ def load_for(config: Path | None, engine: str | None, target: str | None = None)
     return loaded
 
 
-def _print_plan(report: PlanReport) -> None:
+def _print_plan(report: PlanReport, grants: list[Grant] | None = None) -> None:
     from rich.table import Table
 
     console.print(f"[bold]failover plan for {report.engine}[/]: {report.source} -> {report.target or '(none)'} "
@@ -67,7 +68,13 @@ def _print_plan(report: PlanReport) -> None:
     for c in report.candidates:
         table.add_row(c["replica"], "yes" if c["eligible"] else "no", str(c["lag"]), "; ".join(c["blocked_by"]))
     console.print(table)
-    blocked = _blocked(report)
+    if grants is not None:
+        refused = sum(1 for g in grants if g.allowed is False)
+        unknown = sum(1 for g in grants if g.allowed is None)
+        console.print(f"[bold]permissions[/]: {len(grants)} asked, {refused} refused, {unknown} unknown")
+        for grant in grants:
+            console.print(f"      {grant.line()}", markup=False)
+    blocked = _blocked(report, grants)
     if blocked:
         from rich.markup import escape
 
@@ -76,12 +83,17 @@ def _print_plan(report: PlanReport) -> None:
         console.print("[green]safe to proceed[/] (no call above was made)")
 
 
-def _blocked(report: PlanReport) -> list[str]:
-    """The rules that block the failover, and every fact the plan could not read (`state_unknown: ...`): a plan
-    that cannot vouch for a machine's or a record's state is not safe, whatever the rules say."""
+def _blocked(report: PlanReport, grants: list[Grant] | None = None) -> list[str]:
+    """The rules that block the failover, every fact the plan could not read (`state_unknown: ...`): a plan that
+    cannot vouch for a machine's or a record's state is not safe, whatever the rules say; and every permission a
+    cloud refused or could not be asked about (`permission_refused` / `permission_unknown`)."""
     from orchestrator.drivers.preview import unknowns
 
-    return list(report.blocked_by) + [f"state_unknown: {line}" for line in unknowns(report.steps)]
+    found = list(report.blocked_by) + [f"state_unknown: {line}" for line in unknowns(report.steps)]
+    for grant in grants or ():
+        if grant.allowed is not True:
+            found.append(f"permission_{grant.verdict}: {grant.permission} on {grant.where}")
+    return found
 
 
 def plan(
@@ -91,28 +103,41 @@ def plan(
     assume_primary_lost: Annotated[bool, typer.Option(
         "--assume-primary-lost", help="Contact no engine; plan as if the primary's site were lost (CI dry run).")]
     = False,
+    check_permissions: Annotated[bool, typer.Option(
+        "--check-permissions", help="Ask each cloud whether the credential may make every call a failover makes "
+        "(EC2 DryRun, GCP testIamPermissions, Azure permissions API, DNS zone reads); exit 3 on a refusal.")] = False,
     output: OutputOption = Output.TABLE,
 ) -> None:
     """The steps a failover would run, each call it would make, and which safety rule would block it.
-    Makes no change (provider and DNS writes are only recorded). Exit 3 when a rule blocks."""
+    Makes no change (provider and DNS writes are only recorded). Exit 3 when a rule blocks, a state cannot be read,
+    or (with --check-permissions) a cloud refuses a permission the failover needs."""
     from orchestrator.drivers.operator import Operator
     from orchestrator.drivers.wiring import build_edges
 
     loaded = load_for(config, engine, target)
     with build_edges(loaded, dry_run=True) as edges:
         report = Operator(loaded, edges, actor=actor()).plan(engine, target, assume_primary_lost=assume_primary_lost)
-    safe = report.safe and not _blocked(report)
+        grants = _permissions(loaded, edges, report.engine) if check_permissions else None
+    blocked = _blocked(report, grants)
     if output is Output.JSON:
-        print_json({**_plain_plan(report), "safe": safe})
+        print_json({**_plain_plan(report, grants), "safe": report.target is not None and not blocked})
     else:
-        _print_plan(report)
-    if not safe:
+        _print_plan(report, grants)
+    if report.target is None or blocked:
         raise typer.Exit(EXIT_UNSAFE)
 
 
-def _plain_plan(report: PlanReport) -> dict[str, Any]:
+def _permissions(loaded: LoadedConfig, edges: Any, engine_name: str) -> list[Grant]:
+    from providers.permissions import check_engine
+
+    return check_engine(loaded.topology.engines[engine_name], edges.providers, edges.routers)
+
+
+def _plain_plan(report: PlanReport, grants: list[Grant] | None = None) -> dict[str, Any]:
+    permissions = {} if grants is None else {"permissions": [
+        {"where": g.where, "permission": g.permission, "verdict": g.verdict, "detail": g.detail} for g in grants]}
     return {"engine": report.engine, "source": report.source, "target": report.target, "epoch": report.epoch,
-            "blocked_by": _blocked(report), "candidates": report.candidates,
+            "blocked_by": _blocked(report, grants), "candidates": report.candidates, **permissions,
             "steps": [{"step": s.step, "calls": s.calls, "note": s.note, **({"unknown": s.unknown} if s.unknown
                                                                              else {})} for s in report.steps]}
 

@@ -1,0 +1,89 @@
+"""AWS: ask EC2 about the stop and start a failover makes with `DryRun=True`, and make the reads the adapter makes.
+
+EC2 answers a dry run with an error either way: `DryRunOperation` when the call would have been allowed,
+`UnauthorizedOperation` when not (an invalid or expired key fails before that, with its own code). The client is
+built through the adapter's credential chain (`providers.aws._session`, the site's `profile`), one per site.
+Instances named by their `Name` tag are looked up first (`ec2:DescribeInstances`, a real read).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import botocore.exceptions
+
+from providers.aws import AUTH_CODES, _config, _session
+from providers.base import CloudProvider
+from providers.calls import brief
+from providers.permissions import Grant
+
+REFUSED = AUTH_CODES | {"UnauthorizedOperation", "AccessDenied", "Forbidden"}
+TIMEOUT = 10.0
+
+
+def check_ec2(provider: CloudProvider, instances: list[str]) -> list[Grant]:
+    site = provider.site
+    profile = getattr(getattr(provider, "options", None), "profile", None)
+    try:
+        session = _session(profile, site.region, site.endpoint_url)
+        ec2 = session.client("ec2", region_name=site.region, endpoint_url=site.endpoint_url, config=_config(TIMEOUT))
+    except botocore.exceptions.BotoCoreError as error:
+        return [Grant(f"site {site.name}", "ec2", False, brief(error))]
+    where = f"site {site.name}"
+    grants = [_ask(where, "ec2:DescribeAvailabilityZones", lambda: ec2.describe_availability_zones(DryRun=True)),
+              _ask(where, "ec2:DescribeInstanceStatus", lambda: ec2.describe_instance_status(DryRun=True))]
+    for name in instances:
+        at = f"{where}: instance {name}"
+        instance_id, grant = _resolve(ec2, name, at)
+        grants.append(grant)
+        if instance_id is None:
+            continue
+        at = f"{at} ({instance_id})" if instance_id != name else at
+        grants += [_ask(at, "ec2:StopInstances",
+                        partial(ec2.stop_instances, InstanceIds=[instance_id], Force=True, DryRun=True)),
+                   _ask(at, "ec2:StartInstances", partial(ec2.start_instances, InstanceIds=[instance_id], DryRun=True))]
+    return grants
+
+
+def _resolve(ec2: Any, name: str, where: str) -> tuple[str | None, Grant]:
+    """The instance id (ids as they are, `Name` tags looked up) and the grant of the read that found it."""
+    params: dict[str, Any] = ({"InstanceIds": [name]} if name.startswith("i-") else
+                              {"Filters": [{"Name": "tag:Name", "Values": [name]},
+                                           {"Name": "instance-state-name",
+                                            "Values": ["pending", "running", "stopping", "stopped"]}]})
+    try:
+        answer = ec2.describe_instances(**params)
+    except botocore.exceptions.ClientError as error:
+        return None, _refusal(where, "ec2:DescribeInstances", error)
+    except botocore.exceptions.BotoCoreError as error:
+        return None, Grant(where, "ec2:DescribeInstances", None, brief(error))
+    found = [str(i["InstanceId"]) for r in answer.get("Reservations", []) for i in r.get("Instances", [])]
+    if len(found) != 1:
+        return None, Grant(where, "ec2:DescribeInstances", None, f"{len(found)} live instances named so")
+    return found[0], Grant(where, "ec2:DescribeInstances", True)
+
+
+def _ask(where: str, permission: str, call: Callable[[], Any]) -> Grant:
+    try:
+        call()
+    except botocore.exceptions.ClientError as error:
+        if _code(error) == "DryRunOperation":
+            return Grant(where, permission, True)
+        return _refusal(where, permission, error)
+    except botocore.exceptions.BotoCoreError as error:
+        return Grant(where, permission, None, brief(error))
+    return Grant(where, permission, True, "answered without a dry run")
+
+
+def _refusal(where: str, permission: str, error: botocore.exceptions.ClientError) -> Grant:
+    code = _code(error)
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    if code in REFUSED or status in (401, 403):
+        return Grant(where, permission, False, code or f"HTTP {status}")
+    return Grant(where, permission, None, f"{code or 'HTTP ' + str(status)}: {brief(error, 120)}")
+
+
+def _code(error: botocore.exceptions.ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))

@@ -1,0 +1,81 @@
+"""GCP: `testIamPermissions` on each instance (get, start, stop) and on the project, through Resource Manager (the
+region, zone and zone-operation reads the adapter makes). Each answers the subset of the asked permissions the
+caller holds; asking needs no permission itself, so a refusal here is exactly what the adapter would meet.
+
+The session is built as the adapter's: the site's injected credentials, else Application Default Credentials (one
+look-up per process, `providers.gcp._default_credentials`), and anonymous credentials for a plain-http loopback
+endpoint (a local fake, which then also serves the Resource Manager path).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import google.auth.exceptions
+import requests
+from google.auth.credentials import AnonymousCredentials
+from google.auth.transport.requests import AuthorizedSession
+
+from providers.base import CloudProvider, loopback_http
+from providers.calls import brief
+from providers.gcp import API_ENDPOINT, _default_credentials
+from providers.permissions import Grant
+from providers.permissions.required import GCP_INSTANCE, GCP_PROJECT
+
+RESOURCE_MANAGER = "https://cloudresourcemanager.googleapis.com"
+TIMEOUT = 10.0
+
+
+def check_compute(provider: CloudProvider, instances: list[str]) -> list[Grant]:
+    site = provider.site
+    project = str(getattr(getattr(provider, "options", None), "project", "") or "")
+    where = f"site {site.name}"
+    try:
+        session = _session(provider)
+    except google.auth.exceptions.GoogleAuthError as error:
+        return [Grant(where, "google credentials", False, brief(error, 160))]
+    compute = (site.endpoint_url or API_ENDPOINT).rstrip("/")
+    manager = (site.endpoint_url or RESOURCE_MANAGER).rstrip("/")
+    grants = _test(session, f"{manager}/v1/projects/{_seg(project)}:testIamPermissions", GCP_PROJECT,
+                   f"{where}: project {project}")
+    for instance in instances:
+        zone, name = _zone_and_name(instance, site.zones)
+        url = (f"{compute}/compute/v1/projects/{_seg(project)}/zones/{_seg(zone)}/instances/{_seg(name)}"
+               "/testIamPermissions")
+        grants += _test(session, url, GCP_INSTANCE, f"{where}: instance {zone}/{name}")
+    return grants
+
+
+def _session(provider: CloudProvider) -> AuthorizedSession:
+    credentials: Any = getattr(provider, "_credentials", None)  # the adapter's injected credentials (tests)
+    if credentials is None:
+        anonymous = loopback_http(provider.site.endpoint_url)
+        credentials = AnonymousCredentials() if anonymous else _default_credentials()[0]  # type: ignore[no-untyped-call]
+    return AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
+
+
+def _zone_and_name(instance: str, zones: tuple[str, ...]) -> tuple[str, str]:
+    """`zone/name` as configured, else the site's first zone (a bare name in a site of several zones is asked of
+    the first; the adapter's look-up across zones is a read this check does not repeat)."""
+    if "/" in instance:
+        zone, name = instance.split("/", 1)
+        return zone, name
+    return (zones[0] if zones else ""), instance
+
+
+def _test(session: AuthorizedSession, url: str, wanted: tuple[str, ...], where: str) -> list[Grant]:
+    try:
+        response = session.post(url, json={"permissions": list(wanted)}, timeout=TIMEOUT)
+    except (requests.exceptions.RequestException, google.auth.exceptions.GoogleAuthError) as error:
+        return [Grant(where, permission, None, brief(error, 160)) for permission in wanted]
+    if response.status_code in (401, 403):
+        return [Grant(where, permission, False, f"HTTP {response.status_code}") for permission in wanted]
+    if response.status_code >= 400:
+        return [Grant(where, permission, None, f"HTTP {response.status_code}") for permission in wanted]
+    held = set(response.json().get("permissions", []))
+    return [Grant(where, permission, permission in held) for permission in wanted]
+
+
+def _seg(value: str) -> str:
+    return quote(value, safe="")
