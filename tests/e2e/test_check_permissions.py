@@ -126,3 +126,138 @@ def test_a_policy_without_a_write_the_failover_needs_fails_the_dry_run(moto_ci: 
     assert len(refused) == 2 and all(action in line for line in refused)  # one per instance
     assert "permissions: 11 asked, 2 refused, 0 unknown" in result.stdout
     assert f"permission_refused: {action} on site aws-" in result.stdout
+
+
+# --- GCP and Azure, against fakes that enforce the shipped roles ------------------------------------------------------
+
+GCP_ROLE = ROOT / "configs" / "iam" / "gcp-role.yaml"
+AZURE_ROLE = ROOT / "configs" / "iam" / "azure-role.json"
+SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+
+CONFIG = """\
+version: 1
+store: sqlite:///{store}
+require_multi_cloud: false
+sites:
+  gcp-hk: {{provider: gcp, region: asia-east2, zones: [asia-east2-a], project: exchange-prod, endpoint_url: "{gcp}"}}
+  azure-hk: {{provider: azure, region: eastasia, zones: ["1"], subscription: "{sub}", resource_group: trading,
+             endpoint_url: "{azure}"}}
+probes: {{interval: 1s, timeout: 500ms, provider_interval: 30s}}
+policy:
+  failure_threshold: 3
+  quorum: 2
+  quorum_may_count_cloud_apis: true   # a dry run against fakes: nothing real is probed or failed over
+  min_failover_interval: 1h
+  approval: auto
+protection_window: {{duration: 20m}}
+engines:
+  spot:
+    primary: spot-gcp
+    replicas:
+      spot-gcp: {{site: gcp-hk, instance: spot-engine-1, control_url: "http://10.1.1.10:8700"}}
+      spot-az: {{site: azure-hk, instance: spot-engine-2, control_url: "http://10.2.1.10:8700"}}
+    dns: {dns}
+"""
+
+
+def _clouds(tmp_path: Path, *, gcp: list[str], azure: tuple[list[str], list[str]], dns: str,
+            dns_granted: list[str] | None = None) -> Iterator[Path]:
+    from orchestrator.testbed.fakes import FakeServer
+    from orchestrator.testbed.fakes.dns_azure import AzureDnsFake
+    from orchestrator.testbed.fakes.dns_gcp import CloudDnsFake
+    from orchestrator.testbed.fakes.iam import AzureComputeIamFake, GcpComputeIamFake
+
+    compute = GcpComputeIamFake("exchange-prod", "asia-east2", ("asia-east2-a",), granted=gcp)
+    compute.add_instance("spot-engine-1", "asia-east2-a")
+    vms = AzureComputeIamFake(SUBSCRIPTION, "trading", "eastasia", actions=azure[0], not_actions=azure[1])
+    vms.add_vm("spot-engine-2", "1")
+    zone: Any
+    if dns == "gcp":
+        zone = CloudDnsFake("exchange-prod", granted=gcp if dns_granted is None else dns_granted)
+        zone.add_zone("engine-zone", "engine.example.internal.")
+    else:
+        zone = AzureDnsFake(SUBSCRIPTION, "dns", granted=azure[0] if dns_granted is None else dns_granted)
+        zone.add_zone("engine.example.internal")
+    with FakeServer(compute) as g, FakeServer(vms) as a, FakeServer(zone) as d:
+        record = ("{provider: gcp, project: exchange-prod, zone_id: engine-zone" if dns == "gcp" else
+                  f'{{provider: azure, subscription: "{SUBSCRIPTION}", resource_group: dns, '
+                  "zone_id: engine.example.internal")
+        record += f', record: spot.engine.example.internal, endpoint_url: "{d.url}"}}'
+        config = tmp_path / "failover.yaml"
+        config.write_text(CONFIG.format(store=tmp_path / "state.db", gcp=g.url, azure=a.url, sub=SUBSCRIPTION,
+                                        dns=record))
+        yield config
+
+
+def _check(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "orchestrator", "plan", "--config", str(config),
+                           "--assume-primary-lost", "--check-permissions", "--output", "json"],
+                          capture_output=True, text=True, check=False, timeout=120)
+
+
+def _roles() -> tuple[list[str], tuple[list[str], list[str]]]:
+    from orchestrator.testbed.fakes.iam import load_azure_role, load_gcp_role
+
+    return load_gcp_role(GCP_ROLE), load_azure_role(AZURE_ROLE)
+
+
+@pytest.mark.parametrize("dns", ["gcp", "azure"])
+def test_the_shipped_gcp_and_azure_roles_allow_every_call_a_failover_makes(tmp_path: Path, dns: str) -> None:
+    gcp, azure = _roles()
+    for config in _clouds(tmp_path, gcp=gcp, azure=azure, dns=dns):
+        result = _check(config)
+        assert result.returncode == 0, result.stdout + result.stderr
+        plan = json.loads(result.stdout)
+        asked = [(g["permission"], g["verdict"]) for g in plan["permissions"]]
+        # GCP: 3 project permissions, 3 on the instance; Azure: 1 on the group, 4 on the VM; the DNS zone read
+        assert len(asked) == 3 + 3 + 1 + 4 + 1
+        assert {verdict for _, verdict in asked} == {"allowed"}
+        assert ("compute.instances.stop", "allowed") in asked
+        assert ("Microsoft.Compute/virtualMachines/deallocate/action", "allowed") in asked
+
+
+@pytest.mark.parametrize(("cloud", "missing"), [
+    ("gcp", "compute.instances.stop"),
+    ("gcp", "compute.zoneOperations.get"),
+    ("azure", "Microsoft.Compute/virtualMachines/deallocate/action"),
+    ("azure", "Microsoft.Compute/virtualMachines/start/action"),
+])
+def test_a_role_without_a_permission_the_failover_needs_fails_the_dry_run(tmp_path: Path, cloud: str,
+                                                                         missing: str) -> None:
+    gcp, (actions, not_actions) = _roles()
+    if cloud == "gcp":
+        gcp = [p for p in gcp if p != missing]
+    else:
+        actions = [a for a in actions if a != missing]
+    for config in _clouds(tmp_path, gcp=gcp, azure=(actions, not_actions), dns="gcp",
+                          dns_granted=_roles()[0]):
+        result = _check(config)
+        assert result.returncode == 3, result.stdout + result.stderr
+        plan = json.loads(result.stdout)
+        refused = [g["permission"] for g in plan["permissions"] if g["verdict"] != "allowed"]
+        assert refused == [missing]
+        assert any(line.startswith(f"permission_refused: {missing} on site ") for line in plan["blocked_by"])
+
+
+def test_a_not_action_wildcard_takes_away_what_actions_give(tmp_path: Path) -> None:
+    """Azure evaluates Actions minus NotActions: a role granting virtualMachines/* but not */powerOff/action."""
+    gcp, (actions, _) = _roles()
+    for config in _clouds(tmp_path, gcp=gcp, dns="gcp", dns_granted=gcp,
+                          azure=(["Microsoft.Compute/virtualMachines/*", *actions[4:]],
+                                 ["Microsoft.Compute/*/powerOff/action"])):
+        result = _check(config)
+        assert result.returncode == 3, result.stdout + result.stderr
+        refused = [g["permission"] for g in json.loads(result.stdout)["permissions"] if g["verdict"] != "allowed"]
+        assert refused == ["Microsoft.Compute/virtualMachines/powerOff/action"]
+
+
+def test_a_dns_zone_the_credential_cannot_read_fails_the_dry_run(tmp_path: Path) -> None:
+    gcp, azure = _roles()
+    for config in _clouds(tmp_path, gcp=gcp, azure=azure, dns="gcp",
+                          dns_granted=[p for p in gcp if p != "dns.resourceRecordSets.list"]):
+        result = _check(config)
+        assert result.returncode == 3, result.stdout + result.stderr
+        plan = json.loads(result.stdout)
+        refused = [(g["permission"], g["verdict"]) for g in plan["permissions"] if g["verdict"] != "allowed"]
+        assert refused == [("dns.resourceRecordSets.list", "refused")]
+        assert any(line.startswith("state_unknown: switch_traffic: DNS record") for line in plan["blocked_by"])
