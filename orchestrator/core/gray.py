@@ -108,6 +108,8 @@ class Breach(NamedTuple):
 
 GrayState = Mapping[str, Window]
 NO_SAMPLE = Sample(None, None)
+DARK = Sample(False, None)
+UNMEASURED = Sample(True, None)
 
 
 def _ms(at: float) -> int:

@@ -92,6 +92,7 @@ class HealthSettings:
     isolation_fraction: float = 0.5
     isolation_min_subjects: int = 3
     gray: gr.GrayObjective | None = None  # None: no gray tracking
+    probe_interval: float = 1.0  # a probe source that reported within this long speaks for this cycle (rule 6)
 
     @classmethod
     def from_policy(cls, policy: Policy, probe_interval: float, provider_interval: float = 30.0) -> HealthSettings:
@@ -104,6 +105,7 @@ class HealthSettings:
             provider_stale_after=provider_interval * 3,
             isolation_fraction=policy.isolation_fraction,
             gray=getattr(policy, "gray", None),  # Policy.gray (core/model.py): docs/gray-failures.md
+            probe_interval=probe_interval,
         )
 
 
@@ -218,8 +220,8 @@ def _fresh(source: str, track: Track, now: float, settings: HealthSettings) -> b
 # One subject's votes from its fresh, non-isolated sources (a plain tuple: a NamedTuple costs 200 ns more to build):
 # the sources that fail it and those with no failure in their current run (both sorted, as the index is), how many
 # voted, how many ok ones have a run of oks long enough to leave `down`, and whether one is degraded or failing but
-# not yet `failure_threshold` times; and for the gray window (rule 6), how many of the voters are probes and how many
-# of those fail it in this very cycle (a failure run of any length).
+# not yet `failure_threshold` times; and for the gray window (rule 6), how many of the voters are probes that reported
+# within the last probe interval and how many of those fail it (a failure run of any length).
 _Tally = tuple[tuple[str, ...], tuple[str, ...], int, int, bool, int, int]
 
 
@@ -229,7 +231,7 @@ def _tally(
     """Every subject's tally without the `isolated` sources; and, from the same pass over the tracks, per vantage
     point the number of subjects it sees (fresh) and those it sees failing: the input of rule 2. The per-source
     facts (provider or probe, staleness limit, failures needed, isolated) are worked out once per source."""
-    threshold = settings.failure_threshold
+    threshold, interval = settings.failure_threshold, settings.probe_interval
     unknown, degraded = Status.UNKNOWN, Status.DEGRADED  # as locals: enum members are slow to look up
     kinds: dict[str, tuple[bool, float, int, bool]] = {}
     seen: dict[str, int] = {}
@@ -260,7 +262,7 @@ def _tally(
             if muted:
                 continue
             voters += 1
-            if not provider:
+            if not provider and now - at < interval:
                 probes += 1
                 if failures:
                     dropped += 1
@@ -369,20 +371,23 @@ def assess(
 
 def _gray_samples(tallies: Mapping[str, _Tally], quorum: int, latencies: Mapping[str, list[float]]
                   ) -> dict[str, gr.Sample]:
-    """Each subject's sample for its gray window (rule 6): unavailable when a majority of its fresh, non-isolated
-    probe sources, and at least a quorum of them, fail it in this cycle, whatever their count of failures so far (a
-    two-second blackout never reaches `failure_threshold`); no sample with no such source. Cloud APIs are not
-    counted: a status page does not see a two-second blackout. The latency is the median of this cycle's answers."""
+    """Each subject's sample for its gray window (rule 6), from the non-isolated probe sources that reported within
+    the last probe interval (a vantage point inside a dark site cannot report: its last `ok` does not speak for
+    now): unavailable when every one of them, and at least a quorum, fails it, whatever their count of failures so
+    far (a two-second blackout never reaches `failure_threshold`); no sample with fewer than a quorum of them. All,
+    not most: with 30 % of tries lost on a site, three of four vantage points lose the same round several times an
+    hour, all four a hundred times less often. Cloud APIs are not counted: a status page does not see a two-second
+    blackout. The latency is the median of this cycle's answers."""
     out: dict[str, gr.Sample] = {}
-    sample, dark, unseen = gr.Sample, gr.Sample(False, None), gr.NO_SAMPLE
+    new, kind, dark, unseen, unmeasured = tuple.__new__, gr.Sample, gr.DARK, gr.NO_SAMPLE, gr.UNMEASURED
     for subject, (_, _, _, _, _, probes, dropped) in tallies.items():
-        if not probes:
+        if probes < quorum:
             out[subject] = unseen
-        elif dropped * 2 > probes and dropped >= min(quorum, probes):
+        elif dropped == probes:
             out[subject] = dark
         else:
             answers = latencies.get(subject)
-            out[subject] = sample(True, sorted(answers)[len(answers) // 2] if answers else None)
+            out[subject] = new(kind, (True, sorted(answers)[len(answers) // 2])) if answers else unmeasured
     return out
 
 
