@@ -376,7 +376,8 @@ class PolledSignal:
             try:
                 self._answer, self._read_at, self._error = self._read(now), now, ""
             except FailoverError as exc:
-                log.warning("%s unavailable: %s", self.source, exc)
+                repeated = str(exc) == self._error  # a signal never granted would warn at every poll otherwise
+                (log.debug if repeated else log.warning)("%s unavailable: %s", self.source, exc)
                 self._error = str(exc)
         age = now - self._read_at
         if self._answer is not None and age <= self.stale_after:

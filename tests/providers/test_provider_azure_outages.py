@@ -129,6 +129,20 @@ def test_the_fence_powers_off_without_shutdown_then_deallocates(world: World) ->
     assert not [op for op in provider.calls if "begin_" in op]
 
 
+def test_throttled_while_polling_the_fence_waits_on_the_vm_itself(world: World) -> None:
+    """The poller's 429 is not the fence's failure (the power-off goes on at Azure): the VM's own state decides, and
+    the deallocation is begun only after a power-off seen to succeed."""
+    fake, server, _ = world
+    fake.settle_reads = 2
+    fake.fail_next(429, count=1, retry_after=0, path="/operations/")
+    provider = _provider(server)
+
+    provider.fence(VM, deadline=30)
+
+    assert provider.instance_state(VM) is InstanceState.STOPPED and fake.power(VM) == "stopped"
+    assert _posts(fake) == [("powerOff", {"skipShutdown": "true"})]
+
+
 def test_someone_elses_deallocation_is_not_a_fence(world: World) -> None:
     """Without our power-off first, a VM deallocating may still run its guest: it is STOPPING, not fenced."""
     fake, server, _ = world
