@@ -270,9 +270,12 @@ class AwsProvider(_AwsErrors, CloudProvider):
             answer = self._read("health.describe_events", self._sdk(f"health@{region}", "describe_events"),
                                 subject=f"AWS Health in {region}", **params)
             events.extend(answer.get("events", []))
-            token = answer.get("nextToken")
+            token, previous = answer.get("nextToken"), token
             if not token:
                 return events
+            if token == previous or self._active_deadline().expired:  # a server paging in circles, or too slowly
+                raise ProviderError(f"{self.scope}: AWS Health in {region}: {len(events)} events read, more pages "
+                                    "left when the deadline ran out or the same nextToken came back")
 
     def _health_regions(self) -> tuple[str, ...]:
         """us-east-1 and us-east-2; only the first when a single endpoint URL is configured."""

@@ -209,3 +209,22 @@ def test_turned_on_from_the_yaml_config(tmp_path: Path) -> None:
         load_config(config)
     line = next(n for n, text in enumerate(config.read_text().splitlines(), 1) if "signal_interval" in text)
     assert f"failover.yaml:{line}: sites.aws-hk.signal_interval" in str(caught.value)
+
+
+class _PagingInCircles(AwsHealthFake):
+    """An endpoint whose every page points to the same next page."""
+
+    def _describe_events(self, body: dict[str, Any]) -> Any:
+        response = super()._describe_events(body)
+        response.body["nextToken"] = "page-10"
+        return response
+
+
+def test_an_endpoint_paging_in_circles_is_not_read_forever(aws: AwsWorld) -> None:
+    circling = _PagingInCircles("us-east-1")
+    circling.add_event(AWS_REGION, AWS_ZONES[0])
+    with FakeServer(circling) as server:
+        provider = _provider(aws, (server.url,))
+        observed = _health(provider)
+    assert observed.status is Status.UNKNOWN and "the same nextToken came back" in observed.detail
+    assert provider.calls["health.describe_events"] == 2
