@@ -37,7 +37,7 @@ def run_named(world: AwsWorld, name: str) -> str:
 
 
 def replica_observation(provider: Any, instance: str, replica: str) -> Any:
-    [found] = [o for o in provider.observe({instance: replica}) if o.subject == replica]
+    [found] = [o for o in provider.observe({instance: replica}) if o.subject == replica and o.source == provider.source]
     return found
 
 
