@@ -1,5 +1,7 @@
 """The CI dry run: `failover plan --config configs/ci-moto.yaml --assume-primary-lost` against a moto server shows
-the EC2 and Route 53 calls a failover would make, and makes none of them."""
+the EC2 and Route 53 calls a failover would make, and makes none of them; with `--check-permissions` it also asks
+EC2 about the stop and start with `DryRun=True` (tests/e2e/test_check_permissions.py holds a refused credential
+and the shipped policies to exit 3 and 0)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,6 +31,9 @@ def moto_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     host, port = server.get_host_and_port()
     env = {**os.environ, "AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "ap-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+    # moto's state is one per process, shared by every server in it: a Name tag seeded twice names two instances,
+    # which the plan rightly reports as an instance it cannot identify
+    requests.post(f"{env['AWS_ENDPOINT_URL']}/moto-api/reset", timeout=10)
     try:
         yield env
     finally:
@@ -69,3 +75,26 @@ def test_plan_against_moto_lists_the_calls_and_writes_nothing(moto_env: dict[str
     [zone] = [line.split(": ")[1] for line in seeded.stdout.splitlines() if line.startswith("engine.example.internal")]
     records = route53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
     assert [r for r in records if r["Name"].startswith("spot.")] == []
+
+
+def test_check_permissions_asks_the_writes_with_a_dry_run_and_writes_nothing(moto_env: dict[str, str],
+                                                                            tmp_path: Path) -> None:
+    config = tmp_path / "ci-moto.yaml"
+    shutil.copy(ROOT / "configs" / "ci-moto.yaml", config)
+    subprocess.run([sys.executable, "-m", "orchestrator.drill.ci_seed", "--config", str(config)], env=moto_env,
+                   capture_output=True, text=True, check=True)
+
+    result = subprocess.run([sys.executable, "-m", "orchestrator", "plan", "--config", str(config),
+                             "--assume-primary-lost", "--check-permissions"],
+                            env=moto_env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "permissions: 11 asked, 0 refused, 0 unknown" in result.stdout
+    lines = [line.split() for line in result.stdout.splitlines() if line.strip().startswith("allowed")]
+    assert sorted(words[1] for words in lines if words[1] in ("ec2:StopInstances", "ec2:StartInstances")) == [
+        "ec2:StartInstances", "ec2:StartInstances", "ec2:StopInstances", "ec2:StopInstances"]
+    assert "safe to proceed" in result.stdout
+
+    ec2 = boto3.client("ec2", region_name="ap-east-1", endpoint_url=moto_env["AWS_ENDPOINT_URL"],
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    states = {i["State"]["Name"] for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]}
+    assert states == {"running"}  # a dry run stops nothing
