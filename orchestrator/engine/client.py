@@ -15,6 +15,7 @@ the 4xx are retried. The token is sent as a bearer header and never appears in a
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import random
@@ -387,8 +388,17 @@ class StatusPool:
         """Per URL, `(status code, body)` or the transport failure that ended its last attempt. Attempts after a
         failure or a 5xx answer wait `backoff(attempt)` seconds first, without holding a slot."""
         loop = self._running_loop()
-        batch = self._batch(urls, max(1, limit), max(1, attempts), backoff)
-        return asyncio.run_coroutine_threadsafe(batch, loop).result()
+        limit, attempts = max(1, limit), max(1, attempts)
+        future = asyncio.run_coroutine_threadsafe(self._batch(urls, limit, attempts, backoff), loop)
+        # every request is bounded, so the round is: waiting twice that long only guards against a loop that died
+        # (or a close() from another thread) leaving the cycle waiting for ever
+        waves = -(-len(urls) // limit)
+        bound = 2 * waves * attempts * (self._connect_timeout + self._read_timeout) + 30  # + the backoffs
+        try:
+            return future.result(timeout=bound)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            return [TimeoutError(f"the probe round did not finish within {bound:.0f}s")] * len(urls)
 
     def close(self) -> None:
         with self._start_lock:
