@@ -6,7 +6,7 @@ change detection settings only, so every one of them keeps the topology's gray o
 and p99 at most 4x the replica's baseline, docs/gray-failures.md):
 - `gray-blackouts`: the primary's data centre dark 2 s every minute for two hours (never `down`);
 - `gray-slow`: the primary answering six times slower than its normal for an hour, within the probe timeout;
-- a noisy day: 20 % of probe tries lost on every site (`noisy_hours` of it: 2 by default, 24 in the full set), with
+- a noisy day: 20 % of probe tries lost on every site (`noisy_hours` of it: 1 by default, 24 in the full set), with
   the gray action set to `switchover`, so that a false `degraded` verdict would show as a false failover too.
 Printed per preset: time from the first blackout (the start of the slowness) to the primary's first `degraded`
 verdict, median over seeds; the failovers; and on the noisy day the `degraded` verdicts and failovers (goal 0).
@@ -14,7 +14,7 @@ verdict, median over seeds; the failovers; and on the noisy day the `degraded` v
 Then the tracker's cost: one controller cycle for 1,000 engines (3 replicas each, 4 vantage points) with the gray
 objective and without it, median of `cycles`; the difference is what gray tracking costs per cycle.
 
-    python -m benchmarks --only gray_bench     (default: seeds=1, noisy_hours=2, noisy_seeds=1, cycles=10)
+    python -m benchmarks --only gray_bench     (default: seeds=1, noisy_hours=1, noisy_seeds=1, cycles=10)
     full set: seeds=3, noisy_hours=24, noisy_seeds=3, cycles=30
 """
 
@@ -140,7 +140,7 @@ def cycle_cost(cycles: int) -> dict[str, Any]:
     return out
 
 
-def run(seeds: int = 1, noisy_hours: float = 2.0, noisy_seeds: int = 1, cycles: int = 10) -> dict[str, Any]:
+def run(seeds: int = 1, noisy_hours: float = 1.0, noisy_seeds: int = 1, cycles: int = 10) -> dict[str, Any]:
     try:
         with_gray(load_scenario(SCENARIOS / "gray-slow.yaml").topology)
     except TypeError as error:  # core/model.Policy has no `gray` yet: nothing to measure
