@@ -212,9 +212,12 @@ class AwsProvider(_AwsErrors, CloudProvider):
                     self._session = _session(self.options.profile, self.site.region, self.site.endpoint_url)
                 name, _, region = service.partition("@")
                 endpoint = self._health_endpoint(region) if name == "health" else self.site.endpoint_url
+                # botocore fixes timeouts per client: a Health endpoint's must fit its share of the signals' budget
+                # (half the poll's, split between two endpoints), or a hung us-east-1 would leave us-east-2 nothing
+                budget = self.call_deadline / 4 if name == "health" else self.call_deadline
                 self._clients[service] = self._session.client(
                     name, region_name=region or self.site.region, endpoint_url=endpoint,
-                    config=_config(min(self.request_timeout, self.call_deadline)),
+                    config=_config(min(self.request_timeout, budget)),
                 )
             return self._clients[service]
 

@@ -228,3 +228,18 @@ def test_an_endpoint_paging_in_circles_is_not_read_forever(aws: AwsWorld) -> Non
         observed = _health(provider)
     assert observed.status is Status.UNKNOWN and "the same nextToken came back" in observed.detail
     assert provider.calls["health.describe_events"] == 2
+
+
+def test_a_hung_active_endpoint_leaves_the_passive_one_its_turn(aws: AwsWorld, health: Endpoints) -> None:
+    """botocore fixes a client's timeouts: each Health client's must fit its endpoint's share of the budget."""
+    health.active.add_event(AWS_REGION, AWS_ZONES[0])
+    health.active.hang_next(60, count=100)
+    provider = build_provider(aws.site(options={"health_api": True, "health_endpoint_urls": list(health.urls)}),
+                              session=aws.session, **{**FAST, "call_deadline": 8.0})
+    observed = _health(provider)
+    assert observed.status is Status.DEGRADED and observed.detail.endswith("from us-east-2")
+    assert health.active.requests and health.passive.pages_served == 1
+    # the hung request was cut at the active endpoint's share (8 s / 2 for the signals / 2 endpoints), not at 8 s:
+    # a poll that waits out a hung us-east-1 in full comes back after the cycle has moved on without it
+    config = provider._client("health@us-east-1").meta.config  # type: ignore[attr-defined]
+    assert config.read_timeout == config.connect_timeout == 2.0
