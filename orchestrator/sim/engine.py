@@ -14,30 +14,46 @@ Where the simulation takes a position the reference replica leaves open, it is s
 
 Every call fails with `EngineError` when the orchestrator's host is partitioned, the replica's site is out, its
 machine is not running, or it answers slower than the control timeout.
+
+Every call takes time (`orchestrator.sim.latency`): one that gets an answer spends half its drawn latency before it
+acts and half after; one that gets none costs what the production client spends before it gives up
+(`engine.no_answer`). A status changes nothing, so its wait is a read the event-driven runner may replay.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from orchestrator.core.errors import EngineError, StaleEpoch
 from orchestrator.core.model import Phase, Replica, ReplicaStatus, Role
 from orchestrator.engine.base import EngineControl, PromoteRefused
+from orchestrator.sim.latency import Latencies
 from orchestrator.sim.replica import SimReplica
 from orchestrator.sim.world import World
 
 
 class SimEngineControl(EngineControl):
-    def __init__(self, world: World) -> None:
+    def __init__(self, world: World, latency: Latencies | None = None) -> None:
         self.world = world
+        self.latency = latency  # None: every call answers at once
         self.calls = 0
         self.changes = 0  # mutating calls (set_phase, promote, fence), refused or not: see stepping.py
 
-    def _reach(self, replica: Replica) -> SimReplica:
+    def _reach(self, replica: Replica, *, read: bool = False) -> SimReplica:
         self.calls += 1
         sim = self.world.replicas[replica.name]
         problem = self.world.control_problem(sim)
         if problem is not None:
+            if self.latency is not None:
+                self.latency.no_answer(sim.name, read=read)
             raise EngineError(f"replica {replica.name} at {replica.control_url}: {problem}")
         return sim
+
+    def _timed(self, call: str, sim: SimReplica, act: Callable[[], ReplicaStatus], *,
+               read: bool = False) -> ReplicaStatus:
+        if self.latency is None:
+            return act()
+        return self.latency.call(f"engine.{call}", sim.name, act, read=read)
 
     def _see_epoch(self, sim: SimReplica, epoch: int) -> None:
         """The epoch rule, checked before anything else; every mutating call goes through here."""
@@ -48,10 +64,14 @@ class SimEngineControl(EngineControl):
         self.world.touch()
 
     def status(self, replica: Replica) -> ReplicaStatus:
-        return self._reach(replica).status()
+        sim = self._reach(replica, read=True)
+        return self._timed("status", sim, sim.status, read=True)
 
     def set_phase(self, replica: Replica, phase: Phase, until: float | None, epoch: int) -> ReplicaStatus:
         sim = self._reach(replica)
+        return self._timed("set_phase", sim, lambda: self._set_phase(sim, phase, until, epoch))
+
+    def _set_phase(self, sim: SimReplica, phase: Phase, until: float | None, epoch: int) -> ReplicaStatus:
         self._see_epoch(sim, epoch)
         if sim.role is Role.FENCED:
             if phase is Phase.HALTED:
@@ -63,6 +83,9 @@ class SimEngineControl(EngineControl):
 
     def promote(self, replica: Replica, epoch: int, *, force: bool = False) -> ReplicaStatus:
         sim = self._reach(replica)
+        return self._timed("promote", sim, lambda: self._promote(sim, epoch, force))
+
+    def _promote(self, sim: SimReplica, epoch: int, force: bool) -> ReplicaStatus:
         self._see_epoch(sim, epoch)
         if sim.role is Role.PRIMARY:
             return sim.status()
@@ -83,6 +106,9 @@ class SimEngineControl(EngineControl):
 
     def fence(self, replica: Replica, epoch: int) -> ReplicaStatus:
         sim = self._reach(replica)
+        return self._timed("fence", sim, lambda: self._fence(sim, epoch))
+
+    def _fence(self, sim: SimReplica, epoch: int) -> ReplicaStatus:
         self._see_epoch(sim, epoch)
         sim.role = Role.FENCED
         sim.phase, sim.phase_until = Phase.HALTED, None

@@ -12,6 +12,12 @@ Why each figure comes from where it does:
 - failovers are the failover incidents the orchestrator started (the store); one is *false* when no stopping fault
   was active on the old primary's site within the flap window before it started.
 - halt and protection are the time spent in each announced phase, in total.
+- the failover's own clock (what production would see, now that every call takes time: latency.py): from the same
+  origin, when trading was announced halted (`time_to_halted_s`) and when traffic reached the new primary
+  (`time_to_traffic_switched_s`: the engine's DNS change in sync at every name server, as clients resolve it; the
+  promotion itself for an engine without DNS); the same three moments counted from the detection
+  (`after_detection`); and how long each runbook step took, started to done (`step_durations_s`, the longest over
+  the run's failovers).
 - the final primary, phase and `needs_human` are read from the store, as `failover status` would.
 
 Incident ids carry a random suffix; the timeline renames them in order of appearance so that the same seed gives
@@ -58,6 +64,10 @@ class SimResult:
     trades_during_protection: int
     trades_while_halted: int
     max_primaries: int
+    time_to_halted_s: float | None = None
+    time_to_traffic_switched_s: float | None = None
+    after_detection: dict[str, float | None] = field(default_factory=dict)  # halted, new_primary, traffic_switched
+    step_durations_s: dict[str, float] = field(default_factory=dict)
     timeline: list[dict[str, Any]] = field(default_factory=list)
     expectations: dict[str, bool] = field(default_factory=dict)
     # beyond docs/design.md §9's list: what the expectations and the renderer need, and what helps a reader
@@ -141,11 +151,56 @@ def _worst(values: Iterable[float | None]) -> float | None:
     return max(value for value in found if value is not None)
 
 
+def _halted_at(world: World, engine: str, origin: float) -> float | None:
+    """When trading was first announced halted at or after `origin`."""
+    return next((at for at, phase in world.phase_log[engine] if at >= origin and phase is Phase.HALTED), None)
+
+
+def _switched_at(world: World, engine: str, origin: float) -> float | None:
+    """When clients could first reach the replica promoted after `origin`: its DNS record in sync (the history's
+    entries are dated when the change reached every name server), or the promotion itself without DNS."""
+    promoted = next((p for p in world.promotions if p.engine == engine and p.at >= origin), None)
+    if promoted is None:
+        return None
+    flow = world.engines[engine]
+    if flow.dns is None:
+        return promoted.at
+    cloud, zone_id, record, _ = flow.dns
+    for at, address in world.clouds[cloud].records.get((zone_id, record), []):
+        found = flow.by_address.get(address)
+        if at >= origin and found is not None and found.name == promoted.replica:
+            return at
+    return None
+
+
+def _since(at: float | None, origin: float | None) -> float | None:
+    return None if at is None or origin is None else at - origin
+
+
+def step_durations(store: StateStore) -> dict[str, float]:
+    """Per runbook step, the longest it took from its first `started` to its `done` (or `skipped`) in any failover."""
+    longest: dict[str, float] = {}
+    for incident in store.incidents():
+        if incident.kind != "failover":
+            continue
+        started: dict[str, float] = {}
+        for entry in store.journal(incident.id):
+            if entry.state == "started":
+                started.setdefault(entry.step, entry.at)
+            elif entry.state in ("done", "skipped") and entry.step in started:
+                took = entry.at - started[entry.step]
+                longest[entry.step] = round(max(took, longest.get(entry.step, 0.0)), 3)
+    return longest
+
+
 def measure(scenario: Scenario, topology: Topology, world: World, events: Sequence[Event], store: StateStore,
             *, seed: int, policy: str, cycles: int) -> SimResult:
     end = scenario.end
     detections: list[float | None] = []
     new_primary: list[float | None] = []
+    halted: list[float | None] = []
+    switched: list[float | None] = []
+    after: dict[str, list[float | None]] = {"halted": [], "new_primary": [], "traffic_switched": []}
     detection_events: list[Event] = []
     halt = protection = 0.0
     for engine in topology.engines:
@@ -158,9 +213,16 @@ def measure(scenario: Scenario, topology: Topology, world: World, events: Sequen
         found = _detection(events, topology, world, engine, origin)
         if found is not None:
             detection_events.append(found)
-        detections.append(None if found is None else found.at - origin)
-        promoted = [p.at for p in world.promotions if p.engine == engine and p.at >= origin]
-        new_primary.append(promoted[0] - origin if promoted else None)
+        detected = None if found is None else found.at
+        detections.append(_since(detected, origin))
+        promoted = next((p.at for p in world.promotions if p.engine == engine and p.at >= origin), None)
+        moments = {"halted": _halted_at(world, engine, origin), "new_primary": promoted,
+                   "traffic_switched": _switched_at(world, engine, origin)}
+        new_primary.append(_since(promoted, origin))
+        halted.append(_since(moments["halted"], origin))
+        switched.append(_since(moments["traffic_switched"], origin))
+        for name, at in moments.items():
+            after[name].append(_since(at, detected))
     failovers, false_failovers = _failovers(scenario, topology, store)
     records = {name: load_engine(store, topology, name) for name in topology.engines}
     phases = {record.phase.phase.value for record in records.values()}
@@ -179,6 +241,9 @@ def measure(scenario: Scenario, topology: Topology, world: World, events: Sequen
         trades_while_halted=sum(flow.trades_while_halted for flow in flows),
         max_primaries=max((flow.max_primaries for flow in flows), default=0),
         max_writable_primaries=max((flow.max_writable for flow in flows), default=0),
+        time_to_halted_s=_rounded(_worst(halted)), time_to_traffic_switched_s=_rounded(_worst(switched)),
+        after_detection={name: _rounded(_worst(values)) for name, values in after.items() if values},
+        step_durations_s=step_durations(store),
         timeline=timeline(scenario, events, detection_events),
         needs_human=any(i.status is IncidentStatus.NEEDS_HUMAN for i in store.incidents(open_only=True)),
         final_phase=phases.pop() if len(phases) == 1 else None,

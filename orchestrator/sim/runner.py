@@ -2,8 +2,11 @@
 
 Why this is the whole of the glue: the point of the simulator is that nothing of the orchestrator is simulated.
 `Controller`, `RunbookDriver`, the health evaluator, `decide` and the runbook step machine run unchanged; only the
-edges are swapped — `SimEngineControl` for the HTTP client, `SimProber` for the HTTP prober, `LocalProvider` /
-`LocalRouter` for the cloud SDKs, a `MemoryStore` for SQLite and the `VirtualClock` for `time.time`/`time.sleep`.
+edges are swapped — `SimEngineControl` for the HTTP client, `SimProber` for the HTTP prober, `SimProvider` /
+`SimRouter` (the in-memory cloud adapters) for the cloud SDKs, a `MemoryStore` for SQLite and the `VirtualClock`
+for `time.time`/`time.sleep`. Each engine and cloud call the runbook makes takes the time the scenario's latency
+table draws for it (`latency.py`): the runbook waits for it as it would in production, so the halt and the time to
+a new primary are what production would see.
 
 The loop ticks once per probe interval: the world lives up to the tick (faults, replication, orders), then one
 controller cycle runs at that instant. A cycle that sleeps (a provider retrying, a runbook step waiting for an
@@ -19,6 +22,7 @@ day cost seconds); `stepping="tick"` runs every cycle, and the tests check that 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -27,11 +31,13 @@ from typing import Any, Literal
 
 from orchestrator.core.model import Phase
 from orchestrator.core.phases import format_instant, parse_timezone
-from orchestrator.drivers.controller import Controller
+from orchestrator.drivers.controller import LEASE_SAFETY, Controller
 from orchestrator.drivers.events import Event, EventKind, EventLog, Notifier
 from orchestrator.drivers.modes import ControllerSettings, Mode
 from orchestrator.sim.clock import VirtualClock
+from orchestrator.sim.clouds import SimProvider, SimRouter
 from orchestrator.sim.engine import SimEngineControl
+from orchestrator.sim.latency import Latencies
 from orchestrator.sim.metrics import SimResult, measure
 from orchestrator.sim.policies import apply_policy
 from orchestrator.sim.probes import SimProber
@@ -40,7 +46,6 @@ from orchestrator.sim.stepping import Stepper
 from orchestrator.sim.store import SimStore
 from orchestrator.sim.world import World
 from providers.base import CloudProvider
-from providers.local import LocalProvider, LocalRouter
 from providers.traffic import TrafficRouter
 
 POLL_INTERVAL = 2.0  # how often a provider re-reads an instance while waiting for it to stop or start
@@ -76,30 +81,45 @@ class Simulation:
         self.world = World(scenario, self.topology, seed, self.clock)
         self.store = SimStore(f"memory://{scenario.name}", clock=self.clock)
         self.events = SimEventLog(self.world)
+        self.latency = Latencies(scenario.latencies, self.clock, seed)
         settings = scenario.world
-        timing: dict[str, Any] = {"timer": self.clock, "sleep": self.clock.sleep,
+        timing: dict[str, Any] = {"timer": self.clock, "sleep": self.latency.sleep,
                                   "call_deadline": settings.provider_call_deadline,
                                   "request_timeout": settings.provider_request_timeout}
         self.providers: dict[str, CloudProvider] = {
-            name: LocalProvider(site, cloud=self.world.clouds[site.provider], clock=self.clock,
-                                poll_interval=POLL_INTERVAL, **timing)
+            name: SimProvider(site, cloud=self.world.clouds[site.provider], clock=self.clock,
+                              poll_interval=POLL_INTERVAL, latency=self.latency, **timing)
             for name, site in self.topology.sites.items()
         }
         self.routers: dict[str, TrafficRouter] = {
-            name: LocalRouter(cloud=self.world.clouds[engine.dns.provider], **timing)
+            name: SimRouter(cloud=self.world.clouds[engine.dns.provider], latency=self.latency, **timing)
             for name, engine in self.topology.engines.items() if engine.dns is not None
         }
-        self.engines = SimEngineControl(self.world)
+        self.engines = SimEngineControl(self.world, self.latency)
         self.prober = SimProber(self.world)
         self.controller = Controller(
             self.topology, self, Mode.SIMULATION, ControllerSettings(provider_interval=settings.provider_interval),
             monotonic=self.clock,  # the lease's safety margin runs on the virtual clock too: deterministic
         )
-        self.stepper = Stepper(self.world, self.controller, self.prober, self.store, self.engines, self.events) \
-            if stepping == "event" else None
+        self.stepper = Stepper(self.world, self.controller, self.prober, self.store, self.engines, self.events,
+                               self.latency) if stepping == "event" else None
+        self.latency.on_wait = self._keep_lease
+        self._renewed = -math.inf
         self.next_tick = scenario.start
         self.cycles = 0  # ticks lived through, whether their cycle ran or was accounted for
         self.skipped = 0  # ticks whose cycle was accounted for without running it
+
+    def _keep_lease(self) -> None:
+        """A daemon renews its lease on a thread of its own, every third of its safety margin, so a runbook that
+        waits on slow calls stays certain of its leadership (drivers/controller.py, `_start_keeper`). A simulation
+        has no threads: while a cycle waits on calls, the lease is renewed between waits, as often as that thread
+        would renew it. (Without it, four engines' runbooks re-reading a lost replica's status one after the other
+        outlasted the margin, and the last engine's failover waited for "leadership not certain" to clear.)"""
+        controller = self.controller
+        now = self.clock()
+        if controller.lease is not None and now - self._renewed >= controller.options.lease_ttl * LEASE_SAFETY / 3:
+            self._renewed = now
+            controller._lead()  # what the keeper thread calls
 
     @property
     def notifier(self) -> Notifier:
@@ -119,6 +139,7 @@ class Simulation:
             self.cycles += 1
             if stepper is not None and self.next_tick + interval <= at and stepper.may_skip(self.next_tick, interval):
                 self.skipped += 1
+                stepper.replay()  # the waits the skipped cycle would have spent (a protection window's statuses)
             elif stepper is not None:
                 before = stepper.mark()
                 stepper.settle(before, self.controller.run_cycle())
@@ -134,6 +155,20 @@ class Simulation:
     def result(self) -> SimResult:
         return measure(self.scenario, self.topology, self.world, self.events.events, self.store, seed=self.seed,
                        policy=self.policy, cycles=self.cycles)
+
+
+def _failover_clock(data: Mapping[str, Any]) -> list[str]:
+    """The failover's own clock: each moment after the detection, and each runbook step's duration."""
+    after = data.get("after_detection") or {}
+    steps = data.get("step_durations_s") or {}
+    lines = []
+    if any(after.get(name) is not None for name in MOMENTS):
+        lines += ["", "after detection (s):"]
+        lines += [f"  {name:<28}{'-' if after.get(name) is None else f'{after[name]:.1f}'}" for name in MOMENTS]
+    if steps:
+        lines += ["", "runbook steps, longest started -> done (s):"]
+        lines += [f"  {step:<28}{seconds:.2f}" for step, seconds in steps.items()]
+    return lines
 
 
 @contextmanager
@@ -166,8 +201,10 @@ def simulate(path: str | Path, seed: int = 0, policy: str = "default", *,
     return run_scenario(path, seed, policy, stepping=stepping).to_json()
 
 
-FIGURES = ("detection_s", "halt_s", "time_to_new_primary_s", "protection_s", "failovers", "false_failovers",
-           "orders_acknowledged", "orders_lost", "trades_during_protection", "trades_while_halted", "max_primaries")
+FIGURES = ("detection_s", "time_to_halted_s", "time_to_new_primary_s", "time_to_traffic_switched_s", "halt_s",
+           "protection_s", "failovers", "false_failovers", "orders_acknowledged", "orders_lost",
+           "trades_during_protection", "trades_while_halted", "max_primaries")
+MOMENTS = ("halted", "new_primary", "traffic_switched")  # `after_detection`'s keys, in the runbook's order
 
 
 def render_timeline(result: SimResult | Mapping[str, Any]) -> str:
@@ -186,7 +223,8 @@ def render_timeline(result: SimResult | Mapping[str, Any]) -> str:
     for name in FIGURES:
         value = data.get(name)
         shown = "-" if value is None else (f"{value:.1f}" if isinstance(value, float) else str(value))
-        lines.append(f"  {name:<26}{shown}")
+        lines.append(f"  {name:<28}{shown}")
+    lines += _failover_clock(data)
     if data.get("expectations"):
         lines += ["", "expectations:"]
         expect = data.get("expect", {})

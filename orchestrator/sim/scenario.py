@@ -9,7 +9,9 @@ scenario names, which is itself loaded with `load_config` — so a scenario can 
 `failover config validate` accepts.
 
 Besides docs/design.md §9's keys a scenario may carry a `world:` section: how the simulated exchange behaves (order
-rate, synchronous or asynchronous replication, probe attempts, cloud API timings). Every field has a default.
+rate, synchronous or asynchronous replication, probe attempts, cloud API timings), and a `latencies:` section: how
+long each engine and cloud call takes (`orchestrator.sim.latency`, docs/simulated-latency.md). Every field has a
+default.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from orchestrator.config import Duration, load_config, locate, parse_yaml, read_text
+from orchestrator.core.durations import parse_duration
 from orchestrator.core.model import Topology
 from orchestrator.errors import ConfigError
 from orchestrator.sim.faults import DEFAULT_PROVIDER_DELAY, ORCHESTRATOR, Fault, FaultKind
+from orchestrator.sim.latency import ENGINE, Latency, LatencyTable
 
 Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -130,6 +134,56 @@ class WorldModel(_Strict):
     instance_stop_time: Duration = 5.0
 
 
+class LatencyModel(_Strict):
+    """`{median: 20s, p95: 60s}`, or one duration (`20ms`): always that long."""
+
+    median: Duration
+    p95: Duration
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fixed(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parse_duration(value)  # a bad one is named once, as this field
+            return {"median": value, "p95": value}
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise ValueError("expected a duration string with a unit, e.g. 500ms, 1s, 20m, 1h, or {median, p95}")
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LatencyModel:
+        if self.median < 0:
+            raise ValueError(f"median must be 0s or more (got {self.median:g}s)")
+        if self.p95 < self.median:
+            raise ValueError(f"p95 ({self.p95:g}s) must be at least the median ({self.median:g}s)")
+        return self
+
+
+class EngineLatencies(_Strict):
+    status: LatencyModel | None = None
+    set_phase: LatencyModel | None = None
+    promote: LatencyModel | None = None
+    fence: LatencyModel | None = None
+    no_answer: LatencyModel | None = None
+
+
+class CloudLatencies(_Strict):
+    api: LatencyModel | None = None
+    stop: LatencyModel | None = None
+    start: LatencyModel | None = None
+    dns_api: LatencyModel | None = None
+    dns_propagation: LatencyModel | None = None
+
+
+class LatenciesModel(BaseModel):
+    """`engine:` and one section per cloud provider of the topology (`aws:`, `gcp:`, `azure:`...)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    __pydantic_extra__: dict[str, CloudLatencies]
+    instant: bool = False
+    engine: EngineLatencies = EngineLatencies()
+
+
 class ScenarioModel(_Strict):
     name: Name
     description: str = ""
@@ -139,6 +193,7 @@ class ScenarioModel(_Strict):
     faults: list[FaultModel] = []
     expect: ExpectModel = ExpectModel()
     world: WorldModel = WorldModel()
+    latencies: LatenciesModel = LatenciesModel()
 
 
 @dataclass(frozen=True)
@@ -171,6 +226,7 @@ class Scenario:
     faults: tuple[Fault, ...] = ()
     expect: Mapping[str, Any] = field(default_factory=dict)
     world: WorldSettings = field(default_factory=WorldSettings)
+    latencies: LatencyTable = field(default_factory=LatencyTable)
     path: Path | None = None
     description: str = ""
 
@@ -202,7 +258,7 @@ def load_scenario(path: str | Path) -> Scenario:
     return Scenario(
         name=model.name, topology=topology, start=model.start.timestamp(), duration=model.duration,
         faults=tuple(_fault(item) for item in model.faults), expect=_expectations(model.expect),
-        world=_world(model.world), path=file, description=model.description,
+        world=_world(model.world), latencies=_latencies(model.latencies), path=file, description=model.description,
     )
 
 
@@ -220,6 +276,13 @@ def _world(model: WorldModel) -> WorldSettings:
     values = model.model_dump()
     values["synchronous"] = values.pop("replication") == "synchronous"
     return WorldSettings(**values)
+
+
+def _latencies(model: LatenciesModel) -> LatencyTable:
+    sections: dict[str, dict[str, Latency]] = {}
+    for name, calls in [(ENGINE, model.engine), *(model.model_extra or {}).items()]:
+        sections[name] = {call: Latency(value.median, value.p95) for call, value in calls if value is not None}
+    return LatencyTable().override(sections, instant=model.instant)
 
 
 Path_ = tuple[str | int, ...]
@@ -266,6 +329,12 @@ def _reference_problems(model: ScenarioModel, topology: Topology) -> Iterator[tu
             yield (*where, "up" if fault.up <= 0 else "down"), "must be longer than 0s"
         if isinstance(fault, LagModel):
             yield from _lag_problems(fault, where, replicas)
+    clouds = {site.provider for site in topology.sites.values()}
+    clouds |= {engine.dns.provider for engine in topology.engines.values() if engine.dns is not None}
+    for name in model.latencies.model_extra or {}:
+        if name not in clouds:
+            yield ("latencies", name), f"no site of the topology is on {name!r}; known: engine, " \
+                                       f"{', '.join(sorted(clouds))}"
 
 
 def _lag_problems(fault: LagModel, where: Path_, replicas: Mapping[str, Any]) -> Iterator[tuple[Path_, str]]:

@@ -22,6 +22,13 @@ Before each tick (`may_skip`), the world must be as it was: no fault edge, no co
 cycle would draw them, and kept for it) the same as in the last cycle. The tick before a fault edge always runs, so
 that the tracks of a vantage point that stops reporting at the edge end at the same time as in a tick-by-tick run.
 
+Calls take time (latency.py), and a cycle that waits has moved the clock and let the world live through the wait
+(orders drawn over two stretches instead of one): such a cycle is a fixed point only if its waits were all reads of
+the replicas' statuses (the runbook re-reading them while a protection window runs; every other wait counts as a
+change). Its waits are kept (`trail`), and each tick skipped after it spends the same waits in the same order
+(`replay`): the latencies are keyed draws (latency.py), so the skipped tick's world lives through exactly what the
+tick-by-tick run's does. A tick is skipped only if those waits end before the next timer and the next fault edge.
+
 What a skipped tick would have changed, and why it does not matter: the tracks' timestamps and counts (refreshed
 by the next cycle before any verdict is taken; counts past their thresholds compare the same), the lease's expiry
 (only this simulation's controller holds it), the highest journal position seen on a standby (a maximum, and
@@ -32,7 +39,7 @@ stream is drawn tick by tick, so the same seed sends the same orders.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from orchestrator.core import runbook as rb
 from orchestrator.core.decide import ActionKind
@@ -41,6 +48,7 @@ from orchestrator.core.model import Status, Verdict
 from orchestrator.drivers.controller import Controller, CycleResult
 from orchestrator.drivers.events import EventLog
 from orchestrator.sim.engine import SimEngineControl
+from orchestrator.sim.latency import Latencies, Trail
 from orchestrator.sim.probes import Lost, SimProber
 from orchestrator.sim.store import SimStore
 from orchestrator.sim.world import World
@@ -50,20 +58,24 @@ MARGIN = 1e-3  # seconds: a tick this close to a timer runs (timers are sums of 
 
 @dataclass(frozen=True, slots=True)
 class Mark:
-    """What a cycle could change, counted before it runs."""
+    """What a cycle could change, counted before it runs (`now` is when it began: waits move the clock, and the
+    waits that are not reads are counted in `waits`)."""
 
-    now: float
+    now: float = field(compare=False)
     events: int
     writes: int
     changes: int
     version: int
+    waits: int
 
 
 class Stepper:
     def __init__(self, world: World, controller: Controller, prober: SimProber, store: SimStore,
-                 engines: SimEngineControl, events: EventLog) -> None:
+                 engines: SimEngineControl, events: EventLog, latency: Latencies) -> None:
         self.world, self.controller, self.prober = world, controller, prober
-        self.store, self.engines, self.events = store, engines, events
+        self.store, self.engines, self.events, self.latency = store, engines, events, latency
+        latency.watch(True)
+        self.trail: Trail = ()  # the waits of the last fixed-point cycle, replayed in each tick skipped after it
         self.suspect_timeout = controller.topology.policy.suspect_timeout
         self.until = -math.inf  # ticks before this may be skipped (if the world is as it was)
         self.version = -1
@@ -78,23 +90,37 @@ class Stepper:
         world = self.world
         if tick > self.until - MARGIN or world.version != self.version or world.moving():
             return False
-        if world.next_edge_at() <= tick + interval:
+        end = self.latency.replay_end(self.trail, tick) if self.trail else tick
+        if end > self.until - MARGIN:
+            return False  # the waits would reach a timer (the window's end): the cycle must run
+        if world.next_edge_at() <= max(tick + interval, end):
             return False  # the tick before an edge runs: see the module's docstring
         return not world.loss or self.prober.lost(tick) == self.lost
 
+    def replay(self) -> None:
+        """Spend the waits of a skipped tick's cycle (see the module's docstring)."""
+        if self.trail:
+            self.latency.replay(self.trail)
+
     def mark(self) -> Mark:
+        """Before a cycle: what it could change, and a fresh list of its read waits."""
+        self.latency.watch(True)
+        return self._counts()
+
+    def _counts(self) -> Mark:
         return Mark(self.world.clock(), len(self.events.events), self.store.writes, self.engines.changes,
-                    self.world.version)
+                    self.world.version, self.latency.waits)
 
     def settle(self, before: Mark, result: CycleResult) -> None:
         """After a cycle: how long the ticks that follow may be skipped (not at all unless it was a fixed point)."""
-        self.until = -math.inf
+        self.until, self.trail = -math.inf, ()
         if result.leader and self._changed_nothing(before, result):
             self.until = self._timers(before.now, result)
             self.version, self.lost = self.world.version, self.prober.last_lost
+            self.trail = tuple(self.latency.trail or ())
 
     def _changed_nothing(self, before: Mark, result: CycleResult) -> bool:
-        return (self.mark() == before and not self.world.moving()
+        return (self._counts() == before and not self.world.moving()
                 and all(action.kind is ActionKind.HOLD for action in result.actions)
                 and all(p.status is rb.Status.RUN and p.step is rb.Step.AWAIT_WINDOW for p in result.progress))
 
