@@ -171,11 +171,20 @@ def execute(
     engine: EngineOption = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan and change nothing.")] = False,
-    protection: Annotated[str | None, typer.Option("--protection", help="Protection window (default: config).")]
-    = None,
+    protection: Annotated[str | None, typer.Option("--protection", "--protect", help=(
+        "Protection window (default: config; with --at: none)."))] = None,
     timeout: Annotated[str | None, typer.Option("--timeout", help="Stop watching after this long.")] = None,
+    at: Annotated[str | None, typer.Option("--at", help=(
+        "Plan it for then (ISO 8601 with a zone, or +30m; at most 7 days ahead): announced, run by the leading "
+        "daemon; `failover cancel` undoes it."))] = None,
 ) -> None:
-    """A manual switchover to TARGET with a live view of the runbook; refused (exit 3) when unsafe."""
+    """A manual switchover to TARGET with a live view of the runbook, or, with --at, a planned one; refused
+    (exit 3) when unsafe."""
+    if at is not None:  # a planned switchover: checked and stored now, run by whichever daemon leads then
+        from orchestrator.cli.schedule_cmd import schedule
+
+        schedule(config, engine, target, at, protection, yes=yes, dry_run=dry_run, timeout=timeout)
+        return
     from rich.live import Live
 
     from orchestrator.drivers.operator import Operator

@@ -41,12 +41,13 @@ from orchestrator.store.records import (
     normalise_detail,
     observation_of,
 )
+from orchestrator.store.schedule import ScheduleStore
 
 __all__ = ["Conflict", "NotFound", "ObservationRow", "StateStore", "Tampered"]
 
 
 
-class StateStore(AuditStore, OutboxStore, ArrivalStore, QuarantineStore):
+class StateStore(AuditStore, OutboxStore, ArrivalStore, QuarantineStore, ScheduleStore):
     """Durable state shared by every run of the orchestrator: observations, incidents and their runbook journal,
     the audit log, leases with fencing tokens, small versioned documents for the controller, and the quarantined
     sites (kept in one of those documents)."""
