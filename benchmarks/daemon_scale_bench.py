@@ -32,6 +32,7 @@ import math
 import os
 import random
 import socket
+import ssl
 import statistics
 import struct
 import subprocess
@@ -164,7 +165,7 @@ class _Connection(asyncio.Protocol):
 
 
 async def _serve(ports: int, slow: set[str], slow_s: float, reset: set[str], delay_s: float, log: bool,
-                 close_after: bool) -> None:
+                 close_after: bool, tls: ssl.SSLContext | None = None) -> None:
     server = _Server(slow, slow_s, reset, delay_s, log, close_after)
     loop = asyncio.get_running_loop()
     bound: list[int] = []
@@ -172,7 +173,7 @@ async def _serve(ports: int, slow: set[str], slow_s: float, reset: set[str], del
     while len(bound) < ports:  # below the ephemeral range, as orchestrator.testbed.ports picks
         port = pick.randrange(20000, 32000)
         try:
-            await loop.create_server(lambda: _Connection(server), "127.0.0.1", port, backlog=1024)
+            await loop.create_server(lambda: _Connection(server), "127.0.0.1", port, backlog=1024, ssl=tls)
         except OSError:
             continue
         bound.append(port)
@@ -184,10 +185,14 @@ class StatusServer:
     """The server process: `ports` loopback ports, every replica name answered on each (see `serve`)."""
 
     def __init__(self, ports: int = 1, *, slow: Sequence[str] = (), slow_s: float = 0.0, reset: Sequence[str] = (),
-                 delay_s: float = 0.0, log: bool = False, close_after: bool = False) -> None:
+                 delay_s: float = 0.0, log: bool = False, close_after: bool = False,
+                 tls: tuple[str, str] | None = None) -> None:
+        """`tls`: the paths of a certificate (chain) and its key, to serve https."""
         command = [sys.executable, "-m", "benchmarks.daemon_scale_bench", "--serve", str(ports), "--slow-s",
                    str(slow_s), "--delay-s", str(delay_s), "--slow", ",".join(slow), "--reset", ",".join(reset)]
         command += ["--log"] * log + ["--close-after-answer"] * close_after
+        command += ["--tls-cert", tls[0], "--tls-key", tls[1]] if tls else []
+        self.scheme = "https" if tls else "http"
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
@@ -196,11 +201,13 @@ class StatusServer:
         self.ports: list[int] = json.loads(line)
 
     def url(self, index: int) -> str:
-        return f"http://127.0.0.1:{self.ports[index % len(self.ports)]}"
+        return f"{self.scheme}://127.0.0.1:{self.ports[index % len(self.ports)]}"
 
     def stats(self, reset: bool = False) -> dict[str, Any]:
         """Requests, connections and most requests in flight since the last reset (and the events, if logged)."""
-        with urllib.request.urlopen(f"{self.url(0)}/{'_reset' if reset else '_stats'}", timeout=10) as answer:
+        context = ssl._create_unverified_context() if self.scheme == "https" else None  # our own test server
+        with urllib.request.urlopen(f"{self.url(0)}/{'_reset' if reset else '_stats'}", timeout=10,
+                                    context=context) as answer:
             found: dict[str, Any] = json.loads(answer.read())
         return found
 
@@ -399,10 +406,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--delay-s", type=float, default=0.0, help="every other answer after this delay")
     parser.add_argument("--log", action="store_true", help="keep every request's arrival and end for /_stats")
     parser.add_argument("--close-after-answer", action="store_true", help="close each connection after answering")
+    parser.add_argument("--tls-cert", help="serve https with this certificate (chain) ...")
+    parser.add_argument("--tls-key", help="... and this key")
     args = parser.parse_args(argv)
     if args.serve:
+        tls = None
+        if args.tls_cert:
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.load_cert_chain(args.tls_cert, args.tls_key)
         asyncio.run(_serve(args.serve, _names(args.slow), args.slow_s, _names(args.reset), args.delay_s, args.log,
-                           args.close_after_answer))
+                           args.close_after_answer, tls))
     else:
         print(render(run()))
 

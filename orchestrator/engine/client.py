@@ -77,7 +77,8 @@ class HttpEngineClient(EngineControl):
             token = os.environ.get(wire.TOKEN_ENV, "").strip() or None
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
-        self._http = httpx.Client(timeout=timeout, verify=verify)
+        # a CA bundle's path as an SSLContext: httpx 0.28 deprecates `verify=<str>`
+        self._http = httpx.Client(timeout=timeout, verify=_ssl_context(verify) if isinstance(verify, str) else verify)
         # control calls (phase, promote, fence) may take longer than a probe: a promotion asks every peer first
         self._control_timeout = httpx.Timeout(control_timeout, connect=connect_timeout) if control_timeout else None
         self._attempts = max(1, attempts)
