@@ -126,3 +126,62 @@ def test_unknown_router_options_are_refused_at_build() -> None:
     dns = DnsTarget("gcp", "engine-zone", RECORD, options={"projct": "x"})
     with pytest.raises(ConfigError, match="projct"):
         build_router(dns)
+
+
+# --- Route 53 ARC routing controls ------------------------------------------------------------------------------------
+
+ARN = "arn:aws:route53-recovery-control::111122223333:controlpanel/p/routingcontrol/{}"
+
+
+@pytest.fixture
+def arc() -> Iterator[tuple[Any, list[FakeServer], DnsTarget]]:
+    """A cluster whose HK control is On, served by three regional endpoints; its safety rule keeps one On."""
+    from orchestrator.testbed.fakes.arc import ArcClusterFake
+    from providers.arc_specs import ARC
+    from providers.catalog import ROUTERS
+
+    controls = {"10.0.1.10": ARN.format("hk"), "10.3.1.10": ARN.format("sg")}
+    fake = ArcClusterFake({ARN.format("hk"): "On", ARN.format("sg"): "Off"}, min_on=1)
+    ROUTERS.register("aws-arc", ARC)
+    servers = [FakeServer(fake).start() for _ in range(3)]
+    try:
+        endpoints = [{"url": s.url, "region": r} for s, r in zip(servers, ("us-east-1", "us-west-2", "eu-west-1"),
+                                                                 strict=True)]
+        yield fake, servers, DnsTarget("aws-arc", "engine.example.internal", RECORD,
+                                       options={"cluster_endpoints": endpoints, "controls": controls})
+    finally:
+        for server in servers:
+            server.stop()
+        ROUTERS.unregister("aws-arc")
+
+
+def test_arc_switches_both_controls_in_one_batch(arc: tuple[Any, list[FakeServer], DnsTarget]) -> None:
+    fake, _, dns = arc
+    router: Any = build_router(dns, **FAST)
+    assert router.current_target(dns) == "10.0.1.10"
+    router.point_to(dns, "10.3.1.10")
+    assert fake.controls == {ARN.format("hk"): "Off", ARN.format("sg"): "On"}
+    assert (fake.updates, router.writes["route53-recovery-cluster.update_routing_control_states"]) == (1, 1)
+
+
+def test_arc_moves_on_to_the_next_endpoint_when_a_region_is_lost(arc: tuple[Any, list[FakeServer], DnsTarget]) -> None:
+    fake, servers, dns = arc
+    router: Any = build_router(dns, **FAST)
+    servers[0].stop()  # the first endpoint's region is gone: connection refused
+    router.point_to(dns, "10.3.1.10")
+    assert fake.controls[ARN.format("sg")] == "On"
+    assert router.current_target(dns) == "10.3.1.10"
+    assert router._first == 1  # the endpoint that answered is asked first next time
+
+
+def test_arc_refuses_an_address_without_a_control_and_keeps_the_safety_rule(
+        arc: tuple[Any, list[FakeServer], DnsTarget]) -> None:
+    fake, _, dns = arc
+    router: Any = build_router(dns, **FAST)
+    with pytest.raises(ProviderError, match=r"no routing control for 10\.9\.9\.9"):
+        router.point_to(dns, "10.9.9.9")
+    fake.controls = dict.fromkeys(fake.controls, "Off")
+    fake.min_on = 2  # a rule the batch cannot meet: the cluster refuses it whole
+    with pytest.raises(ProviderError, match="ConflictException"):
+        router.point_to(dns, "10.3.1.10")
+    assert set(fake.controls.values()) == {"Off"}

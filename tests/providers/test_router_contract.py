@@ -1,5 +1,6 @@
 """The DNS router contract, one suite for every router (tooz's way): the in-memory cloud, Route 53 on moto, Cloud
-DNS and Azure DNS on their fakes. What the runbook's traffic step relies on:
+DNS and Azure DNS on their fakes, and Route 53 ARC routing controls on a fake of the cluster's data plane.
+What the runbook's traffic step relies on:
 
 - a record that does not exist reads None; a zone that does not exist is `ProviderNotFound`;
 - `point_to` moves the record (A for IPv4, AAAA for IPv6, CNAME for a name, and between them), makes no write when
@@ -129,10 +130,40 @@ def _azure_dns() -> Iterator[RouterHarness]:
             write_op="dns.record_sets.create_or_update", extra={"fake": fake})
 
 
-@pytest.fixture(params=["local", "route53-moto", "cloud-dns-fake", "azure-dns-fake"])
+ARC_ADDRESSES = ("10.0.1.10", "spot-gcp.engine.example.internal", "2001:db8::10", "10.2.1.10", "10.3.1.10")
+
+
+def _arc() -> Iterator[RouterHarness]:
+    """Route 53 ARC: one cluster state served by three regional endpoints; a control per address, all Off."""
+    from orchestrator.testbed.fakes.arc import ArcClusterFake
+    from providers.arc_specs import ARC
+    from providers.catalog import ROUTERS
+
+    controls = {address: f"arn:aws:route53-recovery-control::111122223333:controlpanel/p/routingcontrol/c{n}"
+                for n, address in enumerate(ARC_ADDRESSES)}
+    fake = ArcClusterFake(dict.fromkeys(controls.values(), "Off"), min_on=0)
+    ROUTERS.register("aws-arc", ARC)
+    try:
+        with FakeServer(fake) as one, FakeServer(fake) as two, FakeServer(fake) as three:
+            endpoints = [{"url": s.url, "region": r} for s, r in
+                         ((one, "us-east-1"), (two, "us-west-2"), (three, "ap-southeast-2"))]
+            dns = DnsTarget("aws-arc", "engine.example.internal", RECORD,
+                            options={"cluster_endpoints": endpoints, "controls": controls})
+            yield RouterHarness(
+                "arc", build_router(dns, **FAST), dns,
+                break_api=lambda: fake.fail_next(503, count=10_000), refuse=lambda: fake.fail_next(403, count=1),
+                missing_zone=None, write_op="route53-recovery-cluster.update_routing_control_states",
+                extra={"fake": fake, "servers": (one, two, three)})
+    finally:
+        ROUTERS.unregister("aws-arc")
+
+
+@pytest.fixture(params=["local", "route53-moto", "cloud-dns-fake", "azure-dns-fake", "arc-fake"])
 def routed(request: pytest.FixtureRequest) -> Iterator[RouterHarness]:
     if request.param == "local":
         yield _local()
+    elif request.param == "arc-fake":
+        yield from _arc()
     elif request.param == "route53-moto":
         yield from _route53(request.getfixturevalue("aws"))
     elif request.param == "cloud-dns-fake":
@@ -201,7 +232,7 @@ def test_dry_run_records_the_write_and_changes_nothing(routed: RouterHarness) ->
 
 def test_unknown_zone_is_not_found(routed: RouterHarness) -> None:
     if routed.missing_zone is None:
-        pytest.skip("the in-memory cloud has no zones to be missing")
+        pytest.skip(f"{routed.name} has no zones to be missing")
     with pytest.raises(ProviderNotFound, match="not found"):
         routed.router.current_target(routed.missing_zone)
 
