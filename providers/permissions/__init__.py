@@ -88,7 +88,8 @@ def check_dns(router: TrafficRouter, engine: Engine) -> list[Grant]:
         return []
     where = f"{router.scope}: zone {dns.zone_id} record {dns.record}"
     permission = {"aws": "route53:ListResourceRecordSets", "gcp": "dns.resourceRecordSets.list",
-                  "azure": "Microsoft.Network/dnsZones/recordsets/read"}.get(router.kind, "read the record")
+                  "azure": "Microsoft.Network/dnsZones/recordsets/read",
+                  "aws-arc": "route53-recovery-cluster:GetRoutingControlState"}.get(router.kind, "read the record")
     try:
         router.current_target(dns)
     except ProviderAuthError as error:
