@@ -234,6 +234,28 @@ def test_watch_through_an_unreadable_store_says_one_line_and_keeps_trying(tmp_pa
     assert (code, stderr) == (0, "")
 
 
+def test_watch_through_an_etcd_outage_shows_the_table_again_when_etcd_answers(tmp_path: Path,
+                                                                            watched: list[Watched]) -> None:
+    from orchestrator.testbed.etcd import EtcdCluster, etcd_binary
+
+    if etcd_binary() is None:
+        pytest.skip("etcd binary not found: CI must install Debian's etcd-server (.ci/run does)")
+    with EtcdCluster(1, tmp_path / "etcd") as etcd:
+        path = tmp_path / "failover.yaml"
+        text = (ROOT / "configs" / "example.yaml").read_text()
+        path.write_text(re.sub(r"^store: .*$", f"store: {etcd.url}", text, flags=re.M))
+        watch = Watched(path, "0.2s")
+        watched.append(watch)
+        first = watch.wait_for("engine spot — phase open")
+        etcd.stop_member(0)
+        down = watch.wait_for("cannot read the store", after=first)
+        assert "Traceback" not in "".join(watch.lines)
+        etcd.restart_member(0)
+        watch.wait_for("engine spot — phase open", after=down)
+        code, stderr = watch.interrupt()
+    assert (code, stderr) == (0, "")
+
+
 @pytest.mark.parametrize(("args", "says"), [
     (["--watch", "10ms"], "error: --watch 10ms: expected an interval of at least 100ms"),
     (["--watch", "soon"], "error: --watch: 'soon' is not a duration"),
