@@ -20,7 +20,7 @@ from orchestrator.core.model import Phase, ReplicaStatus, Role, Topology, Verdic
 from orchestrator.core.schedule import Scheduled, State
 from orchestrator.drivers.events import EventKind, EventLog
 from orchestrator.drivers.modes import ControllerSettings
-from orchestrator.drivers.scheduled import run_due
+from orchestrator.drivers.scheduled import run_due, start_blockers
 from orchestrator.drivers.state import load_engine, save_engine
 from orchestrator.store.memory import MemoryStore
 from providers.traffic import TrafficRouter
@@ -191,3 +191,16 @@ def test_a_leader_that_died_after_its_claim_is_finished_by_the_next(store: Memor
     outcome = run_due(store, topology, Leader(), HEALTHY, AT + 3)
     [incident] = store.incidents()
     assert outcome.started == (("SCH-1", incident.id),) and incident.detail["schedule"] == "SCH-1"
+
+
+def test_the_checks_that_refuse_scheduling_name_a_lagging_or_quarantined_target(store: MemoryStore,
+                                                                                 topology: Topology) -> None:
+    """`execute --at` refuses with these (exit 3); the leader repeats them at the time."""
+    assert start_blockers(store, topology, statuses(), HEALTHY, "spot", "spot-aws", AT) == []
+    assert start_blockers(store, topology, statuses(aws_applied=90), HEALTHY, "spot", "spot-aws", AT) == [
+        "target lag must not exceed max_lag_on_failover"]
+    store.observe_quarantines({"aws-hk": ("down", "dark")}, AT - 60, 7200.0)
+    assert start_blockers(store, topology, statuses(aws_applied=90), HEALTHY, "spot", "spot-aws", AT) == [
+        "quarantined: site aws-hk of spot-aws is in quarantine", "target lag must not exceed max_lag_on_failover"]
+    assert start_blockers(store, topology, statuses(), HEALTHY, "spot", "spot-gcp", AT) == [
+        "target must not be the current primary"]
