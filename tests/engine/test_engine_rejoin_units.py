@@ -41,8 +41,8 @@ def test_a_journal_is_cut_to_a_prefix_that_survives_reopening(tmp_path: Path) ->
     journal.truncate(2)
     reopened = Journal.open(tmp_path / "journal.jsonl")
     assert [entry.hash for entry in reopened.entries] == kept and reopened.truncated_bytes == 0
-    journal_of(tmp_path / "journal.jsonl", 0)  # and it still chains: a new entry after seq 2
-    reopened.append([reopened.make("2026-12-01T05:00:02.000000Z", 1, "margin", {"account": "a", "amount": "1"})])
+    reopened.append(  # and it still chains: a new entry after seq 2
+        [reopened.make("2026-12-01T05:00:02.000000Z", 1, "margin", {"account": "a", "amount": "1"})])
     assert Journal.open(tmp_path / "journal.jsonl").last_seq == 3
 
 

@@ -53,7 +53,7 @@ log = logging.getLogger("orchestrator.engine.replica")
 
 RECORD_FILE = "rejoin.json"
 ARCHIVE_DIR = "archive"
-PAGE = 2000  # entries per journal read while copying
+PAGE = 500  # entries per journal read while copying: as a standby's fetch, so the primary never stalls longer
 MAX_LISTED = 1000  # archived entries listed in the record (all are archived and counted)
 SUMMARY_KEYS = ("client_order_id", "account", "market", "side", "type", "price", "qty", "post_only", "tif",
                 "amount", "request_id", "phase")
