@@ -74,10 +74,10 @@ INSTANT = Latency(0.0, 0.0)
 # Defaults, in seconds; docs/simulated-latency.md gives each one's source (a provider's published figure, what our
 # fakes measure, or, where a provider publishes nothing, the assumption made).
 DEFAULT_ENGINE: dict[str, Latency] = {
-    "status": Latency(0.010, 0.040),
-    "set_phase": Latency(0.020, 0.080),
+    "status": Latency(0.020, 0.060),
+    "set_phase": Latency(0.030, 0.100),  # journaled (fsync) before it answers
     "promote": Latency(0.060, 0.250),  # the replica asks every peer for its position before it accepts
-    "fence": Latency(0.020, 0.080),
+    "fence": Latency(0.030, 0.100),
     "no_answer": Latency(2.1, 2.3),  # the production client: 2 attempts, 1 s connect timeout, a short backoff
 }
 DEFAULT_CLOUDS: dict[str, dict[str, Latency]] = {
