@@ -57,8 +57,10 @@ class Clock:
 def _provider(aws: AwsWorld, urls: tuple[str, ...], clock: Clock | None = None, **options: Any) -> CloudProvider:
     settings = {"health_api": True, "signal_interval": "1m", "signal_stale_after": "5m",
                 "health_endpoint_urls": list(urls), **options}
+    # 8 s a poll, as a loaded machine needs for three pages: 4 s for the signals, 2 s (and a 2 s client timeout)
+    # for each endpoint
     return build_provider(aws.site(options=settings), session=aws.session,
-                          **{**FAST, "clock": clock or Clock()})
+                          **{**FAST, "call_deadline": 8.0, "clock": clock or Clock()})
 
 
 def _health(provider: CloudProvider) -> Observation:
