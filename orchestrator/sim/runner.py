@@ -25,6 +25,7 @@ import logging
 import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -37,7 +38,7 @@ from orchestrator.drivers.modes import ControllerSettings, Mode
 from orchestrator.sim.clock import VirtualClock
 from orchestrator.sim.clouds import SimProvider, SimRouter
 from orchestrator.sim.engine import SimEngineControl
-from orchestrator.sim.latency import Latencies
+from orchestrator.sim.latency import Latencies, LatencyTable
 from orchestrator.sim.metrics import SimResult, measure
 from orchestrator.sim.policies import apply_policy
 from orchestrator.sim.probes import SimProber
@@ -196,9 +197,13 @@ def run_scenario(path_or_scenario: str | Path | Scenario, seed: int = 0, policy:
 
 
 def simulate(path: str | Path, seed: int = 0, policy: str = "default", *,
-             stepping: Stepping = "event") -> dict[str, Any]:
-    """The figures of one run as plain JSON data (docs/design.md §9 names), for `failover simulate`."""
-    return run_scenario(path, seed, policy, stepping=stepping).to_json()
+             stepping: Stepping = "event", instant: bool = False) -> dict[str, Any]:
+    """The figures of one run as plain JSON data (docs/design.md §9 names), for `failover simulate`. `instant`:
+    every engine and cloud call answers at once (docs/simulated-latency.md), the simulator before call latencies."""
+    scenario = load_scenario(path)
+    if instant:
+        scenario = replace(scenario, latencies=LatencyTable(instant=True))
+    return run_scenario(scenario, seed, policy, stepping=stepping).to_json()
 
 
 FIGURES = ("detection_s", "time_to_halted_s", "time_to_new_primary_s", "time_to_traffic_switched_s", "halt_s",

@@ -19,7 +19,7 @@ from test_sim_stepping import assert_same
 
 from orchestrator.core.model import Topology
 from orchestrator.errors import ConfigError
-from orchestrator.sim import Scenario, Simulation, load_scenario, run_scenario
+from orchestrator.sim import Scenario, Simulation, load_scenario, run_scenario, simulate
 from orchestrator.sim.faults import Fault, FaultKind
 from orchestrator.sim.latency import DEFAULT_CLOUDS, Latencies, Latency, LatencyTable
 from orchestrator.sim.runner import quiet_adapters
@@ -153,3 +153,11 @@ def test_every_built_in_scenario_still_meets_its_expectations_with_latencies() -
         result = run_scenario(load_scenario(path))
         assert result.passed, (path.name, result.expectations)
         assert result.halt_s > 0.0
+
+
+def test_simulate_instant_is_the_old_simulator() -> None:
+    """`failover simulate --instant`: the same scenario with every call answering at once."""
+    timed = simulate(SCENARIOS / "zone-outage.yaml")
+    instant = simulate(SCENARIOS / "zone-outage.yaml", instant=True)
+    assert instant["halt_s"] == 0.0 and instant["time_to_new_primary_s"] == instant["detection_s"]
+    assert timed["halt_s"] > 1.0 and timed["time_to_new_primary_s"] > timed["detection_s"] + 2.0
