@@ -55,6 +55,7 @@ class AzureDnsRouter(TrafficRouter):
         self.resource_group = options.resource_group
         self.endpoint_url = endpoint_url
         self._credential = credential
+        self._used_credential: Any = None  # the credential the clients were built with
         self._client: Any = None
 
     @property
@@ -74,6 +75,7 @@ class AzureDnsRouter(TrafficRouter):
                     credential = _default_credential()
                 if self.endpoint_url:
                     options["base_url"] = self.endpoint_url
+                self._used_credential = credential
                 self._client = DnsManagementClient(credential, self.subscription, **options)
             return self._client.record_sets
 
@@ -116,6 +118,30 @@ class AzureDnsRouter(TrafficRouter):
         guard = {"if_match": same.etag} if same is not None else {"if_none_match": "*"}
         self._write("dns.record_sets.create_or_update", self._sdk("create_or_update"), subject=f"record {dns.record}",
                     record_type=kind, parameters=_record_set(kind, address, dns.ttl), **guard, **where)
+
+    def effective_permissions(self, dns: DnsTarget) -> tuple[list[str], list[str]]:
+        """The caller's actions and not-actions on the zone (the permissions API, azure-mgmt-authorization): what
+        `failover plan --check-permissions` matches the writes against."""
+        from azure.mgmt.authorization import AuthorizationManagementClient
+
+        def ask(**kwargs: Any) -> list[Any]:
+            self._records()  # the credential and options, built once
+            client = AuthorizationManagementClient(self._used_credential, self.subscription,
+                                                   **self._authorization_options())
+            return list(client.permissions.list_for_resource(**kwargs))
+
+        found = self._read("authorization.permissions.list_for_resource", ask, subject=f"zone {dns.zone_id}",
+                           resource_group_name=self.resource_group, resource_provider_namespace="Microsoft.Network",
+                           parent_resource_path="", resource_type="dnsZones", resource_name=dns.zone_id)
+        return ([a for p in found for a in (p.actions or [])], [a for p in found for a in (p.not_actions or [])])
+
+    def _authorization_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"retry_total": 0}
+        if loopback_http(self.endpoint_url):
+            options["authentication_policy"] = _LoopbackBearerPolicy(self._used_credential)
+        if self.endpoint_url:
+            options["base_url"] = self.endpoint_url
+        return options
 
     # --- errors (as providers.azure maps them) -------------------------------------------------------------------
 

@@ -140,6 +140,15 @@ class CloudDnsRouter(TrafficRouter):
                             path=f"managedZones/{_seg(zone)}/changes/{_seg(change)}")
         return answer.get("status") == "done"
 
+    def held_permissions(self, dns: DnsTarget, wanted: list[str]) -> set[str]:
+        """Which of `wanted` the caller holds on the managed zone (`managedZones.testIamPermissions`, which needs
+        no permission itself): what `failover plan --check-permissions` asks about the writes."""
+        zone = self.managed_zone(dns)
+        answer = self._read("dns.managedZones.testIamPermissions", self._call, subject=f"zone {dns.zone_id}",
+                            method="POST", path=f"managedZones/{_seg(zone)}:testIamPermissions",
+                            body={"permissions": wanted})
+        return {str(p) for p in answer.get("permissions", [])}
+
     # --- errors (as providers.gcp maps them) -----------------------------------------------------------------------
 
     def _translate(self, exc: Exception) -> FailoverError | None:

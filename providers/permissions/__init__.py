@@ -96,7 +96,35 @@ def check_dns(router: TrafficRouter, engine: Engine) -> list[Grant]:
         return [Grant(where, permission, False, str(error))]
     except FailoverError as error:
         return [Grant(where, permission, None, str(error))]
-    return [Grant(where, permission, True)]
+    return [Grant(where, permission, True), *_dns_writes(router, engine, where)]
+
+
+def _dns_writes(router: TrafficRouter, engine: Engine, where: str) -> list[Grant]:
+    """The writes `switch_traffic` makes, where the DNS service can be asked about them: Cloud DNS's
+    testIamPermissions and Azure's permissions API on the zone (Route 53 has no dry run for a change)."""
+    from providers.permissions.required import AZURE_DNS, GCP_DNS
+
+    dns = engine.dns
+    assert dns is not None
+    try:
+        if router.kind == "gcp":
+            from providers.dns_gcp import CloudDnsRouter
+
+            assert isinstance(router, CloudDnsRouter)
+            held = router.held_permissions(dns, list(GCP_DNS))
+            return [Grant(where, p, p in held) for p in GCP_DNS]
+        if router.kind == "azure":
+            from providers.dns_azure import AzureDnsRouter
+            from providers.permissions.actions import allows
+
+            assert isinstance(router, AzureDnsRouter)
+            actions, not_actions = router.effective_permissions(dns)
+            return [Grant(where, a, allows(actions, not_actions, a)) for a in AZURE_DNS]
+    except ProviderAuthError as error:
+        return [Grant(where, "the zone's permissions", False, str(error))]
+    except FailoverError as error:
+        return [Grant(where, "the zone's permissions", None, str(error))]
+    return []
 
 
 def blocking(grants: list[Grant]) -> list[Grant]:

@@ -209,8 +209,9 @@ def test_the_shipped_gcp_and_azure_roles_allow_every_call_a_failover_makes(tmp_p
         assert result.returncode == 0, result.stdout + result.stderr
         plan = json.loads(result.stdout)
         asked = [(g["permission"], g["verdict"]) for g in plan["permissions"]]
-        # GCP: 3 project permissions, 3 on the instance; Azure: 1 on the group, 4 on the VM; the DNS zone read
-        assert len(asked) == 3 + 3 + 1 + 4 + 1
+        # GCP: 3 project permissions, 3 on the instance; Azure: 1 on the group, 4 on the VM; the DNS zone read, and
+        # the zone's write permissions (Cloud DNS: 8 by testIamPermissions; Azure DNS: 11 actions)
+        assert len(asked) == 3 + 3 + 1 + 4 + 1 + (8 if dns == "gcp" else 11)
         assert {verdict for _, verdict in asked} == {"allowed"}
         assert ("compute.instances.stop", "allowed") in asked
         assert ("Microsoft.Compute/virtualMachines/deallocate/action", "allowed") in asked
@@ -261,3 +262,19 @@ def test_a_dns_zone_the_credential_cannot_read_fails_the_dry_run(tmp_path: Path)
         refused = [(g["permission"], g["verdict"]) for g in plan["permissions"] if g["verdict"] != "allowed"]
         assert refused == [("dns.resourceRecordSets.list", "refused")]
         assert any(line.startswith("state_unknown: switch_traffic: DNS record") for line in plan["blocked_by"])
+
+
+@pytest.mark.parametrize(("dns", "missing"), [
+    ("gcp", "dns.changes.create"),
+    ("azure", "Microsoft.Network/dnsZones/A/write"),
+])
+def test_a_dns_zone_the_credential_cannot_write_fails_the_dry_run(tmp_path: Path, dns: str, missing: str) -> None:
+    """The record reads fine, so a plan alone says safe; the zone's own permission answer says the switch would
+    be refused."""
+    gcp, azure = _roles()
+    granted = [p for p in (gcp if dns == "gcp" else azure[0]) if p != missing]
+    for config in _clouds(tmp_path, gcp=gcp, azure=azure, dns=dns, dns_granted=granted):
+        result = _check(config)
+        assert result.returncode == 3, result.stdout + result.stderr
+        refused = [g["permission"] for g in json.loads(result.stdout)["permissions"] if g["verdict"] != "allowed"]
+        assert refused == [missing]

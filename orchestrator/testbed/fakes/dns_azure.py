@@ -26,7 +26,7 @@ from orchestrator.testbed.fakes._http import FakeApi, FakeRequest, FakeResponse
 from providers.permissions.actions import allows
 
 ROUTE = re.compile(
-    r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Network/dnsZones/"
+    r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Network/+dnsZones/"
     r"(?P<zone>[^/]+)(?:/(?P<perms>providers/Microsoft\.Authorization/permissions)|/(?P<list>recordsets)"
     r"|/(?P<type>A|AAAA|CNAME|TXT|MX|NS|SOA|SRV|PTR|CAA)/(?P<name>[^/]+))?$",
     re.IGNORECASE,
