@@ -362,19 +362,22 @@ class _Connection:
 
 class StatusPool:
     """`GET /v1/status` for many replicas at once: one event loop in a thread of its own, at most `limit` requests
-    in flight, connections kept open per origin between rounds (at most `max_idle` idle ones in all, at most half
-    this process's file descriptor limit). Each request has its own connect and answer deadlines, so a slow or
-    broken replica costs its own slot and nothing else. Thread-safe; `close()` when done."""
+    in flight, connections kept open per origin between rounds; in all at most `max_open` connections and half this
+    process's file descriptor limit, half of them idle and half in flight. Each request has its own connect and
+    answer deadlines, so a slow or broken replica costs its own slot and nothing else. Thread-safe; `close()`."""
 
     def __init__(self, *, headers: Mapping[str, str], connect_timeout: float, read_timeout: float,
-                 ssl_context: Callable[[], ssl.SSLContext], max_idle: int = 4096) -> None:
+                 ssl_context: Callable[[], ssl.SSLContext], max_open: int = 8192) -> None:
         self._headers = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._ssl_factory = ssl_context
         self._ssl: ssl.SSLContext | None = None
+        # at most half the process's descriptors, half of them idle and half in flight: running out would make
+        # healthy replicas look unreachable (EMFILE), so a low limit costs reconnects and waves instead
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        self._max_idle = max_idle if soft == resource.RLIM_INFINITY else max(1, min(max_idle, soft // 2))
+        budget = max_open if soft == resource.RLIM_INFINITY else max(2, min(max_open, soft // 2))
+        self._max_idle = self._max_in_flight = budget // 2
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._idle_count = 0
         self._targets: dict[str, _Target] = {}
@@ -389,7 +392,7 @@ class StatusPool:
         """Per URL, `(status code, body)` or the transport failure that ended its last attempt. Attempts after a
         failure or a 5xx answer wait `backoff(attempt)` seconds first, without holding a slot."""
         loop = self._running_loop()
-        limit, attempts = max(1, limit), max(1, attempts)
+        limit, attempts = max(1, min(limit, self._max_in_flight)), max(1, attempts)
         future = asyncio.run_coroutine_threadsafe(self._batch(urls, limit, attempts, backoff), loop)
         # every request is bounded, so the round is: waiting twice that long only guards against a loop that died
         # (or a close() from another thread) leaving the cycle waiting for ever

@@ -8,6 +8,7 @@ are kept from round to round and the memory a round takes does not grow with the
 from __future__ import annotations
 
 import gc
+import resource
 import tracemalloc
 from collections.abc import Iterator
 
@@ -87,6 +88,25 @@ def test_no_more_requests_in_flight_than_the_limit(client: HttpEngineClient) -> 
         most = server.stats()["most_in_flight"]
     assert answered == 60
     assert 1 < most <= 8
+
+
+def test_a_low_open_file_limit_bounds_the_requests_in_flight_to_a_quarter_of_it() -> None:
+    """At most half the descriptors go to probes, half of those in flight: a daemon left at a soft limit of 256
+    probes in waves of 64 rather than run out of descriptors (which would make healthy replicas unreachable)."""
+    with StatusServer(2, delay_s=0.2) as server:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        try:
+            client = HttpEngineClient(read_timeout=TIMEOUT, connect_timeout=TIMEOUT, attempts=1)
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        with client:
+            prober = EngineProber(topology(server, 150), client, workers=1024)
+            server.stats(reset=True)
+            answered = len(prober.probe(1000.0).statuses)
+            most = server.stats()["most_in_flight"]
+    assert answered == 150
+    assert 1 < most <= 64
 
 
 def test_connections_are_kept_from_round_to_round(client: HttpEngineClient) -> None:
