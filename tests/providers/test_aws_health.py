@@ -245,3 +245,15 @@ def test_a_hung_active_endpoint_leaves_the_passive_one_its_turn(aws: AwsWorld, h
     # a poll that waits out a hung us-east-1 in full comes back after the cycle has moved on without it
     config = provider._client("health@us-east-1").meta.config  # type: ignore[attr-defined]
     assert config.read_timeout == config.connect_timeout == 2.0
+
+
+def test_throttling_is_retried_at_the_active_endpoint_not_failed_over(aws: AwsWorld, health: Endpoints) -> None:
+    """AWS Health throttles with HTTP 400 and `ThrottlingException` (JSON 1.1): worth another try where it is."""
+    from orchestrator.testbed.fakes._http import Fault
+
+    health.active.add_event(AWS_REGION, AWS_ZONES[0])
+    health.active.add_fault(Fault(status=400, count=2, body={"__type": "ThrottlingException",
+                                                             "message": "Rate exceeded"}))
+    provider = _provider(aws, health.urls)
+    assert _health(provider).status is Status.DEGRADED
+    assert provider.calls["health.describe_events"] == 3 and health.passive.requests == []

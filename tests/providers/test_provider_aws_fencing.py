@@ -9,7 +9,7 @@ from typing import Any
 
 import botocore.exceptions
 import pytest
-from provider_helpers import AMI, AWS_ZONES, FAST, AwsWorld
+from provider_helpers import AMI, AWS_REGION, AWS_ZONES, FAST, AwsWorld
 
 from orchestrator.core import runbook as rb
 from orchestrator.core.errors import ProviderError
@@ -124,3 +124,33 @@ def test_the_fence_is_a_forced_stop_unless_the_site_asks_for_a_graceful_one(aws:
     forced.dry_run = False
     forced.fence(instance, deadline=5)
     assert _fenced(forced, instance) == "instance stopped"
+
+
+def test_a_stop_that_takes_several_reads_is_fenced_once_ec2_reads_stopped(
+    aws: AwsWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EC2 as it really is (moto's stop is instant): `stopping` for a few reads, then `stopped`. The fence asks
+    once, keeps reading, and is done at the first read of `stopped`, not before."""
+    from moto.core import DEFAULT_ACCOUNT_ID  # type: ignore[attr-defined]
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.models.instances import Instance
+
+    monkeypatch.setattr(Instance, "stop", lambda self: setattr(self._state, "name", "stopping"))
+    instance = aws.run_instance()
+    machine = ec2_backends[DEFAULT_ACCOUNT_ID][AWS_REGION].get_instance(instance)
+    states: list[str] = []
+
+    def one_read_later(**kwargs: Any) -> None:  # each read of a stopping machine brings the stop closer
+        states.append(machine._state.name)
+        if states.count("stopping") == 3:
+            machine._state.name, machine._state.code = "stopped", 80
+
+    aws.session.events.register("after-call.ec2.DescribeInstanceStatus", one_read_later)
+    try:
+        provider = _provider(aws)
+        provider.fence(instance, deadline=10)
+    finally:
+        aws.session.events.unregister("after-call.ec2.DescribeInstanceStatus", one_read_later)
+    assert states == ["running", "stopping", "stopping", "stopping", "stopped"]  # done at the first `stopped`
+    assert provider.writes == {"ec2.stop_instances": 1}
+    assert _fenced(provider, instance) == "instance stopped"
