@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,18 @@ def test_cancel_with_nothing_planned_or_a_bad_id(config: Path, capsys: pytest.Ca
     assert run_cli(["cancel", "INC-1"], capsys)[0::2] == (
         2, "error: schedule INC-1: not a planned switchover's id (SCH-...)")
     assert run_cli(["cancel", "SCH-1"], capsys)[0::2] == (2, "error: schedule SCH-1: no such planned switchover")
+
+
+def test_a_dry_run_checks_and_says_what_it_would_plan_storing_nothing(config: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    day = datetime.fromtimestamp(time.time() + 2 * 86400, UTC).date()  # 02:00 in Hong Kong, two days ahead
+    code, out, err = run_cli(["execute", "--target", "spot-gcp", "--at", f"{day}T02:00:00+08:00", "--dry-run"],
+                             capsys)
+    assert code == 0, err
+    assert out.startswith("would schedule: [spot] planned switchover of spot from spot-aws to spot-gcp")
+    assert f"{day - timedelta(days=1)} 18:00:00 UTC ({day} 02:00:00 UTC+08:00)" in out
+    with open_store(load_config(config).store_url) as store:
+        assert not [e for e in store.schedules() if e.is_open]
+    code, _, err = run_cli(["execute", "--target", "spot-gcp", "--at", "+1h", "--timeout", "5m"], capsys)
+    assert (code, err) == (2, "error: --timeout: not with --at (there is nothing to watch until then: failover "
+                              "status)")

@@ -20,6 +20,7 @@ from orchestrator.core.model import Phase, ReplicaStatus, Role, Topology, Verdic
 from orchestrator.core.schedule import Scheduled, State
 from orchestrator.drivers.events import EventKind, EventLog
 from orchestrator.drivers.modes import ControllerSettings
+from orchestrator.drivers.outbox import Channel, OutboxNotifier
 from orchestrator.drivers.scheduled import run_due, start_blockers
 from orchestrator.drivers.state import load_engine, save_engine
 from orchestrator.store.memory import MemoryStore
@@ -204,3 +205,17 @@ def test_the_checks_that_refuse_scheduling_name_a_lagging_or_quarantined_target(
         "quarantined: site aws-hk of spot-aws is in quarantine", "target lag must not exceed max_lag_on_failover"]
     assert start_blockers(store, topology, statuses(), HEALTHY, "spot", "spot-gcp", AT) == [
         "target must not be the current primary"]
+
+
+def test_reminders_and_the_start_go_out_through_the_webhook_outbox(store: MemoryStore, topology: Topology) -> None:
+    """The announcements are the outbox's (one store write each, delivered by the sender, never waited on)."""
+    plan(store)
+    outbox = OutboxNotifier(store, [Channel("webhook-0", "http://127.0.0.1:9/hook", 1.0, 3)])
+    leader = Leader()
+    leader.notifier = outbox  # type: ignore[assignment]
+    cycles(store, topology, leader, AT - 1000, AT)
+    texts = [item.body["text"] for item in store.claim_notifications(AT + 1, 50, "sender", 60.0)]
+    assert [text.split(":")[0] for text in texts] == ["[spot] in 15m", "[spot] in 1m",
+                                                      "[spot] planned switchover spot-gcp -> spot-aws started (SCH-1, "
+                                                      f"incident {the(store).incident})"]
+    assert all("2026-12-04 18:00:00 UTC (2026-12-05 02:00:00 UTC+08:00)" in text for text in texts[:2])
