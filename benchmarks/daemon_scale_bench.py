@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from benchmarks.figures import Figure
-from orchestrator.core.model import Engine, Phase, Replica, ReplicaStatus, Site, Topology
+from orchestrator.core.model import Engine, Phase, Replica, ReplicaStatus, Site, Status, Topology
 from orchestrator.drivers.probe import EngineProber
 from orchestrator.engine.base import EngineControl
 from orchestrator.engine.client import HttpEngineClient
@@ -262,19 +262,22 @@ class OneAtATime(EngineControl):
 def _rounds(prober: EngineProber, server: StatusServer, rounds: int) -> dict[str, Any]:
     prober.probe(time.time())  # connections, first parse of every URL
     server.stats(reset=True)
-    walls, answered = [], 0
+    walls, answered, unanswered = [], 0, 0
     cpu, server_cpu = time.process_time(), server.cpu_s()
     for _ in range(rounds):
         began = time.perf_counter()
-        answered = len(prober.probe(time.time()).statuses)
+        found = prober.probe(time.time())
         walls.append(time.perf_counter() - began)
+        answered = len(found.statuses)
+        unanswered += sum(1 for o in found.observations
+                          if o.status is Status.DOWN and not o.subject.startswith("site-"))
     cpu, server_cpu = time.process_time() - cpu, server.cpu_s() - server_cpu
     stats = server.stats()
     walls.sort()
     return {"rounds": rounds, "median_ms": statistics.median(walls) * 1000,
             "p95_ms": walls[math.ceil(0.95 * len(walls)) - 1] * 1000,  # of 2-19 rounds: the slowest
             "cpu_ms": cpu / rounds * 1000,
-            "server_cpu_ms": server_cpu / rounds * 1000, "answered": answered,
+            "server_cpu_ms": server_cpu / rounds * 1000, "answered": answered, "unanswered": unanswered,
             "requests": stats["requests"], "connections_opened": stats["connections"]}
 
 
@@ -382,7 +385,8 @@ def render(result: dict[str, Any]) -> str:
                 r = row[name]
                 lines.append(f"   {row['replicas']:>5} replicas on {row['ports']} ports, {name:6}: median "
                              f"{r['median_ms']:.0f} ms, p95 {r['p95_ms']:.0f} ms; our cpu {r['cpu_ms']:.0f} ms, "
-                             f"server cpu {r['server_cpu_ms']:.0f} ms per round; {r['answered']} answered; "
+                             f"server cpu {r['server_cpu_ms']:.0f} ms per round; {r['answered']} answered in the "
+                             f"last, {r['unanswered']} probes unanswered in all (a loaded machine's late answers); "
                              f"{r['connections_opened']} connections opened for {r['requests']} requests")
     for engines, row in data["controller_cycle"].items():
         collector = row["gc_cpu_ms_per_cycle"]
