@@ -40,6 +40,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from benchmarks.figures import Figure
@@ -48,6 +49,7 @@ from orchestrator.drivers.probe import EngineProber
 from orchestrator.engine.base import EngineControl
 from orchestrator.engine.client import HttpEngineClient
 
+ROOT = Path(__file__).resolve().parents[1]
 SIZES = (300, 1000)
 ROUNDS = 5
 BEFORE_ROUNDS = 2
@@ -193,7 +195,7 @@ class StatusServer:
         command += ["--log"] * log + ["--close-after-answer"] * close_after
         command += ["--tls-cert", tls[0], "--tls-key", tls[1]] if tls else []
         self.scheme = "https" if tls else "http"
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)  # -m benchmarks
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         if not line:
