@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from orchestrator.drivers.rejoin import RejoinOutcome
 
 MAX_TIMEOUT = 24 * 3600.0
+READ_TIMEOUT = 5.0
 COLUMNS = ("seq", "kind", "client_order_id", "account", "market", "side", "type", "price", "qty")
 
 
@@ -86,9 +87,9 @@ def rejoin(
     limit = duration_between(timeout, "--timeout", low=1, high=MAX_TIMEOUT, why="follow a longer rejoin by running "
                              "the command again")
     loaded = load(config)
-    probes = loaded.topology.probes
-    client = HttpEngineClient(token_file=loaded.config.control_token_file, read_timeout=max(1.0, probes.timeout),
-                              attempts=3, control_timeout=max(5.0, probes.timeout))
+    # not a probe: a replica busy serving journal pages may answer late, and a late answer is not a refusal
+    client = HttpEngineClient(token_file=loaded.config.control_token_file, read_timeout=READ_TIMEOUT, attempts=3,
+                              control_timeout=READ_TIMEOUT)
     try:
         with loaded.open_store() as store:
             driver = Rejoin(loaded.topology, store, client, actor=actor())

@@ -45,17 +45,17 @@ def test_unsafe_rejoins_are_refused_with_one_line_and_change_nothing(bed: Testbe
     assert primary.returncode == 3 and primary.stderr.count("\n") == 1, primary.stderr
     assert "spot-aws is the primary" in primary.stderr
     healthy = failover(bed, "rejoin", "spot-azure")
-    assert healthy.returncode == 3 and "--force" in healthy.stderr
+    assert healthy.returncode == 3 and "--force" in healthy.stderr, healthy.stderr
 
     with open_store(load_config(bed.config_path).store_url) as store:
         save_engine(store, EngineRecord("spot", "spot-aws", epoch=9))  # an epoch the primary never received
     unknown_epoch = failover(bed, "rejoin", "spot-azure", "--force")
-    assert unknown_epoch.returncode == 3 and unknown_epoch.stderr.count("\n") == 1
+    assert unknown_epoch.returncode == 3 and unknown_epoch.stderr.count("\n") == 1, unknown_epoch.stderr
     assert "epoch unknown" in unknown_epoch.stderr and "9" in unknown_epoch.stderr
 
     bed.replicas.kill("spot-aws")
     headless = failover(bed, "rejoin", "spot-azure", "--force")
-    assert headless.returncode == 3 and "no current primary: spot-aws" in headless.stderr
+    assert headless.returncode == 3 and "no current primary: spot-aws" in headless.stderr, headless.stderr
     with bed.replicas.client() as client:
         assert client.status(bed.replicas.replica("spot-azure")).role is Role.STANDBY  # nothing changed
     assert audit_actions(bed) == []
