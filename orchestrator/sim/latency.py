@@ -11,7 +11,7 @@ replica or the cloud), and sleeps the other half (the answer travels back). A ca
 costs what the production client spends before giving up (`engine.no_answer`). A stop or start asked of a cloud
 completes after its own drawn time (`<cloud>.stop`, `<cloud>.start`), and a DNS change reaches resolvers
 `<cloud>.dns_propagation` after it was written (the record reads back at once, as Route 53's API answers a PENDING
-change), see `SimRouter`. docs/simulated-latency.md lists every default with its source.
+change), see `clouds.SimRouter`. docs/simulated-latency.md lists every default with its source.
 
 Why each draw is a hash of (the run's key, the call, its subject, the instant) rather than the next number of a
 stream: the event-driven runner (`stepping.py`) accounts for quiet ticks without running their cycle, and a quiet

@@ -173,6 +173,13 @@ def _switched_at(world: World, engine: str, origin: float) -> float | None:
     return None
 
 
+def _moments(world: World, engine: str, origin: float) -> dict[str, float | None]:
+    """When, after `origin`, trading was halted, a new primary promoted and traffic switched to it."""
+    promoted = next((p.at for p in world.promotions if p.engine == engine and p.at >= origin), None)
+    return {"halted": _halted_at(world, engine, origin), "new_primary": promoted,
+            "traffic_switched": _switched_at(world, engine, origin)}
+
+
 def _since(at: float | None, origin: float | None) -> float | None:
     return None if at is None or origin is None else at - origin
 
@@ -215,10 +222,8 @@ def measure(scenario: Scenario, topology: Topology, world: World, events: Sequen
             detection_events.append(found)
         detected = None if found is None else found.at
         detections.append(_since(detected, origin))
-        promoted = next((p.at for p in world.promotions if p.engine == engine and p.at >= origin), None)
-        moments = {"halted": _halted_at(world, engine, origin), "new_primary": promoted,
-                   "traffic_switched": _switched_at(world, engine, origin)}
-        new_primary.append(_since(promoted, origin))
+        moments = _moments(world, engine, origin)
+        new_primary.append(_since(moments["new_primary"], origin))
         halted.append(_since(moments["halted"], origin))
         switched.append(_since(moments["traffic_switched"], origin))
         for name, at in moments.items():
