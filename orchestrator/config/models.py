@@ -151,6 +151,8 @@ class PolicyConfig(_Strict):
     suspect_timeout: PositiveDuration = 30.0  # a suspect primary undecided for longer pages a human
     quorum_may_count_cloud_apis: bool = False  # only with the reason in a comment on the same line
     gray: GrayConfig | None = None  # no section: no gray tracking
+    # a site that went down is neither a failover target nor a rejoin host until healthy this long (relapse: again)
+    quarantine: Duration = 7200.0
 
 
 class ProtectionConfig(_Strict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.config.models import EngineConfig, FailoverConfig
+from orchestrator.core.gray import GrayAction, GrayObjective
 from orchestrator.core.model import (
     Approval,
     DnsTarget,
@@ -46,6 +47,10 @@ def to_topology(config: FailoverConfig) -> Topology:
             step_deadline=policy.step_deadline,
             suspect_timeout=policy.suspect_timeout,
             quorum_may_count_cloud_apis=policy.quorum_may_count_cloud_apis,
+            gray=None if policy.gray is None else GrayObjective(
+                availability=policy.gray.availability, window=policy.gray.window,
+                latency_p99_factor=policy.gray.latency_p99_factor, action=GrayAction(policy.gray.action)),
+            quarantine=policy.quarantine,
         ),
         probes=ProbeSettings(
             interval=config.probes.interval,

@@ -9,7 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from orchestrator.core.gray import GrayObjective
 
 
 class Status(StrEnum):
@@ -30,6 +33,7 @@ class Verdict(StrEnum):
     FLAPPING = "flapping"
     UNKNOWN = "unknown"
     CANNOT_COMMIT = "cannot_commit"  # a primary that answers but whose writes no standby on another cloud takes
+    DEGRADED = "degraded"  # answers, but misses its gray objective over the sliding window (core/gray.py)
 
 
 class Phase(StrEnum):
@@ -175,6 +179,8 @@ class Policy:
     suspect_timeout: float = 30.0  # a suspect primary undecided for longer than this pages a human (issue 11 hole 5)
     quorum_may_count_cloud_apis: bool = False  # config validate refuses a quorum only a cloud API can complete
     isolation_fraction: float = 0.5  # a vantage point that sees more than this share of subjects fail is suspect
+    gray: GrayObjective | None = None  # policy.gray: availability and latency over a sliding window (core/gray.py)
+    quarantine: float = 7200.0  # a site that went down hosts nothing until healthy this long (core/quarantine.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from orchestrator.core import gray
 from orchestrator.core.health import HealthState, SubjectRecord, Track
 from orchestrator.core.model import Phase, Status, Topology, Verdict
 from orchestrator.core.phases import PhaseState
@@ -88,6 +89,7 @@ def health_to_json(state: HealthState) -> dict[str, Any]:
         "tracks": [[subject, source, t.status.value, t.at, t.failures, t.oks] for (subject, source), t in
                    state.tracks.items()],
         "subjects": {name: [r.verdict.value, r.since, r.down, list(r.downs)] for name, r in state.subjects.items()},
+        "gray": gray.to_json(state.gray),  # the sliding windows: a cron run must not start each one empty
     }
 
 
@@ -100,4 +102,4 @@ def health_from_json(value: dict[str, Any]) -> HealthState:
         name: SubjectRecord(Verdict(verdict), float(since), bool(down), tuple(float(t) for t in downs))
         for name, (verdict, since, down, downs) in value.get("subjects", {}).items()
     }
-    return HealthState(tracks, subjects)
+    return HealthState(tracks, subjects, gray=gray.from_json(value.get("gray", {})))

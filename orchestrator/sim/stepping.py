@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from orchestrator.core import gray
 from orchestrator.core import runbook as rb
 from orchestrator.core.decide import ActionKind
 from orchestrator.core.health import PROVIDER_PREFIX, HealthSettings, HealthState
@@ -128,6 +129,8 @@ class Stepper:
         """The first time at which a cycle could come out differently (-inf: the next one may)."""
         controller = self.controller
         until = settled_until(controller.health, controller.settings, now)
+        if controller.settings.gray is not None:  # a gray window's edge, or a budget used up, changes a verdict
+            until = min(until, gray.next_change(controller.health.gray, now, controller.settings.gray))
         for assessment in result.verdicts.values():  # `now - since > suspect_timeout` turns true once, for good
             if assessment.verdict is Verdict.SUSPECT and now - assessment.since <= self.suspect_timeout:
                 until = min(until, assessment.since + self.suspect_timeout)
