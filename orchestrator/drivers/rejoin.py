@@ -6,7 +6,8 @@ replica can archive its own diverged tail and rebuild its journal without shippi
 `orchestrator.engine.replica.rejoin`). So `plan` checks, from one look at every replica, that rejoining is safe,
 and refuses (`UnsafeError`, exit 3, nothing changed) when it is not:
 
-- an incident of the engine is open: a runbook may be moving the primary right now;
+- an incident of the engine is open, proposed or running: a runbook may be moving the primary right now (one that
+  needs a human does not block: the human deciding is the one who rejoins, and the checks below still hold);
 - no current primary: the recorded primary does not answer, does not answer as primary, or another replica claims
   primary at an epoch as high as its own;
 - the target is the primary (or a healthy standby, unless forced: rebuilding it takes a copy away until it is back);
@@ -34,6 +35,7 @@ from orchestrator.drivers.reconcile import from_rejoin
 from orchestrator.drivers.state import load_engine
 from orchestrator.engine.base import EngineControl
 from orchestrator.store.base import StateStore
+from orchestrator.store.records import IncidentStatus
 
 AUDIT_LISTED = 50  # orders of an archived tail named in the audit entry (all are in the incident and on disk)
 
@@ -97,9 +99,9 @@ class Rejoin:
         """Whether `replica` may be rejoined now, and to whom at which epoch (see the module's docstring)."""
         engine = _pick(self.topology, engine_name, replica)
         incident = self.store.open_incident(engine.name)
-        if incident is not None:
+        if incident is not None and incident.status is not IncidentStatus.NEEDS_HUMAN:
             raise UnsafeError(f"refused: incident {incident.id} of {engine.name} is {incident.status.value}; "
-                              "rejoin once it is closed")
+                              "rejoin once it is closed or handed to a human")
         record = load_engine(self.store, self.topology, engine.name)
         primary = record.primary
         if replica == primary:

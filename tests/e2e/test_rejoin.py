@@ -48,6 +48,12 @@ def test_unsafe_rejoins_are_refused_with_one_line_and_change_nothing(bed: Testbe
     assert healthy.returncode == 3 and "--force" in healthy.stderr, healthy.stderr
 
     with open_store(load_config(bed.config_path).store_url) as store:
+        running = store.create_incident("spot", "failover", "a runbook in flight", time.time(), source="spot-aws",
+                                        target="spot-gcp", status=IncidentStatus.RUNNING)
+    in_flight = failover(bed, "rejoin", "spot-azure", "--force")
+    assert in_flight.returncode == 3 and f"incident {running.id}" in in_flight.stderr, in_flight.stderr
+    with open_store(load_config(bed.config_path).store_url) as store:
+        store.update_incident(running.id, status=IncidentStatus.CLOSED, at=time.time())
         save_engine(store, EngineRecord("spot", "spot-aws", epoch=9))  # an epoch the primary never received
     unknown_epoch = failover(bed, "rejoin", "spot-azure", "--force")
     assert unknown_epoch.returncode == 3 and unknown_epoch.stderr.count("\n") == 1, unknown_epoch.stderr
