@@ -128,7 +128,7 @@ class Drill:
             probe_timeout=f"{PROBE_TIMEOUT * 1000:g}ms", provider_interval="1s",
             min_failover_interval=f"{self.compressed(topology.policy.min_failover_interval, 1.0):.3f}s",
             flap_window=f"{self.compressed(topology.policy.flap_window, PROBE_INTERVAL * 3 * 3):.3f}s",
-            lease_ttl="3s",
+            lease_ttl="3s", aws_health_api=True,
         )
 
     # ---- the run ----------------------------------------------------------------------------------------------

@@ -81,6 +81,7 @@ class Testbed:
     dns_zone_id: str = ""
     gcp_url: str = ""
     azure_url: str = ""
+    aws_health_api: bool = False  # aws-hk reads the AWS Health fake (the drill turns it on; other tests keep EC2 only)
     aws_health_urls: tuple[str, ...] = ()
     aws_health: AwsHealthFake | None = None
     gcp: GcpComputeFake | None = None
@@ -241,9 +242,7 @@ class Testbed:
             "control_token_file": str(self.replicas.token_file),
             "sites": {
                 "aws-hk": {"provider": "aws", "region": AWS_REGION, "zones": [AWS_ZONE], "endpoint_url": self.moto_url,
-                           "health_api": True, "signal_interval": self.provider_interval,
-                           "signal_stale_after": f"{10 * parse_duration(self.provider_interval):g}s",
-                           "health_endpoint_urls": list(self.aws_health_urls)},
+                           **self._aws_health()},
                 "gcp-hk": {"provider": "gcp", "region": GCP_REGION, "zones": [GCP_ZONE], "project": GCP_PROJECT,
                            "endpoint_url": gcp_url},
                 "azure-hk": {"provider": "azure", "region": AZURE_LOCATION, "zones": ["1"],
@@ -275,6 +274,14 @@ class Testbed:
             "daemon": {"listen": "127.0.0.1:0", "lease_ttl": self.lease_ttl},
             **self.extra,
         }
+
+    def _aws_health(self) -> dict[str, Any]:
+        """The aws-hk options that read the AWS Health fake: every provider poll, stale after ten of them."""
+        if not self.aws_health_api:
+            return {}
+        return {"health_api": True, "signal_interval": self.provider_interval,
+                "signal_stale_after": f"{10 * parse_duration(self.provider_interval):g}s",
+                "health_endpoint_urls": list(self.aws_health_urls)}
 
     def write_config(self) -> Path:
         self.config_path = self.base / "failover.yaml"

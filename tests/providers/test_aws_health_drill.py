@@ -30,7 +30,7 @@ SPEED = 300.0  # scenario seconds per drill second: the 5-minute provider delay 
 
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
-    with running_testbed(tmp_path_factory.mktemp("bed")) as started:
+    with running_testbed(tmp_path_factory.mktemp("bed"), aws_health_api=True) as started:
         yield started
 
 
