@@ -155,6 +155,11 @@ def test_a_planned_failback_runs_under_the_new_leader_after_the_old_one_was_kill
     assert incident.opened_at >= entry.at  # at the time, not before
     assert (survivor.name, "schedule.started") in audit and (old.name, "schedule.started") not in audit
     assert len({e.token for e in journal}) == 1  # one leader ran it all: the survivor
+    done = {e.step: e.at for e in journal if e.state in ("done", "skipped")}
+    assert done["reopen"] > done["halt"]
+    print(f"scheduled-failback: started {incident.opened_at - entry.at:.2f}s after its time; halted "
+          f"{done['open_protection'] - done['halt']:.2f}s (halt -> open_protection), closed to matching "
+          f"{done['reopen'] - done['halt']:.2f}s (halt -> reopen, with the {sch.PLANNED_WINDOW:g}s check)")
 
     client = bed.replicas.client()
     new = client.status(bed.replicas.replica(target))
