@@ -315,6 +315,8 @@ class Rejoiner:
                 continue  # it may have written these after it was deposed: ask again under the new epoch
             if not isinstance(page, list):
                 raise Retry(f"{primary}: the journal is not a list")
+            if not page and last < target:  # never once fsync'd; a restarted primary is asked for a new snapshot
+                raise Retry(f"{primary}'s journal ends at {last}, before its snapshot's seq {target}")
             try:
                 node.receive([Entry.from_wire(item) for item in page])
             except ValueError as error:
