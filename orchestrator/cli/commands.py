@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "protect": "operate_cmd",
     "reopen": "operate_cmd",
     "approve": "operate_cmd",
+    "cancel": "schedule_cmd",
     "history": "incident_cmd",
     "report": "incident_cmd",
     "config": "config_cmd",
