@@ -41,6 +41,7 @@ class Rule(StrEnum):
     NOT_PRIMARY = "target must not be the current primary"
     SUSPECT_UNDECIDED = "a suspect primary left undecided past policy.suspect_timeout needs a human"
     GRAY_PAGE_ONLY = "a degraded primary is switched over only with policy.gray.action: switchover"
+    TARGET_NOT_QUARANTINED = "target site must not be in quarantine (failover release SITE ends it by hand)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,7 @@ class EngineSnapshot:
     last_failover_done_at: float | None = None
     override_interval: bool = False  # an operator lifted min_failover_interval for the next failover
     seq_floor: int = 0  # the highest journal position a standby was ever seen holding (it may be gone since)
+    quarantined: frozenset[str] = frozenset()  # replicas on a site in quarantine (core/quarantine.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +161,8 @@ def _candidate(
         blocked.append(Rule.TARGET_SITE_HEALTHY)
     if _verdict(verdicts, replica.name) is not Verdict.HEALTHY:
         blocked.append(Rule.TARGET_REPLICA_HEALTHY)
+    if replica.name in snapshot.quarantined:
+        blocked.append(Rule.TARGET_NOT_QUARANTINED)
     status = snapshot.statuses.get(replica.name)
     lag = None if status is None else max(0, highest - status.applied_seq)
     if lag is None:

@@ -30,6 +30,7 @@ from orchestrator.core.decide import (
 from orchestrator.core.errors import FailoverError, LeaseLost, StoreError
 from orchestrator.core.health import Assessment, HealthSettings, HealthState
 from orchestrator.core.model import Observation, Phase, ReplicaStatus, Role, Topology
+from orchestrator.core.quarantine import Quarantine, quarantined_replicas
 from orchestrator.drivers.events import Event, EventKind, Notifier
 from orchestrator.drivers.modes import MODES, ControllerSettings, Mode
 from orchestrator.drivers.probe import Prober, probe_source
@@ -46,7 +47,7 @@ from orchestrator.drivers.state import (
 from orchestrator.drivers.status import write_verdicts
 from orchestrator.engine.base import EngineControl
 from orchestrator.store.base import Conflict, StateStore
-from orchestrator.store.records import IncidentStatus, Lease
+from orchestrator.store.records import Incident, IncidentStatus, Lease
 from providers.base import CloudProvider
 from providers.traffic import TrafficRouter
 
@@ -301,16 +302,24 @@ class Controller:
 
     # ---- decide and act -------------------------------------------------------------------------------------
 
-    def snapshot(self, engine_name: str) -> tuple[EngineSnapshot, EngineRecord]:
+    def snapshot(self, engine_name: str, open_incidents: Mapping[str, Incident] | None = None,
+                 book: Mapping[str, Quarantine] | None = None) -> tuple[EngineSnapshot, EngineRecord]:
+        """What `decide` needs of one engine. A cycle passes the open incidents and the quarantine book it read
+        once for every engine (one store read per cycle, not one per engine)."""
+        now = self.clock()
         record = load_engine(self.store, self.topology, engine_name)
-        incident = self.store.open_incident(engine_name)
+        incident = (self.store.open_incident(engine_name) if open_incidents is None
+                    else open_incidents.get(engine_name))
         engine = self.topology.engines[engine_name]
+        book = self.store.quarantines() if book is None else book
         view = IncidentView(incident.id, incident.status.value, incident.target) if incident else None
         statuses = {r.name: self.statuses[r.name] for r in engine.replicas if r.name in self.statuses}
         snap = EngineSnapshot(
             engine=engine, primary=record.primary, phase=record.phase, epoch=record.epoch, statuses=statuses,
             incident=view, last_failover_done_at=record.last_failover_done_at,
             override_interval=record.override_interval, seq_floor=self.seq_floor.get(engine_name, 0),
+            quarantined=quarantined_replicas(engine, book, now, self.topology.policy.quarantine) if book else
+            frozenset(),
         )
         return snap, record
 
@@ -339,7 +348,11 @@ class Controller:
             holder = self.store.current_lease(LEADER_LEASE)
             who = holder.holder if holder else "nobody"
             return CycleResult(now, False, f"following; the leader is {who}", verdicts)
-        snapshots = {name: self.snapshot(name) for name in self.topology.engines}
+        book = self.store.observe_quarantines(
+            {site: (verdicts[site].verdict.value, verdicts[site].reason) for site in self.topology.sites
+             if site in verdicts}, now, self.topology.policy.quarantine)
+        open_incidents = {i.engine: i for i in self.store.incidents(open_only=True)}
+        snapshots = {name: self.snapshot(name, open_incidents, book) for name in self.topology.engines}
         actions = decide([snap for snap, _ in snapshots.values()], self.topology, verdicts, now)
         acted = False
         self._enforce(snapshots, now)
@@ -430,6 +443,8 @@ class Controller:
         if action.kind is ActionKind.HALT:
             self._halt_for_human(action, record, now)
             return True
+        if action.kind is ActionKind.PAGE:  # a gray failure under policy.gray.action: page
+            self._page(now, action.engine, f"[{action.engine}] DEGRADED: {action.reason}")
         return False
 
     def open_failover(self, engine_name: str, source: str, target: str, reason: str, record: EngineRecord, *,
@@ -470,8 +485,9 @@ class Controller:
     def _advance_running(self, verdicts: Mapping[str, Assessment]) -> list[Progress]:
         progress = []
         driver = self.runbook()
+        open_incidents = {i.engine: i for i in self.store.incidents(open_only=True)}  # after this cycle's opened
         for engine_name in self.topology.engines:
-            incident = self.store.open_incident(engine_name)
+            incident = open_incidents.get(engine_name)
             if incident is not None and incident.status is IncidentStatus.RUNNING:
                 progress.append(driver.advance(incident.id, verdicts))
         return progress

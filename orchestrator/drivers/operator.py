@@ -22,6 +22,7 @@ from orchestrator.core.errors import ConfigError, FailoverError, IllegalTransiti
 from orchestrator.core.health import Assessment, assumed_loss, one_look
 from orchestrator.core.model import Engine, Phase, ReplicaStatus, Role, Topology, Verdict
 from orchestrator.core.phases import PhaseChange, PhaseEvent, PhaseState, announce, parse_timezone, transition
+from orchestrator.core.quarantine import quarantined_replicas
 from orchestrator.core.runbook import Status as RunStatus
 from orchestrator.core.runbook import deposed_primaries
 from orchestrator.drivers import spool
@@ -114,7 +115,9 @@ class Operator:
         snap = EngineSnapshot(engine=engine, primary=record.primary, phase=record.phase, epoch=record.epoch,
                               statuses=dict(statuses), incident=view,
                               last_failover_done_at=record.last_failover_done_at,
-                              override_interval=record.override_interval)
+                              override_interval=record.override_interval,
+                              quarantined=quarantined_replicas(engine, self.store.quarantines(), self.edges.clock(),
+                                                               self.topology.policy.quarantine))
         return snap, record
 
     def _audit(self, action: str, detail: dict[str, Any]) -> None:
