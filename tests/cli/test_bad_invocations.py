@@ -44,7 +44,7 @@ CASES = {
     "unknown command": bad("frobnicate", says="no such command 'frobnicate'", config=False),
     "unknown option": bad("status", "--bogus", says="no such option: --bogus"),
     "misspelt option": bad("status", "--outptu", "json", says="did you mean --output?"),
-    "status --output yaml": bad("status", "--output", "yaml", says="'yaml' is not one of 'table', 'json'"),
+    "status --output yaml": bad("status", "--output", "yaml", says="'yaml' is not one of 'table', 'wide', 'json'"),
     "check --output yaml": bad("check", "-o", "yaml", says="--output"),
     "option without its value": bad("status", "-o", says="'-o' requires an argument", config=False),
     "root option after nothing": bad("--config", "x.yaml", "status", says="no such option: --config", config=False),

@@ -131,7 +131,8 @@ EXPECTED: dict[str, tuple[str, int | None]] = {
     "aws_profile_not_a_string.yaml": ("sites.aws-hk.profile: input should be a valid string", 4),
     "provider_typo.yaml": ("sites.gcp-hk.provider: unknown provider 'gpc'; known: aws, azure, gcp, local "
                            "(did you mean 'gcp'?)", 5),
-    "dns_router_unknown.yaml": ("engines.spot.dns.provider: unknown DNS router 'gcp'; known: aws, local", 69),
+    "dns_router_unknown.yaml": ("engines.spot.dns.provider: unknown DNS router 'ns1'; known: aws, azure, gcp, local",
+                                69),
     "dns_option_typo.yaml": ("engines.spot.dns.profle: unknown key (did you mean 'profile'?)", 71),
 }
 
@@ -264,7 +265,8 @@ def test_schema_is_json_schema_with_every_section(capsys: pytest.CaptureFixture[
     site = schema["$defs"]["SiteConfig"]  # each registered adapter's options, under its provider's name
     branches = {branch["if"]["properties"]["provider"]["const"]: branch["then"] for branch in site["allOf"]}
     assert set(branches) == {"aws", "azure", "gcp", "local"}
-    assert (branches["gcp"]["required"], list(branches["gcp"]["properties"])) == (["project"], ["project"])
+    assert branches["gcp"]["required"] == ["project"]  # the rest have defaults: the fence, the outage signals
+    assert {"project", "fence", "service_health", "host_errors"} <= set(branches["gcp"]["properties"])
     assert site["unevaluatedProperties"] is False
 
 
