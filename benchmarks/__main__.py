@@ -31,8 +31,9 @@ from typing import Any
 from benchmarks import calibration, chart, figures, readme, record
 from benchmarks.figures import Figure
 
-MODULES = ("cli_start_bench", "cron_bench", "sim_bench", "sim_scale_bench", "providers_bench", "daemon_bench",
-           "deadline_bench", "handover_bench", "drill_bench")
+MODULES = ("cli_start_bench", "cron_bench", "sim_bench", "sim_scale_bench", "failover_time_bench", "gray_bench",
+           "providers_bench", "daemon_bench", "daemon_scale_bench", "status_page_bench", "deadline_bench",
+           "handover_bench", "drill_bench")
 
 # Repetitions per benchmark: (default set, full set). Only how many times; what is measured stays the same.
 Setting = int | bool | None
@@ -42,8 +43,14 @@ SETS: dict[str, tuple[dict[str, Setting], dict[str, Setting]]] = {
     "sim_bench": ({"default_seeds": 10, "preset_seeds": 5, "scale_seeds": 1, "cycles": 10},
                   {"default_seeds": 50, "preset_seeds": 10, "scale_seeds": None, "cycles": 30}),
     "sim_scale_bench": ({"runs": 1, "compare": False}, {"runs": 3, "compare": True}),
+    "failover_time_bench": ({"seeds": 5}, {"seeds": 20}),
+    "gray_bench": ({"seeds": 1, "noisy_hours": 1, "noisy_seeds": 1, "cycles": 10},
+                   {"seeds": 3, "noisy_hours": 24, "noisy_seeds": 3, "cycles": 30}),
     "providers_bench": ({"polls": 20}, {"polls": 50}),
     "daemon_bench": ({"cycles": 8}, {"cycles": 15}),
+    "daemon_scale_bench": ({"rounds": 5, "before_rounds": 2, "cycles": 2}, {"rounds": 15, "before_rounds": 5,
+                                                                           "cycles": 5}),
+    "status_page_bench": ({"requests": 30}, {"requests": 200}),
     "deadline_bench": ({"repeats": 3}, {"repeats": 5}),
     "handover_bench": ({"repeats": 1, "killed_runs": 1}, {"repeats": 3, "killed_runs": 3}),
     "drill_bench": ({"runs": 1}, {"runs": 3}),
