@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from orchestrator.core.errors import FailoverError, StoreError
 from orchestrator.drivers.controller import Controller, CycleResult
 from orchestrator.drivers.daemon_http import Handler, StatusServer
+from orchestrator.drivers.gc_tuning import tune_gc
 from orchestrator.drivers.metrics import Metrics
 from orchestrator.drivers.state import load_engine
 
@@ -46,6 +47,7 @@ def configure_json_logs() -> None:
 
 
 @dataclass
+
 class DaemonState:
     last: CycleResult | None = None
     last_end: float = 0.0
@@ -78,6 +80,7 @@ class Daemon:
             signal.signal(signum, lambda *_: self.stopping.set())
 
     def run(self, max_cycles: int | None = None) -> int:
+        tune_gc()
         self.serve_http()
         log.info("daemon.start", identity=self.controller.options.identity, interval=self.interval,
                  listen=self.address)

@@ -34,6 +34,7 @@ from orchestrator.core.model import Phase
 from orchestrator.core.phases import format_instant, parse_timezone
 from orchestrator.drivers.controller import LEASE_SAFETY, Controller
 from orchestrator.drivers.events import Event, EventKind, EventLog, Notifier
+from orchestrator.drivers.gc_tuning import tune_gc
 from orchestrator.drivers.modes import ControllerSettings, Mode
 from orchestrator.sim.clock import VirtualClock
 from orchestrator.sim.clouds import SimProvider, SimRouter
@@ -150,6 +151,7 @@ class Simulation:
         self.world.advance_to(at)
 
     def run(self) -> SimResult:
+        tune_gc()  # as the daemon does, so a simulated cycle costs what a real one would
         self.run_until(self.scenario.end)
         return self.result()
 
