@@ -50,6 +50,63 @@ class NoOptions(OptionsModel):
 
 
 EndpointUrl = Annotated[str, Field(pattern=r"^https?://[^/\s]+/?$")]
+# Where a launched replica answers the control protocol: `{private_ip}` and `{name}` are filled in once it runs
+LaunchUrl = Annotated[str, Field(pattern=r"^https?://[^/\s]+/?$")]
+
+
+class AwsLaunch(OptionsModel):
+    """How `failover replace` starts a replica on an AWS site (providers/launch.py): a `launch_template` (id `lt-...`
+    or name, at `launch_template_version`), or an `image_id` with an `instance_type`; `subnet_id`,
+    `security_group_ids` and `zone` override the template's. `control_url` may use `{private_ip}` and `{name}`."""
+
+    control_url: LaunchUrl
+    launch_template: NonEmpty | None = None
+    launch_template_version: NonEmpty = "$Default"
+    image_id: NonEmpty | None = None
+    instance_type: NonEmpty | None = None
+    subnet_id: NonEmpty | None = None
+    security_group_ids: tuple[NonEmpty, ...] = ()
+    zone: NonEmpty | None = None
+
+    @model_validator(mode="after")
+    def _template_or_image(self) -> Self:
+        if (self.launch_template is None) == (self.image_id is None):
+            raise ValueError("give exactly one of launch_template and image_id")
+        if self.image_id is not None and self.instance_type is None:
+            raise ValueError("image_id needs instance_type")
+        return self
+
+
+class GcpLaunch(OptionsModel):
+    """How `failover replace` starts a replica on a GCP site: an `instance_template`
+    (`global/instanceTemplates/NAME`), or a `source_image` with a `machine_type`; in `zone` (default: the site's
+    first), on `network` / `subnetwork`. `control_url` may use `{private_ip}` and `{name}`."""
+
+    control_url: LaunchUrl
+    instance_template: NonEmpty | None = None
+    source_image: NonEmpty | None = None
+    machine_type: NonEmpty | None = None
+    network: NonEmpty = "global/networks/default"
+    subnetwork: NonEmpty | None = None
+    zone: NonEmpty | None = None
+
+    @model_validator(mode="after")
+    def _template_or_image(self) -> Self:
+        if self.instance_template is None and (self.source_image is None or self.machine_type is None):
+            raise ValueError("give instance_template, or source_image and machine_type")
+        return self
+
+
+class AzureLaunch(OptionsModel):
+    """How `failover replace` starts a replica on an Azure site: a specialized `image_id` (a gallery image version
+    with the engine installed: no OS profile, so no credential in the config) of `vm_size`, its NIC created on
+    `subnet_id`, in `zone`. `control_url` may use `{name}` (the VM's host name in its virtual network)."""
+
+    control_url: LaunchUrl
+    image_id: NonEmpty
+    vm_size: NonEmpty
+    subnet_id: NonEmpty
+    zone: NonEmpty | None = None
 
 
 class AwsOptions(OptionsModel):
@@ -65,6 +122,7 @@ class AwsOptions(OptionsModel):
 
     profile: NonEmpty | None = None
     fence: Literal["force_stop", "stop"] = "force_stop"
+    launch: AwsLaunch | None = None  # `failover replace` (docs/replace.md)
     health_api: bool = False
     health_endpoint_urls: tuple[EndpointUrl, ...] = Field(default=(), max_length=2)
     signal_interval: SignalDuration = 0.0
@@ -106,6 +164,7 @@ class GcpOptions(OptionsModel):
 
     project: NonEmpty
     fence: Literal["no_graceful_stop", "stop"] = "no_graceful_stop"
+    launch: GcpLaunch | None = None  # `failover replace` (docs/replace.md)
     service_health: bool = True
     host_errors: bool = True
     host_error_window: SignalDuration = 600.0
@@ -128,6 +187,7 @@ class AzureOptions(OptionsModel):
     subscription: NonEmpty
     resource_group: NonEmpty
     fence: Literal["power_off", "deallocate"] = "power_off"
+    launch: AzureLaunch | None = None  # `failover replace` (docs/replace.md)
     deallocate_after_fence: bool = True
     stop: Literal["deallocate", "power_off"] = "deallocate"
     resource_health: bool = True
