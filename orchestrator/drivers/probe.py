@@ -12,6 +12,7 @@ a thread pool. Either way at most `workers` requests are in flight, each bounded
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from orchestrator.core.errors import FailoverError
+from orchestrator.core.gray import Measured
 from orchestrator.core.model import Observation, Replica, ReplicaStatus, Status, Topology
 from orchestrator.engine.base import EngineControl
 
@@ -101,22 +103,26 @@ class EngineProber(Prober):
         self._pool: ThreadPoolExecutor | None = None  # made on first use: a batch needs no threads
         self._clock = clock
 
-    def _one(self, replica: Replica) -> ReplicaStatus | FailoverError:
+    def _one(self, replica: Replica) -> tuple[ReplicaStatus | FailoverError, float | None]:
+        started = time.monotonic()
         try:
-            return self._engines.status(replica)
+            return self._engines.status(replica), time.monotonic() - started
         except FailoverError as error:
-            return error
+            return error, None
 
-    def _ask(self) -> Sequence[ReplicaStatus | FailoverError]:
+    def _ask(self) -> tuple[Sequence[ReplicaStatus | FailoverError], Mapping[str, float]]:
+        """Each replica's answer, and the round trip of those that answered (what a gray objective judges)."""
         answers = self._batch.statuses(self._replicas, self._workers) if self._batch else None
         if answers is not None:
-            return answers
+            return answers, getattr(self._batch, "round_trips", {})
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=min(self._workers, max(1, len(self._replicas))))
-        return list(self._pool.map(self._one, self._replicas))
+        timed = list(self._pool.map(self._one, self._replicas))
+        trips = {r.name: elapsed for r, (_, elapsed) in zip(self._replicas, timed, strict=True) if elapsed is not None}
+        return [answer for answer, _ in timed], trips
 
     def probe(self, now: float) -> ProbeRound:
-        answers = self._ask()
+        answers, trips = self._ask()
         at = self._clock() if self._clock else now
         observations, statuses, reached = [], {}, {}
         source, ok, down = self._source, Status.OK, Status.DOWN
@@ -127,7 +133,8 @@ class EngineProber(Prober):
             else:
                 reached[replica.name] = True
                 statuses[replica.name] = answer
-                observations.append(Observation(at, replica.name, source, ok, answer.role.value))
+                observations.append(Measured(at, replica.name, source, ok, answer.role.value,
+                                             latency=trips.get(replica.name)))
         observations.extend(site_observations(self._topology, source, reached, at))
         return ProbeRound(observations, statuses)
 

@@ -89,6 +89,7 @@ class HttpEngineClient(EngineControl):
         self._probes = StatusPool(headers=self._headers, connect_timeout=connect_timeout, read_timeout=read_timeout,
                                   ssl_context=lambda: _ssl_context(verify))
         self._proxied = any(getproxies_environment().get(scheme) for scheme in ("http", "https", "all"))
+        self.round_trips: dict[str, float] = {}  # replica -> seconds, of the last `statuses` round's answers
 
     def close(self) -> None:
         self._probes.close()
@@ -113,6 +114,9 @@ class HttpEngineClient(EngineControl):
             return None
         urls = [_url(replica) + wire.STATUS for replica in replicas]
         answers = self._probes.fetch(urls, limit, self._attempts, self._backoff)
+        trips = self._probes.round_trips
+        self.round_trips = {replica.name: trips[url] for replica, url in zip(replicas, urls, strict=True)
+                            if url in trips}
         return [self._probe_answer(replica, answer) for replica, answer in zip(replicas, answers, strict=True)]
 
     def _probe_answer(self, replica: Replica, answer: tuple[int, bytes] | BaseException) \
@@ -390,6 +394,8 @@ class StatusPool:
         self._start_lock = threading.Lock()
         self.in_flight = 0  # requests on the wire now (read by tests and the benchmark)
         self.most_in_flight = 0
+        # per URL, the round trip of its last answered attempt in the last round (a gray failure's evidence)
+        self.round_trips: dict[str, float] = {}
         self._connecting = asyncio.Semaphore(CONNECTING)
 
     def fetch(self, urls: Sequence[str], limit: int, attempts: int,
@@ -451,9 +457,13 @@ class StatusPool:
             if attempt > 1:
                 await asyncio.sleep(backoff(attempt - 1))
             async with slots:
+                started = time.monotonic()
                 outcome = await self._attempt(target)
+                elapsed = time.monotonic() - started
             if not isinstance(outcome, BaseException) and outcome[0] < 500:
+                self.round_trips[url] = elapsed
                 return outcome
+        self.round_trips.pop(url, None)
         return outcome
 
     async def _attempt(self, target: _Target) -> tuple[int, bytes] | BaseException:
