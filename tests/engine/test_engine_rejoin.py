@@ -276,3 +276,26 @@ def test_kill_9_of_either_side_mid_rejoin_restarts_cleanly(tmp_path_factory: pyt
             assert order(client, cluster.url("p"), "unreplicated").accepted  # now r acknowledges: 200 on retry
             copied = total + 1 - common
             print(f"\nrejoin of {copied} entries ({zombie} archived) with two kill -9: {elapsed:.1f}s")
+
+
+def test_a_rejoin_never_copies_from_a_primary_below_its_epoch(make_cluster: Callable[..., ReplicaCluster]) -> None:
+    """The epoch floor: a replica told of epoch 1 while it waits for a primary at epoch 0 ends its rejoin `failed`
+    and copies nothing from it (that primary was deposed: whatever it writes now nobody acknowledged)."""
+    cluster = make_cluster([ReplicaSpec("p", "aws", primary=True, peers=()),  # p cannot hear it was deposed
+                            ReplicaSpec("s", "gcp")])
+    with cluster.client() as client:
+        acknowledged(client, cluster.url("p"), "before")
+        cluster.wait_caught_up(["s"], 1, timeout=GENEROUS)
+        cluster.pause("p")
+        try:
+            client.rejoin(cluster.url("s"), 0, cluster.url("p"))
+            with pytest.raises(Exception, match="fenced"):  # the stamp is recorded, then refused: it is fenced
+                client.set_phase(cluster.url("s"), Phase.HALTED, None, 1)
+        finally:
+            cluster.resume("p")
+        record = wait_until(lambda: (found := client.rejoin_status(cluster.url("s")))["state"] == "failed" and found,
+                            "the rejoin to end failed")
+        assert "deposed" in record["error"], record
+        assert status(cluster, "p")["role"] == "primary"  # alive and unaware: only the floor kept s from copying
+        found = status(cluster, "s")
+        assert (found["role"], found["rejoining"], found["epoch"], found["last_seq"]) == ("fenced", False, 1, 1)
