@@ -91,6 +91,11 @@ def daemon(
     public_feed: Annotated[str | None, typer.Option("--public-feed", help="host:port of the public status feed "
                                                                           "(/status.json, /feed.atom) for users.")]
     = None,
+    public_feed_url: Annotated[str | None, typer.Option("--public-feed-url", help="Where users read the feed "
+                                                                                  "(its Atom id and self link).")]
+    = None,
+    public_feed_name: Annotated[str, typer.Option("--public-feed-name", help="The feed's title.")]
+    = "Exchange status",
 ) -> None:
     """Run the cycle on an interval; one leader acts, followers probe. SIGTERM finishes the step and releases."""
     from orchestrator.drivers.daemon import Daemon, configure_json_logs
@@ -104,6 +109,9 @@ def daemon(
     every_arg = duration_between(interval, "--interval", low=0, high=3600) if interval is not None else None
     if max_cycles is not None:
         int_between(max_cycles, "--max-cycles", low=1, high=2**31)
+    free_text(public_feed_name, "--public-feed-name", limit=200)
+    if public_feed_url is not None:
+        _check_feed_url(public_feed_url)
     loaded = load(config)
     topology = loaded.topology
     address = _listen(listen, loaded.config.daemon, listen_public)
@@ -126,7 +134,7 @@ def daemon(
                         retention=loaded.config.daemon.observation_retention)
         if edges.sender is not None:
             edges.sender.start()  # webhooks are posted off the cycle's path, whatever they do
-        feed = _serve_pages(runner, loaded, feed_address)
+        feed = _serve_pages(runner, loaded, feed_address, public_feed_url, public_feed_name)
         runner.install_signal_handlers()
         try:
             runner.run(max_cycles=max_cycles)
@@ -135,18 +143,30 @@ def daemon(
                 feed.stop()
 
 
-def _serve_pages(runner: Any, loaded: Any, feed_address: tuple[str, int] | None) -> Any:
+def _check_feed_url(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if "@" in parts.netloc:  # never echo what may be a password
+        raise ConfigError("--public-feed-url: a URL with user:password@ is refused; the feed is public")
+    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2000:
+        raise ConfigError(f"--public-feed-url {url[:80]!r}: expected an http(s) URL with a host and no credentials, "
+                          "e.g. https://status.example.com")
+
+
+def _serve_pages(runner: Any, loaded: Any, feed_address: tuple[str, int] | None, url: str | None,
+                 name: str) -> Any:
     """The status page on the daemon's own address, and the public feed on its own if asked for (so the feed can
     be published while the page, which names every replica, stays internal)."""
     from orchestrator.drivers.daemon_http import StatusServer
     from orchestrator.web.routes import PageSource, page_routes, public_routes
 
-    source = PageSource(loaded, runner.status_document)
+    source = PageSource(loaded, runner.status_document, feed_name=name)
     runner.pages.update(page_routes(source))
     if feed_address is None:
         return None
     host, port = feed_address
-    server = StatusServer(host, port, public_routes(source, f"http://{host}:{port}"), allow_remote=True)
+    server = StatusServer(host, port, public_routes(source, url or f"http://{host}:{port}"), allow_remote=True)
     server.start()
     return server
 

@@ -74,7 +74,7 @@ def public_status(engines: Sequence[EngineLine], incidents: Sequence[Incident],
                   journals: Mapping[str, Sequence[JournalEntry]], display: tzinfo, now: float,
                   name: str = "Exchange status") -> dict[str, Any]:
     components = [{"name": e.name, "status": COMPONENT_STATUS.get(e.phase, "major_outage"),
-                   "updated_at": _iso(e.phase_since)} for e in engines]
+                   "updated_at": _iso(e.phase_since or now)} for e in engines]  # never changed: as of now
     worst = max((INDICATOR[c["status"]] for c in components), default="none",
                 key=["none", "major", "critical"].index)
     published = []
