@@ -46,7 +46,7 @@ def schedule(config: Path | None, engine: str | None, target: str, when: str, pr
     with build_edges(loaded, dry_run=dry_run) as edges:
         operator = Operator(loaded, edges, actor=actor())
         chosen = operator.engine(engine)
-        _check(operator, chosen.name, target, at, now)
+        _check(operator, chosen.name, target, now)
         source = load_engine(edges.store, loaded.topology, chosen.name).primary
         entry = sch.new_entry(sch.schedule_id(chosen.name, at, secrets.token_hex(2)), chosen.name, target, at, now,
                               operator.actor, source=source, protection=window, reason=reason)
@@ -65,21 +65,32 @@ def schedule(config: Path | None, engine: str | None, target: str, when: str, pr
                   f"run by the leading daemon; cancel with `failover cancel {entry.id}`", markup=False)
 
 
-def _check(operator: Operator, engine_name: str, target: str, at: float, now: float) -> None:
+LOOKS = 3  # a standby read a moment after its primary trails it by the writes in flight: look again before refusing
+
+
+def _check(operator: Operator, engine_name: str, target: str, now: float) -> None:
     """The target as it is now: refused (exit 3) while quarantined, unhealthy or lagging, or already primary. An
-    incident in flight now does not refuse a switchover planned for later (the leader checks again then)."""
+    incident in flight now does not refuse a switchover planned for later (the leader checks again then). A lag
+    alone is looked at again, LOOKS times in all, 0.3 s apart: under a live order stream one look can catch a
+    synchronous standby a few writes behind."""
     from orchestrator.core.decide import Rule
     from orchestrator.drivers.scheduled import start_blockers
     from orchestrator.drivers.state import HEALTH_KEY
 
     engine = operator.engine(engine_name)
-    statuses = operator.statuses(engine)
-    verdicts = operator.live_verdicts(engine, statuses)
     found = operator.store.get_state(HEALTH_KEY)
     floors = found[0].get("seq_floor", {}) if found else {}
     floor = int(floors.get(engine_name, 0)) if isinstance(floors, dict) else 0
-    blocked = [why for why in start_blockers(operator.store, operator.topology, statuses, verdicts, engine_name,
-                                             target, now, floor) if why != Rule.ONE_IN_FLIGHT.value]
+    blocked: list[str] = []
+    for look in range(LOOKS):
+        if look:
+            time.sleep(0.3)
+        statuses = operator.statuses(engine)
+        verdicts = operator.live_verdicts(engine, statuses)
+        blocked = [why for why in start_blockers(operator.store, operator.topology, statuses, verdicts, engine_name,
+                                                 target, now, floor) if why != Rule.ONE_IN_FLIGHT.value]
+        if blocked != [Rule.TARGET_CAUGHT_UP.value]:
+            break
     if blocked:
         raise UnsafeError(f"refused: planned switchover of {engine_name} to {target}: {'; '.join(blocked)}")
 
