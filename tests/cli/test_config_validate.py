@@ -131,8 +131,8 @@ EXPECTED: dict[str, tuple[str, int | None]] = {
     "aws_profile_not_a_string.yaml": ("sites.aws-hk.profile: input should be a valid string", 4),
     "provider_typo.yaml": ("sites.gcp-hk.provider: unknown provider 'gpc'; known: aws, azure, gcp, local "
                            "(did you mean 'gcp'?)", 5),
-    "dns_router_unknown.yaml": ("engines.spot.dns.provider: unknown DNS router 'ns1'; known: aws, azure, gcp, local",
-                                69),
+    "dns_router_unknown.yaml": ("engines.spot.dns.provider: unknown DNS router 'ns1'; known: aws, aws-arc, azure, "
+                                "gcp, local", 69),
     "dns_option_typo.yaml": ("engines.spot.dns.profle: unknown key (did you mean 'profile'?)", 71),
 }
 

@@ -60,7 +60,7 @@ def test_building_a_gcp_provider_imports_no_aws_or_azure_sdk() -> None:
 def test_unknown_provider_and_router_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="site x: unknown provider 'ibm'; known: aws, azure, gcp, local"):
         build_provider(Site("x", "ibm", "r"))
-    expected = "dns record spot.example: unknown DNS router 'ns1'; known: aws, azure, gcp, local"
+    expected = "dns record spot.example: unknown DNS router 'ns1'; known: aws, aws-arc, azure, gcp, local"
     with pytest.raises(ConfigError, match=re.escape(expected)):
         build_router(DnsTarget("ns1", "zone", "spot.example"))
 
@@ -78,7 +78,7 @@ def test_registering_an_adapter_in_code() -> None:
 def test_the_built_ins_come_from_this_package_entry_points() -> None:
     """pyproject.toml declares them; the installed metadata is what the catalog reads (reinstall after editing)."""
     assert PROVIDERS.names() == ["aws", "azure", "gcp", "local"]
-    assert Catalog(ROUTER_GROUP, "DNS router").names() == ["aws", "azure", "gcp", "local"]
+    assert Catalog(ROUTER_GROUP, "DNS router").names() == ["aws", "aws-arc", "azure", "gcp", "local"]
     assert PROVIDERS.find("gcp") is GCP
     with pytest.raises(ConfigError, match=re.escape("unknown provider 'gpc'; known: aws, azure, gcp, local "
                                                     "(did you mean 'gcp'?)")):
