@@ -3,7 +3,10 @@
 Served paths (any `api-version`), under `/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute`:
 `GET virtualMachines` (list), `GET virtualMachines/{vm}` (`$expand=instanceView` adds the instance view),
 `GET virtualMachines/{vm}/instanceView`, `POST virtualMachines/{vm}/start|deallocate|powerOff` (`skipShutdown` is
-recorded in `received`); the operation status
+recorded in `received`), `PUT virtualMachines/{vm}` (create or update: a new VM answers 201 `Creating` with
+`Azure-AsyncOperation`, is `starting` until the operation succeeds, then running; its `tags`, `hardwareProfile`,
+`storageProfile` and `networkProfile` are kept and shown; a PUT of an existing VM updates its tags, 200); the
+operation status
 `GET /subscriptions/{sub}/providers/Microsoft.Compute/locations/{loc}/operations/{id}` (with `monitor=true`: the
 Location URL); and Resource Health's
 `GET .../virtualMachines/{vm}/providers/Microsoft.ResourceHealth/availabilityStatuses/current`. Errors are
@@ -65,6 +68,8 @@ class _Vm:
     provisioning: str = "succeeded"  # or "failed/AllocationFailed"
     health: str | None = None  # the Application Health extension's verdict: "healthy", "unhealthy", or none
     resource_health: tuple[str, str, float | None] | None = None  # injected (state, reason, reported at)
+    tags: dict[str, str] | None = None
+    profile: dict[str, Any] | None = None  # what a PUT gave: hardwareProfile, storageProfile, networkProfile
 
 
 @dataclass
@@ -103,6 +108,7 @@ class AzureComputeFake(FakeApi):
             self.operations: dict[str, _Operation] = {}
             self._failures: list[tuple[str, str]] = []
             self._ids = itertools.count(1)
+            self.on_create: Callable[[str, dict[str, Any]], None] | None = None  # (name, body) of a new VM
 
     # --- state, for tests and drills -----------------------------------------------------------------------------
 
@@ -148,6 +154,8 @@ class AzureComputeFake(FakeApi):
         if match["vm"] is None:
             return FakeResponse(200, {"value": [self._vm_json(name, expand=False) for name in self.vms]})
         name, action = match["vm"], (match["action"] or "").lower()
+        if name not in self.vms and request.method == "PUT" and not action:
+            return self._create_or_update(name, request)
         if name not in self.vms:
             return self._error(404, "ResourceNotFound", f"The Resource 'Microsoft.Compute/virtualMachines/{name}' "
                                                         f"under resource group '{self.resource_group}' was not found.")
@@ -156,12 +164,36 @@ class AzureComputeFake(FakeApi):
                 return self._error(409, "OperationNotAllowed", f"Operation 'powerOff' is not allowed on VM '{name}' "
                                    "since the VM is deallocated or marked to be deallocated.")
             return self._begin(name, action, request)
+        if request.method == "PUT" and not action:
+            return self._create_or_update(name, request)
         if action.startswith("providers/"):
             return FakeResponse(200, self._availability_status(name))
         self._settle(lambda op: op.vm == name)
         if action == "instanceview":
             return FakeResponse(200, self._instance_view(name))
         return FakeResponse(200, self._vm_json(name, expand=request.query.get("$expand") == "instanceView"))
+
+    def _create_or_update(self, name: str, request: FakeRequest) -> FakeResponse:
+        """virtualMachines.createOrUpdate: 201 and a long-running operation for a new VM, 200 for an existing one
+        (its tags replaced). A body without hardwareProfile.vmSize or a location is 400 `InvalidParameter`."""
+        body = request.json()
+        properties = body.get("properties") or {}
+        if name in self.vms:
+            vm = self.vms[name]
+            vm.tags = dict(body.get("tags") or vm.tags or {})
+            return FakeResponse(200, self._vm_json(name, expand=False))
+        if not (properties.get("hardwareProfile") or {}).get("vmSize") or not body.get("location"):
+            return self._error(400, "InvalidParameter", "The value of parameter vmSize (or location) is invalid.")
+        zones = body.get("zones") or ["1"]
+        self.vms[name] = _Vm(str(zones[0]), power="starting", provisioning="creating",
+                             tags=dict(body.get("tags") or {}),
+                             profile={key: properties.get(key) for key in ("hardwareProfile", "storageProfile",
+                                                                            "networkProfile")})
+        response = self._begin(name, "start", request)
+        response.status, response.body = 201, self._vm_json(name, expand=False)
+        if self.on_create is not None:
+            self.on_create(name, body)
+        return response
 
     def _begin(self, name: str, action: str, request: FakeRequest) -> FakeResponse:
         vm = self.vms[name]
@@ -215,15 +247,20 @@ class AzureComputeFake(FakeApi):
         vm = self.vms[name]
         properties: dict[str, Any] = {
             "vmId": f"{abs(hash(name)) % 10**8:08d}-0000-0000-0000-000000000000",
-            "provisioningState": "Failed" if vm.provisioning.startswith("failed") else "Succeeded",
+            "provisioningState": "Failed" if vm.provisioning.startswith("failed")
+            else "Creating" if vm.provisioning == "creating" else "Succeeded",
             "hardwareProfile": {"vmSize": "Standard_D8s_v5"},
         }
+        properties.update({key: value for key, value in (vm.profile or {}).items() if value})
         if expand:
             properties["instanceView"] = self._instance_view(name)
-        return {"id": f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}/providers/"
+        body = {"id": f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}/providers/"
                       f"Microsoft.Compute/virtualMachines/{name}",
                 "name": name, "type": "Microsoft.Compute/virtualMachines", "location": self.location,
                 "zones": [vm.zone], "properties": properties}
+        if vm.tags is not None:
+            body["tags"] = vm.tags
+        return body
 
     def _instance_view(self, name: str) -> dict[str, Any]:
         vm = self.vms[name]

@@ -3,7 +3,10 @@
 Served paths (under `/compute/v1/projects/{project}`):
 `GET regions/{r}`, `GET zones/{z}`, `GET zones/{z}/instances/{i}`, `POST zones/{z}/instances/{i}/start|stop`
 (`?noGracefulShutdown=true` is recorded in `received`), `GET zones/{z}/operations/{op}`, and
-`GET aggregated/operations` (the host-error operations, `filter=operationType="compute.instances.hostError"`);
+`GET aggregated/operations` (the host-error operations, `filter=operationType="compute.instances.hostError"`),
+`POST zones/{z}/instances` (insert: an Instance body, `requestId` and `sourceInstanceTemplate` honoured; a PENDING
+`insert` operation, the instance PROVISIONING until it is DONE, then RUNNING with a `networkIP`) and
+`GET zones/{z}/instances` (list, `filter=labels.KEY="VALUE"`);
 and Personalized Service Health's `GET /v1/projects/{project}/locations/global/events` (`filter=state=ACTIVE`,
 `pageSize`, `pageToken`). Errors are `{"error": {"code", "message", "status", "errors": [{"reason", "domain"}]}}`;
 a 429 is Google's quota answer (`RESOURCE_EXHAUSTED`, reason `rateLimitExceeded`, domain `usageLimits`).
@@ -38,7 +41,7 @@ ROUTE = re.compile(
     r"^/compute/v1/projects/(?P<project>[^/]+)/(?:"
     r"regions/(?P<region>[^/]+)"
     r"|zones/(?P<zone>[^/]+)(?:/instances/(?P<instance>[^/]+)(?:/(?P<verb>start|stop))?"
-    r"|/operations/(?P<operation>[^/]+))?"
+    r"|/operations/(?P<operation>[^/]+)|/(?P<collection>instances))?"
     r"|(?P<aggregated>aggregated/operations))$"
 )
 EVENTS_ROUTE = re.compile(r"^/v1/projects/(?P<project>[^/]+)/locations/global/events$")
@@ -108,6 +111,9 @@ class GcpComputeFake(FakeApi):
             self._ids = itertools.count(1000)
             self.events: list[_Event] = []
             self.host_errors: list[_Operation] = []
+            self.created: dict[tuple[str, str], dict[str, Any]] = {}  # inserted instances' labels, network, body
+            self._requests_seen: dict[str, str] = {}  # requestId -> operation name (Compute's idempotency)
+            self.on_insert: Callable[[str, str, dict[str, Any]], None] | None = None  # (zone, name, body)
 
     # --- state, for tests and drills -----------------------------------------------------------------------------
 
@@ -167,6 +173,8 @@ class GcpComputeFake(FakeApi):
             return self._error(404, f"The resource 'projects/{self.project}/zones/{zone}' was not found")
         if match["operation"]:
             return self._get_operation(zone, match["operation"])
+        if match["collection"]:
+            return self._insert(zone, request) if request.method == "POST" else self._list(zone, request)
         if match["instance"] is None:
             return FakeResponse(200, self._zone_json(zone))
         instance = match["instance"]
@@ -219,6 +227,43 @@ class GcpComputeFake(FakeApi):
         return FakeResponse(200, {"kind": "compute#operationAggregatedList", "id": f"projects/{self.project}/"
                                   "aggregated/operations", "items": items})
 
+    def _insert(self, zone: str, request: FakeRequest) -> FakeResponse:
+        """instances.insert: the same `requestId` answers the same operation (no second instance), a name taken
+        is 409 `alreadyExists`."""
+        seen = self._requests_seen.get(request.query.get("requestId", ""))
+        if seen is not None:
+            return FakeResponse(200, self._operation_json(self.operations[seen]))
+        body = request.json()
+        name = str(body.get("name", ""))
+        if not re.fullmatch(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", name):
+            return self._error(400, f"Invalid value for field 'resource.name': '{name}'. Must be a match of regex "
+                                    "'(?:[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?)'")
+        if (zone, name) in self.instances:
+            return self._error(409, f"The resource 'projects/{self.project}/zones/{zone}/instances/{name}' already "
+                                    "exists")
+        template = request.query.get("sourceInstanceTemplate")
+        if template is None and "machineType" not in body:
+            return self._error(400, "Invalid value for field 'resource.machineType': ''. Machine type required.")
+        self.instances[(zone, name)] = "PROVISIONING"
+        self.created[(zone, name)] = {"labels": dict(body.get("labels") or {}), "template": template, "body": body,
+                                      "networkIP": f"10.140.0.{len(self.created) + 10}"}
+        operation = _Operation(f"operation-{next(self._ids)}-insert", zone, name, "insert", self.settle_reads,
+                               "RUNNING", self._failures.pop(0) if self._failures else None, inserted=self.clock())
+        self.operations[operation.name] = operation
+        if request.query.get("requestId"):
+            self._requests_seen[request.query["requestId"]] = operation.name
+        if self.on_insert is not None:
+            self.on_insert(zone, name, body)
+        return FakeResponse(200, self._operation_json(operation))
+
+    def _list(self, zone: str, request: FakeRequest) -> FakeResponse:
+        wanted = re.fullmatch(r'\s*labels\.([\w-]+)\s*=\s*"?([\w-]*)"?\s*', request.query.get("filter", ""))
+        items = [self._instance_json(z, name) for (z, name) in self.instances if z == zone
+                 and (wanted is None or self.created.get((z, name), {}).get("labels", {}).get(wanted[1]) == wanted[2])]
+        return FakeResponse(200, {"kind": "compute#instanceList", "id": f"projects/{self.project}/zones/{zone}/"
+                                  "instances", "items": items,
+                                  "selfLink": f"{API}/projects/{self.project}/zones/{zone}/instances"})
+
     def _begin(self, zone: str, instance: str, verb: str) -> _Operation:
         current = self.instances[(zone, instance)]
         final = "RUNNING" if verb == "start" else "TERMINATED"
@@ -245,7 +290,7 @@ class GcpComputeFake(FakeApi):
                 key = (operation.zone, operation.instance)
                 if operation.error is None:
                     self.instances[key] = operation.final
-                elif operation.kind == "start":
+                elif operation.kind in ("start", "insert"):
                     self.instances[key] = "TERMINATED"  # capacity failure: it never came up
 
     # --- shapes --------------------------------------------------------------------------------------------------
@@ -257,10 +302,19 @@ class GcpComputeFake(FakeApi):
 
     def _instance_json(self, zone: str, instance: str) -> dict[str, Any]:
         link = f"{API}/projects/{self.project}/zones/{zone}/instances/{instance}"
-        return {"kind": "compute#instance", "id": str(abs(hash(instance)) % 10**12), "name": instance,
+        body: dict[str, Any] = {"kind": "compute#instance", "id": str(abs(hash(instance)) % 10**12), "name": instance,
                 "zone": f"{API}/projects/{self.project}/zones/{zone}", "status": self.instances[(zone, instance)],
                 "machineType": f"{API}/projects/{self.project}/zones/{zone}/machineTypes/c3-standard-8",
                 "selfLink": link}
+        created = self.created.get((zone, instance))
+        if created is not None:
+            body["labels"] = created["labels"]
+            nic: dict[str, Any] = {"name": "nic0",
+                                   "network": f"{API}/projects/{self.project}/global/networks/default"}
+            if body["status"] == "RUNNING":
+                nic["networkIP"] = created["networkIP"]
+            body["networkInterfaces"] = [nic]
+        return body
 
     @staticmethod
     def _operation_type(operation: _Operation) -> str:
