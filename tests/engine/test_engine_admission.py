@@ -139,3 +139,19 @@ def test_stats_count_refusals_by_reason(client: HttpEngineClient, cluster: Repli
     assert stats["refused"]["would_cross"] == 2
     assert stats["accepted"]["order"] > 0 and stats["accepted"]["phase"] > 0
     assert stats["accepted_total"] == sum(stats["accepted"].values())
+
+
+def test_stats_count_refusals_by_phase_and_account_for_compensation(
+        client: HttpEngineClient, cluster: ReplicaCluster) -> None:
+    """The incident report's impact section reads these: who was refused what, in which phase."""
+    before = client.stats(cluster.url("p")).get("refused_by_phase", {})
+    set_phase(client, cluster, Phase.HALTED)
+    for index, account in enumerate(["alice", "alice", "bob"]):
+        answer = client.submit_order(cluster.url("p"), client_order_id=f"comp-{index}", account=account,
+                                     market="M", side="buy", price="10", qty="1")
+        assert not answer.accepted and answer.reason == "halted"
+    after = client.stats(cluster.url("p"))["refused_by_phase"]["halted"]
+    halted_before = before.get("halted", {})
+    assert after["alice"]["halted"] - halted_before.get("alice", {}).get("halted", 0) == 2
+    assert after["bob"]["halted"] - halted_before.get("bob", {}).get("halted", 0) == 1
+    set_phase(client, cluster, Phase.OPEN)

@@ -228,9 +228,12 @@ class ReplicaApp:
 
     async def _submit(self, kind: str, body: BaseModel) -> Response:
         outcome = self.node.submit(kind, body.model_dump(mode="json"))
+        account = getattr(body, "account", None)
         if isinstance(outcome, Refusal):
+            self.node.count_refusal(account, str(outcome.reason))
             return _refusal(outcome)
         if not await self.node.wait_replicated(outcome.seq):
+            self.node.count_refusal(account, str(Reason.REPLICATION_TIMEOUT))
             return _refusal(Refusal(Reason.REPLICATION_TIMEOUT, 503), seq=outcome.seq)
         return JSONResponse({"accepted": True, "seq": outcome.seq})
 

@@ -40,6 +40,9 @@ from orchestrator.engine.replica.journal import ControlState, Entry, Journal
 log = logging.getLogger("orchestrator.engine.replica")
 
 
+MAX_NAMED_ACCOUNTS = 10_000  # accounts named in refused_by_phase; beyond, "(other)"
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """What the command line gives a replica; the token is kept out of `repr` so it is never logged."""
@@ -122,6 +125,8 @@ class Node:
         self.rejoining = False  # the journal is being rebuilt from a primary (`rejoin`): fenced, never promoted
         self.accepted: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
+        self.refused_by_phase: Counter[tuple[str, str, str]] = Counter()  # (phase, account, reason)
+        self._accounts_named: set[str] = set()
         self.control_lock = asyncio.Lock()  # serializes control changes (see the module's docstring)
         if self.role is Role.PRIMARY:
             self._count_held_as_unreplicated()
@@ -204,9 +209,23 @@ class Node:
                 "book": self.ledger.levels(depth), "at": to_wire_time(self.clock())}
 
     def stats(self) -> dict[str, Any]:
+        by_phase: dict[str, dict[str, dict[str, int]]] = {}
+        for (phase, account, reason), count in self.refused_by_phase.items():
+            by_phase.setdefault(phase, {}).setdefault(account, {})[reason] = count
         return {"replica": self.settings.replica_id, "accepted": dict(self.accepted),
                 "refused": dict(self.refused), "accepted_total": self.accepted.total(),
-                "refused_total": self.refused.total()}
+                "refused_total": self.refused.total(), "refused_by_phase": by_phase}
+
+    def count_refusal(self, account: object, reason: str) -> None:
+        """An order refused in the phase it met, by account: whom to compensate after a halt or a protection window.
+        Accounts come from clients, so only the first `MAX_NAMED_ACCOUNTS` are named; the rest count as one."""
+        name = account if isinstance(account, str) and account else "(none)"
+        if name not in self._accounts_named:
+            if len(self._accounts_named) >= MAX_NAMED_ACCOUNTS:
+                name = "(other)"
+            else:
+                self._accounts_named.add(name)
+        self.refused_by_phase[(str(self.ledger.phase), name, reason)] += 1
 
     # --- writes (primary) ---------------------------------------------------------------------------------
 
