@@ -4,6 +4,11 @@ EC2 answers a dry run with an error either way: `DryRunOperation` when the call 
 `UnauthorizedOperation` when not (an invalid or expired key fails before that, with its own code). The client is
 built through the adapter's credential chain (`providers.aws._session`, the site's `profile`), one per site.
 Instances named by their `Name` tag are looked up first (`ec2:DescribeInstances`, a real read).
+
+With `health_api` on, the AWS Health signal is asked too: the Health API has no dry run, so it is a real read
+(`DescribeEvents` for EC2, `maxResults=10`, one page), at the endpoints the adapter reads (the active one, then the
+passive one when the first cannot answer at all). `SubscriptionRequiredException` (an account without a Business
+support plan) counts as refused: the signal would never answer.
 """
 
 from __future__ import annotations
@@ -14,18 +19,20 @@ from typing import Any
 
 import botocore.exceptions
 
-from providers.aws import AUTH_CODES, _config, _session
+from providers.aws import AUTH_CODES, HEALTH_REGIONS, _config, _session
 from providers.base import CloudProvider
 from providers.calls import brief
 from providers.permissions import Grant
 
-REFUSED = AUTH_CODES | {"UnauthorizedOperation", "AccessDenied", "Forbidden"}
+REFUSED = AUTH_CODES | {"UnauthorizedOperation", "AccessDenied", "AccessDeniedException", "Forbidden",
+                       "SubscriptionRequiredException"}
 TIMEOUT = 10.0
 
 
 def check_ec2(provider: CloudProvider, instances: list[str]) -> list[Grant]:
     site = provider.site
-    profile = getattr(getattr(provider, "options", None), "profile", None)
+    options = getattr(provider, "options", None)
+    profile = getattr(options, "profile", None)
     try:
         session = _session(profile, site.region, site.endpoint_url)
         ec2 = session.client("ec2", region_name=site.region, endpoint_url=site.endpoint_url, config=_config(TIMEOUT))
@@ -44,7 +51,29 @@ def check_ec2(provider: CloudProvider, instances: list[str]) -> list[Grant]:
         grants += [_ask(at, "ec2:StopInstances",
                         partial(ec2.stop_instances, InstanceIds=[instance_id], Force=True, DryRun=True)),
                    _ask(at, "ec2:StartInstances", partial(ec2.start_instances, InstanceIds=[instance_id], DryRun=True))]
+    if getattr(options, "health_api", False):
+        grants.append(_health(session, provider, where))
     return grants
+
+
+def _health(session: Any, provider: CloudProvider, where: str) -> Grant:
+    """`health:DescribeEvents`, asked by reading one page of EC2 events at each endpoint in turn until one answers
+    (an authorization answer from the first is final: the other endpoint would give the same)."""
+    urls = tuple(getattr(getattr(provider, "options", None), "health_endpoint_urls", ()) or ())
+    regions = HEALTH_REGIONS[:1] if len(urls) == 1 else HEALTH_REGIONS
+    grant = Grant(where, "health:DescribeEvents", None, "no endpoint asked")
+    for turn, region in enumerate(regions):
+        endpoint = urls[turn] if turn < len(urls) else provider.site.endpoint_url
+        at = f"{where}: AWS Health at {region}"
+        try:
+            health = session.client("health", region_name=region, endpoint_url=endpoint, config=_config(TIMEOUT))
+        except botocore.exceptions.BotoCoreError as error:
+            return Grant(at, "health:DescribeEvents", None, brief(error))
+        grant = _ask(at, "health:DescribeEvents",
+                     partial(health.describe_events, filter={"services": ["EC2"]}, maxResults=10))
+        if grant.allowed is not None:
+            return grant if grant.allowed is False else Grant(at, grant.permission, True)
+    return grant
 
 
 def _resolve(ec2: Any, name: str, where: str) -> tuple[str | None, Grant]:

@@ -1,6 +1,7 @@
 """Azure: the permissions API (azure-mgmt-authorization) on each VM and on its resource group. It answers the
 caller's effective permissions there (every role assignment's `actions` and `notActions`), which are matched against
-what the adapter calls (`required.AZURE_VM`, `AZURE_GROUP`) as Azure matches them (`actions.allows`).
+what the adapter calls (`required.AZURE_VM`, `AZURE_GROUP`, and with `resource_health` on, the Resource Health read
+of each VM) as Azure matches them (`actions.allows`).
 
 The client is built as the adapter's: the site's injected credential, else DefaultAzureCredential (once per
 process), and for a plain-http loopback endpoint a placeholder token with its own bearer policy.
@@ -20,7 +21,7 @@ from providers.base import CloudProvider, loopback_http
 from providers.calls import brief
 from providers.permissions import Grant
 from providers.permissions.actions import allows
-from providers.permissions.required import AZURE_GROUP, AZURE_VM
+from providers.permissions.required import AZURE_GROUP, AZURE_RESOURCE_HEALTH, AZURE_VM
 
 
 def check_vms(provider: CloudProvider, instances: list[str]) -> list[Grant]:
@@ -28,6 +29,7 @@ def check_vms(provider: CloudProvider, instances: list[str]) -> list[Grant]:
     options = getattr(provider, "options", None)
     subscription = str(getattr(options, "subscription", ""))
     group = str(getattr(options, "resource_group", ""))
+    per_vm = (*AZURE_VM, *(AZURE_RESOURCE_HEALTH if getattr(options, "resource_health", False) else ()))
     client = _client(provider, subscription)
     where = f"site {site.name}"
     grants = _ask(lambda: client.permissions.list_for_resource_group(resource_group_name=group), AZURE_GROUP,
@@ -38,7 +40,7 @@ def check_vms(provider: CloudProvider, instances: list[str]) -> list[Grant]:
         grants += _ask(partial(client.permissions.list_for_resource, resource_group_name=vm_group,
                                resource_provider_namespace="Microsoft.Compute", parent_resource_path="",
                                resource_type="virtualMachines", resource_name=name),
-                       AZURE_VM, f"{where}: vm {vm_group}/{name}")
+                       per_vm, f"{where}: vm {vm_group}/{name}")
     return grants
 
 

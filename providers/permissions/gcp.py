@@ -1,5 +1,7 @@
 """GCP: `testIamPermissions` on each instance (get, start, stop) and on the project, through Resource Manager (the
-region, zone and zone-operation reads the adapter makes). Each answers the subset of the asked permissions the
+region, zone and zone-operation reads the adapter makes, and its outage signals' reads when they are on: Service
+Health's `servicehealth.events.list`, and the host-error read's `compute.globalOperations.aggregatedList`, which is
+what `GET aggregated/operations` needs). Each answers the subset of the asked permissions the
 caller holds; asking needs no permission itself, so a refusal here is exactly what the adapter would meet.
 
 The session is built as the adapter's: the site's injected credentials, else Application Default Credentials (one
@@ -21,7 +23,7 @@ from providers.base import CloudProvider, loopback_http
 from providers.calls import brief
 from providers.gcp import API_ENDPOINT, _default_credentials
 from providers.permissions import Grant
-from providers.permissions.required import GCP_INSTANCE, GCP_PROJECT
+from providers.permissions.required import GCP_HOST_ERRORS, GCP_INSTANCE, GCP_PROJECT, GCP_SERVICE_HEALTH
 
 RESOURCE_MANAGER = "https://cloudresourcemanager.googleapis.com"
 TIMEOUT = 10.0
@@ -29,7 +31,8 @@ TIMEOUT = 10.0
 
 def check_compute(provider: CloudProvider, instances: list[str]) -> list[Grant]:
     site = provider.site
-    project = str(getattr(getattr(provider, "options", None), "project", "") or "")
+    options = getattr(provider, "options", None)
+    project = str(getattr(options, "project", "") or "")
     where = f"site {site.name}"
     try:
         session = _session(provider)
@@ -37,7 +40,7 @@ def check_compute(provider: CloudProvider, instances: list[str]) -> list[Grant]:
         return [Grant(where, "google credentials", False, brief(error, 160))]
     compute = (site.endpoint_url or API_ENDPOINT).rstrip("/")
     manager = (site.endpoint_url or RESOURCE_MANAGER).rstrip("/")
-    grants = _test(session, f"{manager}/v1/projects/{_seg(project)}:testIamPermissions", GCP_PROJECT,
+    grants = _test(session, f"{manager}/v1/projects/{_seg(project)}:testIamPermissions", project_permissions(options),
                    f"{where}: project {project}")
     for instance in instances:
         zone, name = _zone_and_name(instance, site.zones)
@@ -45,6 +48,12 @@ def check_compute(provider: CloudProvider, instances: list[str]) -> list[Grant]:
                "/testIamPermissions")
         grants += _test(session, url, GCP_INSTANCE, f"{where}: instance {zone}/{name}")
     return grants
+
+
+def project_permissions(options: object) -> tuple[str, ...]:
+    """What the adapter needs on the project: its reads, and each outage signal's read when the signal is on."""
+    return (*GCP_PROJECT, *(GCP_SERVICE_HEALTH if getattr(options, "service_health", False) else ()),
+            *(GCP_HOST_ERRORS if getattr(options, "host_errors", False) else ()))
 
 
 def _session(provider: CloudProvider) -> AuthorizedSession:

@@ -209,12 +209,15 @@ def test_the_shipped_gcp_and_azure_roles_allow_every_call_a_failover_makes(tmp_p
         assert result.returncode == 0, result.stdout + result.stderr
         plan = json.loads(result.stdout)
         asked = [(g["permission"], g["verdict"]) for g in plan["permissions"]]
-        # GCP: 3 project permissions, 3 on the instance; Azure: 1 on the group, 4 on the VM; the DNS zone read, and
-        # the zone's write permissions (Cloud DNS: 8 by testIamPermissions; Azure DNS: 11 actions)
-        assert len(asked) == 3 + 3 + 1 + 4 + 1 + (8 if dns == "gcp" else 11)
+        # GCP: 3 project permissions and the 2 signals' reads, 3 on the instance; Azure: 2 on the group, 4 on the VM
+        # and its Resource Health read; the DNS zone read, and the zone's write permissions (Cloud DNS: 8 by
+        # testIamPermissions; Azure DNS: 11 actions)
+        assert len(asked) == (3 + 2) + 3 + 2 + (4 + 1) + 1 + (8 if dns == "gcp" else 11)
         assert {verdict for _, verdict in asked} == {"allowed"}
         assert ("compute.instances.stop", "allowed") in asked
         assert ("Microsoft.Compute/virtualMachines/deallocate/action", "allowed") in asked
+        assert {"servicehealth.events.list", "compute.globalOperations.aggregatedList",
+                "Microsoft.ResourceHealth/availabilityStatuses/read"} <= {permission for permission, _ in asked}
 
 
 @pytest.mark.parametrize(("cloud", "missing"), [
@@ -222,6 +225,11 @@ def test_the_shipped_gcp_and_azure_roles_allow_every_call_a_failover_makes(tmp_p
     ("gcp", "compute.zoneOperations.get"),
     ("azure", "Microsoft.Compute/virtualMachines/deallocate/action"),
     ("azure", "Microsoft.Compute/virtualMachines/start/action"),
+    # the outage signals' reads: a signal the credential cannot read would say `unknown` in every outage
+    ("gcp", "servicehealth.events.list"),
+    ("gcp", "compute.globalOperations.aggregatedList"),
+    ("azure", "Microsoft.ResourceHealth/availabilityStatuses/read"),
+    ("azure", "Microsoft.Compute/locations/operations/read"),
 ])
 def test_a_role_without_a_permission_the_failover_needs_fails_the_dry_run(tmp_path: Path, cloud: str,
                                                                          missing: str) -> None:
@@ -278,3 +286,82 @@ def test_a_dns_zone_the_credential_cannot_write_fails_the_dry_run(tmp_path: Path
         assert result.returncode == 3, result.stdout + result.stderr
         refused = [g["permission"] for g in json.loads(result.stdout)["permissions"] if g["verdict"] != "allowed"]
         assert refused == [missing]
+
+
+def test_a_signal_switched_off_is_not_asked_about(tmp_path: Path) -> None:
+    """Least privilege: a site that reads no Service Health, host errors or Resource Health needs none of their
+    permissions, so a role without them passes."""
+    gcp, (actions, not_actions) = _roles()
+    signals = {"servicehealth.events.list", "compute.globalOperations.aggregatedList",
+               "Microsoft.ResourceHealth/availabilityStatuses/read"}
+    for config in _clouds(tmp_path, gcp=[p for p in gcp if p not in signals], dns="gcp", dns_granted=gcp,
+                          azure=([a for a in actions if a not in signals], not_actions)):
+        text = config.read_text().replace("project: exchange-prod,", "project: exchange-prod, service_health: false, "
+                                          "host_errors: false,", 1)  # the site's line, not the zone's
+        config.write_text(text.replace("resource_group: trading,", "resource_group: trading, resource_health: false,"))
+        result = _check(config)
+        assert result.returncode == 0, result.stdout + result.stderr
+        asked = {g["permission"] for g in json.loads(result.stdout)["permissions"]}
+        assert not asked & signals
+
+
+# --- the shipped files hold exactly what the adapters need -------------------------------------------------------
+
+def test_the_shipped_policies_grant_exactly_what_the_adapters_call() -> None:
+    """Least privilege: every permission a file grants is one an adapter or router calls (`required.py`), and every
+    one they call is granted; the Azure role adds only the permissions API the dry run itself reads."""
+    from orchestrator.testbed.fakes.iam import load_azure_role, load_gcp_role
+    from providers.permissions import required
+
+    aws = {a for s in json.loads(POLICY.read_text())["Statement"] for a in s["Action"]}
+    assert aws == {*required.AWS_EC2_READ, *required.AWS_EC2_WRITE, *required.AWS_ROUTE53, *required.AWS_HEALTH}
+    assert set(load_gcp_role(GCP_ROLE)) == {*required.GCP_INSTANCE, *required.GCP_PROJECT,
+                                             *required.GCP_SERVICE_HEALTH, *required.GCP_HOST_ERRORS,
+                                             *required.GCP_DNS}
+    actions, not_actions = load_azure_role(AZURE_ROLE)
+    assert (set(actions), not_actions) == ({*required.AZURE_VM, *required.AZURE_GROUP, *required.AZURE_RESOURCE_HEALTH,
+                                            *required.AZURE_DNS, required.AZURE_CHECK}, [])
+
+
+# --- AWS Health: a real read, since the Health API has no dry run -----------------------------------------------
+
+def _health_iam(allowed_keys: set[str]) -> Any:
+    """An AWS Health fake that answers only the access keys whose policy allows health:DescribeEvents (moto has no
+    Health API, so its IAM cannot be asked): any other signed request gets AWS's AccessDeniedException."""
+    from orchestrator.testbed.fakes._http import FakeRequest, FakeResponse
+    from orchestrator.testbed.fakes.aws_health import AwsHealthFake
+
+    class HealthIamFake(AwsHealthFake):
+        def _dispatch(self, request: FakeRequest) -> FakeResponse:
+            credential = request.headers.get("authorization", "").partition("Credential=")[2].split("/", 1)[0]
+            if credential not in allowed_keys:
+                return self._error(400, "AccessDeniedException", "User is not authorized to perform "
+                                   "health:DescribeEvents")
+            return super()._dispatch(request)
+
+    return HealthIamFake()
+
+
+@pytest.mark.parametrize("granted", [True, False])
+def test_the_aws_health_signal_is_asked_with_a_real_read(moto_ci: dict[str, Any], granted: bool) -> None:
+    from orchestrator.testbed.fakes import FakeServer
+
+    policy = json.loads(POLICY.read_text())
+    keys = _user(moto_ci["endpoint"], "failover-health", policy if granted else
+                 _without(policy, "health:DescribeEvents"))
+    health = _health_iam({keys["AWS_ACCESS_KEY_ID"]} if granted else set())
+    with FakeServer(health) as served:
+        config: Path = moto_ci["config"]
+        config.write_text(config.read_text().replace(
+            "zones: [ap-east-1a]}", f'zones: [ap-east-1a], health_api: true, health_endpoint_urls: ["{served.url}"]}}'))
+        result = _plan(moto_ci, keys, "--check-permissions")
+    lines = [line.strip() for line in result.stdout.splitlines() if "health:DescribeEvents" in line]
+    if granted:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert lines == ["allowed  health:DescribeEvents  site aws-hk: AWS Health at us-east-1"]
+        assert "permissions: 12 asked, 0 refused, 0 unknown" in result.stdout
+    else:
+        assert result.returncode == 3, result.stdout + result.stderr
+        assert lines[0].startswith("refused  health:DescribeEvents  site aws-hk: AWS Health at us-east-1")
+        assert "permissions: 12 asked, 1 refused, 0 unknown" in result.stdout
+        assert "permission_refused: health:DescribeEvents on site aws-hk" in result.stdout
