@@ -208,16 +208,29 @@ class CloudProvider(ApiCaller, ABC):
     # --- health --------------------------------------------------------------------------------------------------
 
     def observe(self, instances: Mapping[str, str]) -> list[Observation]:
-        """One observation of the site and one per replica (`instances`: instance id → replica name).
+        """One observation of the site and one per replica (`instances`: instance id → replica name), then the
+        extra signals' (`observe_signals`), in this thread: the simulator's way, whose clock is virtual.
 
         Never raises for a provider failure: a control plane that cannot answer is not a down data plane, so its
         subjects are reported `unknown` with the error in the detail. The whole poll shares one `call_deadline`.
         """
         at = self._clock()
-        observations = self._observe_core(instances, at)
+        return self._observe_core(instances, at) + self._observe_signals(instances, at)
+
+    def observe_main(self, instances: Mapping[str, str]) -> list[Observation]:
+        """The main source's observations alone (what `observe` gives under `self.source`). With `observe_signals`
+        on another thread, a signal whose API hangs cannot make the main answer late (drivers/provider_watch.py)."""
+        return self._observe_core(instances, self._clock())
+
+    def observe_signals(self, instances: Mapping[str, str]) -> list[Observation]:
+        """The extra signals' observations alone (`_signals`), under a budget of their own (half `call_deadline`).
+        Safe to run beside `observe_main` on another thread: deadlines are per thread, and adapters build their
+        clients under `self._lock`."""
+        return self._observe_signals(instances, self._clock())
+
+    def _observe_signals(self, instances: Mapping[str, str], at: float) -> list[Observation]:
         with self._deadline(self.call_deadline / 2):  # the extra sources share a budget of their own
-            observations.extend(self._signals(instances, at))
-        return observations
+            return self._signals(instances, at)
 
     def _signals(self, instances: Mapping[str, str], at: float) -> list[Observation]:
         """Observations from the adapter's other sources (a status page API, per-VM health), each under a source

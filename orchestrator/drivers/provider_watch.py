@@ -10,12 +10,19 @@ The wait starts after the probes, not with the polls: on a loaded machine our ow
 is a fifth of a second of CPU) must not eat a healthy API's time and turn its verdict unknown. The simulator
 polls inline (`background=False`): its clock is virtual, and results must not depend on thread timing.
 
+A site's extra signals (AWS Health, Service Health, Resource Health: `providers.base.PolledSignal`) are polled on
+a thread of their own beside the main source's (`observe_main` / `observe_signals`): they come from services that
+struggle in the same outage, and a Health read that hangs must not make the EC2 answer miss a cron run's wait. The
+signals' answer is taken whenever it comes; while it has not come they have no vote (nothing is reported for them,
+never a stand-in), and they are not asked again until their read in flight is back.
+
 An API that fails is asked again only after a growing pause (up to a minute), so that a struggling control plane
 is not hammered while it recovers.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -24,7 +31,18 @@ from collections.abc import Callable, Mapping
 from orchestrator.core.model import Cause, Observation, Status
 from providers.base import API_FAILED, CloudProvider
 
+log = logging.getLogger(__name__)
+
 MAX_PAUSE = 60.0
+
+
+def _drain(done: queue.SimpleQueue[tuple[str, list[Observation]]]) -> list[tuple[str, list[Observation]]]:
+    found = []
+    while True:
+        try:
+            found.append(done.get_nowait())
+        except queue.Empty:
+            return found
 
 
 def api_failed(observations: list[Observation]) -> bool:
@@ -44,14 +62,18 @@ class ProviderWatch:
         self.instances_of = instances_of
         self.interval = interval
         self.background = background
-        self._next_at: dict[str, float] = {}
+        self._next_at: dict[str, float] = {}  # when each site's main source is polled next (its signals with it)
         self._failures: dict[str, int] = {}
-        self._in_flight: dict[str, threading.Thread] = {}
+        self._in_flight: dict[str, threading.Thread] = {}  # the main source's poll, per site
+        self._signals_in_flight: dict[str, threading.Thread] = {}  # the extra signals' poll, per site
         self._done: queue.SimpleQueue[tuple[str, list[Observation]]] = queue.SimpleQueue()
+        self._signals_done: queue.SimpleQueue[tuple[str, list[Observation]]] = queue.SimpleQueue()
 
     def start(self, now: float) -> list[str]:
         """Start the polls that are due, each on its own thread (background mode only; the simulator polls inside
-        `collect`), and return their sites. Starting them before the replicas are probed lets both wait at once."""
+        `collect`), and return their sites. Starting them before the replicas are probed lets both wait at once.
+        A site's signals start with its main source, on a thread of their own, unless their last read is still
+        running."""
         if not self.background:
             return []
         due = self._due(now)
@@ -59,27 +81,32 @@ class ProviderWatch:
             thread = threading.Thread(target=self._run, args=(site,), name=f"provider-poll-{site}", daemon=True)
             self._in_flight[site] = thread
             thread.start()
+            if site not in self._signals_in_flight:
+                signals = threading.Thread(target=self._run_signals, args=(site,), name=f"provider-signals-{site}",
+                                           daemon=True)
+                self._signals_in_flight[site] = signals
+                signals.start()
         return due
 
     def collect(self, now: float, wait: float = 0.0) -> list[Observation]:
         """Start the polls that are due, and return every answer that arrived since the last call, waiting up to
-        `wait` seconds (wall time) for polls still running. With `wait`, a poll that has not answered by then is
-        reported `unknown` for its site and replicas (its answer, if it comes, is taken by a later call)."""
+        `wait` seconds (wall time) for polls still running. With `wait`, a main source that has not answered by then
+        is reported `unknown` for its site and replicas (its answer, if it comes, is taken by a later call); signals
+        that have not answered are left out (no vote) and taken by a later call."""
         if not self.background:
             return [obs for site in self._due(now) for obs in self._settle(site, self._poll(site), now)]
         self.start(now)
         if wait > 0:
             deadline = time.monotonic() + wait
-            for thread in list(self._in_flight.values()):
+            for thread in [*self._in_flight.values(), *self._signals_in_flight.values()]:
                 thread.join(max(0.0, deadline - time.monotonic()))
         found: list[Observation] = []
-        while True:
-            try:
-                site, observations = self._done.get_nowait()
-            except queue.Empty:
-                break
+        for site, observations in _drain(self._done):
             self._in_flight.pop(site, None)
             found.extend(self._settle(site, observations, now))
+        for site, observations in _drain(self._signals_done):
+            self._signals_in_flight.pop(site, None)
+            found.extend(observations)
         if wait > 0:
             found.extend(obs for site in self._in_flight for obs in self._late(site, now, wait))
         return sorted(found, key=lambda o: (o.subject, o.source))
@@ -99,19 +126,28 @@ class ProviderWatch:
                 for subject in (site, *self.instances_of(site).values())]
 
     def pending(self) -> list[str]:
-        """Sites whose poll is still running (a slow or hung API)."""
-        return sorted(self._in_flight)
+        """Sites whose poll (of the main source or of the signals) is still running (a slow or hung API)."""
+        return sorted({*self._in_flight, *self._signals_in_flight})
 
     def _poll(self, site: str) -> list[Observation]:
+        """Inline (the simulator): the main source and the signals, one after the other."""
         return self.providers[site].observe(self.instances_of(site))
 
     def _run(self, site: str) -> None:
         try:
-            observations = self._poll(site)
+            observations = self.providers[site].observe_main(self.instances_of(site))
         except Exception as error:  # a poll thread must always report back, whatever broke
             observations = [Observation(time.time(), site, self.providers[site].source, Status.UNKNOWN,
                                         f"{API_FAILED}: {type(error).__name__}", Cause.API_FAILED)]
         self._done.put((site, observations))
+
+    def _run_signals(self, site: str) -> None:
+        try:
+            observations = self.providers[site].observe_signals(self.instances_of(site))
+        except Exception:  # signals never raise (PolledSignal); if one did, it loses its vote, not the thread
+            log.exception("site %s: the outage signals' poll failed", site)
+            observations = []
+        self._signals_done.put((site, observations))
 
     def _settle(self, site: str, observations: list[Observation], now: float) -> list[Observation]:
         if api_failed(observations):

@@ -1,0 +1,133 @@
+"""An outage signal that hangs never makes the main source late.
+
+A site's extra signals (AWS Health, Service Health, Resource Health: `PolledSignal`s) come from services of their
+own, which struggle in the same outage as the cloud. A cron run waits `CRON_PROVIDER_WAIT` (2 s) for the clouds after
+its probes; if the signals were read on the same thread as the main source (EC2, Compute, the VMs' instance view),
+a Health read that hangs would hold the EC2 answer past that wait and the site would be reported `unknown` ("no
+answer within 2s"). Each is polled on a thread of its own: the main source's answer is taken as soon as it comes,
+the signal's whenever it comes (it votes then), and a new poll of the main source starts on time while the signal's
+read is still hanging.
+
+The cloud here is a small `CloudProvider` whose main API answers at once and whose signal's read blocks until the
+test opens its gate: a hang as long as the test wants, without any wall-clock bound on how fast anything answers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+
+import pytest
+
+from orchestrator.core.model import Cause, Observation, Site, Status
+from orchestrator.drivers.modes import CRON_PROVIDER_WAIT
+from orchestrator.drivers.provider_watch import ProviderWatch
+from providers.base import CloudProvider, InstanceHealth, InstanceState, PolledSignal
+
+pytestmark = pytest.mark.timeout(120)
+
+GENEROUS = 30.0
+SIGNAL = "provider:test-health"
+
+
+class CloudWithHealth(CloudProvider):
+    """One zone, one running instance, and a health signal whose API blocks until `gate` is opened."""
+
+    kind = "test"
+    capabilities = frozenset()
+
+    def __init__(self, name: str) -> None:
+        super().__init__(Site(name, "test", "region", ("zone-a",)), call_deadline=2 * GENEROUS)
+        self.gate = threading.Event()
+        self.signal_asked = threading.Event()
+        self.main_polls = 0
+        self.health = PolledSignal(SIGNAL, 0.0, GENEROUS, self._read_health)
+
+    def _read_health(self, now: float) -> list[tuple[str, Status, str]]:
+        self.signal_asked.set()
+        if not self.gate.wait(GENEROUS):
+            raise AssertionError("the test never opened the signal's gate")
+        return [(self.site.name, Status.DOWN, "an open EC2 issue in zone-a")]
+
+    def _signals(self, instances: Mapping[str, str], at: float) -> list[Observation]:
+        return self.health.observe(at, [self.site.name])
+
+    def _zone_statuses(self) -> Mapping[str, Status]:
+        return {"zone-a": Status.OK}
+
+    def _instance_healths(self, instances: Sequence[str]) -> Mapping[str, InstanceHealth]:
+        with self._lock:
+            self.main_polls += 1
+        return {i: InstanceHealth(i, InstanceState.RUNNING, Status.OK) for i in instances}
+
+    def _start(self, instance: str) -> None:
+        raise NotImplementedError
+
+    def _stop(self, instance: str) -> None:
+        raise NotImplementedError
+
+    def _translate(self, exc: Exception) -> None:
+        return None
+
+    def _retryable(self, exc: Exception) -> bool:
+        return False
+
+
+def _watch(cloud: CloudWithHealth, interval: float = 0.0) -> ProviderWatch:
+    return ProviderWatch({"aws-hk": cloud}, lambda site: {"i-hk": "spot-aws"}, interval=interval)
+
+
+def _main(observations: Sequence[Observation], cloud: CloudProvider) -> dict[str, Observation]:
+    return {o.subject: o for o in observations if o.source == cloud.source}
+
+
+def test_a_hung_health_read_leaves_the_main_answer_in_time_for_cron() -> None:
+    """The cron run's own wait, with the signal hanging for all of it: EC2's answer is in, healthy, not `unknown`."""
+    cloud = CloudWithHealth("aws-hk")
+    try:
+        seen = _watch(cloud).collect(time.time(), wait=CRON_PROVIDER_WAIT)
+        assert cloud.signal_asked.is_set() and not cloud.gate.is_set()  # the Health read was made, and hangs
+        main = _main(seen, cloud)
+        assert {subject: (o.status, o.cause) for subject, o in main.items()} == {
+            "aws-hk": (Status.OK, None), "spot-aws": (Status.OK, None)}
+        assert [o for o in seen if o.source == SIGNAL] == []  # no answer yet: no vote, never an old verdict
+    finally:
+        cloud.gate.set()
+
+
+def test_the_signal_votes_once_its_read_comes_back() -> None:
+    cloud = CloudWithHealth("aws-hk")
+    watch = _watch(cloud, interval=3600.0)
+    try:
+        first = watch.collect(time.time())
+        assert cloud.signal_asked.wait(GENEROUS)
+        cloud.gate.set()
+        signal: list[Observation] = [o for o in first if o.source == SIGNAL]
+        deadline = time.monotonic() + GENEROUS
+        while not signal and time.monotonic() < deadline:
+            signal = [o for o in watch.collect(time.time(), wait=0.5) if o.source == SIGNAL]
+        assert [(o.subject, o.status) for o in signal] == [("aws-hk", Status.DOWN)]
+        assert watch.pending() == []
+    finally:
+        cloud.gate.set()
+
+
+def test_the_main_source_is_polled_again_on_time_while_the_signal_hangs() -> None:
+    """The daemon's way (no wait): each cycle takes what has come; a hung signal read holds back no later poll
+    of the main source, and is not asked again while it hangs (one read in flight per signal)."""
+    cloud = CloudWithHealth("aws-hk")
+    watch = _watch(cloud)
+    try:
+        assert cloud.signal_asked.wait(GENEROUS) if watch.start(time.time()) else False
+        answers: list[Observation] = []
+        deadline = time.monotonic() + GENEROUS
+        while cloud.main_polls < 3 and time.monotonic() < deadline:
+            answers += watch.collect(time.time(), wait=0.5)
+        assert cloud.main_polls >= 3 and not cloud.gate.is_set()
+        main = [o for o in answers if o.source == cloud.source and o.subject == "spot-aws"]
+        assert len(main) >= 2 and {o.status for o in main} == {Status.OK}
+        assert not any(o.cause is Cause.API_FAILED for o in answers)
+        assert watch.pending() == ["aws-hk"]  # the signal's read, still hanging
+    finally:
+        cloud.gate.set()
