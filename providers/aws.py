@@ -491,7 +491,7 @@ class Route53Router(_AwsErrors, TrafficRouter):
                 return value.rstrip(".")
         return None
 
-    def _point_to(self, dns: DnsTarget, address: str) -> None:
+    def _point_to(self, dns: DnsTarget, address: str) -> str | None:
         new = {"Name": _fqdn(dns.record), "Type": _record_type(address), "TTL": dns.ttl,
                "ResourceRecords": [{"Value": address}]}
         changes: list[dict[str, Any]] = []
@@ -509,6 +509,7 @@ class Route53Router(_AwsErrors, TrafficRouter):
             subject=f"record {dns.record}", HostedZoneId=self._zone_id(dns),
             ChangeBatch={"Comment": f"failover: {dns.record} -> {address}", "Changes": changes},
         )
+        return None  # no wait for INSYNC here: providers.dns_aws.Route53Router adds it
 
 
 def _fqdn(name: str) -> str:

@@ -38,8 +38,7 @@ class Route53Router(_Route53Records):
 
         return recorded
 
-    # providers.aws declares its hook `-> None` (written before a router could return a pending change's id)
-    def _point_to(self, dns: DnsTarget, address: str) -> str | None:  # type: ignore[override]
+    def _point_to(self, dns: DnsTarget, address: str) -> str | None:
         super()._point_to(dns, address)
         with self._lock:
             return self._change_ids.pop(_fqdn(dns.record), None)

@@ -196,15 +196,17 @@ class AzureOptions(OptionsModel):
 
 
 class Route53Options(OptionsModel):
-    """`profile`: as for an AWS site; Route 53 is global, so a DNS target names no region."""
+    """`profile`: as for an AWS site; Route 53 is global, so a DNS target names no region. Here rather than in
+    providers/dns_specs.py (where the router's spec is) because providers/aws.py, which holds the record logic,
+    parses it too."""
 
     profile: NonEmpty | None = None
 
 
-# Named by the entry points of pyproject.toml ([project.entry-points."failover.providers"] and "failover.routers").
+# Named by the entry points of pyproject.toml ([project.entry-points."failover.providers"], and "failover.routers" for
+# LOCAL_DNS). The cloud DNS routers' specs are in providers/dns_specs.py, Route 53 ARC's in providers/arc_specs.py.
 AWS = AdapterSpec(AwsOptions, "providers.aws:AwsProvider")
 GCP = AdapterSpec(GcpOptions, "providers.gcp:GcpProvider")
 AZURE = AdapterSpec(AzureOptions, "providers.azure:AzureProvider")
 LOCAL = AdapterSpec(NoOptions, "providers.local:LocalProvider")
-ROUTE53 = AdapterSpec(Route53Options, "providers.aws:Route53Router")
 LOCAL_DNS = AdapterSpec(NoOptions, "providers.local:LocalRouter")
