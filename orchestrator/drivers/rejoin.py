@@ -31,6 +31,7 @@ from typing import Any
 
 from orchestrator.core.errors import ConfigError, EngineError, FailoverError, UnsafeError
 from orchestrator.core.model import Engine, ReplicaStatus, Role, Topology
+from orchestrator.core.quarantine import may_host
 from orchestrator.drivers.reconcile import from_rejoin
 from orchestrator.drivers.state import load_engine
 from orchestrator.engine.base import EngineControl
@@ -106,6 +107,10 @@ class Rejoin:
         primary = record.primary
         if replica == primary:
             raise UnsafeError(f"refused: {replica} is the primary of {engine.name}; only another replica rejoins it")
+        site = engine.replica(replica).site
+        if not may_host(site, self.store.quarantines(), self.clock(), self.topology.policy.quarantine):
+            raise UnsafeError(f"refused: {site}, where {replica} runs, is in quarantine (a site that went down hosts "
+                              "nothing until healthy for policy.quarantine); `failover release` ends it by hand")
         statuses = self._statuses(engine)
         current = statuses.get(primary)
         if current is None or current.role is not Role.PRIMARY:
