@@ -33,7 +33,7 @@ from benchmarks.figures import Figure
 
 MODULES = ("cli_start_bench", "cron_bench", "sim_bench", "sim_scale_bench", "failover_time_bench", "gray_bench",
            "providers_bench", "daemon_bench", "daemon_scale_bench", "status_page_bench", "deadline_bench",
-           "handover_bench", "drill_bench")
+           "handover_bench", "rejoin_bench", "drill_bench")
 
 # Repetitions per benchmark: (default set, full set). Only how many times; what is measured stays the same.
 Setting = int | bool | None
@@ -53,6 +53,7 @@ SETS: dict[str, tuple[dict[str, Setting], dict[str, Setting]]] = {
     "status_page_bench": ({"requests": 30}, {"requests": 200}),
     "deadline_bench": ({"repeats": 3}, {"repeats": 5}),
     "handover_bench": ({"repeats": 1, "killed_runs": 1}, {"repeats": 3, "killed_runs": 3}),
+    "rejoin_bench": ({"runs": 1, "entries": 20000}, {"runs": 3, "entries": 100000}),
     "drill_bench": ({"runs": 1}, {"runs": 3}),
 }
 
