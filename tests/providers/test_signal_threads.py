@@ -131,3 +131,26 @@ def test_the_main_source_is_polled_again_on_time_while_the_signal_hangs() -> Non
         assert watch.pending() == ["aws-hk"]  # the signal's read, still hanging
     finally:
         cloud.gate.set()
+
+
+def test_gcp_service_health_hanging_leaves_compute_in_time_for_cron() -> None:
+    """The real GCP adapter against its fake over HTTP: Service Health's endpoint hangs (the connection accepted, no
+    answer, for longer than the run), Compute answers. The cron run's wait brings Compute's site and replica
+    verdicts, healthy; the adapter's one HTTP session serves both threads."""
+    from provider_helpers import gcp_site
+
+    from orchestrator.testbed.fakes import FakeServer, GcpComputeFake
+    from providers import build_provider
+
+    fake = GcpComputeFake(zones=("asia-east2-a", "asia-east2-b"))
+    fake.add_instance("spot-engine-1", "asia-east2-a")
+    fake.hang_next(2 * GENEROUS, count=1000, path=r"/locations/global/events$")
+    with FakeServer(fake) as server:
+        provider = build_provider(gcp_site(server), call_deadline=2 * GENEROUS, request_timeout=2 * GENEROUS,
+                                  backoff=(0.1, 0.5))
+        watch = ProviderWatch({"gcp-hk": provider}, lambda site: {"spot-engine-1": "spot-gcp"}, interval=3600.0)
+        seen = watch.collect(time.time(), wait=CRON_PROVIDER_WAIT)
+        assert {subject: (o.status, o.cause) for subject, o in _main(seen, provider).items()} == {
+            "gcp-hk": (Status.OK, None), "spot-gcp": (Status.OK, None)}
+        assert any(path.endswith("/locations/global/events") for _, path in fake.requests)  # asked, hanging
+        assert watch.pending() == ["gcp-hk"]
