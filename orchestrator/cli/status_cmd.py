@@ -174,6 +174,7 @@ def status_view(loaded: LoadedConfig, report: StatusReport, width: int, *,
     for engine in report.engines:
         parts += _engine(engine, display, width, wide)
     parts += [_line(text) for text in _quarantines(report, display)]
+    parts += [_line(f"topology differs from the configuration: {text}") for text in report.topology_differs]
     parts += [_line(text) for text in _notifications(report, display)]
     parts += [_line(text) for text in _daemons(report, display)]
     return parts

@@ -17,6 +17,7 @@ from orchestrator.core.model import Topology
 from orchestrator.core.quarantine import DEFAULT_QUARANTINE, Quarantine
 from orchestrator.drivers.state import load_engine
 from orchestrator.store.base import Conflict, StateStore
+from orchestrator.store.topology_record import differences, topology_book
 
 VERDICTS_KEY = "verdicts"
 
@@ -79,6 +80,7 @@ class StatusReport:
     daemons: list[DaemonLine] = field(default_factory=list)
     quarantines: list[QuarantineLine] = field(default_factory=list)
     quarantine_s: float = DEFAULT_QUARANTINE
+    topology_differs: list[str] = field(default_factory=list)  # replicas `failover replace` moved (store vs file)
 
 
 def quarantine_duration(topology: Topology) -> float:
@@ -146,8 +148,9 @@ def gather_status(loaded: LoadedConfig, now: float | None = None) -> StatusRepor
                          "oldest_pending_at": summary.oldest_pending_at}
         daemons = [daemon_line(beat.identity, beat.wall, beat.detail) for beat in store.heartbeats()]
         quarantines = quarantine_lines(store.quarantines(), now, duration)
+        differs = differences(topology, topology_book(store).recorded_replicas())
     return StatusReport(str(loaded.path), loaded.store_url, at, engines, notifications, daemons, quarantines,
-                        duration)
+                        duration, differs)
 
 
 def daemon_line(identity: str, wall: float, detail: Mapping[str, Any]) -> DaemonLine:

@@ -12,6 +12,7 @@ Every refusal is one line, exit 2 or 3, and changes nothing.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -116,6 +117,13 @@ def test_a_lost_replica_is_replaced_on_another_cloud_resumably_and_ends_in_sync(
         assert actions.count("replace.start") == 2 and actions.count("replace.unfinished") == 1
         assert actions[-6:] == ["replace.start", "replace.created", "replace.answering", "rejoin.start",
                                 "rejoin.done", "replace.done"]
+
+        status = failover(bed, "status")
+        said = [line for line in status.stdout.splitlines() if "topology differs from the configuration" in line]
+        assert len(said) == 1 and "spot/spot-azure: replaced" in said[0] and "site azure-hk -> gcp-hk" in said[0], \
+            status.stdout
+        plain = json.loads(failover(bed, "status", "-o", "json").stdout)
+        assert plain["topology_differs"] == [said[0].split(": ", 1)[1]]
 
         again = failover(bed, "replace", "spot-azure", "--site", "gcp-hk")  # a healthy standby now
         assert again.returncode == 3 and again.stderr.count("\n") == 1 and "--force" in again.stderr, again.stderr
