@@ -11,6 +11,11 @@ reopen step was journaled, would appear inside the protection window. The runboo
 boundary the engine's entries do not give (an incident that never closed, an engine that offers no journal), and
 each window says which it is. The impact section (`impact_rows`) lists, per account, what support compensates:
 orders refused by reason in each window, and orders in the old primary's archived, diverged tail.
+
+Reduced redundancy (`redundancy_window`): from the old primary's loss (the fault when known, else the incident's
+opening) until it was rejoined and acknowledges again (the rejoin driver's `rejoin.done` audit entry for it), the
+engine ran with one standby fewer than configured: a second loss in that time would leave no acknowledged copy.
+The end comes from the audit log, not from the incident, because the rejoin happens after the incident closed.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from orchestrator.core.runbook import Step, StepState
 from orchestrator.engine.protocol import from_wire_time
 from orchestrator.errors import FailoverError
 from orchestrator.store.base import StateStore
-from orchestrator.store.records import Incident, JournalEntry
+from orchestrator.store.records import AuditEntry, Incident, JournalEntry
 
 ENGINE_PHASES = "engine_phases"  # incident detail: the new primary's phase entries, captured at close
 PAGE = 5000  # the most entries one `GET /v1/journal` returns
@@ -69,6 +74,8 @@ class IncidentReport:
     audit_head: str = ""  # `SEQ:HASH` of the audit chain when the report was made: keep it to anchor the log
     impact: list[dict[str, Any]] = field(default_factory=list)  # per account: refused by reason, not executed
     impact_notes: list[str] = field(default_factory=list)  # what the impact rows could not say, and why
+    # from the old primary's loss until it was rejoined and acknowledging (end None: not restored yet)
+    redundancy: Window = field(default_factory=lambda: Window(None, None, None))
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -308,6 +315,23 @@ def impact_rows(detail: Mapping[str, Any], windows: Mapping[str, Window], displa
     return rows, notes
 
 
+def _rejoins_of(store: StateStore, incident: Incident, since: float) -> list[AuditEntry]:
+    """The rejoin driver's audit entries for the incident's old primary, at or after `since`."""
+    return [entry for entry in store.audit_entries() if entry.action.startswith("rejoin.") and entry.at >= since
+            and entry.detail.get("replica") == incident.source and entry.detail.get("engine") == incident.engine]
+
+
+def redundancy_window(incident: Incident, rejoins: Sequence[AuditEntry], display: tzinfo) -> Window:
+    """How long the engine ran a standby short: from the old primary's loss to the end of the first rejoin of it
+    that left it acknowledging (`rejoin.done` with `acknowledging`); end None while none has."""
+    fault_at = incident.detail.get("fault_at")
+    start = float(fault_at) if fault_at is not None else incident.opened_at
+    end = next((entry.at for entry in rejoins if entry.action == "rejoin.done"
+                and entry.detail.get("acknowledging")), None)
+    return _window(start, end, display, ("fault" if fault_at is not None else "incident opened")
+                   + ("+audit" if end is not None else ""))
+
+
 def build_report(store: StateStore, incident_id: str, display: tzinfo) -> IncidentReport:
     incident: Incident = store.incident(incident_id)
     journal = store.journal(incident_id)
@@ -316,6 +340,8 @@ def build_report(store: StateStore, incident_id: str, display: tzinfo) -> Incide
     start = float(fault_at) if fault_at is not None else incident.opened_at
     promoted_at = _done_at(journal, Step.PROMOTE)
     halted, protection = _windows(incident, journal, display)
+    rejoins = _rejoins_of(store, incident, start) if incident.source else []
+    redundancy = redundancy_window(incident, rejoins, display)
     orders = dict(detail.get("orders") or {})
     refused = orders.get("refused_by_reason") or refused_during(detail)
     figures = {
@@ -328,6 +354,7 @@ def build_report(store: StateStore, incident_id: str, display: tzinfo) -> Incide
         "orders_refused": dict(sorted(refused.items())),
         "trades_during_protection": orders.get("trades_during_protection"),
         "trades_while_halted": orders.get("trades_while_halted"),
+        "reduced_redundancy_s": round(redundancy.seconds, 3) if redundancy.seconds is not None else None,
     }
     opened = format_instant(incident.opened_at, display)
     timeline: list[dict[str, Any]] = [{"at": incident.opened_at, "when": opened, "event": "opened",
@@ -346,6 +373,9 @@ def build_report(store: StateStore, incident_id: str, display: tzinfo) -> Incide
         timeline.append({"at": float(phase["at"]), "when": format_instant(float(phase["at"]), display),
                          "event": f"engine {phase['phase']}",
                          "detail": f"{captured.get('replica', 'new primary')} journal seq {phase['seq']}"})
+    for audited in rejoins:
+        timeline.append({"at": audited.at, "when": format_instant(audited.at, display), "event": audited.action,
+                         "detail": f"{audited.detail.get('replica')} to {audited.detail.get('primary')} (audit)"})
     timeline.sort(key=lambda item: float(item["at"]))
     diverged = detail.get("diverged")
     head = store.audit_head()
@@ -354,7 +384,7 @@ def build_report(store: StateStore, incident_id: str, display: tzinfo) -> Incide
     return IncidentReport(incident.id, incident.engine, incident.kind, incident.status.value, incident.reason,
                           incident.source, incident.target, incident.opened_at, incident.closed_at, figures,
                           halted, protection, timeline, tail, f"{head.seq}:{head.hash}" if head is not None else "",
-                          rows, notes)
+                          rows, notes, redundancy)
 
 
 def _diverged_lines(diverged: Mapping[str, Any]) -> list[str]:
@@ -380,6 +410,22 @@ def _diverged_lines(diverged: Mapping[str, Any]) -> list[str]:
 def _md_row(cells: Sequence[Any]) -> str:
     """A table row; a `|` in a client's account or order id would otherwise split its cell."""
     return "| " + " | ".join("" if cell is None else str(cell).replace("|", "\\|") for cell in cells) + " |"
+
+
+def _redundancy_lines(report: IncidentReport) -> list[str]:
+    window = report.redundancy
+    lines = ["", "## Reduced redundancy (one standby fewer than configured)", ""]
+    if window.start is None:
+        return [*lines, "not known"]
+    lines += ["| from (UTC) | to (UTC) | from (display zone) | to (display zone) | seconds | timed by |",
+              "|---|---|---|---|---|---|",
+              "| " + " | ".join([_iso(window.start, UTC), _iso(window.end, UTC) or "not restored",
+                                 window.start_local, window.end_local or "not restored",
+                                 "n/a" if window.seconds is None else f"{window.seconds:.1f}", window.source]) + " |"]
+    if window.end is None:
+        lines += ["", f"{report.source} has not been rejoined as an acknowledging standby (`failover rejoin "
+                  f"{report.source}`): the engine still runs a standby short"]
+    return lines
 
 
 def _impact_lines(report: IncidentReport) -> list[str]:
@@ -437,7 +483,7 @@ def render_markdown(report: IncidentReport) -> str:
         "|---|---|",
     ]
     for key in ("detection_s", "halt_s", "time_to_new_primary_s", "protection_s", "orders_acknowledged",
-                "orders_lost", "trades_during_protection", "trades_while_halted"):
+                "orders_lost", "trades_during_protection", "trades_while_halted", "reduced_redundancy_s"):
         value = f.get(key)
         lines.append(f"| {key} | {'n/a' if value is None else value} |")
     lines += ["", "## Orders refused, by reason", ""]
@@ -446,6 +492,7 @@ def render_markdown(report: IncidentReport) -> str:
         lines += ["| reason | orders |", "|---|---|"] + [f"| {k} | {v} |" for k, v in refused.items()]
     else:
         lines.append("none recorded")
+    lines += _redundancy_lines(report)
     lines += _impact_lines(report)
     lines += _diverged_lines(report.diverged)
     lines += ["", "## Timeline", "", "| when | event | detail |", "|---|---|---|"]
