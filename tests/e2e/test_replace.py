@@ -17,8 +17,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
+import pytest
 import yaml
 
 from orchestrator.config import load_config
@@ -27,7 +29,8 @@ from orchestrator.store import open_store
 from orchestrator.store.records import IncidentStatus
 from orchestrator.store.topology_record import topology_book
 from orchestrator.testbed.replicas import ReplicaCluster, ReplicaSpec
-from orchestrator.testbed.world import Testbed, wait_until
+from orchestrator.testbed.world import AWS_REGION, Testbed, wait_until
+from providers.launch import KEY_TAG
 
 # until orchestrator/cli/commands.py registers it, the command runs as the CLI would with it registered
 RUN = ("import sys; from orchestrator.cli import commands; commands.COMMANDS.setdefault('replace', 'replace_cmd'); "
@@ -47,11 +50,11 @@ def with_launch(bed: Testbed, control_url: str) -> None:
     bed.config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
 
 
-def new_machine(bed: Testbed) -> ReplicaCluster:
+def new_machine(bed: Testbed, name: str = "spot-azure", cloud: str = "gcp") -> ReplicaCluster:
     """What the image runs once booted: a replica on an empty data directory, holding the control token, standby of
     nobody (it learns its primary from the rejoin)."""
     assert bed.replicas is not None
-    cluster = ReplicaCluster(bed.base / "new-machine", [ReplicaSpec("spot-azure", "gcp", peers=())])
+    cluster = ReplicaCluster(bed.base / "new-machine", [ReplicaSpec(name, cloud, peers=())])
     cluster.token, cluster.token_file = bed.replicas.token, bed.replicas.token_file
     return cluster
 
@@ -95,6 +98,7 @@ def test_a_lost_replica_is_replaced_on_another_cloud_resumably_and_ends_in_sync(
         second = failover(bed, "replace", "spot-azure", "--site", "gcp-hk")
         assert second.returncode == 0, second.stdout + second.stderr
         assert "(resuming)" in second.stdout and "found by its key" in second.stdout
+        print(second.stdout)
         assert inserts(bed) == 1  # one machine, never two
         assert len(bed.gcp.created) == 1
 
@@ -165,3 +169,76 @@ def test_unsafe_or_bad_replacements_are_refused_with_one_line_and_change_nothing
 
     assert inserts(bed) == 0 and bed.gcp.created == {}
     assert [a for a in audit_actions(bed) if a.startswith("replace.")] == []
+
+
+def boot_when(made: Callable[[], bool], machine: ReplicaCluster) -> threading.Thread:
+    """The image boots once the cloud has made the machine (polled like an operator would, every 200 ms)."""
+    def watch() -> None:
+        wait_until(made, "the cloud to make the new machine", poll=0.2)
+        machine.start()
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def ec2_tagged(bed: Testbed) -> list[dict[str, Any]]:
+    import boto3
+
+    ec2 = boto3.client("ec2", region_name=AWS_REGION, endpoint_url=bed.moto_url)
+    answer = ec2.describe_instances(Filters=[{"Name": "tag-key", "Values": [KEY_TAG]}])
+    return [i for r in answer["Reservations"] for i in r["Instances"]]
+
+
+@pytest.mark.parametrize("target", ["aws-hk", "azure-hk"])
+def test_a_lost_gcp_replica_is_replaced_on_aws_from_a_launch_template_or_on_azure(bed: Testbed, target: str) -> None:
+    """spot-gcp's host is gone; it comes back on AWS (run_instances from a launch template, moto) or on Azure
+    (virtualMachines createOrUpdate, the fake's long-running operation), its address given with --control-url."""
+    import boto3
+
+    assert bed.replicas is not None and bed.azure is not None
+    cluster, client = bed.replicas, bed.replicas.client()
+    primary = cluster.replica("spot-aws")
+    for n in range(4):
+        assert client.submit_order(primary, client_order_id=f"o-{n}", account="a-1", market="BTC-USDT", side="buy",
+                                   qty="1", price=str(100 + n)).accepted
+    cluster.kill("spot-gcp")
+    machine = new_machine(bed, "spot-gcp", target.split("-")[0])
+    config: dict[str, Any] = bed.config()
+    if target == "aws-hk":
+        ec2 = boto3.client("ec2", region_name=AWS_REGION, endpoint_url=bed.moto_url)
+        image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        template = ec2.create_launch_template(LaunchTemplateName="spot-engine", LaunchTemplateData={
+            "ImageId": image, "InstanceType": "c6i.4xlarge"})["LaunchTemplate"]["LaunchTemplateId"]
+        config["sites"][target]["launch"] = {"control_url": "http://{private_ip}:8443", "launch_template": template}
+        made: Callable[[], bool] = lambda: bool(ec2_tagged(bed))  # noqa: E731
+    else:
+        config["sites"][target]["launch"] = {"control_url": "http://{name}:8443", "image_id": "/subscriptions/s/"
+                                             "resourceGroups/img/providers/Microsoft.Compute/galleries/g/images/engine/"
+                                             "versions/2026.12.1", "vm_size": "Standard_D8s_v5",
+                                             "subnet_id": "/subscriptions/s/resourceGroups/net/providers/"
+                                             "Microsoft.Network/virtualNetworks/v/subnets/engines"}
+        made = lambda: any((vm.tags or {}).get(KEY_TAG) for vm in list(bed.azure.vms.values()))  # noqa: E731
+    bed.config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    watcher = boot_when(made, machine)
+    try:
+        result = failover(bed, "replace", "spot-gcp", "--site", target, "--control-url", machine.url("spot-gcp"),
+                          "--output", "json")
+        assert result.returncode == 0, result.stdout + result.stderr
+        outcome = json.loads(result.stdout)
+        assert (outcome["state"], outcome["created"], outcome["site"]) == ("done", True, target)
+        print(f"replaced onto {target} in {outcome['seconds']}s (rejoin copied to seq {outcome['rejoin']['last_seq']})")
+        assert outcome["rejoin"]["acknowledging"] and outcome["rejoin"]["primary"] == "spot-aws"
+        if target == "aws-hk":
+            tagged = ec2_tagged(bed)
+            assert [i["InstanceId"] for i in tagged] == [outcome["instance"]]
+            assert tagged[0]["InstanceType"] == "c6i.4xlarge"
+        else:
+            assert [name for name, vm in bed.azure.vms.items() if vm.tags] == [outcome["instance"]]
+            assert bed.azure.power(outcome["instance"]) == "running"
+        new = machine.replica("spot-gcp")
+        wait_until(lambda: client.status(new).last_seq == client.status(primary).last_seq >= 4,
+                   "the new standby to hold every order of the primary")
+    finally:
+        watcher.join(0)
+        client.close()
+        machine.close()
