@@ -75,9 +75,13 @@ def drill(
     open_page: Annotated[bool, typer.Option("--open", help="Print the live status page's URL as soon as a daemon "
                                                            "serves it; the page stays live through the drill.")]
     = False,
+    rejoin: Annotated[bool, typer.Option("--rejoin", help="After the failover, rejoin the old primary once its site "
+                                                          "is out of quarantine, and wait for three replicas in "
+                                                          "sync.")] = False,
 ) -> None:
     """Stand up three clouds and three replicas locally, inject a scenario's faults, and report.
-    Exit 1 when an invariant fails (an acknowledged order lost, a trade in protection, two primaries)."""
+    Exit 1 when an invariant fails (an acknowledged order lost, a trade in protection, two primaries, with --rejoin
+    replicas not in sync at the end)."""
     from rich.live import Live
 
     from orchestrator.drill.run import Drill, DrillOptions, DrillState, resolve_scenario
@@ -89,7 +93,8 @@ def drill(
     resolve_scenario(scenario)  # an unknown name is one line before the live view takes the terminal
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM cleans up like Ctrl-C
     with Live(_view(DrillState()), console=console, refresh_per_second=4, transient=True) as live:
-        runner = Drill(DrillOptions(scenario=scenario, ha=ha, speed=speed, out=out, max_seconds=max_seconds),
+        runner = Drill(DrillOptions(scenario=scenario, ha=ha, speed=speed, out=out, max_seconds=max_seconds,
+                                    rejoin=rejoin),
                        on_update=lambda state: live.update(_view(state)),
                        on_page=(lambda url: console.print(f"status page: {url}")) if open_page else None)
         console.print(f"drill {runner.scenario.name}: {runner.scenario.description} "

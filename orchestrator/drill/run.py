@@ -31,6 +31,7 @@ from orchestrator.drill.chart import SIGNAL_PREFIX, TimelineData, render_png
 from orchestrator.drill.daemons import Daemons
 from orchestrator.drill.faults import FaultInjector
 from orchestrator.drill.orders import OrderStream, missing_or_moved, trades_by_phase
+from orchestrator.drill.rejoin import RejoinStage, drill_quarantine, rejoin_old_primary, shorten_quarantine
 from orchestrator.drivers.report import IncidentReport, build_report, render_markdown
 from orchestrator.engine.client import HttpEngineClient
 from orchestrator.sim.scenario import Scenario, load_scenario
@@ -62,6 +63,7 @@ class DrillOptions:
     settle: float = 4.0  # seconds to watch after the failover completed
     order_rate: float = 40.0
     seed: int = 0
+    rejoin: bool = False  # after the failover, rejoin the old primary and wait for three replicas in sync
 
 
 @dataclass
@@ -108,6 +110,7 @@ class Drill:
         # (site, source) -> (wall time, status) of the first provider observation after the fault that was not ok:
         # when each cloud signal reached the orchestrator (read from the store, as the leader recorded it)
         self.signals_seen: dict[tuple[str, str], tuple[float, str]] = {}
+        self.rejoin_stage: RejoinStage | None = None  # `--rejoin`: what rebuilding redundancy did
         self._stop = threading.Event()
 
     # ---- timings ----------------------------------------------------------------------------------------------
@@ -151,6 +154,8 @@ class Drill:
                 store = f"{etcd.url}/drill"
             bed = stack.enter_context(self.testbed(work / "bed", store))
             assert bed.replicas is not None
+            if options.rejoin:  # before any daemon reads it (orchestrator/drill/rejoin.py says why)
+                shorten_quarantine(bed.config_path, self._quarantine())
             daemons = Daemons(bed.env(), work)
             stack.callback(daemons.stop_all)
             if options.ha:
@@ -186,6 +191,8 @@ class Drill:
             ledger = stream.stop()
             injector.stop()
             zombie = self._old_primary_refuses(bed, client)
+            if options.rejoin:
+                self.rejoin_stage = self._rejoin(bed)
             result = self._conclude(bed, client, ledger, injector, zombie)
             result.files.extend(self._write_config_copy(bed))
             return result
@@ -347,6 +354,7 @@ class Drill:
         figures.update({"failovers": failovers, "final_primary": primary, "final_phase": phase,
                         "max_primaries": 1 if zombie_refused else 2})
         figures.update(self._signal_figures(injector, fault_at))
+        figures.update(self._rejoin_figures(figures))
         expected = self.scenario.expect.get("failovers")
         invariants = {
             "no acknowledged order lost": figures["orders_lost"] == 0,
@@ -357,12 +365,55 @@ class Drill:
         }
         if expected is not None:
             invariants[f"failovers == {expected}"] = failovers == expected
+        if self.options.rejoin:
+            invariants["three replicas in sync after the rejoin"] = bool(self.rejoin_stage and
+                                                                         self.rejoin_stage.in_sync)
         window = self.scenario.topology.protection.duration
         notes = [f"time compressed {self.options.speed:g}x: a {format_duration(window)} protection window lasts "
-                 f"{format_duration(self.compressed(window))}", *injector.skipped]
+                 f"{format_duration(self.compressed(window))}", *injector.skipped, *self._rejoin_notes()]
         result = DrillResult(self.scenario.name, report.incident if report else None, figures, invariants, [], notes)
         result.files = self._write(result, report, display)
         return result
+
+    # ---- `--rejoin` ---------------------------------------------------------------------------------------
+
+    def _quarantine(self) -> float:
+        return drill_quarantine(self.scenario.topology.policy.quarantine, self.options.speed)
+
+    def _rejoin(self, bed: Testbed) -> RejoinStage | None:
+        """Rejoin the old primary (the last failover's source) once its site is out of quarantine."""
+        assert bed.replicas is not None
+        with load_config(bed.config_path).open_store() as store:
+            incidents = [i for i in store.incidents() if i.kind == "failover" and i.source]
+        if not incidents or incidents[-1].source is None:
+            return None
+
+        def progress(text: str) -> None:
+            self.state.step = text
+            if self.on_update is not None:
+                self.on_update(self.state)
+
+        return rejoin_old_primary(bed.config_path, bed.replicas.token_file, incidents[-1].source,
+                                  self.timeline.mark, progress)
+
+    def _rejoin_figures(self, figures: dict[str, Any]) -> dict[str, Any]:
+        if not self.options.rejoin:
+            return {}
+        stage = self.rejoin_stage or RejoinStage("")
+        reduced = figures.get("reduced_redundancy_s")
+        return {**stage.figures(), "reduced_redundancy_scenario_s":
+                None if reduced is None else round(reduced * self.options.speed, 1)}
+
+    def _rejoin_notes(self) -> list[str]:
+        if not self.options.rejoin:
+            return []
+        scenario = self.scenario.topology.policy.quarantine
+        notes = [f"quarantine shortened to {format_duration(self._quarantine())} (the scenario's "
+                 f"{format_duration(scenario)} would last {format_duration(self.compressed(scenario))} at "
+                 f"{self.options.speed:g}x)"]
+        if self.rejoin_stage is None:
+            return [*notes, "rejoin: no failover, nothing to rejoin"]
+        return [*notes, *self.rejoin_stage.notes]
 
     def _signal_figures(self, injector: FaultInjector, fault_at: float | None) -> dict[str, Any]:
         """How late each provider signal came after the data plane went out: posted in the fake (the scenario's
