@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import quote
 
 from orchestrator.core.errors import ConfigError, ProviderError
-from providers.base import CloudProvider, InstanceState
+from providers.base import CloudProvider
 
 KEY_TAG = "failover-key"
 REPLICA_TAG = "failover-replica"
@@ -74,12 +74,13 @@ class Launcher(ABC):
         return str(self.settings.control_url)
 
     def launch(self, replica: str, key: str, *, deadline: float) -> LaunchedInstance:
-        """The machine carrying `key`, created if none does, once the cloud reads it running."""
+        """The machine carrying `key`, created if none does, once the cloud reads it running (one found stopped is
+        started: a machine made by an earlier run is never made again)."""
         with self.provider._deadline(deadline):
             found = self.find(key)
             launched = found if found is not None else self.create(machine_name(replica, key), replica, key)
         if not self.provider.dry_run:
-            self.provider.wait_for_state(launched.instance, {InstanceState.RUNNING}, deadline=deadline)
+            self.provider.start(launched.instance, deadline=deadline)
             refreshed = self.find(key)
             if refreshed is not None:  # the private IP is known once it runs
                 launched = LaunchedInstance(launched.instance, launched.name, refreshed.private_ip, launched.created)

@@ -52,6 +52,7 @@ class ReplacePlan:
     generation: int
     previous: Replica  # where it ran until now (the store's record, else the configuration)
     resumed: bool = False  # a replacement with this key was already under way
+    control_url: str | None = None  # the one an earlier run of it used (given with --control-url, or derived)
 
 
 @dataclass
@@ -120,7 +121,7 @@ class Replace:
             self._check_lost(previous)
         if progress is not None:
             return ReplacePlan(engine.name, replica, site, str(progress["key"]), int(progress["generation"]),
-                               previous, resumed=True)
+                               previous, resumed=True, control_url=progress.get("control_url"))
         recorded = self.book.recorded_replicas().get((engine.name, replica))
         generation = (recorded.generation if recorded is not None else 0) + 1
         return ReplacePlan(engine.name, replica, site, idempotency_key(engine.name, replica, site, generation),
@@ -168,7 +169,7 @@ class Replace:
         except FailoverError as error:
             self._audit("replace.failed", {**self._ids(plan), "stage": "launch", "error": str(error)})
             raise
-        url = control_url or launched.control_url(launcher.control_url_template)
+        url = control_url or plan.control_url or launched.control_url(launcher.control_url_template)
         outcome.instance, outcome.control_url, outcome.created = launched.instance, url, launched.created
         self._progress(plan, "created", launched, url)
         self._audit("replace.created", {**self._ids(plan), "instance": launched.instance, "made": launched.created,
@@ -181,7 +182,11 @@ class Replace:
         self._audit("replace.answering", {**self._ids(plan), "role": status.role.value, "epoch": status.epoch,
                                           "last_seq": status.last_seq})
         say(f"{plan.replica} answers as {status.role.value} at seq {status.last_seq}; rejoining it")
-        outcome.rejoin = self._rejoin(plan, target, max(1.0, deadline - self.clock()), poll)
+        try:
+            outcome.rejoin = self._rejoin(plan, target, max(1.0, deadline - self.clock()), poll)
+        except FailoverError as error:  # refused (no current primary, epoch unknown) or unreachable: run again
+            self._audit("replace.failed", {**self._ids(plan), "stage": "rejoin", "error": str(error)})
+            raise
         if outcome.rejoin.state != "done" or not outcome.rejoin.acknowledging:
             state = "failed" if outcome.rejoin.state == "failed" else "rejoining"
             return self._finish(outcome, state, began, outcome.rejoin.error)

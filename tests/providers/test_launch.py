@@ -103,6 +103,14 @@ def test_gcp_insert_from_an_instance_template_and_a_failed_operation(
         launcher_for(build_provider(site, **FAST)).launch("spot-azure", KEY, deadline=10)
     insert = next(r for r in fake.received if r.method == "POST")
     assert insert.query["sourceInstanceTemplate"] == "global/instanceTemplates/engine"
+    name = machine_name("spot-azure", KEY)
+    assert fake.instance_status(name, "asia-east2-a") == "TERMINATED"  # made, but it never came up
+
+    again = launcher_for(build_provider(site, **FAST)).launch("spot-azure", KEY, deadline=10)
+    assert (again.instance, again.created) == (f"asia-east2-a/{name}", False)  # the same machine, started
+    assert fake.instance_status(name, "asia-east2-a") == "RUNNING"
+    posts = [r.path.rsplit("/", 1)[-1] for r in fake.received if r.method == "POST"]
+    assert posts == ["instances", "start"]
 
 
 def test_azure_creates_a_vm_through_its_long_running_operation_once(
