@@ -18,9 +18,10 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence, Set
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from orchestrator.core.errors import FailoverError, ProviderError, ProviderNotFound
@@ -28,6 +29,8 @@ from orchestrator.core.model import Cause, Observation, Site, Status
 from providers.calls import ApiCaller
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 API_FAILED = "provider API failed"  # the detail of an `unknown` observation whose API call failed
 
@@ -223,10 +226,29 @@ class CloudProvider(ApiCaller, ABC):
         return self._observe_core(instances, self._clock())
 
     def observe_signals(self, instances: Mapping[str, str]) -> list[Observation]:
-        """The extra signals' observations alone (`_signals`), under a budget of their own (half `call_deadline`).
-        Safe to run beside `observe_main` on another thread: deadlines are per thread, and adapters build their
-        clients under `self._lock`."""
-        return self._observe_signals(instances, self._clock())
+        """The extra signals' observations alone (`_signals`), each signal read on a thread of its own under a
+        budget of its own (half `call_deadline`), so that one hanging API leaves the others their whole budget.
+
+        Two passes over `_signals`: the first starts each due `PolledSignal`'s read (and returns nothing), the
+        second waits for them, together, until the budget ends; a read still running then is left to finish
+        (its signal is not asked again meanwhile) and its answer is taken by a later call. Safe to run beside
+        `observe_main` on another thread: deadlines are per thread, and adapters build their clients under
+        `self._lock`. `observe` (the simulator's) reads the signals inline instead."""
+        at = self._clock()
+        budget = self.call_deadline / 2
+
+        def bounded(read: Callable[[], _T]) -> _T:
+            with self._deadline(budget):  # on the reading thread: deadlines are per thread
+                return read()
+
+        until = time.monotonic() + budget
+        for begin in (True, False):
+            token = _ROUND.set(_SignalRound(begin, bounded, until))
+            try:
+                observations = self._signals(instances, at)
+            finally:
+                _ROUND.reset(token)
+        return observations
 
     def _observe_signals(self, instances: Mapping[str, str], at: float) -> list[Observation]:
         with self._deadline(self.call_deadline / 2):  # the extra sources share a budget of their own
@@ -361,6 +383,29 @@ class CloudProvider(ApiCaller, ABC):
         return f"{type(self).__name__}(site={self.site.name!r})"
 
 
+@dataclass(frozen=True)
+class _SignalRound:
+    """`observe_signals`' pass in progress: `begin` (start the reads) or not (wait for them until `until`, on the
+    monotonic clock); `bounded` runs a read under the provider's signal budget."""
+
+    begin: bool
+    bounded: Callable[[Callable[[], Any]], Any]
+    until: float
+
+
+_ROUND: ContextVar[_SignalRound | None] = ContextVar("signal_round", default=None)
+
+
+@dataclass
+class _Read:
+    """A read running on a thread of its own: when it was asked (`now`), and its answer or error once `done`."""
+
+    now: float
+    done: threading.Event = field(default_factory=threading.Event)
+    answer: list[tuple[str, Status, str]] | None = None
+    error: str = ""
+
+
 class PolledSignal:
     """One extra source of an adapter, read at most every `interval` seconds (0: with every poll), whose last
     answer keeps its vote for `stale_after` seconds.
@@ -370,6 +415,10 @@ class PolledSignal:
     is given again, stamped now and saying how old it is; once it is older than `stale_after` every subject is
     `unknown` (no vote), never the old verdict. `read(now)` returns `(subject, status, detail)` triples, or raises
     a `FailoverError`.
+
+    Read inline by `CloudProvider.observe`; under `observe_signals` each read runs on a thread of its own (at most
+    one at a time: a read still hanging is waited for again, not doubled), and an answer that comes late is taken
+    by the next call, aged from when it was asked.
     """
 
     def __init__(self, source: str, interval: float, stale_after: float,
@@ -382,16 +431,60 @@ class PolledSignal:
         self._read_at = float("-inf")  # when the last answer was read
         self._tried_at = float("-inf")
         self._error = ""
+        self._pending: _Read | None = None  # a read on its own thread (observe_signals)
 
     def observe(self, now: float, subjects: Sequence[str]) -> list[Observation]:
-        if now - self._tried_at >= self.interval:
+        round_ = _ROUND.get()
+        if round_ is not None and round_.begin:
+            self._begin(now, round_.bounded)
+            return []
+        if round_ is not None:
+            self._await(round_.until)
+        elif now - self._tried_at >= self.interval:
             self._tried_at = now
-            try:
-                self._answer, self._read_at, self._error = self._read(now), now, ""
-            except FailoverError as exc:
-                repeated = str(exc) == self._error  # a signal never granted would warn at every poll otherwise
-                (log.debug if repeated else log.warning)("%s unavailable: %s", self.source, exc)
-                self._error = str(exc)
+            read = _Read(now)
+            self._attempt(read, contain=False)
+            self._take(read)
+        return self._observations(now, subjects)
+
+    def _begin(self, now: float, bounded: Callable[[Callable[[], Any]], Any]) -> None:
+        if self._pending is not None or now - self._tried_at < self.interval:
+            return
+        self._tried_at = now
+        read = self._pending = _Read(now)
+        threading.Thread(target=bounded, args=(lambda: self._attempt(read, contain=True),),
+                         name=f"signal-{self.source}", daemon=True).start()
+
+    def _await(self, until: float) -> None:
+        read = self._pending
+        if read is not None and read.done.wait(max(0.0, until - time.monotonic())):
+            self._pending = None
+            self._take(read)
+
+    def _attempt(self, read: _Read, *, contain: bool) -> None:
+        """Read once into `read`. A `FailoverError` is the signal's error; any other exception (a bug) is raised
+        inline, and `contain`ed on a thread of its own, which must always report back."""
+        try:
+            read.answer = self._read(read.now)
+        except FailoverError as exc:
+            read.error = str(exc)
+        except Exception as exc:
+            if not contain:
+                raise
+            log.exception("%s: the read failed", self.source)
+            read.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            read.done.set()
+
+    def _take(self, read: _Read) -> None:
+        if read.answer is not None:
+            self._answer, self._read_at, self._error = read.answer, read.now, ""
+            return
+        repeated = read.error == self._error  # a signal never granted would warn at every poll otherwise
+        (log.debug if repeated else log.warning)("%s unavailable: %s", self.source, read.error)
+        self._error = read.error
+
+    def _observations(self, now: float, subjects: Sequence[str]) -> list[Observation]:
         age = now - self._read_at
         if self._answer is not None and age <= self.stale_after:
             note = "" if age <= 0 else f" (as read {age:.0f}s ago" + (f"; since: {self._error})" if self._error

@@ -154,3 +154,26 @@ def test_gcp_service_health_hanging_leaves_compute_in_time_for_cron() -> None:
             "gcp-hk": (Status.OK, None), "spot-gcp": (Status.OK, None)}
         assert any(path.endswith("/locations/global/events") for _, path in fake.requests)  # asked, hanging
         assert watch.pending() == ["gcp-hk"]
+
+
+def test_one_hanging_signal_leaves_the_others_their_whole_budget() -> None:
+    """GCP's two signals under one budget (half `call_deadline`): Service Health hangs for all of it. Read one after
+    the other, host errors would get what Service Health left (one last 0.1 s try, which its 0.5 s answer misses)
+    and say `unknown`; each on its own thread,
+    the host error on the replica's instance is seen (`down`), and Service Health alone has no answer."""
+    from provider_helpers import gcp_site
+
+    from orchestrator.testbed.fakes import FakeServer, GcpComputeFake
+    from providers import build_provider
+
+    fake = GcpComputeFake(zones=("asia-east2-a", "asia-east2-b"))
+    fake.add_instance("spot-engine-1", "asia-east2-a")
+    fake.inject_host_error("spot-engine-1", "asia-east2-a")
+    fake.hang_next(4 * GENEROUS, count=1000, path=r"/locations/global/events$")
+    fake.hang_next(0.5, path=r"/aggregated/operations$")  # then answers: an API slow in the outage, not down
+    with FakeServer(fake) as server:
+        provider = build_provider(gcp_site(server), call_deadline=GENEROUS / 1.5, backoff=(0.1, 0.5))
+        seen = {o.source: o for o in provider.observe_signals({"spot-engine-1": "spot-gcp"})}
+        assert (seen["provider:gcp-host-errors"].subject, seen["provider:gcp-host-errors"].status) == (
+            "spot-gcp", Status.DOWN)
+        assert seen["provider:gcp-service-health"].status is Status.UNKNOWN
