@@ -11,8 +11,9 @@ is a fifth of a second of CPU) must not eat a healthy API's time and turn its ve
 polls inline (`background=False`): its clock is virtual, and results must not depend on thread timing.
 
 A site's extra signals (AWS Health, Service Health, Resource Health: `providers.base.PolledSignal`) are polled on
-a thread of their own beside the main source's (`observe_main` / `observe_signals`): they come from services that
-struggle in the same outage, and a Health read that hangs must not make the EC2 answer miss a cron run's wait. The
+a thread of their own beside the main source's (`observe_main` / `observe_signals`, which reads each signal on a
+thread of its own): they come from services that struggle in the same outage, and a Health read that hangs must
+not make the EC2 answer miss a cron run's wait. The
 signals' answer is taken whenever it comes; while it has not come they have no vote (nothing is reported for them,
 never a stand-in), and they are not asked again until their read in flight is back.
 
