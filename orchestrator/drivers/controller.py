@@ -36,6 +36,7 @@ from orchestrator.drivers.modes import MODES, ControllerSettings, Mode
 from orchestrator.drivers.probe import Prober, probe_source
 from orchestrator.drivers.provider_watch import ProviderWatch
 from orchestrator.drivers.runbook import Progress, RunbookDriver, new_plan, plan_detail
+from orchestrator.drivers.scheduled import run_due
 from orchestrator.drivers.state import (
     HEALTH_KEY,
     EngineRecord,
@@ -358,6 +359,8 @@ class Controller:
         self._enforce(snapshots, now)
         for action in actions:
             acted |= self._apply(action, snapshots[action.engine][1], now)
+        scheduled = run_due(self.store, self.topology, self, verdicts, now)  # planned switchovers (--at)
+        acted |= scheduled.acted
         progress = self._advance_running(verdicts)
         acted |= any(p.step is not None for p in progress)
         self._archive_returned(now)
