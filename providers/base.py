@@ -258,7 +258,8 @@ class CloudProvider(ApiCaller, ABC):
         """Observations from the adapter's other sources (a status page API, per-VM health), each under a source
         name of its own (`provider:gcp-service-health`), appended after the main ones. Default: none. Never raises:
         a source that cannot be read says `unknown` (see `PolledSignal`), without `Cause.API_FAILED`, so that it
-        never slows the polling of the main source."""
+        never slows the polling of the main source. Make every read through a `PolledSignal`'s `observe`, none
+        directly: `observe_signals` calls this hook twice per poll (one pass starts the reads, one collects them)."""
         return []
 
     def _observe_core(self, instances: Mapping[str, str], at: float) -> list[Observation]:
