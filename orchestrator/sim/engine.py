@@ -12,6 +12,12 @@ Where the simulation takes a position the reference replica leaves open, it is s
 - a promotion without `force` is refused with `PromoteRefused` when a peer the replica can reach holds more
   journal entries; a promoted replica applies everything it holds and starts `halted`.
 
+- a rejoin (`rejoin`, `rejoin_status`: docs/simulated-rejoin.md) fences the replica at once and answers its record;
+  the world copies the primary's journal to it at a simulated rate (`World._rejoin_progress`) and makes it a
+  standby once caught up. Refused like the reference replica's: a stale epoch, `is_primary`, a primary that is not
+  one of the engine's replicas. Asked again with the same primary and epoch while it runs, it answers the same
+  rejoin (resumable).
+
 Every call fails with `EngineError` when the orchestrator's host is partitioned, the replica's site is out, its
 machine is not running, or it answers slower than the control timeout.
 
@@ -23,12 +29,14 @@ acts and half after; one that gets none costs what the production client spends 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlparse
 
 from orchestrator.core.errors import EngineError, StaleEpoch
 from orchestrator.core.model import Phase, Replica, ReplicaStatus, Role
 from orchestrator.engine.base import EngineControl, PromoteRefused
 from orchestrator.sim.latency import Latencies
-from orchestrator.sim.replica import SimReplica
+from orchestrator.sim.replica import RejoinJob, SimReplica, common_prefix
 from orchestrator.sim.world import World
 
 
@@ -113,3 +121,40 @@ class SimEngineControl(EngineControl):
         sim.role = Role.FENCED
         sim.phase, sim.phase_until = Phase.HALTED, None
         return sim.status()
+
+    # ---- rejoin (docs/rejoin.md; the simulated copy is the world's: World._rejoin_progress) --------------------
+
+    def rejoin(self, replica: Replica, epoch: int, primary_url: str) -> dict[str, Any]:
+        sim = self._reach(replica)
+        return self._timed_record("set_phase", sim, lambda: self._rejoin(sim, epoch, primary_url))
+
+    def _rejoin(self, sim: SimReplica, epoch: int, primary_url: str) -> dict[str, Any]:
+        self._see_epoch(sim, epoch)
+        if sim.role is Role.PRIMARY:
+            raise EngineError(f"replica {sim.name}: refused with 409 is_primary")
+        flow = self.world.engines[sim.engine]
+        primary = flow.by_address.get(urlparse(primary_url).hostname or primary_url)
+        if primary is None or primary is sim:
+            raise EngineError(f"replica {sim.name}: refused with 400: {primary_url} is not a peer")
+        job = sim.rejoin
+        if job is not None and job.state in ("started", "copying") and job.primary == primary.name \
+                and job.epoch == epoch:
+            return job.record()  # the same rejoin, followed again
+        now = self.world.clock()
+        common = common_prefix(sim, primary)
+        sim.rejoin = RejoinJob(primary.name, epoch, now, common, sim.n - common, float(common), now)
+        sim.role = Role.FENCED
+        sim.phase, sim.phase_until = Phase.HALTED, None
+        self.world.start_rejoin(sim)
+        return sim.rejoin.record()
+
+    def rejoin_status(self, replica: Replica) -> dict[str, Any]:
+        sim = self._reach(replica, read=True)
+        return self._timed_record("status", sim, lambda: sim.rejoin.record() if sim.rejoin else {"state": "none"},
+                                  read=True)
+
+    def _timed_record(self, call: str, sim: SimReplica, act: Callable[[], dict[str, Any]], *,
+                      read: bool = False) -> dict[str, Any]:
+        if self.latency is None:
+            return act()
+        return self.latency.call(f"engine.{call}", sim.name, act, read=read)

@@ -70,6 +70,7 @@ class EngineFlow:
     max_writable: int = 0  # the most replicas that could have (see World._sample)
     acked: array[int] = field(default_factory=lambda: array("q"))  # (first entry id, its seq, count) per run
     refused: Counter[str] = field(default_factory=Counter)
+    standbys: list[tuple[float, int]] = field(default_factory=list)  # (since, acknowledging standbys): World
     cache: tuple[int, dict[str, bool], dict[str, list[SimReplica]]] | None = None  # see World._live
     takers: dict[str | None, Taker] = field(default_factory=dict)  # per target while `cache` holds: World._taker
     route: tuple[Sequence[tuple[float, str]], int, Taker] | None = None  # (DNS history, its length, taker): _spread

@@ -19,6 +19,10 @@ Why each figure comes from where it does:
   (`after_detection`); and how long each runbook step took, started to done (`step_durations_s`, the longest over
   the run's failovers).
 - the final primary, phase and `needs_human` are read from the store, as `failover status` would.
+- redundancy (docs/simulated-rejoin.md) comes from the world: how long each engine ran with fewer acknowledging
+  standbys than configured (`degraded_redundancy_s`), and when it last had them all again. Quarantine spells come
+  from the store's book as the controller kept it (`SimStore.spells`); rejoin attempts from the scenario's policy
+  (`rejoiner.py`), rejoins done from the world; failovers refused by quarantine from the controller's actions.
 
 Incident ids carry a random suffix; the timeline renames them in order of appearance so that the same seed gives
 byte-identical JSON.
@@ -37,7 +41,9 @@ from orchestrator.core.model import Phase, Topology, Verdict
 from orchestrator.drivers.events import Event, EventKind
 from orchestrator.drivers.state import load_engine
 from orchestrator.sim.faults import Fault, FaultKind, describe, stopping_windows
-from orchestrator.sim.scenario import DURATION_EXPECTATIONS, Scenario
+from orchestrator.sim.rejoiner import Attempt
+from orchestrator.sim.scenario import DURATION_EXPECTATIONS, REDUNDANCY_EXPECTATIONS, Scenario
+from orchestrator.sim.store import SimStore
 from orchestrator.sim.world import World
 from orchestrator.store.base import StateStore
 from orchestrator.store.records import IncidentStatus
@@ -78,6 +84,20 @@ class SimResult:
     expect: dict[str, Any] = field(default_factory=dict)
     orders_refused: dict[str, int] = field(default_factory=dict)
     trades: int = 0
+    # after the failover (docs/simulated-rejoin.md): redundancy, quarantine, rejoin
+    degraded_redundancy_s: float = 0.0  # summed over engines: time with fewer acknowledging standbys than configured
+    redundancy_restored: bool = True  # every engine ends with as many acknowledging standbys as configured
+    redundancy_restored_at_s: float | None = None  # the latest return to full redundancy (None: never degraded)
+    restore_after_quarantine_s: float | None = None  # that return, after the last quarantine's end
+    quarantine_s: dict[str, float] = field(default_factory=dict)  # per site, time in quarantine within the run
+    quarantines: list[dict[str, Any]] = field(default_factory=list)  # each spell: site, began_s, ended_s, relapses
+    failovers_refused_quarantine: int = 0  # failovers wanted whose only eligible target was quarantined
+    rejoins: int = 0  # rejoins done (the replica acknowledges again)
+    rejoins_started: int = 0
+    rejoins_failed: int = 0
+    rejoins_refused: dict[str, int] = field(default_factory=dict)  # attempts refused, by kind
+    rejoins_on_quarantined_site: int = 0  # rejoins started on a site in quarantine (never expected)
+    rejoined: list[dict[str, Any]] = field(default_factory=list)  # replica, started_s, done_s, copied, archived
     cycles: int = 0
     start: str = ""
     duration_s: float = 0.0
@@ -201,7 +221,8 @@ def step_durations(store: StateStore) -> dict[str, float]:
 
 
 def measure(scenario: Scenario, topology: Topology, world: World, events: Sequence[Event], store: StateStore,
-            *, seed: int, policy: str, cycles: int) -> SimResult:
+            *, seed: int, policy: str, cycles: int, attempts: Sequence[Attempt] = (),
+            refusals: Sequence[tuple[float, str, str]] = ()) -> SimResult:
     end = scenario.end
     detections: list[float | None] = []
     new_primary: list[float | None] = []
@@ -257,8 +278,105 @@ def measure(scenario: Scenario, topology: Topology, world: World, events: Sequen
         trades=sum(flow.trades for flow in flows), cycles=cycles, start=iso(scenario.start),
         duration_s=scenario.duration, display_timezone=topology.display_timezone,
     )
+    after_failover(result, scenario, topology, world, store, attempts, refusals)
     result.expectations = check(scenario.expect, result, topology, {n: r.phase.phase.value for n, r in records.items()})
     return result
+
+
+def _redundancy(log: Sequence[tuple[float, int]], wanted: int, start: float, end: float,
+                ) -> tuple[float, bool, float | None]:
+    """Time with fewer than `wanted` standbys, whether the log ends with them all, and when they came back last."""
+    degraded, restored_at, full = 0.0, None, True
+    for index, (at, count) in enumerate(log):
+        until = log[index + 1][0] if index + 1 < len(log) else end
+        if count < wanted:
+            degraded += max(0.0, min(until, end) - max(at, start))
+        elif not full:
+            restored_at = at
+        full = count >= wanted
+    return degraded, full, restored_at
+
+
+def after_failover(result: SimResult, scenario: Scenario, topology: Topology, world: World, store: StateStore,
+                   attempts: Sequence[Attempt], refusals: Sequence[tuple[float, str, str]]) -> None:
+    """The figures of issue 15's "after the failover": redundancy, quarantine spells, rejoins (in place)."""
+    start, end = scenario.start, scenario.end
+    degraded, restored, back = 0.0, True, []
+    for name, engine in topology.engines.items():
+        lost, full, at = _redundancy(world.engines[name].standbys, len(engine.replicas) - 1, start, end)
+        degraded += lost
+        restored &= full
+        if at is not None:
+            back.append(at)
+    result.degraded_redundancy_s = round(degraded, 3)
+    result.redundancy_restored = restored
+    result.redundancy_restored_at_s = _rounded(max(back) - start) if back else None
+    spells = store.spells if isinstance(store, SimStore) else []
+    for spell in spells:
+        stop = end if spell.ended is None else min(spell.ended, end)
+        result.quarantine_s[spell.site] = round(result.quarantine_s.get(spell.site, 0.0) + max(0.0, stop - spell.began),
+                                                3)
+        result.quarantines.append({"site": spell.site, "began_s": round(spell.began - start, 3),
+                                   "ended_s": None if spell.ended is None else round(spell.ended - start, 3),
+                                   "relapses": spell.relapses, "released": spell.released})
+    ended = [spell.ended for spell in spells if spell.ended is not None]
+    if back and restored and ended and all(spell.ended is not None for spell in spells):
+        result.restore_after_quarantine_s = round(max(back) - max(ended), 3)
+    result.failovers_refused_quarantine = len(refusals)
+    started = [a for a in attempts if a.outcome == "started"]
+    result.rejoins_started = len(started)
+    result.rejoins_on_quarantined_site = sum(1 for a in started if a.quarantined)
+    result.rejoins_refused = dict(sorted(Counter(a.reason for a in attempts if a.outcome == "refused").items()))
+    result.rejoins = len(world.rejoined)
+    result.rejoins_failed = len(world.failed_rejoins)
+    result.rejoined = [{"replica": r.replica, "site": r.site, "primary": r.primary,
+                        "started_s": round(r.started_at - start, 3), "done_s": round(r.done_at - start, 3),
+                        "copied": r.copied, "archived": r.archived} for r in world.rejoined]
+    result.timeline = merge_timeline(result.timeline, scenario, _after_items(scenario, spells, attempts, refusals,
+                                                                              world))
+
+
+def _after_items(scenario: Scenario, spells: Sequence[Any], attempts: Sequence[Attempt],
+                 refusals: Sequence[tuple[float, str, str]], world: World) -> list[tuple[float, dict[str, Any]]]:
+    """Timeline entries: quarantines begun and ended, failovers refused by one, rejoins started, done, failed, and
+    refused (once per replica and kind of refusal in a row, not at every retry)."""
+    start, items = scenario.start, []
+    for spell in spells:
+        items.append((spell.began, {"event": "quarantine", "site": spell.site,
+                                    "message": f"site {spell.site} in quarantine"}))
+        if spell.ended is not None:
+            how = "released by hand" if spell.released else "healthy for the whole quarantine"
+            items.append((spell.ended, {"event": "quarantine_end", "site": spell.site,
+                                        "message": f"quarantine of {spell.site} ends ({how}; "
+                                                   f"{spell.relapses} relapses)"}))
+    for at, engine, replica in refusals:
+        items.append((at, {"event": "refused", "engine": engine,
+                           "message": f"[{engine}] failover to {replica} refused: its site is in quarantine"}))
+    last: dict[str, str] = {}
+    for attempt in attempts:
+        if attempt.outcome == "refused" and last.get(attempt.replica) == attempt.reason:
+            continue
+        last[attempt.replica] = attempt.reason
+        items.append((attempt.at, {"event": "rejoin", "engine": attempt.engine, "replica": attempt.replica,
+                                   "message": attempt.message if attempt.outcome == "started"
+                                   else f"rejoin of {attempt.replica} refused: {attempt.message}"}))
+    for done in world.rejoined:
+        items.append((done.done_at, {"event": "rejoined", "engine": done.engine, "replica": done.replica,
+                                     "message": f"{done.replica} caught up with {done.primary} ({done.copied} "
+                                                f"entries copied, {done.archived} archived): acknowledging"}))
+    for at, replica, why in world.failed_rejoins:
+        items.append((at, {"event": "rejoin_failed", "replica": replica, "message": f"rejoin of {replica}: {why}"}))
+    return [(at - start, entry) for at, entry in items]
+
+
+def merge_timeline(timeline: list[dict[str, Any]], scenario: Scenario,
+                   items: Sequence[tuple[float, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The timeline with `items` (offsets from the start) put in time order; at one instant, existing entries first."""
+    merged = [(float(entry["at"]), 0, index, entry) for index, entry in enumerate(timeline)]
+    merged += [(round(at, 3), 1, index, {"at": round(at, 3), "utc": iso(scenario.start + at), **entry})
+               for index, (at, entry) in enumerate(items)]
+    merged.sort(key=lambda item: item[:3])
+    return [entry for *_, entry in merged]
 
 
 def _rounded(value: float | None) -> float | None:
@@ -299,6 +417,12 @@ def check(expect: Mapping[str, Any], result: SimResult, topology: Topology, phas
             outcome[name] = all(phase == wanted for phase in phases.values())
         elif name == "needs_human":
             outcome[name] = result.needs_human is bool(wanted)
+        elif name in REDUNDANCY_EXPECTATIONS:
+            value = result.degraded_redundancy_s if name == "max_degraded_redundancy" \
+                else result.restore_after_quarantine_s
+            outcome[name] = value is not None and value <= float(wanted)
+        elif name == "redundancy_restored":
+            outcome[name] = result.redundancy_restored is bool(wanted)
         elif name == "final_primary_provider_not":
             outcome[name] = all(topology.sites[topology.engines[engine].replica(primary).site].provider != wanted
                                 for engine, primary in result.final_primary.items())
@@ -316,7 +440,8 @@ def timeline(scenario: Scenario, events: Sequence[Event], detections: Sequence[E
                                         "message": describe(fault)}))
         if fault.end <= scenario.duration:
             items.append((fault.end, order, {"event": "fault_end", "kind": fault.kind.value, **where,
-                                             "message": f"{fault.kind.value} on {fault.site or fault.observer} ends"}))
+                                             "message": f"{fault.kind.value} on "
+                                                        f"{fault.site or fault.replica or fault.observer} ends"}))
     chosen = list(detections) + [e for e in events if e.kind is not EventKind.VERDICT]
     chosen.sort(key=lambda e: e.at)  # stable: a detection comes before what was done about it
     names: dict[str, str] = {}

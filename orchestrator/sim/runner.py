@@ -30,9 +30,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from orchestrator.core.decide import ActionKind, Rule
 from orchestrator.core.model import Phase
 from orchestrator.core.phases import format_instant, parse_timezone
-from orchestrator.drivers.controller import LEASE_SAFETY, Controller
+from orchestrator.drivers.controller import LEASE_SAFETY, Controller, CycleResult
 from orchestrator.drivers.events import Event, EventKind, EventLog, Notifier
 from orchestrator.drivers.gc_tuning import tune_gc
 from orchestrator.drivers.modes import ControllerSettings, Mode
@@ -43,6 +44,7 @@ from orchestrator.sim.latency import Latencies, LatencyTable
 from orchestrator.sim.metrics import SimResult, measure
 from orchestrator.sim.policies import apply_policy
 from orchestrator.sim.probes import SimProber
+from orchestrator.sim.rejoiner import Rejoiner
 from orchestrator.sim.scenario import Scenario, load_scenario
 from orchestrator.sim.stepping import Stepper
 from orchestrator.sim.store import SimStore
@@ -107,6 +109,10 @@ class Simulation:
                                self.latency) if stepping == "event" else None
         self.latency.on_wait = self._keep_lease
         self._renewed = -math.inf
+        self.rejoiner = Rejoiner(scenario.rejoin, self.topology, self.world, self.store, self.engines, self.latency,
+                                 scenario.start) if scenario.rejoin.active else None
+        self.refusals: list[tuple[float, str, str]] = []  # (when, engine, replica): failovers refused by quarantine
+        self._refusing: set[str] = set()
         self.next_tick = scenario.start
         self.cycles = 0  # ticks lived through, whether their cycle ran or was accounted for
         self.skipped = 0  # ticks whose cycle was accounted for without running it
@@ -123,6 +129,21 @@ class Simulation:
             self._renewed = now
             controller._lead()  # what the keeper thread calls
 
+    def _note_refusals(self, result: CycleResult) -> None:
+        """A failover the controller wanted but could not make only because the one candidate that was otherwise
+        eligible sits on a quarantined site: counted once per spell (a cycle that only holds is skipped by the
+        stepper, and a refused failover is a `halt` action, which always runs: both steppings count the same)."""
+        refusing = set()
+        for action in result.actions:
+            if action.kind is not ActionKind.HALT:  # "halt: no replica is safe to promote"
+                continue
+            held = [c.replica for c in action.candidates if c.blocked_by == (Rule.TARGET_NOT_QUARANTINED,)]
+            if held:
+                refusing.add(action.engine)
+                if action.engine not in self._refusing:
+                    self.refusals.append((result.at, action.engine, held[0]))
+        self._refusing = refusing
+
     @property
     def notifier(self) -> Notifier:
         """The controller's notifier: the simulation's event log (its timeline)."""
@@ -136,17 +157,22 @@ class Simulation:
         interval, stepper = self.topology.probes.interval, self.stepper
         if stepper is not None:
             stepper.reset()
+        rejoiner = self.rejoiner
         while self.next_tick <= at:
             self.world.advance_to(self.next_tick)
             self.cycles += 1
+            if rejoiner is not None and rejoiner.step(self.next_tick) and stepper is not None:
+                stepper.reset()  # a tick with a rejoin attempt runs its cycle (stepping.py)
             if stepper is not None and self.next_tick + interval <= at and stepper.may_skip(self.next_tick, interval):
                 self.skipped += 1
                 stepper.replay()  # the waits the skipped cycle would have spent (a protection window's statuses)
             elif stepper is not None:
                 before = stepper.mark()
-                stepper.settle(before, self.controller.run_cycle())
+                result = self.controller.run_cycle()
+                stepper.settle(before, result)
+                self._note_refusals(result)
             else:
-                self.controller.run_cycle()
+                self._note_refusals(self.controller.run_cycle())
             self.next_tick = max(self.next_tick + interval, self.clock())
         self.world.advance_to(at)
 
@@ -157,7 +183,9 @@ class Simulation:
 
     def result(self) -> SimResult:
         return measure(self.scenario, self.topology, self.world, self.events.events, self.store, seed=self.seed,
-                       policy=self.policy, cycles=self.cycles)
+                       policy=self.policy, cycles=self.cycles,
+                       attempts=self.rejoiner.attempts if self.rejoiner is not None else (),
+                       refusals=self.refusals)
 
 
 def _failover_clock(data: Mapping[str, Any]) -> list[str]:
@@ -210,7 +238,8 @@ def simulate(path: str | Path, seed: int = 0, policy: str = "default", *,
 
 FIGURES = ("detection_s", "time_to_halted_s", "time_to_new_primary_s", "time_to_traffic_switched_s", "halt_s",
            "protection_s", "failovers", "false_failovers", "orders_acknowledged", "orders_lost",
-           "trades_during_protection", "trades_while_halted", "max_primaries")
+           "trades_during_protection", "trades_while_halted", "max_primaries", "degraded_redundancy_s",
+           "failovers_refused_quarantine", "rejoins")
 MOMENTS = ("halted", "new_primary", "traffic_switched")  # `after_detection`'s keys, in the runbook's order
 
 

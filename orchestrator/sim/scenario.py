@@ -37,7 +37,8 @@ Count = Annotated[int, Field(ge=0)]
 
 DURATION_EXPECTATIONS = ("max_detection", "max_halt", "max_time_to_new_primary")
 COUNT_EXPECTATIONS = ("failovers", "max_failovers", "false_failovers", "orders_lost", "trades_during_protection",
-                      "trades_while_halted", "max_primaries")
+                      "trades_while_halted", "max_primaries", "rejoins", "rejoins_on_quarantined_site")
+REDUNDANCY_EXPECTATIONS = ("max_degraded_redundancy", "max_restore_after_quarantine")
 
 
 class _Strict(BaseModel):
@@ -118,6 +119,11 @@ class ExpectModel(_Strict):
     final_phase: Literal["open", "halted", "protection"] | None = None
     needs_human: bool | None = None
     final_primary_provider_not: Name | None = None
+    rejoins: Count | None = None  # rejoins done (docs/simulated-rejoin.md)
+    rejoins_on_quarantined_site: Count | None = None
+    redundancy_restored: bool | None = None  # every engine ends with as many acknowledging standbys as configured
+    max_degraded_redundancy: Duration | None = None  # time with fewer acknowledging standbys than configured
+    max_restore_after_quarantine: Duration | None = None  # last quarantine's end -> full redundancy again
 
 
 class WorldModel(_Strict):
@@ -132,6 +138,23 @@ class WorldModel(_Strict):
     provider_interval: Duration = 30.0
     instance_start_time: Duration = 30.0
     instance_stop_time: Duration = 5.0
+    rejoin_rate: Annotated[float, Field(gt=0.0)] = 4000.0
+    rejoin_setup: Duration = 5.0
+
+
+class ScheduledRejoinModel(_Strict):
+    replica: Name
+    at: Duration
+
+
+class RejoinModel(_Strict):
+    """When the simulation rejoins a fenced or diverged replica (docs/simulated-rejoin.md): `auto` once it has
+    waited `after`, again every `retry` while refused; and each `schedule` entry once, at its time."""
+
+    auto: bool = False
+    after: Duration = 1800.0
+    retry: Duration = 600.0
+    schedule: list[ScheduledRejoinModel] = []
 
 
 class LatencyModel(_Strict):
@@ -194,6 +217,7 @@ class ScenarioModel(_Strict):
     expect: ExpectModel = ExpectModel()
     world: WorldModel = WorldModel()
     latencies: LatenciesModel = LatenciesModel()
+    rejoin: RejoinModel = RejoinModel()
 
 
 @dataclass(frozen=True)
@@ -213,6 +237,20 @@ class WorldSettings:
     provider_interval: float = 30.0
     instance_start_time: float = 30.0
     instance_stop_time: float = 5.0
+    rejoin_rate: float = 4000.0  # entries a second a rejoin copies (docs/rejoin.md measured 3,500-4,900 on loopback)
+    rejoin_setup: float = 5.0  # seconds before the copy starts (the snapshot, the search, the ledger replay)
+
+
+@dataclass(frozen=True)
+class RejoinPolicy:
+    auto: bool = False
+    after: float = 1800.0
+    retry: float = 600.0
+    schedule: tuple[tuple[float, str], ...] = ()  # (seconds from the start, replica)
+
+    @property
+    def active(self) -> bool:
+        return self.auto or bool(self.schedule)
 
 
 @dataclass(frozen=True)
@@ -229,6 +267,7 @@ class Scenario:
     latencies: LatencyTable = field(default_factory=LatencyTable)
     path: Path | None = None
     description: str = ""
+    rejoin: RejoinPolicy = field(default_factory=RejoinPolicy)
 
     @property
     def end(self) -> float:
@@ -259,6 +298,8 @@ def load_scenario(path: str | Path) -> Scenario:
         name=model.name, topology=topology, start=model.start.timestamp(), duration=model.duration,
         faults=tuple(_fault(item) for item in model.faults), expect=_expectations(model.expect),
         world=_world(model.world), latencies=_latencies(model.latencies), path=file, description=model.description,
+        rejoin=RejoinPolicy(model.rejoin.auto, model.rejoin.after, model.rejoin.retry,
+                            tuple(sorted((item.at, item.replica) for item in model.rejoin.schedule))),
     )
 
 
@@ -329,6 +370,14 @@ def _reference_problems(model: ScenarioModel, topology: Topology) -> Iterator[tu
             yield (*where, "up" if fault.up <= 0 else "down"), "must be longer than 0s"
         if isinstance(fault, LagModel):
             yield from _lag_problems(fault, where, replicas)
+    for index, item in enumerate(model.rejoin.schedule):
+        if item.replica not in replicas:
+            yield ("rejoin", "schedule", index, "replica"), \
+                f"unknown replica {item.replica!r}; known: {', '.join(sorted(replicas))}"
+        if item.at > model.duration:
+            yield ("rejoin", "schedule", index, "at"), f"after the scenario ends ({model.duration:g}s)"
+    if model.rejoin.retry <= 0:
+        yield ("rejoin", "retry"), "must be longer than 0s"
     clouds = {site.provider for site in topology.sites.values()}
     clouds |= {engine.dns.provider for engine in topology.engines.values() if engine.dns is not None}
     for name in model.latencies.model_extra or {}:

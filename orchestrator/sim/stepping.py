@@ -15,7 +15,11 @@ After a cycle (`settle`), the ticks that follow may be skipped when that cycle w
   threshold (failures) or the recovery threshold (oks), so one more identical probe cannot change a vote;
 - and then until the first timer that could change a verdict or a decision: a track going stale (a source that no
   longer reports), a fall into `down` leaving the flap window, a suspect primary reaching `suspect_timeout`, a
-  cloud API's next poll, the end of a protection window.
+  cloud API's next poll, the end of a protection window, the end of a site's quarantine (it may be a target again,
+  and the cycle that sees it ends the quarantine in the store).
+
+A rejoin the simulation starts (`rejoiner.py`) runs between cycles, at a tick, in both steppings; the cycle of a
+tick with a rejoin attempt always runs, and one that finishes changes the world's `version`.
 
 Before each tick (`may_skip`), the world must be as it was: no fault edge, no control call (the world's
 `version`), no instance transition under way, and the probes lost to probe loss (drawn for this tick exactly as the
@@ -134,6 +138,11 @@ class Stepper:
         for assessment in result.verdicts.values():  # `now - since > suspect_timeout` turns true once, for good
             if assessment.verdict is Verdict.SUSPECT and now - assessment.since <= self.suspect_timeout:
                 until = min(until, assessment.since + self.suspect_timeout)
+        duration = controller.topology.policy.quarantine  # a quarantine's end changes what may be a target
+        for quarantine in self.store.quarantines().values():
+            ends = quarantine.ends_at(duration)
+            if ends is not None:
+                until = min(until, ends)
         due = controller.provider_watch._next_at  # when each cloud API is polled next
         for site in controller.providers:
             until = min(until, due.get(site, -math.inf))

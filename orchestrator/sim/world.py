@@ -44,6 +44,21 @@ PROBE_LATENCY = 0.004  # seconds: a replica's normal answer to a probe from the 
 
 
 @dataclass(frozen=True, slots=True)
+class Rejoined:
+    """A rejoin the world finished: the replica became an acknowledging standby of `primary`
+    (docs/simulated-rejoin.md)."""
+
+    engine: str
+    replica: str
+    site: str
+    primary: str
+    started_at: float
+    done_at: float
+    copied: int  # entries copied from the primary
+    archived: int  # entries the replica held beyond the common prefix (archived, never dropped)
+
+
+@dataclass(frozen=True, slots=True)
 class Promotion:
     at: float
     engine: str
@@ -96,6 +111,9 @@ class World:
         self.announced = {name: Phase.OPEN for name in topology.engines}
         self.phase_log: dict[str, list[tuple[float, Phase]]] = {name: [] for name in topology.engines}
         self.promotions: list[Promotion] = []
+        self.rejoining: list[SimReplica] = []  # replicas copying a primary's journal (engine.py's `rejoin`)
+        self.rejoined: list[Rejoined] = []
+        self.failed_rejoins: list[tuple[float, str, str]] = []  # (when, replica, why)
         self.out: set[str] = set()
         self.latency: dict[str, float] = {}
         self.loss: dict[str, float] = {}
@@ -267,6 +285,8 @@ class World:
         The hot loop of a simulated day (86,400 stretches for every engine): what does not change from one
         stretch to the next is kept (`flow.cache`, `flow.takers`, `flow.route`), and the Poisson count is
         `knuth` inlined."""
+        if self.rejoining:
+            self._rejoin_progress(start)
         mean = self.settings.order_rate * (stop - start)
         if mean != self._mean:
             self._mean, self._limit = mean, (math.exp(-mean) if 0 < mean <= 50 else None)
@@ -329,15 +349,74 @@ class World:
         receivers = {r.name: self._receivers(flow, r, up) for r in flow.replicas
                      if r.role is Role.PRIMARY and up[r.name]}
         self._sample(flow, receivers)
+        self._count_standbys(flow, start, up, receivers)
         steady = not any(r.machine.pending for r in flow.replicas)
         flow.cache = (self.version, up, receivers) if steady else None
         flow.takers.clear()
         flow.route = None
         return up, receivers
 
+    def _count_standbys(self, flow: EngineFlow, now: float, up: dict[str, bool],
+                        receivers: dict[str, list[SimReplica]]) -> None:
+        """How many standbys acknowledge the current primary's writes (synchronous: its receivers; asynchronous:
+        the standbys up that follow it), logged in `flow.standbys` when the number changes. No primary up: none."""
+        primaries = [r for r in flow.replicas if r.role is Role.PRIMARY and up[r.name]]
+        count = 0
+        if primaries:
+            primary = max(primaries, key=lambda r: r.epoch)
+            if self.settings.synchronous:
+                count = len(receivers.get(primary.name, ()))
+            else:
+                count = sum(1 for s in flow.replicas if s.role is Role.STANDBY and up[s.name]
+                            and s.epoch <= primary.epoch and holds(s, primary))
+        if not flow.standbys or flow.standbys[-1][1] != count:
+            flow.standbys.append((now, count))
+
     def touch(self) -> None:
         """Something that decides who is up or who replicates from whom changed (a control call)."""
         self.version += 1
+
+    # ---- rejoin (engine.py starts one; docs/simulated-rejoin.md) ----------------------------------------------
+
+    def start_rejoin(self, replica: SimReplica) -> None:
+        job = replica.rejoin
+        assert job is not None
+        replica.n = min(replica.n, job.common)  # the journal is cut to the common prefix (its tail archived)
+        replica.applied = min(replica.applied, replica.n)
+        if replica not in self.rejoining:
+            self.rejoining.append(replica)
+        self.touch()
+
+    def _rejoin_progress(self, now: float) -> None:
+        """Bring every rejoin up to `now`: copy at `rejoin_rate` entries a second (after `rejoin_setup`) while the
+        replica and its primary both answer; done when it holds all the primary holds (it becomes a standby vouched
+        at the rejoin's epoch, and the world's conditions change); failed if the primary was deposed meanwhile."""
+        settings = self.settings
+        for replica in list(self.rejoining):
+            job = replica.rejoin
+            assert job is not None
+            primary = self.replicas[job.primary]
+            if primary.role is not Role.PRIMARY or primary.epoch < job.epoch:
+                job.state, job.error = "failed", f"{primary.name} is no longer primary at epoch {job.epoch}"
+                self.failed_rejoins.append((now, replica.name, job.error))
+                self.rejoining.remove(replica)
+                self.touch()
+                continue
+            begin = max(job.since, job.started_at + settings.rejoin_setup)
+            if now > begin and self.up(replica) and self.up(primary):
+                job.state = "copying"
+                job.copied = min(float(primary.n), job.copied + settings.rejoin_rate * (now - begin))
+                replica.log, replica.n = primary.log, int(job.copied)
+                replica.applied = replica.n
+            job.since = max(job.since, now)
+            if job.state == "copying" and job.copied >= primary.n:
+                replica.role, replica.log, replica.n = Role.STANDBY, primary.log, primary.n
+                replica.applied = replica.n
+                job.state, job.done_at = "done", now
+                self.rejoined.append(Rejoined(replica.engine, replica.name, replica.site, primary.name,
+                                              job.started_at, now, primary.n - job.common, job.archived))
+                self.rejoining.remove(replica)
+                self.touch()
 
     # ---- replication ----------------------------------------------------------------------------------------
 
@@ -350,8 +429,9 @@ class World:
         if primaries:
             primary = max(primaries, key=lambda other: other.epoch)
             return primary if holds(standby, primary) else None
-        peers = [other for other in flow.replicas
-                 if other is not standby and other.n > standby.n and up[other.name] and holds(standby, other)]
+        peers = [other for other in flow.replicas  # a journal being rebuilt is no one's source
+                 if other is not standby and other not in self.rejoining and other.n > standby.n and up[other.name]
+                 and holds(standby, other)]
         return max(peers, key=lambda other: other.n) if peers else None
 
     def _replicate(self, flow: EngineFlow, now: float, up: dict[str, bool]) -> None:
