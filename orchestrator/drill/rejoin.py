@@ -1,10 +1,13 @@
 """`failover drill --rejoin`: after the failover, rebuild redundancy as an SRE would, and time it.
 
-Once the faults are over and the old primary's site is back, the drill waits for the site's quarantine to end,
-rejoins the old primary through the real driver (`orchestrator.drivers.rejoin`, audited as actor `drill`), and
-waits until all three replicas hold the same journal (same last seq, same hash at it), each standby following the
-new primary. The incident report then times the reduced redundancy from the same audit entries
-(`drivers.report.redundancy_window`), so `failover report` and the drill agree.
+Once the faults are over and the old primary's site is back (`site_back`: a drill stops before a long scenario's
+faults end, and its cloud's API must stop reporting the outage too, or the site is never judged healthy), the
+drill waits for the site's quarantine to end, rejoins the old primary through the real driver
+(`orchestrator.drivers.rejoin`, audited as actor `drill`) while the order stream goes on (the rejoin copies a
+journal that grows as it copies, as in production), stops the stream, and waits until all three replicas hold the
+same journal (same last seq, same hash at it), each standby following the new primary. The incident report then
+times the reduced redundancy from the same audit entries (`drivers.report.redundancy_window`), so `failover report`
+and the drill agree.
 
 Why a shortened quarantine and not a release: a release is a human's judgement that the site is sound, and the
 drill has no human; the quarantine's own clock (the site healthy without a break, a relapse restarting it) is the
@@ -17,7 +20,7 @@ probe rounds proves nothing).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ from orchestrator.core.quarantine import may_host
 from orchestrator.drivers.rejoin import Rejoin
 from orchestrator.engine.client import HttpEngineClient
 from orchestrator.store.base import StateStore
+from orchestrator.testbed.world import AWS_ZONE, GCP_ZONE, Testbed
 
 QUARANTINE_CAP, QUARANTINE_FLOOR = 5.0, 2.0  # seconds of drill time
 # How long the drill waits for each stage before it gives up and reports the invariant broken: a drill must end,
@@ -46,6 +50,25 @@ Mark = Callable[[float, str], None]
 def drill_quarantine(scenario_seconds: float, speed: float) -> float:
     """The drill's `policy.quarantine`: compressed like the other timings, then held between floor and cap."""
     return min(QUARANTINE_CAP, max(QUARANTINE_FLOOR, scenario_seconds / speed))
+
+
+def site_back(bed: Testbed, site: str) -> list[str]:
+    """Withdraw what the site's cloud still reports of an outage the drill cut short (the injector thaws the
+    replica, but leaves a zone impaired or a health event open when the drill ends before the fault does)."""
+    provider = bed.config()["sites"][site]["provider"]
+    done: list[str] = []
+    if provider == "aws":
+        bed.impair_aws(False)
+        closed = bed.post_aws_health(False)
+        done += [f"AWS reports {AWS_ZONE} available", *([closed] if closed else [])]
+    elif provider == "gcp" and bed.gcp is not None:
+        bed.gcp.set_zone(GCP_ZONE, "UP")
+        done.append(f"GCP reports {GCP_ZONE} UP")
+    elif provider == "azure" and bed.azure is not None:
+        bed.azure.set_vm("spot-engine-azure", health="Available")
+        bed.azure.inject_resource_health("spot-engine-azure", "Available", "")
+        done.append("Azure reports spot-engine-azure available")
+    return done
 
 
 def shorten_quarantine(config_path: Path, seconds: float) -> None:
@@ -66,6 +89,9 @@ class RejoinStage:
     done_at: float | None = None
     in_sync_at: float | None = None
     state: str = "not started"
+    seq_at_start: int | None = None  # the primary's last seq when the rejoin began
+    seq_at_done: int | None = None  # the rejoined replica's when it was done
+    orders_while_rejoining: int | None = None  # acknowledged by the primary between the two (`count_orders`)
     positions: dict[str, str] = field(default_factory=dict)  # replica -> "role seq hash following", last look
     notes: list[str] = field(default_factory=list)
 
@@ -79,7 +105,14 @@ class RejoinStage:
 
         return {"rejoined": self.replica if self.state == "done" else None, "rejoin_state": self.state,
                 "rejoin_s": span(self.started_at, self.done_at),
+                "orders_acknowledged_while_rejoining": self.orders_while_rejoining,
                 "replicas_in_sync": self.in_sync}
+
+    def count_orders(self, acknowledged_seqs: Iterable[int]) -> None:
+        """How many acknowledged orders the primary journaled while the rejoin copied (seq in between)."""
+        if self.seq_at_start is not None and self.seq_at_done is not None:
+            low, high = self.seq_at_start, self.seq_at_done
+            self.orders_while_rejoining = sum(1 for seq in acknowledged_seqs if low < seq <= high)
 
 
 def _wait(condition: Callable[[], bool], patience: float) -> float | None:
@@ -118,8 +151,11 @@ def in_sync(positions: dict[str, tuple[Role, int, str, str]], primary: str, prim
 
 
 def rejoin_old_primary(config_path: Path, token_file: Path, replica: str, mark: Mark,
-                       progress: Callable[[str], None] = lambda _: None) -> RejoinStage:
-    """Wait out the quarantine of `replica`'s site, rejoin it through the driver, wait for three replicas in sync."""
+                       progress: Callable[[str], None] = lambda _: None,
+                       before_sync: Callable[[], object] = lambda: None) -> RejoinStage:
+    """Wait out the quarantine of `replica`'s site, rejoin it through the driver, call `before_sync` (the drill
+    stops its order stream there: a journal still growing is never seen at one seq everywhere), and wait for three
+    replicas in sync."""
     loaded = load_config(config_path)
     topology = loaded.topology
     engine = next(e for e in topology.engines.values() if replica in {r.name for r in e.replicas})
@@ -137,6 +173,7 @@ def rejoin_old_primary(config_path: Path, token_file: Path, replica: str, mark: 
                 return stage
             mark(stage.quarantine_ended_at, f"quarantine {site} ended")
             _rejoin(Rejoin(topology, store, client, actor=ACTOR), store, engine, stage, progress)
+        before_sync()
         if stage.state == "done":
             _wait_in_sync(client, engine, stage, mark, progress)
     finally:
@@ -154,8 +191,12 @@ def _rejoin(driver: Rejoin, store: StateStore, engine: Engine, stage: RejoinStag
     stage.primary = plan.primary
     progress(f"rejoining {stage.replica} to {plan.primary} at epoch {plan.epoch}")
     stage.started_at = time.time()
+    try:
+        stage.seq_at_start = driver.engines.status(engine.replica(plan.primary)).last_seq
+    except FailoverError:
+        stage.seq_at_start = None
     outcome = driver.run(plan, timeout=STAGE_PATIENCE)
-    stage.state = outcome.state
+    stage.state, stage.seq_at_done = outcome.state, outcome.last_seq
     # the driver audits rejoin.done only once the replica acknowledges: its time is when redundancy came back
     done = [e.at for e in store.audit_entries() if e.action == "rejoin.done" and e.detail.get("replica") ==
             stage.replica and e.at >= stage.started_at]
@@ -190,4 +231,4 @@ def _wait_in_sync(client: HttpEngineClient, engine: Engine, stage: RejoinStage, 
     mark(stage.in_sync_at, f"{len(engine.replicas)} replicas in sync")
 
 
-__all__ = ["RejoinStage", "drill_quarantine", "in_sync", "rejoin_old_primary", "shorten_quarantine"]
+__all__ = ["RejoinStage", "drill_quarantine", "in_sync", "rejoin_old_primary", "shorten_quarantine", "site_back"]

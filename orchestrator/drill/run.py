@@ -31,7 +31,7 @@ from orchestrator.drill.chart import SIGNAL_PREFIX, TimelineData, render_png
 from orchestrator.drill.daemons import Daemons
 from orchestrator.drill.faults import FaultInjector
 from orchestrator.drill.orders import OrderStream, missing_or_moved, trades_by_phase
-from orchestrator.drill.rejoin import RejoinStage, drill_quarantine, rejoin_old_primary, shorten_quarantine
+from orchestrator.drill.rejoin import RejoinStage, drill_quarantine, rejoin_old_primary, shorten_quarantine, site_back
 from orchestrator.drivers.report import IncidentReport, build_report, render_markdown
 from orchestrator.engine.client import HttpEngineClient
 from orchestrator.sim.scenario import Scenario, load_scenario
@@ -188,11 +188,12 @@ class Drill:
             self._wait_for_end(bed, injector)
             self._stop.set()
             watcher.join(timeout=5)
-            ledger = stream.stop()
+            ledger = stream.ledger if options.rejoin else stream.stop()  # --rejoin: orders flow through it
             injector.stop()
             zombie = self._old_primary_refuses(bed, client)
             if options.rejoin:
-                self.rejoin_stage = self._rejoin(bed)
+                self.rejoin_stage = self._rejoin(bed, stream)
+                ledger = stream.stop()
             result = self._conclude(bed, client, ledger, injector, zombie)
             result.files.extend(self._write_config_copy(bed))
             return result
@@ -380,12 +381,14 @@ class Drill:
     def _quarantine(self) -> float:
         return drill_quarantine(self.scenario.topology.policy.quarantine, self.options.speed)
 
-    def _rejoin(self, bed: Testbed) -> RejoinStage | None:
-        """Rejoin the old primary (the last failover's source) once its site is out of quarantine."""
+    def _rejoin(self, bed: Testbed, stream: OrderStream) -> RejoinStage | None:
+        """Rejoin the old primary (the last failover's source) once its site is out of quarantine, the order
+        stream still running; stopped before the replicas are compared."""
         assert bed.replicas is not None
         with load_config(bed.config_path).open_store() as store:
             incidents = [i for i in store.incidents() if i.kind == "failover" and i.source]
         if not incidents or incidents[-1].source is None:
+            stream.stop()
             return None
 
         def progress(text: str) -> None:
@@ -393,8 +396,14 @@ class Drill:
             if self.on_update is not None:
                 self.on_update(self.state)
 
-        return rejoin_old_primary(bed.config_path, bed.replicas.token_file, incidents[-1].source,
-                                  self.timeline.mark, progress)
+        site = bed.config()["engines"][incidents[-1].engine]["replicas"][incidents[-1].source]["site"]
+        withdrawn = site_back(bed, site)
+        self.timeline.mark(time.time(), f"{site} back")
+        stage = rejoin_old_primary(bed.config_path, bed.replicas.token_file, incidents[-1].source,
+                                   self.timeline.mark, progress, before_sync=stream.stop)
+        stage.notes[:0] = [f"{site} back when the drill stopped its faults: " + ", ".join(withdrawn)]
+        stage.count_orders(stream.ledger.acknowledged.values())
+        return stage
 
     def _rejoin_figures(self, figures: dict[str, Any]) -> dict[str, Any]:
         if not self.options.rejoin:
