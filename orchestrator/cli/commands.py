@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "config": "config_cmd",
     "audit": "audit_cmd",
     "replica": "replica_cmd",
+    "replace": "replace_cmd",
     "rejoin": "rejoin_cmd",
     "release": "quarantine_cmd",
 }

@@ -28,6 +28,7 @@ from orchestrator.drivers.probe import EngineProber, Prober
 from orchestrator.engine.base import EngineControl
 from orchestrator.engine.client import HttpEngineClient
 from orchestrator.store.base import Conflict, StateStore
+from orchestrator.store.topology_record import topology_book, with_recorded
 from providers.base import CloudProvider
 from providers.registry import build_provider, build_router
 from providers.traffic import TrafficRouter
@@ -121,6 +122,8 @@ class Edges:
     clock: Callable[[], float] = time.time
     sender: WebhookSender | None = None  # delivers the outbox; the daemon runs it on a thread of its own
     _stack: ExitStack = field(default_factory=ExitStack)
+    # the configured topology with each replica `failover replace` moved at its recorded place (None: as configured)
+    topology: Topology | None = None
 
     def flush_notifications(self, budget: float = FLUSH_BUDGET) -> None:
         """Give the sender one bounded pass (cron runs and operator commands, after their own work): at most
@@ -151,10 +154,14 @@ def build_edges(
     engines: EngineControl | None = None,
 ) -> Edges:
     """Everything a command needs. With `dry_run`, provider writes are recorded instead of made."""
-    topology = loaded.topology
     stack = ExitStack()
     store = loaded.open_store()
     stack.callback(store.close)
+    try:  # a replica `failover replace` moved is probed and acted on where it is now, not where the file says
+        topology = with_recorded(loaded.topology, topology_book(store).recorded_replicas())
+    except BaseException:
+        stack.close()
+        raise
     if engines is None:
         client = HttpEngineClient(token_file=loaded.config.control_token_file,
                                   read_timeout=max(0.2, topology.probes.timeout), attempts=2,
@@ -180,12 +187,12 @@ def build_edges(
         channels.append(outbox)
         sender = WebhookSender(store, webhooks, notifier=outbox, identity=f"{socket.gethostname()}:{os.getpid()}")
         stack.callback(sender.stop)
-    return Edges(store, engines, providers, routers, prober, Fanout(*channels), time.time, sender, stack)
+    return Edges(store, engines, providers, routers, prober, Fanout(*channels), time.time, sender, stack, topology)
 
 
 def build_controller(mode: Mode, loaded: LoadedConfig, edges: Edges, *, identity: str,
                      vantage: str = "orchestrator", topology: Topology | None = None) -> Controller:
     """The controller a command runs, from its mode and its configuration (one construction for every mode
     that runs on a configuration; the simulator builds its own edges and settings)."""
-    return Controller(topology or loaded.topology, edges, mode,
+    return Controller(topology or edges.topology or loaded.topology, edges, mode,
                       ControllerSettings.from_config(loaded, mode, identity=identity, vantage=vantage))

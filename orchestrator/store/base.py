@@ -42,12 +42,13 @@ from orchestrator.store.records import (
     observation_of,
 )
 from orchestrator.store.schedule import ScheduleStore
+from orchestrator.store.topology_record import TopologyRecordStore
 
 __all__ = ["Conflict", "NotFound", "ObservationRow", "StateStore", "Tampered"]
 
 
 
-class StateStore(AuditStore, OutboxStore, ArrivalStore, QuarantineStore, ScheduleStore):
+class StateStore(AuditStore, OutboxStore, ArrivalStore, QuarantineStore, ScheduleStore, TopologyRecordStore):
     """Durable state shared by every run of the orchestrator: observations, incidents and their runbook journal,
     the audit log, leases with fencing tokens, small versioned documents for the controller, and the quarantined
     sites (kept in one of those documents)."""
