@@ -6,7 +6,6 @@ itself a wall-clock instant, and a late start inside the grace period is still a
 
 from __future__ import annotations
 
-import inspect
 import subprocess
 import sys
 import time
@@ -23,7 +22,6 @@ from orchestrator.core import schedule as sch
 from orchestrator.core.model import Phase, Role
 from orchestrator.core.schedule import State
 from orchestrator.drill.daemons import DaemonProcess, Daemons
-from orchestrator.drivers.controller import Controller
 from orchestrator.store import open_store
 from orchestrator.testbed.etcd import EtcdCluster
 from orchestrator.testbed.world import LOADED_PROBE_INTERVAL, LOADED_PROBE_TIMEOUT, LOADED_PROTECTION, Testbed
@@ -31,30 +29,6 @@ from orchestrator.testbed.world import LOADED_PROBE_INTERVAL, LOADED_PROBE_TIMEO
 pytestmark = [pytest.mark.slow, pytest.mark.etcd]
 LEASE_TTL = 3.0
 GENEROUS = 300.0
-
-# Until drivers/controller.py calls `run_due` in its cycle (the lead adds it), the daemons under test get the call
-# through this start-up hook; once the controller has it, the hook is not installed and the real cycle is tested.
-SHIM = '''
-from orchestrator.drivers import controller as _controller
-from orchestrator.drivers.scheduled import run_due as _run_due
-
-_cycle = _controller.Controller.run_cycle
-
-
-def _run_cycle(self):
-    result = _cycle(self)
-    if result.leader:
-        _run_due(self.store, self.topology, self, result.verdicts, self.clock())
-    return result
-
-
-_controller.Controller.run_cycle = _run_cycle
-'''
-
-
-def controller_runs_schedules() -> bool:
-    return "run_due" in inspect.getsource(Controller)
-
 
 @pytest.fixture
 def bed(tmp_path: Path, etcd: EtcdCluster) -> Iterator[Testbed]:
@@ -65,13 +39,7 @@ def bed(tmp_path: Path, etcd: EtcdCluster) -> Iterator[Testbed]:
 
 
 def daemon_env(bed: Testbed, tmp_path: Path) -> dict[str, str]:
-    env = bed.env()
-    if not controller_runs_schedules():
-        hook = tmp_path / "hook"
-        hook.mkdir(exist_ok=True)
-        (hook / "sitecustomize.py").write_text(SHIM, encoding="utf-8")
-        env["PYTHONPATH"] = str(hook) + (f":{env['PYTHONPATH']}" if env.get("PYTHONPATH") else "")
-    return env
+    return bed.env()
 
 
 def logs(daemons: Daemons) -> str:
