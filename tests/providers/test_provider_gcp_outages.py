@@ -161,7 +161,8 @@ def test_a_stop_call_that_timed_out_never_counts_as_fenced(world: World) -> None
     fake, server, _ = world
     fake.hang_next(50.0, count=20, path=f"{STOP}$")
     provider = _provider(server, call_deadline=1.0, request_timeout=20.0)
-    with pytest.raises(ProviderError, match=r"compute.instances.stop still failing when its [01]\.\ds deadline ran out"):
+    still_failing = r"compute.instances.stop still failing when its [01]\.\ds deadline ran out"
+    with pytest.raises(ProviderError, match=still_failing):
         provider.fence("spot-engine-1", deadline=1.0)
     assert fake.instance_status("spot-engine-1", "asia-east2-a") == "RUNNING"
     assert provider.writes["compute.instances.stop"] == 0
