@@ -270,7 +270,6 @@ def measure(scenario: Scenario, topology: Topology, world: World, events: Sequen
         time_to_halted_s=_rounded(_worst(halted)), time_to_traffic_switched_s=_rounded(_worst(switched)),
         after_detection={name: _rounded(_worst(values)) for name, values in after.items() if values},
         step_durations_s=step_durations(store),
-        timeline=timeline(scenario, events, detection_events),
         needs_human=any(i.status is IncidentStatus.NEEDS_HUMAN for i in store.incidents(open_only=True)),
         final_phase=phases.pop() if len(phases) == 1 else None,
         final_primary={name: record.primary for name, record in records.items()},
@@ -278,7 +277,7 @@ def measure(scenario: Scenario, topology: Topology, world: World, events: Sequen
         trades=sum(flow.trades for flow in flows), cycles=cycles, start=iso(scenario.start),
         duration_s=scenario.duration, display_timezone=topology.display_timezone,
     )
-    after_failover(result, scenario, topology, world, store, attempts, refusals)
+    after_failover(result, scenario, topology, world, store, attempts, refusals, events, detection_events)
     result.expectations = check(scenario.expect, result, topology, {n: r.phase.phase.value for n, r in records.items()})
     return result
 
@@ -298,7 +297,8 @@ def _redundancy(log: Sequence[tuple[float, int]], wanted: int, start: float, end
 
 
 def after_failover(result: SimResult, scenario: Scenario, topology: Topology, world: World, store: StateStore,
-                   attempts: Sequence[Attempt], refusals: Sequence[tuple[float, str, str]]) -> None:
+                   attempts: Sequence[Attempt], refusals: Sequence[tuple[float, str, str]], events: Sequence[Event],
+                   detections: Sequence[Event]) -> None:
     """The figures of issue 15's "after the failover": redundancy, quarantine spells, rejoins (in place)."""
     start, end = scenario.start, scenario.end
     degraded, restored, back = 0.0, True, []
@@ -332,8 +332,8 @@ def after_failover(result: SimResult, scenario: Scenario, topology: Topology, wo
     result.rejoined = [{"replica": r.replica, "site": r.site, "primary": r.primary,
                         "started_s": round(r.started_at - start, 3), "done_s": round(r.done_at - start, 3),
                         "copied": r.copied, "archived": r.archived} for r in world.rejoined]
-    result.timeline = merge_timeline(result.timeline, scenario, _after_items(scenario, spells, attempts, refusals,
-                                                                              world))
+    result.timeline = timeline(scenario, events, detections,
+                               _after_items(scenario, spells, attempts, refusals, world))
 
 
 def _after_items(scenario: Scenario, spells: Sequence[Any], attempts: Sequence[Attempt],
@@ -369,14 +369,6 @@ def _after_items(scenario: Scenario, spells: Sequence[Any], attempts: Sequence[A
     return [(at - start, entry) for at, entry in items]
 
 
-def merge_timeline(timeline: list[dict[str, Any]], scenario: Scenario,
-                   items: Sequence[tuple[float, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """The timeline with `items` (offsets from the start) put in time order; at one instant, existing entries first."""
-    merged = [(float(entry["at"]), 0, index, entry) for index, entry in enumerate(timeline)]
-    merged += [(round(at, 3), 1, index, {"at": round(at, 3), "utc": iso(scenario.start + at), **entry})
-               for index, (at, entry) in enumerate(items)]
-    merged.sort(key=lambda item: item[:3])
-    return [entry for *_, entry in merged]
 
 
 def _rounded(value: float | None) -> float | None:
@@ -431,8 +423,10 @@ def check(expect: Mapping[str, Any], result: SimResult, topology: Topology, phas
     return outcome
 
 
-def timeline(scenario: Scenario, events: Sequence[Event], detections: Sequence[Event]) -> list[dict[str, Any]]:
-    """Faults, detections and everything the orchestrator said but verdict changes, in time order."""
+def timeline(scenario: Scenario, events: Sequence[Event], detections: Sequence[Event],
+             extra: Sequence[tuple[float, dict[str, Any]]] = ()) -> list[dict[str, Any]]:
+    """Faults, detections and everything the orchestrator said but verdict changes, in time order; `extra` (offsets
+    from the start, e.g. `_after_items`) after the orchestrator's entries of the same instant, renamed the same way."""
     items: list[tuple[float, int, dict[str, Any]]] = []
     for order, fault in enumerate(scenario.faults):
         where = {"site": fault.site} if fault.site else {"observer": fault.observer}
@@ -454,6 +448,9 @@ def timeline(scenario: Scenario, events: Sequence[Event], detections: Sequence[E
             if key in event.detail:
                 entry[key] = _plain(event.detail[key], names)
         items.append((event.at - scenario.start, len(scenario.faults) + position, entry))
+    base = len(scenario.faults) + len(chosen)
+    for position, (at, entry) in enumerate(extra):
+        items.append((at, base + position, {**entry, "message": _rename(str(entry.get("message", "")), names)}))
     items.sort(key=lambda item: (item[0], item[1]))
     return [{"at": round(at, 3), "utc": iso(scenario.start + at), **entry} for at, _, entry in items]
 

@@ -396,8 +396,11 @@ class World:
             job = replica.rejoin
             assert job is not None
             primary = self.replicas[job.primary]
-            if primary.role is not Role.PRIMARY or primary.epoch < job.epoch:
-                job.state, job.error = "failed", f"{primary.name} is no longer primary at epoch {job.epoch}"
+            if primary.role is not Role.PRIMARY or primary.epoch < job.epoch or replica.epoch > primary.epoch:
+                # deposed (fenced on its return), or the replica was told of a newer epoch than its primary's (a
+                # failover's halt reached it): as the reference replica, the rejoin ends failed; a new one follows
+                # the new primary
+                job.state, job.error = "failed", f"{primary.name} is no longer primary at epoch {replica.epoch}"
                 self.failed_rejoins.append((now, replica.name, job.error))
                 self.rejoining.remove(replica)
                 self.touch()
