@@ -186,13 +186,16 @@ class Drill:
                                        daemon=True)
             watcher.start()
             self._wait_for_end(bed, injector)
-            self._stop.set()
-            watcher.join(timeout=5)
-            ledger = stream.ledger if options.rejoin else stream.stop()  # --rejoin: orders flow through it
+            if not options.rejoin:  # --rejoin: orders flow and the lanes are drawn on through the rejoin
+                self._stop.set()
+                watcher.join(timeout=5)
+            ledger = stream.ledger if options.rejoin else stream.stop()
             injector.stop()
             zombie = self._old_primary_refuses(bed, client)
             if options.rejoin:
                 self.rejoin_stage = self._rejoin(bed, stream)
+                self._stop.set()
+                watcher.join(timeout=5)
                 ledger = stream.stop()
             result = self._conclude(bed, client, ledger, injector, zombie)
             result.files.extend(self._write_config_copy(bed))

@@ -79,7 +79,9 @@ def test_the_old_primary_was_rejoined_only_after_its_site_left_quarantine(drill:
     assert all(actor == "drill" and detail["replica"] == "spot-aws" for _, actor, _, detail in rejoins)
     assert rejoins[-1][3]["acknowledging"] is True
     assert not any(action == "quarantine.release" for _, _, action, _ in audit)  # ended by its clock, not by hand
-    markers = json.loads((out / "drill-timeline.json").read_text())["markers"]
+    timeline = json.loads((out / "drill-timeline.json").read_text())
+    assert timeline["lanes"]["site aws-hk"][-1][2] == "healthy"  # the lanes go on through the rejoin
+    markers = timeline["markers"]
     at = {label: when for when, label in markers}
     assert at["reopen"] < at["quarantine aws-hk ended"] <= at["rejoin spot-aws"] <= at["3 replicas in sync"]
 
