@@ -259,7 +259,7 @@ def render_timeline(result: SimResult | Mapping[str, Any]) -> str:
     for name in FIGURES:
         value = data.get(name)
         shown = "-" if value is None else (f"{value:.1f}" if isinstance(value, float) else str(value))
-        lines.append(f"  {name:<28}{shown}")
+        lines.append(f"  {name:<27} {shown}")
     lines += _failover_clock(data)
     if data.get("expectations"):
         lines += ["", "expectations:"]
