@@ -31,6 +31,9 @@ class Quarantine:
     healthy_since: float | None = None  # when its current unbroken healthy run began; None while it is not healthy
     relapses: int = 0  # times it went down again while in quarantine (each restarted the clock)
     reason: str = ""  # the verdict's reason when it went down (or last relapsed)
+    # healthy at least once since it last went down: going down again is then a relapse, even when the way back
+    # down passes through `suspect` (it always does), which stops the clock without being a relapse itself
+    recovering: bool = False
 
     def ends_at(self, duration: float) -> float | None:
         """When it ends if the site stays healthy; None while the clock is stopped."""
@@ -42,13 +45,14 @@ class Quarantine:
 
     def to_json(self) -> dict[str, Any]:
         return {"site": self.site, "down_at": self.down_at, "healthy_since": self.healthy_since,
-                "relapses": self.relapses, "reason": self.reason}
+                "relapses": self.relapses, "reason": self.reason, "recovering": self.recovering}
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> Quarantine:
         healthy = body.get("healthy_since")
         return cls(str(body["site"]), float(body["down_at"]), None if healthy is None else float(healthy),
-                   int(body.get("relapses") or 0), str(body.get("reason") or ""))
+                   int(body.get("relapses") or 0), str(body.get("reason") or ""),
+                   bool(body.get("recovering", healthy is not None)))
 
 
 class _Ranked(Protocol):
@@ -67,14 +71,15 @@ def _next(current: Quarantine | None, site: str, verdict: str, reason: str, now:
     if verdict in ENTERS:
         if current is None:
             return Quarantine(site, now, None, 0, reason)
-        if current.healthy_since is None:
+        if current.healthy_since is None and not current.recovering:
             return current  # still down: the same spell
-        return replace(current, healthy_since=None, relapses=current.relapses + 1, reason=reason)
+        return replace(current, healthy_since=None, relapses=current.relapses + 1, reason=reason, recovering=False)
     if current is None:
         return None
     if verdict != Verdict.HEALTHY.value:
         return replace(current, healthy_since=None) if current.healthy_since is not None else current
-    started = current if current.healthy_since is not None else replace(current, healthy_since=now)
+    started = current if current.healthy_since is not None else replace(current, healthy_since=now,
+                                                                          recovering=True)
     return started if started.active(now, duration) else None
 
 

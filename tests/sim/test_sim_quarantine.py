@@ -12,7 +12,6 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
 from sim_helpers import SCENARIOS, make_scenario
 
 from orchestrator.config import load_config
@@ -143,8 +142,7 @@ def test_a_relapse_restarts_the_quarantine_clock() -> None:
     assert events == ["quarantine", "quarantine_end"]
 
 
-@pytest.mark.xfail(strict=True, reason="core/quarantine.py counts no relapse when the site passes through `suspect` "
-                   "on its way back to `down` (it always does: the clock stops at `suspect`, and `down` then finds "
-                   "no healthy run to relapse from); the clock restarts all the same")
 def test_a_relapse_is_counted() -> None:
+    """A site passes through `suspect` on its way back to `down`; the relapse is counted all the same (it was not,
+    before `Quarantine.recovering`: this test was a strict expected failure then)."""
     assert relapse_result().quarantines[0]["relapses"] == 1

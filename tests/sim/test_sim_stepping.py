@@ -36,7 +36,7 @@ from orchestrator.sim.faults import Fault, FaultKind, expand
 from orchestrator.sim.runner import Stepping, quiet_adapters
 
 FILES = sorted(path for path in SCENARIOS.glob("*.yaml") if path.name != "hk-topology.yaml")
-LONG = {"hk-2022"}  # 14 simulated hours: seed 0
+LONG = {"hk-2022", "hk-2022-rejoin"}  # 14 simulated hours: seed 0
 COMPRESSED = {"exchange-10"}  # 24 hours of ten engines: its faults closer together (see the module's docstring)
 HK = load_config(SCENARIOS / "hk-topology.yaml").topology
 EXCHANGE = load_config(SCENARIOS / "topologies" / "exchange-10.yaml").topology
