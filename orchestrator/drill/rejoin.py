@@ -170,9 +170,9 @@ def rejoin_old_primary(config_path: Path, token_file: Path, replica: str, mark: 
                                               STAGE_PATIENCE + topology.policy.quarantine)
             if stage.quarantine_ended_at is None:
                 stage.notes.append(f"rejoin: {site} still in quarantine after {STAGE_PATIENCE:g}s; not rejoined")
-                return stage
-            mark(stage.quarantine_ended_at, f"quarantine {site} ended")
-            _rejoin(Rejoin(topology, store, client, actor=ACTOR), store, engine, stage, progress)
+            else:
+                mark(stage.quarantine_ended_at, f"quarantine {site} ended")
+                _rejoin(Rejoin(topology, store, client, actor=ACTOR), store, engine, stage, progress)
         before_sync()
         if stage.state == "done":
             _wait_in_sync(client, engine, stage, mark, progress)

@@ -39,6 +39,23 @@ from orchestrator.testbed.world import Testbed
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "configs" / "scenarios"
 PROBE_INTERVAL, PROBE_TIMEOUT = 0.25, 0.15
+PAGE = 5000  # the most entries or trades one read returns
+
+
+def paged(read: Callable[[Any, int, int], list[dict[str, Any]]], replica: Any) -> list[dict[str, Any]]:
+    """Every journal entry or trade, page by page: one read holds 5,000, and a drill that streams for minutes
+    (`--rejoin` waiting out a quarantine) journals more; read once, the rest counted as lost orders. A page is cut
+    before its last seq, so the trades of one order (one seq) are never split across two pages."""
+    found: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        page = read(replica, after, PAGE)
+        if len(page) < PAGE:
+            return found + page
+        last = int(page[-1]["seq"])
+        whole = [item for item in page if int(item["seq"]) < last] or page
+        found += whole
+        after = int(whole[-1]["seq"])
 
 
 def resolve_scenario(name_or_path: str) -> Path:
@@ -326,8 +343,8 @@ class Drill:
         loaded = load_config(bed.config_path)
         display = parse_timezone(loaded.topology.display_timezone)
         primary, phase = self._engine_phase(client, bed)
-        journal = client.journal(bed.replicas.replica(primary)) if primary else []
-        trades = client.trades(bed.replicas.replica(primary)) if primary else []
+        journal = paged(client.journal, bed.replicas.replica(primary)) if primary else []
+        trades = paged(client.trades, bed.replicas.replica(primary)) if primary else []
         lost = missing_or_moved(ledger, journal) if primary else dict.fromkeys(ledger.acknowledged, (0, None))
         by_phase = trades_by_phase(journal, trades)
         fault_at = next((a.at for a in injector.applied if a.started and "data plane out" in a.action), None)
