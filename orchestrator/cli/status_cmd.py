@@ -174,6 +174,9 @@ def status_view(loaded: LoadedConfig, report: StatusReport, width: int, *,
     for engine in report.engines:
         parts += _engine(engine, display, width, wide)
     parts += [_line(text) for text in _quarantines(report, display)]
+    parts += [_line(f"planned switchover {p['id']}: {p['engine']} to {p['target']} at "
+                    f"{format_instant(p['at'], display)} ({p['state']}; `failover cancel {p['id']}` cancels it)")
+              for p in report.planned]
     parts += [_line(f"topology differs from the configuration: {text}") for text in report.topology_differs]
     parts += [_line(text) for text in _notifications(report, display)]
     parts += [_line(text) for text in _daemons(report, display)]

@@ -81,6 +81,7 @@ class StatusReport:
     quarantines: list[QuarantineLine] = field(default_factory=list)
     quarantine_s: float = DEFAULT_QUARANTINE
     topology_differs: list[str] = field(default_factory=list)  # replicas `failover replace` moved (store vs file)
+    planned: list[dict[str, Any]] = field(default_factory=list)  # planned switchovers not started yet (`--at`)
 
 
 def quarantine_duration(topology: Topology) -> float:
@@ -149,8 +150,10 @@ def gather_status(loaded: LoadedConfig, now: float | None = None) -> StatusRepor
         daemons = [daemon_line(beat.identity, beat.wall, beat.detail) for beat in store.heartbeats()]
         quarantines = quarantine_lines(store.quarantines(), now, duration)
         differs = differences(topology, topology_book(store).recorded_replicas())
+        planned = [{"id": e.id, "engine": e.engine, "target": e.target, "at": e.at, "state": e.state.value,
+                    "protection": e.protection} for e in store.schedules() if e.is_open]
     return StatusReport(str(loaded.path), loaded.store_url, at, engines, notifications, daemons, quarantines,
-                        duration, differs)
+                        duration, differs, planned)
 
 
 def daemon_line(identity: str, wall: float, detail: Mapping[str, Any]) -> DaemonLine:

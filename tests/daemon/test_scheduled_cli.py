@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import commands
 from orchestrator.cli.app import main
 from orchestrator.config import load_config
 from orchestrator.core.schedule import State
@@ -32,7 +31,6 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
 @pytest.fixture
 def config(bed: Testbed, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """The testbed's configuration, with nothing planned and nothing quarantined before and after each test."""
-    monkeypatch.setitem(commands.COMMANDS, "cancel", "schedule_cmd")
     monkeypatch.setenv("FAILOVER_CONFIG", str(bed.config_path))
     url = load_config(bed.config_path).store_url
     yield bed.config_path
@@ -66,6 +64,9 @@ def test_a_planned_failback_is_stored_announced_and_audited_then_cancelled(
 
     code, out, err = run_cli(["execute", "--target", "spot-azure", "--at", "+3h", "--yes"], capsys)
     assert code == 3 and f"spot already has a planned switchover, {entry.id}" in err
+
+    code, out, _ = run_cli(["status"], capsys)  # the SRE on shift sees it, and how to cancel it
+    assert f"planned switchover {entry.id}: spot to spot-gcp at" in out and f"failover cancel {entry.id}" in out
 
     code, out, err = run_cli(["cancel", "--reason", "market event tonight"], capsys)
     assert code == 0, err
