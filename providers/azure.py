@@ -320,19 +320,11 @@ class AzureProvider(CloudProvider):
     # --- errors --------------------------------------------------------------------------------------------------
 
     def _translate(self, exc: Exception) -> FailoverError | None:
-        if isinstance(exc, ClientAuthenticationError):
-            return ProviderAuthError(f"Azure credential unusable: {_first_line(exc)}")
-        if isinstance(exc, ResourceNotFoundError):
-            return ProviderNotFound(f"not found ({_code(exc)})")
-        if isinstance(exc, HttpResponseError) and exc.status_code == 403:
-            return ProviderAuthError(f"Azure refused the permission ({_code(exc)})")
-        return None
+        return azure_error(exc)
 
     def _retryable(self, exc: Exception) -> bool:
-        if isinstance(exc, ServiceRequestError | ServiceResponseError):
-            return True  # no connection, or no answer in time
-        status = exc.status_code if isinstance(exc, HttpResponseError) else None
-        return status is not None and (status == 429 or status >= 500)
+        return azure_retryable(exc)
+
 
     def _retry_after(self, exc: Exception) -> float | None:
         headers = getattr(getattr(exc, "response", None), "headers", None) or {}
@@ -396,3 +388,22 @@ def _code(exc: HttpResponseError) -> str:
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def azure_error(exc: Exception) -> FailoverError | None:
+    """Our error for what the SDK raised (None: not one we name); shared by the adapter and the DNS router."""
+    if isinstance(exc, ClientAuthenticationError):
+        return ProviderAuthError(f"Azure credential unusable: {_first_line(exc)}")
+    if isinstance(exc, ResourceNotFoundError):
+        return ProviderNotFound(f"not found ({_code(exc)})")
+    if isinstance(exc, HttpResponseError) and exc.status_code == 403:
+        return ProviderAuthError(f"Azure refused the permission ({_code(exc)})")
+    return None
+
+
+def azure_retryable(exc: Exception) -> bool:
+    """Whether the SDK's error is worth another attempt; shared by the adapter and the DNS router."""
+    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+        return True  # no connection, or no answer in time
+    status = exc.status_code if isinstance(exc, HttpResponseError) else None
+    return status is not None and (status == 429 or status >= 500)

@@ -21,19 +21,18 @@ import ipaddress
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from azure.core.exceptions import (
-    ClientAuthenticationError,
-    HttpResponseError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
 from azure.mgmt.dns import DnsManagementClient
 from azure.mgmt.dns.models import AaaaRecord, ARecord, CnameRecord, RecordSet
 
-from orchestrator.core.errors import ConfigError, FailoverError, ProviderAuthError, ProviderNotFound
+from orchestrator.core.errors import ConfigError, FailoverError
 from orchestrator.core.model import DnsTarget
-from providers.azure import StaticTokenCredential, _code, _default_credential, _first_line, _LoopbackBearerPolicy
+from providers.azure import (
+    StaticTokenCredential,
+    _default_credential,
+    _LoopbackBearerPolicy,
+    azure_error,
+    azure_retryable,
+)
 from providers.base import loopback_http
 from providers.calls import parse_retry_after
 from providers.dns_specs import AzureDnsOptions
@@ -146,19 +145,11 @@ class AzureDnsRouter(TrafficRouter):
     # --- errors (as providers.azure maps them) -------------------------------------------------------------------
 
     def _translate(self, exc: Exception) -> FailoverError | None:
-        if isinstance(exc, ClientAuthenticationError):
-            return ProviderAuthError(f"Azure credential unusable: {_first_line(exc)}")
-        if isinstance(exc, ResourceNotFoundError):
-            return ProviderNotFound(f"not found ({_code(exc)})")
-        if isinstance(exc, HttpResponseError) and exc.status_code == 403:
-            return ProviderAuthError(f"Azure refused the permission ({_code(exc)})")
-        return None
+        return azure_error(exc)
 
     def _retryable(self, exc: Exception) -> bool:
-        if isinstance(exc, ServiceRequestError | ServiceResponseError):
-            return True
-        status = exc.status_code if isinstance(exc, HttpResponseError) else None
-        return status is not None and (status == 429 or status >= 500)
+        return azure_retryable(exc)
+
 
     def _retry_after(self, exc: Exception) -> float | None:
         headers = getattr(getattr(exc, "response", None), "headers", None) or {}

@@ -23,18 +23,16 @@ import ipaddress
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-import google.auth.exceptions
-import requests
 from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials, Credentials
 from google.auth.transport.requests import AuthorizedSession
 
-from orchestrator.core.errors import FailoverError, ProviderAuthError, ProviderError, ProviderNotFound
+from orchestrator.core.errors import FailoverError, ProviderError, ProviderNotFound
 from orchestrator.core.model import DnsTarget
 from providers.base import loopback_http
-from providers.calls import brief, parse_retry_after
+from providers.calls import parse_retry_after
 from providers.dns_specs import CloudDnsOptions
-from providers.gcp import _default_credentials, _rate_limited
+from providers.gcp import _default_credentials, google_error, google_retryable
 from providers.traffic import TrafficRouter
 
 API_ENDPOINT = "https://dns.googleapis.com"
@@ -152,23 +150,11 @@ class CloudDnsRouter(TrafficRouter):
     # --- errors (as providers.gcp maps them) -----------------------------------------------------------------------
 
     def _translate(self, exc: Exception) -> FailoverError | None:
-        if isinstance(exc, google.auth.exceptions.DefaultCredentialsError | google.auth.exceptions.RefreshError):
-            return ProviderAuthError(f"no usable Google credentials: {brief(exc, 160)}")
-        if isinstance(exc, gexc.Unauthorized | gexc.Unauthenticated):
-            return ProviderAuthError("Google refused the credentials (401)")
-        if isinstance(exc, gexc.Forbidden | gexc.PermissionDenied) and not _rate_limited(exc):
-            return ProviderAuthError(f"permission denied (403): {exc.message}")
-        if isinstance(exc, gexc.NotFound):
-            return ProviderNotFound("not found (404)")
-        return None
+        return google_error(exc)
 
     def _retryable(self, exc: Exception) -> bool:
-        if isinstance(exc, gexc.TooManyRequests | gexc.ServerError):
-            return True
-        if isinstance(exc, gexc.GoogleAPICallError):
-            return _rate_limited(exc)
-        return isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout
-                          | google.auth.exceptions.TransportError)
+        return google_retryable(exc)
+
 
     def _retry_after(self, exc: Exception) -> float | None:
         headers = getattr(getattr(exc, "response", None), "headers", None)

@@ -361,25 +361,11 @@ class GcpProvider(CloudProvider):
     # --- errors --------------------------------------------------------------------------------------------------
 
     def _translate(self, exc: Exception) -> FailoverError | None:
-        if isinstance(exc, google.auth.exceptions.DefaultCredentialsError | google.auth.exceptions.RefreshError):
-            return ProviderAuthError(f"no usable Google credentials: {brief(exc, 160)}")
-        if isinstance(exc, gexc.Unauthorized | gexc.Unauthenticated):
-            return ProviderAuthError("Google refused the credentials (401)")
-        if isinstance(exc, gexc.Forbidden | gexc.PermissionDenied) and not _rate_limited(exc):
-            return ProviderAuthError(f"permission denied (403): {exc.message}")
-        if isinstance(exc, gexc.NotFound):
-            return ProviderNotFound("not found (404)")
-        return None
+        return google_error(exc)
 
     def _retryable(self, exc: Exception) -> bool:
-        if isinstance(exc, gexc.TooManyRequests | gexc.ServerError):
-            return True
-        if isinstance(exc, gexc.GoogleAPICallError):
-            return _rate_limited(exc)
-        return isinstance(
-            exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout
-            | google.auth.exceptions.TransportError
-        )
+        return google_retryable(exc)
+
 
     def _retry_after(self, exc: Exception) -> float | None:
         response = getattr(exc, "response", None)
@@ -405,3 +391,28 @@ def _seg(value: str) -> str:
 def _rate_limited(exc: gexc.GoogleAPICallError) -> bool:
     """Compute answers some rate limits with 403 and a reason, not 429."""
     return any(isinstance(error, dict) and error.get("reason") in RATE_LIMIT_REASONS for error in exc.errors or ())
+
+
+def google_error(exc: Exception) -> FailoverError | None:
+    """Our error for what the SDK raised (None: not one we name); shared by the adapter and the DNS router."""
+    if isinstance(exc, google.auth.exceptions.DefaultCredentialsError | google.auth.exceptions.RefreshError):
+        return ProviderAuthError(f"no usable Google credentials: {brief(exc, 160)}")
+    if isinstance(exc, gexc.Unauthorized | gexc.Unauthenticated):
+        return ProviderAuthError("Google refused the credentials (401)")
+    if isinstance(exc, gexc.Forbidden | gexc.PermissionDenied) and not _rate_limited(exc):
+        return ProviderAuthError(f"permission denied (403): {exc.message}")
+    if isinstance(exc, gexc.NotFound):
+        return ProviderNotFound("not found (404)")
+    return None
+
+
+def google_retryable(exc: Exception) -> bool:
+    """Whether the SDK's error is worth another attempt; shared by the adapter and the DNS router."""
+    if isinstance(exc, gexc.TooManyRequests | gexc.ServerError):
+        return True
+    if isinstance(exc, gexc.GoogleAPICallError):
+        return _rate_limited(exc)
+    return isinstance(
+        exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout
+        | google.auth.exceptions.TransportError
+    )

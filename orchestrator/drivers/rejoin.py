@@ -64,7 +64,8 @@ class RejoinOutcome:
     error: str | None = None
 
 
-def _pick(topology: Topology, engine_name: str | None, replica: str) -> Engine:
+def pick_engine(topology: Topology, engine_name: str | None, replica: str) -> Engine:
+    """The engine `--engine` names (or the only one), which must have `replica`; ConfigError (exit 2) otherwise."""
     if engine_name is None:
         if len(topology.engines) != 1:
             raise ConfigError(f"several engines are configured ({', '.join(topology.engines)}); name one with --engine")
@@ -98,7 +99,7 @@ class Rejoin:
 
     def plan(self, engine_name: str | None, replica: str, *, force: bool = False) -> RejoinPlan:
         """Whether `replica` may be rejoined now, and to whom at which epoch (see the module's docstring)."""
-        engine = _pick(self.topology, engine_name, replica)
+        engine = pick_engine(self.topology, engine_name, replica)
         incident = self.store.open_incident(engine.name)
         if incident is not None and incident.status is not IncidentStatus.NEEDS_HUMAN:
             raise UnsafeError(f"refused: incident {incident.id} of {engine.name} is {incident.status.value}; "

@@ -33,7 +33,7 @@ from typing import Any
 from orchestrator.core.errors import ConfigError, FailoverError, UnsafeError
 from orchestrator.core.model import Engine, Replica, ReplicaStatus, Role, Site, Topology
 from orchestrator.core.quarantine import DEFAULT_QUARANTINE, may_host
-from orchestrator.drivers.rejoin import Rejoin, RejoinOutcome
+from orchestrator.drivers.rejoin import Rejoin, RejoinOutcome, pick_engine
 from orchestrator.drivers.state import load_engine
 from orchestrator.engine.base import EngineControl
 from orchestrator.store.base import StateStore
@@ -73,17 +73,7 @@ def idempotency_key(engine: str, replica: str, site: str, generation: int) -> st
 
 
 def _pick(topology: Topology, engine_name: str | None, replica: str, site: str) -> Engine:
-    if engine_name is None:
-        if len(topology.engines) != 1:
-            raise ConfigError(f"several engines are configured ({', '.join(topology.engines)}); name one with --engine")
-        engine = next(iter(topology.engines.values()))
-    elif engine_name not in topology.engines:
-        raise ConfigError(f"--engine {engine_name}: no such engine (configured: {', '.join(topology.engines)})")
-    else:
-        engine = topology.engines[engine_name]
-    if replica not in {r.name for r in engine.replicas}:
-        raise ConfigError(f"REPLICA {replica}: engine {engine.name} has no such replica "
-                          f"(replicas: {', '.join(r.name for r in engine.replicas)})")
+    engine = pick_engine(topology, engine_name, replica)
     if site not in topology.sites:
         raise ConfigError(f"--site {site}: no such site (configured: {', '.join(topology.sites)})")
     return engine
