@@ -122,6 +122,8 @@ def test_a_diverged_old_primary_archives_its_unacknowledged_tail_and_lists_its_o
         for n in range(3):
             acknowledged(client, cluster.url("p"), f"kept-{n}")
         cluster.wait_replicated("p", timeout=GENEROUS)
+        # s is promoted below: it must hold what t acknowledged (CI: "at seq 0, behind t at 3")
+        cluster.wait_caught_up(["s", "t"], 3, timeout=GENEROUS)
         cluster.kill("s")
         cluster.kill("t")
         lost = [order(client, cluster.url("p"), "zombie-1", "acct-7"), order(client, cluster.url("p"), "zombie-2",
