@@ -98,6 +98,7 @@ def test_diverged_old_primary_rejoins_and_its_unacknowledged_orders_are_listed(b
         assert client.submit_order(aws, client_order_id=f"kept-{n}", account="a-1", market="BTC-USDT",
                                    side="buy", qty="1", price="100").accepted
     cluster.wait_replicated("spot-aws", timeout=60)
+    cluster.wait_caught_up(["spot-gcp", "spot-azure"], 3, timeout=60)  # gcp is promoted below: it must hold them
     cluster.kill("spot-gcp")  # the standbys' data centres go dark first ...
     cluster.kill("spot-azure")
     for coid, account in (("zombie-1", "acct-7"), ("zombie-2", "acct-8")):  # ... so nobody acknowledges these
