@@ -34,7 +34,7 @@ from orchestrator.drivers.runbook import Progress, new_plan
 from orchestrator.drivers.state import HEALTH_KEY, EngineRecord, load_engine, next_epoch, save_engine
 from orchestrator.drivers.status import read_verdicts
 from orchestrator.drivers.wiring import Edges, build_controller
-from orchestrator.engine.base import EngineControl
+from orchestrator.engine.base import EngineControl, answering
 from orchestrator.store.base import Conflict, StateStore
 from orchestrator.store.records import Incident, IncidentStatus
 
@@ -94,13 +94,7 @@ class Operator:
         check_replica(engine, name)
 
     def statuses(self, engine: Engine) -> dict[str, ReplicaStatus]:
-        found = {}
-        for replica in engine.replicas:
-            try:
-                found[replica.name] = self.edges.engines.status(replica)
-            except FailoverError:
-                continue
-        return found
+        return answering(self.edges.engines, engine.replicas)
 
     def live_verdicts(self, engine: Engine, statuses: Mapping[str, ReplicaStatus]) -> dict[str, Assessment]:
         """The last cycle's verdicts where the store has them; else what one look from here shows."""
@@ -389,12 +383,7 @@ class EmergencyBrake:
         return self._record(engine, HaltOutcome(engine.name, primary, epoch, halted, silent), after, reason, event)
 
     def _statuses(self, engine: Engine) -> dict[str, ReplicaStatus]:
-        found = {}
-        for replica in engine.replicas:
-            try:
-                found[replica.name] = self.engines.status(replica)
-            except FailoverError:
-                continue
+        found = answering(self.engines, engine.replicas)
         if not found:
             raise UnsafeError(f"refused: no replica of {engine.name} answers; nothing changed")
         return found

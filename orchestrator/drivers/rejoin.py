@@ -34,7 +34,7 @@ from orchestrator.core.model import Engine, ReplicaStatus, Role, Topology
 from orchestrator.core.quarantine import may_host
 from orchestrator.drivers.reconcile import from_rejoin
 from orchestrator.drivers.state import load_engine
-from orchestrator.engine.base import EngineControl
+from orchestrator.engine.base import EngineControl, answering
 from orchestrator.store.base import StateStore
 from orchestrator.store.records import IncidentStatus
 
@@ -87,13 +87,7 @@ class Rejoin:
         self.actor, self.clock, self.sleep = actor, clock, sleep
 
     def _statuses(self, engine: Engine) -> dict[str, ReplicaStatus]:
-        found = {}
-        for replica in engine.replicas:
-            try:
-                found[replica.name] = self.engines.status(replica)
-            except FailoverError:
-                continue
-        return found
+        return answering(self.engines, engine.replicas)
 
     # --- the checks ---------------------------------------------------------------------------------------
 

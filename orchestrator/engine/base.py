@@ -17,9 +17,10 @@ Contract for every implementation:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from typing import Any
 
-from orchestrator.core.errors import EngineError
+from orchestrator.core.errors import EngineError, FailoverError
 from orchestrator.core.model import Phase, Replica, ReplicaStatus
 
 
@@ -87,3 +88,15 @@ class EngineControl(ABC):
     def rejoin_status(self, replica: Replica) -> dict[str, Any]:
         """The last rejoin's record on the replica (state `none` if it never rejoined)."""
         raise EngineError(f"replica {replica.name}: this engine cannot rejoin a replica")
+
+
+def answering(engines: EngineControl, replicas: Iterable[Replica]) -> dict[str, ReplicaStatus]:
+    """The status of each replica that answers, by name; one that does not is left out (the callers decide what an
+    absent replica means: not fenced yet, not a rejoin host, nothing to halt)."""
+    found = {}
+    for replica in replicas:
+        try:
+            found[replica.name] = engines.status(replica)
+        except FailoverError:
+            continue
+    return found
