@@ -153,6 +153,22 @@ def transition(
     return PhaseState(target, now, None)
 
 
+def mirror(state: PhaseState, event: PhaseEvent, now: float, until: float | None = None) -> PhaseState:
+    """The record of a change the engine has *already made*, as a step confirmed it: unlike `transition`, nothing is
+    refused, because refusing would leave the record behind the engine (a window that ended before its step was
+    confirmed used to leave the record `halted` on an engine trading normally). `transition` guards what an operator
+    asks for; `mirror` follows what the engine reports."""
+    match event:
+        case PhaseEvent.HALT:
+            return state if state.phase is Phase.HALTED else PhaseState(Phase.HALTED, now, None)
+        case PhaseEvent.PROTECT | PhaseEvent.EXTEND:
+            since = state.since if state.phase is Phase.PROTECTION else now
+            return PhaseState(Phase.PROTECTION, since, until)
+        case PhaseEvent.REOPEN | PhaseEvent.FORCE_OPEN:
+            return state if state.phase is Phase.OPEN else PhaseState(Phase.OPEN, now, None)
+    raise AssertionError(event)
+
+
 def parse_timezone(name: str) -> tzinfo:
     """An IANA name (`Asia/Hong_Kong`) or a fixed offset (`+08:00`, `UTC+8`)."""
     text = name.strip()

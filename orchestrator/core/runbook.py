@@ -11,6 +11,7 @@ cycle asks again.
     announce → halt → fence_old_primary → ensure_target_running → wait_caught_up → promote → switch_traffic
       → open_protection → await_window (health re-checked; extended while the new primary is not healthy)
       → reopen → close_incident
+    a switchover that asked for no window skips open_protection: await_window re-checks health while halted
     any step that fails for good, or outlives its deadline → needs_human, trading halted
 """
 
@@ -183,6 +184,18 @@ def traffic_switched(plan: Plan, facts: Facts) -> bool:
     return not plan.has_dns or facts.dns_target == plan.target_address
 
 
+def windowless(plan: Plan) -> bool:
+    """A switchover that asked for no protection window: from halted straight to open (open_protection skipped),
+    once the new primary is seen healthy and still halted under our epoch. Nothing was lost (the old primary was
+    fenced only after the target held every acknowledged order), so there is nothing to recover from."""
+    return plan.protection <= 0
+
+
+def still_halted(plan: Plan, facts: Facts) -> bool:
+    target = facts.statuses.get(plan.target)
+    return target is not None and target.phase is Phase.HALTED and _current(target, plan.epoch)
+
+
 def in_protection(plan: Plan, facts: Facts) -> bool:
     target = facts.statuses.get(plan.target)
     return target is not None and target.phase is Phase.PROTECTION and _current(target, plan.epoch)
@@ -262,6 +275,9 @@ def deadlines(step_deadline: float = REFERENCE_DEADLINE) -> dict[Step, float | N
 
 
 MAX_EXTENSIONS = 3
+HALTED_RECHECK = 5.0
+"""Without a protection window (a planned switchover asked for none: `Plan.protection` 0), how long a new primary
+in doubt stays halted before the runbook looks again; after `MAX_EXTENSIONS` looks a human decides, trading held."""
 
 
 class JournalRecord(Protocol):
@@ -382,6 +398,8 @@ def window_outcome(
     """At the end of the window, reopen only onto a healthy, still-promoted primary; otherwise extend, up to
     MAX_EXTENSIONS times, then hand over to a human with trading held."""
     until = protection_until(journal)
+    if until is None and windowless(plan):
+        until = now  # no window: the health check is due at once
     if until is None:
         return Outcome.FAIL, {"error": "no protection window recorded"}
     if now < until:
@@ -392,7 +410,7 @@ def window_outcome(
     extensions = sum(1 for e in journal if e.step == Step.AWAIT_WINDOW and e.state == StepState.EXTENDED)
     if extensions >= MAX_EXTENSIONS:
         return Outcome.FAIL, {"error": f"after {extensions} extensions the {doubt}"}
-    return Outcome.EXTEND, {"until": now + plan.protection, "why": doubt}
+    return Outcome.EXTEND, {"until": now + (HALTED_RECHECK if windowless(plan) else plan.protection), "why": doubt}
 
 
 def _window_doubt(plan: Plan, facts: Facts) -> str | None:
@@ -403,6 +421,8 @@ def _window_doubt(plan: Plan, facts: Facts) -> str | None:
         found = facts.statuses.get(plan.target)
         what = "did not answer" if found is None else f"answers as {found.role.value} at epoch {found.epoch}"
         return f"new primary {plan.target} is no longer primary under epoch {plan.epoch}: it {what}"
+    if windowless(plan):
+        return None if still_halted(plan, facts) else f"new primary {plan.target} is no longer halted"
     if not in_protection(plan, facts):
         return f"new primary {plan.target} is not in the protection window"
     return None

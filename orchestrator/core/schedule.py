@@ -32,11 +32,11 @@ from orchestrator.core.phases import format_instant
 MAX_AHEAD = 7 * 86400.0  # further ahead than a week, the topology and the people on call will have changed
 DEFAULT_GRACE = 300.0  # how late a scheduled switchover may still start (no leader, target catching up)
 LEADS = (900.0, 60.0)  # announcements before the time, in seconds, besides the one when it is scheduled
-PLANNED_WINDOW = 5.0
-"""The protection window of a planned switchover when none is asked for. Nothing is lost in a planned switchover
-(the old primary is fenced only after the target holds every acknowledged order), so no recovery window is needed;
-but the runbook always passes through open_protection and await_window, which re-checks the new primary's health
-before reopening: these seconds are that check, long enough for the step to confirm the window on a busy machine."""
+PLANNED_WINDOW = 0.0
+"""The protection window of a planned switchover when none is asked for: none. Nothing is lost in a planned
+switchover (the old primary is fenced only after the target holds every acknowledged order), so there is nothing to
+recover from: the runbook skips open_protection, re-checks the new primary's health while trading is still halted,
+and reopens (`core.runbook.windowless`). `--protect 5m` asks for a window."""
 KEEP_ENDED = 20
 
 
@@ -63,7 +63,7 @@ class Scheduled:
     created_at: float
     created_by: str
     source: str = ""  # the primary when it was scheduled (for the announcements; the runbook reads the live one)
-    protection: float | None = None  # seconds; None: no window asked for (PLANNED_WINDOW)
+    protection: float | None = None  # seconds; None: no window asked for (PLANNED_WINDOW: none)
     grace: float = DEFAULT_GRACE
     reason: str = ""
     state: State = State.PENDING

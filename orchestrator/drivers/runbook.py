@@ -25,7 +25,7 @@ from orchestrator.core import runbook as rb
 from orchestrator.core.errors import FailoverError
 from orchestrator.core.health import Assessment
 from orchestrator.core.model import Engine, Phase, ReplicaStatus, Role, Topology
-from orchestrator.core.phases import PhaseChange, PhaseEvent, PhaseState, announce, parse_timezone, transition
+from orchestrator.core.phases import PhaseChange, PhaseEvent, announce, mirror, parse_timezone
 from orchestrator.core.runbook import Fact, Facts, Plan, Step, deposed_primaries
 from orchestrator.drivers.events import Event, EventKind, Notifier
 from orchestrator.drivers.reconcile import JournalReader, diverged_tail
@@ -389,10 +389,7 @@ class RunbookDriver:
     def record_phase(self, plan: Plan, event: PhaseEvent, now: float, until: float | None, reason: str) -> None:
         record = load_engine(self.store, self.topology, plan.engine)
         before = record.phase
-        try:
-            after = transition(before, event, now, until)
-        except FailoverError:
-            after = PhaseState(Phase.HALTED if event is PhaseEvent.HALT else before.phase, now, until)
+        after = mirror(before, event, now, until)  # the step confirmed the engine made it: the record follows
         if after == before:
             return
         save_engine(self.store, replace(record, phase=after))

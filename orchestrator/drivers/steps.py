@@ -391,6 +391,9 @@ class SwitchTraffic(StepHandler):
 class OpenProtection(StepHandler):
     step = Step.OPEN_PROTECTION
 
+    def skip(self, ctx: StepContext) -> str | None:
+        return "no protection window asked for (planned switchover)" if rb.windowless(ctx.plan) else None
+
     def act(self, io: StepIO, ctx: StepContext, facts: Facts) -> str | None:
         plan = ctx.plan  # the window is measured from the call that opens it
         io.engines.set_phase(ctx.engine.replica(plan.target), Phase.PROTECTION, io.clock() + plan.protection,
@@ -419,15 +422,16 @@ class AwaitWindow(StepHandler):
             return Outcome.FAIL, {"error": f"new primary {plan.target} is {facts.target_verdict.value} in protection"}
         now = io.clock()  # after the reads: an extension is measured from the call that makes it
         outcome, detail = rb.window_outcome(ctx.journal, plan, facts, now)
-        if outcome is Outcome.EXTEND:
+        if outcome is Outcome.EXTEND and not rb.windowless(plan):  # without a window it stays halted: no call
             until = float(detail["until"])
             self._extend(io, ctx, until)
             book.record_phase(plan, PhaseEvent.EXTEND, now, until, f"protection extended: {detail.get('why', '')}")
         return outcome, detail
 
     def act(self, io: StepIO, ctx: StepContext, facts: Facts) -> str | None:
-        """The call an extension makes (what a plan lists as "if needed")."""
-        self._extend(io, ctx, io.clock() + ctx.plan.protection)
+        """The call an extension makes (what a plan lists as "if needed"); none without a window."""
+        if not rb.windowless(ctx.plan):
+            self._extend(io, ctx, io.clock() + ctx.plan.protection)
         return None
 
     @staticmethod
@@ -435,6 +439,9 @@ class AwaitWindow(StepHandler):
         io.engines.set_phase(ctx.engine.replica(ctx.plan.target), Phase.PROTECTION, until, ctx.plan.epoch)
 
     def describe(self, io: StepIO, ctx: StepContext, facts: Facts, holds: bool) -> list[str]:
+        if rb.windowless(ctx.plan):
+            return [f"no protection window: re-check the new primary's health while halted; stay halted while it is "
+                    f"not healthy (looking again every {rb.HALTED_RECHECK:g}s, at most {rb.MAX_EXTENSIONS} times)"]
         return [f"wait for the window ({ctx.plan.protection:g}s); re-check the new primary's health; extend while "
                 f"it is not healthy (at most {rb.MAX_EXTENSIONS} times)"]
 

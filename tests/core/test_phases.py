@@ -21,6 +21,7 @@ from orchestrator.core.phases import (
     admit,
     announce,
     classify,
+    mirror,
     parse_timezone,
     transition,
 )
@@ -195,3 +196,18 @@ def test_bad_timezone_is_refused() -> None:
     with pytest.raises(ValueError):
         parse_timezone("+25:00")
     assert parse_timezone("Asia/Hong_Kong") != UTC
+
+
+def test_the_record_mirrors_what_the_engine_did_even_where_an_operator_would_be_refused() -> None:
+    """`mirror` follows a change a step confirmed on the engine: a window already over when it is recorded, and
+    a switchover without a window reopening from halted, both land in the record (`transition` refuses both)."""
+    halted = PhaseState(Phase.HALTED, 100.0)
+    late = mirror(halted, PhaseEvent.PROTECT, 110.0, 105.0)
+    assert late == PhaseState(Phase.PROTECTION, 110.0, 105.0)
+    assert mirror(late, PhaseEvent.REOPEN, 111.0) == PhaseState(Phase.OPEN, 111.0)
+    assert mirror(halted, PhaseEvent.REOPEN, 120.0) == PhaseState(Phase.OPEN, 120.0)
+    assert mirror(halted, PhaseEvent.HALT, 130.0) is halted  # no change, no new `since`
+    extended = mirror(PhaseState(Phase.PROTECTION, 50.0, 60.0), PhaseEvent.EXTEND, 59.0, 90.0)
+    assert extended == PhaseState(Phase.PROTECTION, 50.0, 90.0)  # the window is one window, extended
+    with pytest.raises(IllegalTransition):
+        transition(halted, PhaseEvent.REOPEN, 120.0)

@@ -14,13 +14,15 @@ from orchestrator.config import load_config
 from orchestrator.core.errors import EngineError, StaleEpoch
 from orchestrator.core.health import Assessment
 from orchestrator.core.model import Phase, ReplicaStatus, Role, Topology, Verdict
-from orchestrator.core.runbook import STEPS
+from orchestrator.core.runbook import MAX_EXTENSIONS, STEPS
 from orchestrator.drivers.events import EventLog
 from orchestrator.drivers.preview import Call, CallOrder, PlannedStep, flat, preview
 from orchestrator.drivers.runbook import RunbookDriver, new_plan, plan_detail
+from orchestrator.drivers.state import load_engine
 from orchestrator.drivers.steps import HANDLERS
 from orchestrator.engine.recording import AssumedEngine, EngineCall, RecordingEngine
 from orchestrator.store import open_store
+from orchestrator.store.memory import MemoryStore
 from providers.base import InstanceState
 from providers.calls import ApiCaller, PlannedCall
 from providers.local import LocalCloud, LocalProvider, LocalRouter
@@ -265,3 +267,70 @@ def test_the_driver_still_gathers_facts_by_flag(topology: Topology) -> None:
     assert (facts.old_instance_state, facts.target_instance_state, facts.dns_target) == ("stopped", None, "10.0.1.10")
     assert set(facts.statuses) == {SOURCE, TARGET, "spot-azure"} and facts.target_verdict is Verdict.HEALTHY
 
+
+
+# ---- a planned switchover without a protection window (issue 15: "no protection window unless asked") ----------
+
+
+def switchover(topology: Topology, *, protection: float, verdict: Verdict = Verdict.HEALTHY, every: float = 1.0,
+               slow_protect: float = 0.0, cycles: int = 40) -> tuple[list[Call], AssumedEngine, MemoryStore, str]:
+    """The runbook of a switchover from a healthy primary, a cycle every `every` seconds; `slow_protect` seconds
+    pass inside the call that opens the window (a busy machine: the window may end before the step confirms it)."""
+    world = World(topology)
+    clock, made = world.clock, list[Call]()
+    replicas = AssumedEngine(healthy())
+
+    def called(call: Call) -> None:
+        made.append(call)
+        if isinstance(call, EngineCall) and call.phase is Phase.PROTECTION:
+            clock.now += slow_protect
+
+    providers, routers = world.edges()
+    store = open_store("memory://")
+    driver = RunbookDriver(topology, store, RecordingEngine(replicas, clock=clock, on_call=called), providers,
+                           routers, EventLog(), clock)
+    plan = replace(new_plan(topology, "spot", SOURCE, TARGET, 4, has_router=True), protection=protection)
+    incident = store.create_incident("spot", "switchover", "test", clock(), source=SOURCE, target=TARGET,
+                                     status="running", detail=plan_detail(plan))
+    for _ in range(cycles):
+        driver.advance(incident.id, {TARGET: Assessment(TARGET, verdict, clock())})
+        if not store.incident(incident.id).is_open:
+            break
+        clock.now += every
+    return made, replicas, store, incident.id
+
+
+def states(store: MemoryStore, incident: str) -> list[tuple[str, str]]:
+    return [(e.step, e.state) for e in store.journal(incident) if e.state != "started"]
+
+
+def test_a_switchover_without_a_window_goes_from_halted_straight_to_open(topology: Topology) -> None:
+    made, replicas, store, incident = switchover(topology, protection=0.0)
+    assert store.incident(incident).status.value == "closed", states(store, incident)
+    assert ("open_protection", "skipped") in states(store, incident)
+    phases = [c.phase for c in made if isinstance(c, EngineCall) and c.verb == "phase" and c.replica == TARGET]
+    assert Phase.PROTECTION not in phases and phases[-1] is Phase.OPEN
+    assert replicas.replicas[TARGET].phase is Phase.OPEN
+    record = load_engine(store, topology, "spot")
+    assert (record.primary, record.phase.phase) == (TARGET, Phase.OPEN)
+
+
+def test_without_a_window_a_doubtful_new_primary_stays_halted_then_a_human_decides(topology: Topology) -> None:
+    made, replicas, store, incident = switchover(topology, protection=0.0, verdict=Verdict.SUSPECT, every=2.0)
+    seen = states(store, incident)
+    assert seen.count(("await_window", "extended")) == MAX_EXTENSIONS, seen
+    assert store.incident(incident).status.value == "needs_human"
+    target_phases = [c.phase for c in made if isinstance(c, EngineCall) and c.verb == "phase" and c.replica == TARGET]
+    assert Phase.PROTECTION not in target_phases and Phase.OPEN not in target_phases
+    assert replicas.replicas[TARGET].phase is Phase.HALTED  # trading never reopened on an uncertain primary
+    assert load_engine(store, topology, "spot").phase.phase is Phase.HALTED
+
+
+def test_a_window_that_ends_before_its_step_is_confirmed_still_reopens_the_record(topology: Topology) -> None:
+    """A 5 s window on a machine so busy that the call opening it returns 7 s later: the engine's window is already
+    over when the step records it. The engine record must still follow the engine: protection, then open (it
+    used to stay `halted`, and `status` showed trading halted on an open engine)."""
+    _, replicas, store, incident = switchover(topology, protection=5.0, slow_protect=7.0)
+    assert store.incident(incident).status.value == "closed", states(store, incident)
+    assert replicas.replicas[TARGET].phase is Phase.OPEN
+    assert load_engine(store, topology, "spot").phase.phase is Phase.OPEN
