@@ -138,6 +138,19 @@ class GrayConfig(_Strict):
     action: Literal["page", "switchover"] = "page"
 
 
+class AutoRejoinConfig(_Strict):
+    """`policy.auto_rejoin` (docs/auto-rejoin.md): the leader rebuilds a fenced, deposed or diverged replica as a
+    standby once it has needed it for `after` (and its site is out of quarantine and no incident of its engine is
+    open), again every `retry` after a refusal or a failed rejoin, at most `max_concurrent` rejoins running at once.
+    Off by default: a rebuild copies the primary's journal and takes its archive of the diverged tail on the
+    replica's disk, and an operator may prefer to look first."""
+
+    enabled: bool = False
+    after: Duration = 300.0
+    retry: PositiveDuration = 120.0
+    max_concurrent: Annotated[int, Field(ge=1, le=100)] = 1
+
+
 class PolicyConfig(_Strict):
     failure_threshold: Annotated[int, Field(ge=1, le=100)] = 3
     quorum: Annotated[int, Field(ge=1, le=10)] = 2
@@ -153,6 +166,7 @@ class PolicyConfig(_Strict):
     gray: GrayConfig | None = None  # no section: no gray tracking
     # a site that went down is neither a failover target nor a rejoin host until healthy this long (relapse: again)
     quarantine: Duration = 7200.0
+    auto_rejoin: AutoRejoinConfig = AutoRejoinConfig()  # rebuild fenced or diverged replicas without a human
 
 
 class ProtectionConfig(_Strict):
