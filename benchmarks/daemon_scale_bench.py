@@ -414,6 +414,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--close-after-answer", action="store_true", help="close each connection after answering")
     parser.add_argument("--tls-cert", help="serve https with this certificate (chain) ...")
     parser.add_argument("--tls-key", help="... and this key")
+    parser.add_argument("--only-cycle", action="store_true",
+                        help="only the controller cycle (no status server, no probe rounds)")
+    parser.add_argument("--cycles", type=int, default=CYCLES, help=f"controller cycles per size (default {CYCLES})")
+    parser.add_argument("--engines", default=",".join(map(str, CYCLE_ENGINES)),
+                        help="controller cycle sizes, comma-separated engine counts (default %(default)s)")
     args = parser.parse_args(argv)
     if args.serve:
         tls = None
@@ -422,8 +427,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             tls.load_cert_chain(args.tls_cert, args.tls_key)
         asyncio.run(_serve(args.serve, _names(args.slow), args.slow_s, _names(args.reset), args.delay_s, args.log,
                            args.close_after_answer, tls))
+    elif args.only_cycle:
+        engines = [int(n) for n in args.engines.split(",") if n]
+        print(render(run(cycles=args.cycles, sizes=(), cycle_engines=engines)))
     else:
-        print(render(run()))
+        print(render(run(cycles=args.cycles, cycle_engines=[int(n) for n in args.engines.split(",") if n])))
 
 
 if __name__ == "__main__":

@@ -321,52 +321,67 @@ def assess(
     last = state.assessments
     verdicts: dict[str, Assessment] = {}
     horizon = now - settings.flap_window
-    quorum = settings.quorum
     for subject, (failing, ok, voters, recovered, wavering, _, _) in tallies.items():
-        old = subjects.get(subject)
-        was_down = old.down if old else False
-        downs = old.downs if old else ()
-        if downs and not all(t > horizon for t in downs):
-            downs = tuple(t for t in downs if t > horizon)
-        if len(failing) >= quorum:
-            down = True
-        elif was_down:
-            down = recovered < quorum
-        else:
-            down = False
-        if down and not was_down:
-            downs += (now,)
-        if len(downs) >= settings.flap_count:
-            verdict, reason = Verdict.FLAPPING, f"{len(downs)} downs within the flap window"
-        elif down:
-            verdict, reason = Verdict.DOWN, f"failing from {', '.join(failing) or 'too few sources to recover'}"
-        elif voters < quorum:
-            verdict, reason = Verdict.UNKNOWN, f"{voters} fresh source(s), quorum is {quorum}"
-        elif objective is not None and (breach := gr.judge(windows.get(subject), objective)) is not None:
-            verdict, reason = Verdict(gr.DEGRADED), breach.reason
-        elif failing or wavering:
-            verdict, reason = Verdict.SUSPECT, "some sources report failures or degradation"
-        else:
-            verdict, reason = Verdict.HEALTHY, ""
-        if old and old.verdict is verdict:  # an unchanged record is kept as it is, not rebuilt
-            since = old.since
-            if old.down is not down or old.downs is not downs:
-                subjects[subject] = SubjectRecord(verdict, since, down, downs)
-        else:
-            since = now
-            subjects[subject] = SubjectRecord(verdict, since, down, downs)
-        same = last.get(subject)  # `since` by identity: it is the record's own float unless the verdict changed
-        if (
-            same is None
-            or same.verdict is not verdict
-            or same.since is not since
-            or same.failing != failing
-            or same.ok != ok
-            or same.reason != reason
-        ):
-            same = Assessment(subject, verdict, since, failing, ok, reason)
-        verdicts[subject] = same
+        record, verdicts[subject] = judge(subject, failing, ok, voters, recovered, wavering, subjects.get(subject),
+                                          last.get(subject), now, horizon, settings, windows)
+        if record is not None:
+            subjects[subject] = record
     return HealthState(_Tracks(index), subjects, isolated, dict(verdicts), windows), verdicts
+
+
+def judge(
+    subject: str, failing: tuple[str, ...], ok: tuple[str, ...], voters: int, recovered: int, wavering: bool,
+    old: SubjectRecord | None, same: Assessment | None, now: float, horizon: float, settings: HealthSettings,
+    windows: gr.GrayState,
+) -> tuple[SubjectRecord | None, Assessment]:
+    """Rules 3-6 for one subject from its tally: its new record (None when the old one stands as it is) and its
+    assessment (`same`, the last one, when nothing in it changed). One function for both evaluators (this module's
+    and core/health_columns.py's), so that they cannot drift apart. `horizon` is `now - flap_window`."""
+    quorum = settings.quorum
+    was_down = old.down if old else False
+    downs = old.downs if old else ()
+    if downs and not all(t > horizon for t in downs):
+        downs = tuple(t for t in downs if t > horizon)
+    if len(failing) >= quorum:
+        down = True
+    elif was_down:
+        down = recovered < quorum
+    else:
+        down = False
+    if down and not was_down:
+        downs += (now,)
+    objective = settings.gray
+    if len(downs) >= settings.flap_count:
+        verdict, reason = Verdict.FLAPPING, f"{len(downs)} downs within the flap window"
+    elif down:
+        verdict, reason = Verdict.DOWN, f"failing from {', '.join(failing) or 'too few sources to recover'}"
+    elif voters < quorum:
+        verdict, reason = Verdict.UNKNOWN, f"{voters} fresh source(s), quorum is {quorum}"
+    elif objective is not None and (breach := gr.judge(windows.get(subject), objective)) is not None:
+        verdict, reason = Verdict(gr.DEGRADED), breach.reason
+    elif failing or wavering:
+        verdict, reason = Verdict.SUSPECT, "some sources report failures or degradation"
+    else:
+        verdict, reason = Verdict.HEALTHY, ""
+    record = None
+    if old and old.verdict is verdict:  # an unchanged record is kept as it is, not rebuilt
+        since = old.since
+        if old.down is not down or old.downs is not downs:
+            record = SubjectRecord(verdict, since, down, downs)
+    else:
+        since = now
+        record = SubjectRecord(verdict, since, down, downs)
+    # `since` by identity: it is the record's own float unless the verdict changed
+    if (
+        same is None
+        or same.verdict is not verdict
+        or same.since is not since
+        or same.failing != failing
+        or same.ok != ok
+        or same.reason != reason
+    ):
+        same = Assessment(subject, verdict, since, failing, ok, reason)
+    return record, same
 
 
 def _gray_samples(tallies: Mapping[str, _Tally], quorum: int, latencies: Mapping[str, list[float]]
