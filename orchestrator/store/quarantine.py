@@ -1,10 +1,8 @@
 """Quarantined sites, kept in the store so that every daemon, cron run and operator sees the same book.
 
-The book is one versioned document (`quarantine`), changed only by compare-and-set: each backend's `_put_state` is
-already atomic (SQLite: one transaction; etcd: a transaction on the key's mod revision; memory: a lock), so two
-leaders' cycles or a cycle and an operator's release never lose each other's change, and no backend needs a hook
-of its own. The rules (when a site enters, relapses, ends) are `core.quarantine`'s; this module only reads the
-book, applies them and writes it back, retrying on a conflict.
+The book is one versioned document (`quarantine`), changed only by compare-and-set (`store.documents`), so two
+leaders' cycles or a cycle and an operator's release never lose each other's change. The rules (when a site
+enters, relapses, ends) are `core.quarantine`'s; this module only says how the book is written down.
 """
 
 from __future__ import annotations
@@ -14,13 +12,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from orchestrator.core.quarantine import Quarantine, observe, release
-from orchestrator.errors import StoreError
-from orchestrator.store.records import Conflict
+from orchestrator.store.documents import Document
 
-__all__ = ["QUARANTINE_KEY", "QuarantineStore"]
+__all__ = ["QUARANTINE", "QUARANTINE_KEY", "QuarantineStore"]
 
 QUARANTINE_KEY = "quarantine"
-ATTEMPTS = 20  # compare-and-set rounds before giving up: writers are a leader's cycle and an operator or two
+QUARANTINE: Document[dict[str, Quarantine]] = Document(
+    QUARANTINE_KEY, "quarantine",
+    lambda value: {site: Quarantine.from_json(body) for site, body in (value.get("sites") or {}).items()},
+    lambda book: {"sites": {site: q.to_json() for site, q in sorted(book.items())}})
 
 
 class QuarantineStore(abc.ABC):
@@ -37,7 +37,7 @@ class QuarantineStore(abc.ABC):
 
     def quarantines(self) -> dict[str, Quarantine]:
         """Every site in quarantine, ended or not (`Quarantine.active` says which still holds at a time)."""
-        return self._quarantine_book()[0]
+        return QUARANTINE.read(self)[0]
 
     def observe_quarantines(self, verdicts: Mapping[str, tuple[str, str]], now: float,
                             duration: float) -> dict[str, Quarantine]:
@@ -59,28 +59,7 @@ class QuarantineStore(abc.ABC):
                    now)
         return ended[0]
 
-    def _quarantine_book(self) -> tuple[dict[str, Quarantine], int | None]:
-        found = self.get_state(QUARANTINE_KEY)
-        if found is None:
-            return {}, None
-        value, version = found
-        try:
-            book = {site: Quarantine.from_json(body) for site, body in (value.get("sites") or {}).items()}
-        except (KeyError, TypeError, ValueError) as error:
-            raise StoreError(f"state {QUARANTINE_KEY!r}: unreadable quarantine ({error!r})") from None
-        return book, version
-
     def _change_quarantines(self, change: Callable[[dict[str, Quarantine]], dict[str, Quarantine]]) \
             -> dict[str, Quarantine]:
-        for _ in range(ATTEMPTS):
-            book, version = self._quarantine_book()
-            after = change(book)
-            if after == book and version is not None:
-                return after
-            try:
-                self.put_state(QUARANTINE_KEY, {"sites": {s: q.to_json() for s, q in sorted(after.items())}},
-                               version)
-            except Conflict:
-                continue
-            return after
-        raise StoreError(f"state {QUARANTINE_KEY!r}: still changing after {ATTEMPTS} attempts; try again")
+        """Every change of the book goes through here (the simulator's store watches it to count spells)."""
+        return QUARANTINE.change(self, change)

@@ -9,26 +9,29 @@ It also holds the progress of a replacement under way (`replacing`), so that a c
 created" and "rejoined" resumes with the same idempotency key and never makes a second machine.
 
 One versioned document (`topology`), changed only by compare-and-set like the quarantine book
-(orchestrator/store/quarantine.py): every backend's `put_state` is already atomic.
+(`store.documents`).
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.core.model import Replica, Topology
 from orchestrator.errors import StoreError
-from orchestrator.store.records import Conflict
+from orchestrator.store.documents import Document
 
 __all__ = ["TOPOLOGY_KEY", "RecordedReplica", "TopologyRecordStore", "differences", "topology_book",
            "with_recorded"]
 
 TOPOLOGY_KEY = "topology"
-ATTEMPTS = 20
+TOPOLOGY: Document[dict[str, Any]] = Document(
+    TOPOLOGY_KEY, "recorded topology",
+    lambda value: {key: dict(part) if isinstance(part, Mapping) else part for key, part in value.items()},
+    lambda document: document)
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ class TopologyRecordStore(abc.ABC):
 
     def recorded_replicas(self) -> dict[tuple[str, str], RecordedReplica]:
         """Every replica `failover replace` moved, by (engine, replica)."""
-        document, _ = self._topology_document()
+        document, _ = TOPOLOGY.read(self)
         found: dict[tuple[str, str], RecordedReplica] = {}
         try:
             for slot, body in (document.get("replicas") or {}).items():
@@ -81,47 +84,30 @@ class TopologyRecordStore(abc.ABC):
 
     def replace_progress(self, engine: str, replica: str) -> dict[str, Any] | None:
         """The replacement of `replica` under way (its key, site, state, instance), or None."""
-        document, _ = self._topology_document()
+        document, _ = TOPOLOGY.read(self)
         found = (document.get("replacing") or {}).get(_slot(engine, replica))
         return dict(found) if isinstance(found, Mapping) else None
 
     def put_replace_progress(self, engine: str, replica: str, progress: Mapping[str, Any] | None) -> None:
         """Store (or, with None, drop) the progress of a replacement."""
-        def change(document: dict[str, Any]) -> None:
-            replacing = document.setdefault("replacing", {})
+        def change(document: dict[str, Any]) -> dict[str, Any]:
+            replacing = {**(document.get("replacing") or {})}
             if progress is None:
                 replacing.pop(_slot(engine, replica), None)
             else:
                 replacing[_slot(engine, replica)] = dict(progress)
-        self._change_topology(change)
+            return {**document, "replacing": replacing}
+        TOPOLOGY.change(self, change)
 
     def record_replacement(self, recorded: RecordedReplica) -> None:
         """The replica runs at its new place from now on; its progress record is dropped in the same write."""
-        def change(document: dict[str, Any]) -> None:
-            document.setdefault("replicas", {})[_slot(recorded.engine, recorded.replica)] = recorded.to_json()
-            (document.get("replacing") or {}).pop(_slot(recorded.engine, recorded.replica), None)
-        self._change_topology(change)
+        slot = _slot(recorded.engine, recorded.replica)
 
-    def _topology_document(self) -> tuple[dict[str, Any], int | None]:
-        found = self.get_state(TOPOLOGY_KEY)
-        if found is None:
-            return {}, None
-        value, version = found
-        if not isinstance(value, Mapping):
-            raise StoreError(f"state {TOPOLOGY_KEY!r}: not a document")
-        return dict(value), version
-
-    def _change_topology(self, change: Callable[[dict[str, Any]], None]) -> None:
-        for _ in range(ATTEMPTS):
-            document, version = self._topology_document()
-            document = {key: dict(value) if isinstance(value, Mapping) else value for key, value in document.items()}
-            change(document)
-            try:
-                self.put_state(TOPOLOGY_KEY, document, version)
-            except Conflict:
-                continue
-            return
-        raise StoreError(f"state {TOPOLOGY_KEY!r}: still changing after {ATTEMPTS} attempts; try again")
+        def change(document: dict[str, Any]) -> dict[str, Any]:
+            replicas = {**(document.get("replicas") or {}), slot: recorded.to_json()}
+            replacing = {key: value for key, value in (document.get("replacing") or {}).items() if key != slot}
+            return {**document, "replicas": replicas, "replacing": replacing}
+        TOPOLOGY.change(self, change)
 
 
 class _Bound(TopologyRecordStore):
