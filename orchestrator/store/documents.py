@@ -10,6 +10,7 @@ stored *now* and retrying when someone wrote in between is this module's.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
@@ -17,7 +18,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from orchestrator.errors import StoreError
 from orchestrator.store.records import Conflict
 
-__all__ = ["ATTEMPTS", "Document", "StateDocuments"]
+__all__ = ["ATTEMPTS", "Document", "DocumentStore", "StateDocuments"]
 
 ATTEMPTS = 20
 """Compare-and-set rounds before giving up: the writers of one document are a leader's cycle and an operator or
@@ -32,6 +33,19 @@ class StateDocuments(Protocol):
     def get_state(self, key: str) -> tuple[dict[str, Any], int] | None: ...
 
     def put_state(self, key: str, value: Mapping[str, Any], expected_version: int | None) -> int: ...
+
+
+class DocumentStore(abc.ABC):
+    """What a store mixin that keeps documents needs of `StateStore` (declared once here, not in each mixin)."""
+
+    @abc.abstractmethod
+    def get_state(self, key: str) -> tuple[dict[str, Any], int] | None: ...
+
+    @abc.abstractmethod
+    def put_state(self, key: str, value: Mapping[str, Any], expected_version: int | None) -> int: ...
+
+    @abc.abstractmethod
+    def audit(self, actor: str, action: str, detail: Mapping[str, Any], at: float) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)

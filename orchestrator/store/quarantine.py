@@ -7,12 +7,10 @@ enters, relapses, ends) are `core.quarantine`'s; this module only says how the b
 
 from __future__ import annotations
 
-import abc
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from orchestrator.core.quarantine import Quarantine, observe, release
-from orchestrator.store.documents import Document
+from orchestrator.store.documents import Document, DocumentStore
 
 __all__ = ["QUARANTINE", "QUARANTINE_KEY", "QuarantineStore"]
 
@@ -23,17 +21,8 @@ QUARANTINE: Document[dict[str, Quarantine]] = Document(
     lambda book: {"sites": {site: q.to_json() for site, q in sorted(book.items())}})
 
 
-class QuarantineStore(abc.ABC):
+class QuarantineStore(DocumentStore):
     """The quarantine book of a store; `StateStore` mixes it in."""
-
-    @abc.abstractmethod
-    def get_state(self, key: str) -> tuple[dict[str, Any], int] | None: ...
-
-    @abc.abstractmethod
-    def put_state(self, key: str, value: Mapping[str, Any], expected_version: int | None) -> int: ...
-
-    @abc.abstractmethod
-    def audit(self, actor: str, action: str, detail: Mapping[str, Any], at: float) -> Any: ...
 
     def quarantines(self) -> dict[str, Quarantine]:
         """Every site in quarantine, ended or not (`Quarantine.active` says which still holds at a time)."""

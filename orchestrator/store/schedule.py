@@ -7,13 +7,11 @@ succeed. The rules are `core.schedule`'s; this module says how the document is w
 
 from __future__ import annotations
 
-import abc
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 from orchestrator.core import schedule as sch
 from orchestrator.core.schedule import Scheduled
-from orchestrator.store.documents import Document
+from orchestrator.store.documents import Document, DocumentStore
 
 __all__ = ["SCHEDULE", "SCHEDULE_KEY", "ScheduleStore"]
 
@@ -23,17 +21,8 @@ SCHEDULE: Document[list[Scheduled]] = Document(
     lambda book: {"entries": [entry.to_json() for entry in book]})
 
 
-class ScheduleStore(abc.ABC):
+class ScheduleStore(DocumentStore):
     """The planned switchovers of a store; `StateStore` mixes it in."""
-
-    @abc.abstractmethod
-    def get_state(self, key: str) -> tuple[dict[str, Any], int] | None: ...
-
-    @abc.abstractmethod
-    def put_state(self, key: str, value: Mapping[str, Any], expected_version: int | None) -> int: ...
-
-    @abc.abstractmethod
-    def audit(self, actor: str, action: str, detail: Mapping[str, Any], at: float) -> Any: ...
 
     def schedules(self) -> list[Scheduled]:
         """Every entry kept, open or ended, in the order they were made."""

@@ -14,7 +14,6 @@ One versioned document (`topology`), changed only by compare-and-set like the qu
 
 from __future__ import annotations
 
-import abc
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import Any
 
 from orchestrator.core.model import Replica, Topology
 from orchestrator.errors import StoreError
-from orchestrator.store.documents import Document
+from orchestrator.store.documents import Document, DocumentStore
 
 __all__ = ["TOPOLOGY_KEY", "RecordedReplica", "TopologyRecordStore", "differences", "topology_book",
            "with_recorded"]
@@ -61,14 +60,8 @@ def _slot(engine: str, replica: str) -> str:
     return f"{engine}/{replica}"
 
 
-class TopologyRecordStore(abc.ABC):
+class TopologyRecordStore(DocumentStore):
     """The recorded topology of a store; to be mixed into `StateStore` (until then, `topology_book(store)`)."""
-
-    @abc.abstractmethod
-    def get_state(self, key: str) -> tuple[dict[str, Any], int] | None: ...
-
-    @abc.abstractmethod
-    def put_state(self, key: str, value: Mapping[str, Any], expected_version: int | None) -> int: ...
 
     def recorded_replicas(self) -> dict[tuple[str, str], RecordedReplica]:
         """Every replica `failover replace` moved, by (engine, replica)."""
@@ -122,6 +115,9 @@ class _Bound(TopologyRecordStore):
 
     def put_state(self, key: str, value: Mapping[str, Any], expected_version: int | None) -> int:
         return int(self._store.put_state(key, value, expected_version))
+
+    def audit(self, actor: str, action: str, detail: Mapping[str, Any], at: float) -> Any:
+        return self._store.audit(actor, action, detail, at)
 
 
 def topology_book(store: Any) -> TopologyRecordStore:
