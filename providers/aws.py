@@ -23,7 +23,6 @@ retries, bounded by the call deadline, and counts every attempt.
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -38,7 +37,7 @@ from orchestrator.core.model import DnsTarget, Observation, Site, Status
 from providers.base import Capability, CloudProvider, InstanceHealth, InstanceState, PolledSignal, loopback_http
 from providers.calls import parse_retry_after
 from providers.options import AwsOptions, Route53Options
-from providers.traffic import TrafficRouter
+from providers.traffic import TrafficRouter, fqdn, record_type
 
 log = logging.getLogger(__name__)
 
@@ -457,10 +456,10 @@ class Route53Router(_AwsErrors, TrafficRouter):
         if "." not in dns.zone_id:
             return dns.zone_id
         if dns.zone_id not in self._zones:
-            wanted = _fqdn(dns.zone_id)
+            wanted = fqdn(dns.zone_id)
             answer = self._read("route53.list_hosted_zones_by_name", self._sdk("route53", "list_hosted_zones_by_name"),
                                 subject=f"zone {dns.zone_id}", DNSName=wanted, MaxItems="1")
-            zones = [z for z in answer.get("HostedZones", []) if _fqdn(z["Name"]) == wanted]
+            zones = [z for z in answer.get("HostedZones", []) if fqdn(z["Name"]) == wanted]
             if not zones:
                 raise ProviderNotFound(f"route53: no hosted zone named {dns.zone_id}")
             self._zones[dns.zone_id] = str(zones[0]["Id"]).split("/")[-1]
@@ -477,12 +476,12 @@ class Route53Router(_AwsErrors, TrafficRouter):
             return self._route53
 
     def _record_sets(self, dns: DnsTarget) -> list[dict[str, Any]]:
-        name = _fqdn(dns.record)
+        name = fqdn(dns.record)
         answer = self._read(
             "route53.list_resource_record_sets", self._sdk("route53", "list_resource_record_sets"),
             subject=f"zone {dns.zone_id}", HostedZoneId=self._zone_id(dns), StartRecordName=name, MaxItems="10",
         )
-        return [rrset for rrset in answer.get("ResourceRecordSets", []) if _fqdn(rrset["Name"]) == name]
+        return [rrset for rrset in answer.get("ResourceRecordSets", []) if fqdn(rrset["Name"]) == name]
 
     def _current_target(self, dns: DnsTarget) -> str | None:
         for rrset in self._record_sets(dns):
@@ -492,7 +491,7 @@ class Route53Router(_AwsErrors, TrafficRouter):
         return None
 
     def _point_to(self, dns: DnsTarget, address: str) -> str | None:
-        new = {"Name": _fqdn(dns.record), "Type": _record_type(address), "TTL": dns.ttl,
+        new = {"Name": fqdn(dns.record), "Type": record_type(address), "TTL": dns.ttl,
                "ResourceRecords": [{"Value": address}]}
         changes: list[dict[str, Any]] = []
         for rrset in self._record_sets(dns):
@@ -510,15 +509,3 @@ class Route53Router(_AwsErrors, TrafficRouter):
             ChangeBatch={"Comment": f"failover: {dns.record} -> {address}", "Changes": changes},
         )
         return None  # no wait for INSYNC here: providers.dns_aws.Route53Router adds it
-
-
-def _fqdn(name: str) -> str:
-    return name.rstrip(".").lower() + "."
-
-
-def _record_type(address: str) -> str:
-    try:
-        return "A" if ipaddress.ip_address(address).version == 4 else "AAAA"
-    except ValueError:
-        return "CNAME"
-

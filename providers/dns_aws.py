@@ -14,7 +14,7 @@ from typing import Any
 
 from orchestrator.core.model import DnsTarget
 from providers.aws import Route53Router as _Route53Records
-from providers.aws import _fqdn
+from providers.traffic import fqdn
 
 
 class Route53Router(_Route53Records):
@@ -33,7 +33,7 @@ class Route53Router(_Route53Records):
             answer = call(**kwargs)
             name = kwargs["ChangeBatch"]["Changes"][-1]["ResourceRecordSet"]["Name"]
             with self._lock:
-                self._change_ids[_fqdn(name)] = str(answer["ChangeInfo"]["Id"])
+                self._change_ids[fqdn(name)] = str(answer["ChangeInfo"]["Id"])
             return answer
 
         return recorded
@@ -41,7 +41,7 @@ class Route53Router(_Route53Records):
     def _point_to(self, dns: DnsTarget, address: str) -> str | None:
         super()._point_to(dns, address)
         with self._lock:
-            return self._change_ids.pop(_fqdn(dns.record), None)
+            return self._change_ids.pop(fqdn(dns.record), None)
 
     def _change_applied(self, dns: DnsTarget, change: str) -> bool:
         answer = self._read("route53.get_change", self._sdk("route53", "get_change"), subject=f"change {change}",

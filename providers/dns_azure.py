@@ -17,7 +17,6 @@ with its own bearer policy for a plain-http loopback endpoint (a local fake).
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -36,7 +35,7 @@ from providers.azure import (
 from providers.base import loopback_http
 from providers.calls import parse_retry_after
 from providers.dns_specs import AzureDnsOptions
-from providers.traffic import TrafficRouter
+from providers.traffic import TrafficRouter, record_type
 
 ADDRESS_TYPES = ("A", "AAAA", "CNAME")
 
@@ -103,7 +102,7 @@ class AzureDnsRouter(TrafficRouter):
         return None
 
     def _point_to(self, dns: DnsTarget, address: str) -> None:
-        kind = _record_type(address)
+        kind = record_type(address)
         relative = relative_name(dns)
         where = {"resource_group_name": self.resource_group, "zone_name": dns.zone_id,
                  "relative_record_set_name": relative}
@@ -186,10 +185,3 @@ def _record_set(kind: str, address: str, ttl: int) -> RecordSet:
     if kind == "AAAA":
         return RecordSet(ttl=ttl, aaaa_records=[AaaaRecord(ipv6_address=address)])
     return RecordSet(ttl=ttl, cname_record=CnameRecord(cname=address))
-
-
-def _record_type(address: str) -> str:
-    try:
-        return "A" if ipaddress.ip_address(address).version == 4 else "AAAA"
-    except ValueError:
-        return "CNAME"

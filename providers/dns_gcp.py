@@ -19,7 +19,6 @@ adapter, one look-up per process); a plain-http loopback endpoint (a local fake)
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -33,7 +32,7 @@ from providers.base import loopback_http
 from providers.calls import parse_retry_after
 from providers.dns_specs import CloudDnsOptions
 from providers.gcp import _default_credentials, google_error, google_retryable
-from providers.traffic import TrafficRouter
+from providers.traffic import TrafficRouter, fqdn, record_type
 
 API_ENDPOINT = "https://dns.googleapis.com"
 ADDRESS_TYPES = ("A", "AAAA", "CNAME")
@@ -90,10 +89,10 @@ class CloudDnsRouter(TrafficRouter):
         if "." not in dns.zone_id:
             return dns.zone_id
         if dns.zone_id not in self._zones:
-            wanted = _fqdn(dns.zone_id)
+            wanted = fqdn(dns.zone_id)
             answer = self._read("dns.managedZones.list", self._call, subject=f"zone {dns.zone_id}", method="GET",
                                 path="managedZones", params={"dnsName": wanted})
-            found = [z for z in answer.get("managedZones", []) if _fqdn(str(z.get("dnsName", ""))) == wanted]
+            found = [z for z in answer.get("managedZones", []) if fqdn(str(z.get("dnsName", ""))) == wanted]
             if len(found) != 1:
                 raise ProviderNotFound(f"{self.scope}: zone {dns.zone_id}: no managed zone with that DNS name "
                                        f"in project {self.project}")
@@ -104,8 +103,8 @@ class CloudDnsRouter(TrafficRouter):
         """Every record set at the record's name (any type), as Cloud DNS returns them."""
         zone = self.managed_zone(dns)
         answer = self._read("dns.resourceRecordSets.list", self._call, subject=f"zone {dns.zone_id}", method="GET",
-                            path=f"managedZones/{_seg(zone)}/rrsets", params={"name": _fqdn(dns.record)})
-        return [rrset for rrset in answer.get("rrsets", []) if _fqdn(str(rrset.get("name", ""))) == _fqdn(dns.record)]
+                            path=f"managedZones/{_seg(zone)}/rrsets", params={"name": fqdn(dns.record)})
+        return [rrset for rrset in answer.get("rrsets", []) if fqdn(str(rrset.get("name", ""))) == fqdn(dns.record)]
 
     def _current_target(self, dns: DnsTarget) -> str | None:
         for rrset in self.record_sets(dns):
@@ -114,9 +113,9 @@ class CloudDnsRouter(TrafficRouter):
         return None
 
     def _point_to(self, dns: DnsTarget, address: str) -> str | None:
-        kind = _record_type(address)
-        value = _fqdn(address) if kind == "CNAME" else address
-        new = {"name": _fqdn(dns.record), "type": kind, "ttl": dns.ttl, "rrdatas": [value]}
+        kind = record_type(address)
+        value = fqdn(address) if kind == "CNAME" else address
+        new = {"name": fqdn(dns.record), "type": kind, "ttl": dns.ttl, "rrdatas": [value]}
         deletions = []
         for rrset in self.record_sets(dns):
             if rrset.get("routingPolicy"):
@@ -163,14 +162,3 @@ class CloudDnsRouter(TrafficRouter):
 
 def _seg(value: str) -> str:
     return quote(value, safe="")
-
-
-def _fqdn(name: str) -> str:
-    return name.rstrip(".").lower() + "."
-
-
-def _record_type(address: str) -> str:
-    try:
-        return "A" if ipaddress.ip_address(address).version == 4 else "AAAA"
-    except ValueError:
-        return "CNAME"

@@ -13,6 +13,7 @@ reads right still waits for that change instead of announcing traffic moved whil
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 from abc import ABC, abstractmethod
@@ -100,3 +101,16 @@ def wait_until(applied: Callable[[], bool], bound: Deadline, interval: float,
         if bound.expired:
             raise ProviderError(late)
         pause(bound, interval)
+
+
+def fqdn(name: str) -> str:
+    """A DNS name as every DNS API compares it: lower case, one trailing dot."""
+    return name.rstrip(".").lower() + "."
+
+
+def record_type(address: str) -> str:
+    """The record an address needs: A for IPv4, AAAA for IPv6, CNAME for a name."""
+    try:
+        return "A" if ipaddress.ip_address(address).version == 4 else "AAAA"
+    except ValueError:
+        return "CNAME"

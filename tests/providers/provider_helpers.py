@@ -6,7 +6,7 @@ Kept out of conftest.py so that test modules can import them by name (`from prov
 from __future__ import annotations
 
 import collections.abc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,3 +185,29 @@ class VirtualClock:
 
     def kwargs(self) -> dict[str, Any]:
         return {"timer": self.time, "sleep": self.sleep}
+
+
+class OneZoneCloud(CloudProvider):
+    """A cloud of one zone (`zone-a`, always ok) whose instances the test reports; nothing can be started or
+    stopped. Subclasses say how instances look (`_instance_healths`) and may block or count calls."""
+
+    kind = "test"
+    capabilities = frozenset()
+
+    def __init__(self, name: str, call_deadline: float) -> None:
+        super().__init__(Site(name, "test", "region", ("zone-a",)), call_deadline=call_deadline)
+
+    def _zone_statuses(self) -> Mapping[str, Status]:
+        return {"zone-a": Status.OK}
+
+    def _start(self, instance: str) -> None:
+        raise NotImplementedError
+
+    def _stop(self, instance: str) -> None:
+        raise NotImplementedError
+
+    def _translate(self, exc: Exception) -> None:
+        return None
+
+    def _retryable(self, exc: Exception) -> bool:
+        return False

@@ -14,10 +14,11 @@ import time
 from collections.abc import Mapping, Sequence
 
 import pytest
+from provider_helpers import OneZoneCloud
 
-from orchestrator.core.model import Cause, Observation, Site, Status
+from orchestrator.core.model import Cause, Observation, Status
 from orchestrator.drivers.provider_watch import ProviderWatch
-from providers.base import CloudProvider, InstanceHealth, InstanceState
+from providers.base import InstanceHealth, InstanceState
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -25,14 +26,11 @@ WAIT = 0.3  # the cron run's wait per cloud: short here, the slow cloud never an
 GENEROUS = 30.0
 
 
-class Cloud(CloudProvider):
+class Cloud(OneZoneCloud):
     """One zone, one running instance; `gate`, when set, makes every API call block until it is opened."""
 
-    kind = "test"
-    capabilities = frozenset()
-
     def __init__(self, name: str, gate: threading.Event | None = None) -> None:
-        super().__init__(Site(name, "test", "region", ("zone-a",)), call_deadline=GENEROUS)
+        super().__init__(name, call_deadline=GENEROUS)
         self.gate = gate
         self.answered = threading.Event()
 
@@ -48,18 +46,6 @@ class Cloud(CloudProvider):
         self._api()
         self.answered.set()
         return {i: InstanceHealth(i, InstanceState.RUNNING, Status.OK) for i in instances}
-
-    def _start(self, instance: str) -> None:
-        raise NotImplementedError
-
-    def _stop(self, instance: str) -> None:
-        raise NotImplementedError
-
-    def _translate(self, exc: Exception) -> None:
-        return None
-
-    def _retryable(self, exc: Exception) -> bool:
-        return False
 
 
 def watch(clouds: dict[str, Cloud]) -> ProviderWatch:

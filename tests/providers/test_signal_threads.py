@@ -19,8 +19,9 @@ import time
 from collections.abc import Mapping, Sequence
 
 import pytest
+from provider_helpers import OneZoneCloud
 
-from orchestrator.core.model import Cause, Observation, Site, Status
+from orchestrator.core.model import Cause, Observation, Status
 from orchestrator.drivers.modes import CRON_PROVIDER_WAIT
 from orchestrator.drivers.provider_watch import ProviderWatch
 from providers.base import CloudProvider, InstanceHealth, InstanceState, PolledSignal
@@ -31,14 +32,11 @@ GENEROUS = 30.0
 SIGNAL = "provider:test-health"
 
 
-class CloudWithHealth(CloudProvider):
+class CloudWithHealth(OneZoneCloud):
     """One zone, one running instance, and a health signal whose API blocks until `gate` is opened."""
 
-    kind = "test"
-    capabilities = frozenset()
-
     def __init__(self, name: str) -> None:
-        super().__init__(Site(name, "test", "region", ("zone-a",)), call_deadline=2 * GENEROUS)
+        super().__init__(name, call_deadline=2 * GENEROUS)
         self.gate = threading.Event()
         self.signal_asked = threading.Event()
         self.main_polls = 0
@@ -53,25 +51,10 @@ class CloudWithHealth(CloudProvider):
     def _signals(self, instances: Mapping[str, str], at: float) -> list[Observation]:
         return self.health.observe(at, [self.site.name])
 
-    def _zone_statuses(self) -> Mapping[str, Status]:
-        return {"zone-a": Status.OK}
-
     def _instance_healths(self, instances: Sequence[str]) -> Mapping[str, InstanceHealth]:
         with self._lock:
             self.main_polls += 1
         return {i: InstanceHealth(i, InstanceState.RUNNING, Status.OK) for i in instances}
-
-    def _start(self, instance: str) -> None:
-        raise NotImplementedError
-
-    def _stop(self, instance: str) -> None:
-        raise NotImplementedError
-
-    def _translate(self, exc: Exception) -> None:
-        return None
-
-    def _retryable(self, exc: Exception) -> bool:
-        return False
 
 
 def _watch(cloud: CloudWithHealth, interval: float = 0.0) -> ProviderWatch:
