@@ -12,17 +12,26 @@ primary, or a standby whose journal is no prefix of the primary's (diverged) —
 `after`, then every `retry` while refused; each `schedule` entry is tried once, at its time, whatever the replica's
 state (the driver refuses a healthy standby). Attempts happen at a tick, before its controller cycle, in both
 steppings; the stepper is told to run that tick's cycle (stepping.py).
+
+Which replica needs a rebuild, and when it is due, are the daemon's own rules (`drivers.auto_rejoin.need_of` and
+`track`, `policy.auto_rejoin`), with one difference on purpose: the daemon holds a due attempt back while the
+replica's site is quarantined, its engine has an open incident or there is no current primary (`choose`), where the
+simulation makes the attempt and lets `Rejoin.plan` refuse it, so that its report counts what the real checks
+refuse, by kind, over a day of faults. (The gates are the same checks; a daemon retries the moment they clear, the
+simulation at its next `retry`.) The simulation also reads divergence from the journals themselves, where the daemon
+reads it from the replica's status (`error`).
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from orchestrator.core.errors import FailoverError
 from orchestrator.core.model import Role, Topology
 from orchestrator.core.quarantine import may_host
+from orchestrator.drivers.auto_rejoin import AutoRejoinPolicy, Need, need_of, track
 from orchestrator.drivers.rejoin import Rejoin
 from orchestrator.drivers.state import load_engine
 from orchestrator.sim.engine import SimEngineControl
@@ -31,6 +40,7 @@ from orchestrator.sim.replica import holds
 from orchestrator.sim.scenario import RejoinPolicy
 from orchestrator.sim.store import SimStore
 from orchestrator.sim.world import World
+from orchestrator.store.auto_rejoin import Pending
 
 ACTOR = "simulation:rejoin-policy"
 
@@ -62,7 +72,9 @@ class Rejoiner:
         self.policy, self.topology, self.world, self.store = policy, topology, world, store
         self.driver = Rejoin(topology, store, engines, actor=ACTOR, clock=world.clock, sleep=latency.sleep)
         self.schedule = [(start + at, replica) for at, replica in policy.schedule]
-        self.waiting: dict[str, float] = {}  # replica -> when its next automatic attempt is due
+        # the daemon's policy, with every due attempt made (no limit: the driver's refusals are what is counted)
+        self.auto = AutoRejoinPolicy(policy.auto, policy.after, policy.retry, max_concurrent=len(world.replicas))
+        self.book: dict[str, Pending] = {}  # replica -> since when it needs a rebuild, when its next attempt is due
         self.attempts: list[Attempt] = []
         self.seen = -1  # the world's version at the last look
         self.due = math.inf
@@ -73,37 +85,36 @@ class Rejoiner:
             return False
         tried = False
         if self.policy.auto:
-            wanted = self._needing()
-            self.waiting = {name: self.waiting.get(name, now + self.policy.after) for name in wanted}
-            for name, at in sorted(self.waiting.items()):
-                if at <= now:
+            self.book = track(self.book, self._needing(), now, self.auto)
+            for name, entry in sorted(self.book.items()):
+                if entry.due <= now:
                     tried = True
-                    started = self._attempt(now, name)
-                    if started:
-                        del self.waiting[name]
+                    if self._attempt(now, name):
+                        del self.book[name]
                     else:
-                        self.waiting[name] = now + self.policy.retry
+                        self.book[name] = replace(entry, due=now + self.policy.retry, attempts=entry.attempts + 1)
         while self.schedule and self.schedule[0][0] <= now:
             _, name = self.schedule.pop(0)
             self._attempt(now, name)
             tried = True
         self.seen = self.world.version
-        self.due = min([*self.waiting.values(), *(at for at, _ in self.schedule[:1])], default=math.inf)
+        self.due = min([*(entry.due for entry in self.book.values()), *(at for at, _ in self.schedule[:1])],
+                       default=math.inf)
         return tried
 
-    def _needing(self) -> list[str]:
-        """Replicas that need rebuilding now, by the world's own state (what their statuses would say)."""
-        found = []
+    def _needing(self) -> dict[str, tuple[str, Need | None]]:
+        """Each replica's need of a rebuild now (`need_of`), by the world's own state: what its status says, and
+        whether its journal is a prefix of the primary's. A replica rejoining needs no attempt meanwhile."""
+        found: dict[str, tuple[str, Need | None]] = {}
         for name in self.topology.engines:
             primary = load_engine(self.store, self.topology, name).primary
             current = self.world.replicas[primary]
             for replica in self.world.engines[name].replicas:
-                if replica.name == primary or (replica.rejoin is not None
-                                               and replica.rejoin.state in ("started", "copying")):
+                if replica.rejoin is not None and replica.rejoin.state in ("started", "copying"):
+                    found[replica.name] = (name, None)
                     continue
                 diverged = replica.role is Role.STANDBY and current.role is Role.PRIMARY and not holds(replica, current)
-                if replica.role is not Role.STANDBY or diverged:
-                    found.append(replica.name)
+                found[replica.name] = (name, need_of(replica.name, replica.status(), primary, diverged=diverged))
         return found
 
     def _attempt(self, now: float, name: str) -> bool:
