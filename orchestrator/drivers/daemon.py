@@ -4,6 +4,12 @@ Several daemons (one per cloud) share an etcd store; exactly one holds the leade
 probing from their own vantage point and write what they see, which the leader reads as independent sources.
 SIGTERM (or SIGINT) lets the current cycle finish — a runbook step in flight completes and is journaled — then
 releases the lease so another daemon takes over at once instead of after the TTL.
+
+A leader that dies instead is replaced as soon as etcd lets anyone replace it (docs/handover.md): each follower
+watches the leader key on a thread of its own and campaigns the moment etcd deletes it (its lease expired on etcd's
+clock), and the winner resumes a running runbook from the journal before its first probe round as leader, with
+the verdicts of the cycle it just finished as a follower. Taking the lease is still the controller's create-if-
+absent, so nothing here lets a successor act while the old leader's lease lives.
 """
 
 from __future__ import annotations
@@ -14,19 +20,31 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from orchestrator.core.errors import FailoverError, StoreError
-from orchestrator.drivers.controller import Controller, CycleResult
+from orchestrator.drivers.controller import LEADER_LEASE, Controller, CycleResult
 from orchestrator.drivers.daemon_http import Handler, StatusServer
 from orchestrator.drivers.gc_tuning import tune_gc
 from orchestrator.drivers.metrics import Metrics
+from orchestrator.drivers.runbook import Progress
 from orchestrator.drivers.state import load_engine
+from orchestrator.store.records import IncidentStatus
 
 log = structlog.get_logger("failover.daemon")
+
+WATCH_SPAN = 5.0  # seconds one watch of the leader key stays open before it is opened again
+
+
+@runtime_checkable
+class LeaseWatch(Protocol):
+    """A store that can say when a lease is freed as it happens (etcd: a watch on the key); others are polled
+    once a cycle."""
+
+    def wait_for_lease_change(self, name: str, timeout: float) -> bool: ...
 
 
 def configure_json_logs() -> None:
@@ -72,28 +90,110 @@ class Daemon:
         self.pages: dict[str, Handler] = {}  # more read-only routes beside ours (the status page: orchestrator.web)
         self._last_prune = 0.0
         self.unheard: list[str] = []
+        self._wake = threading.Event()  # cut the pause between cycles short: stopping, or the lease is ours
+        self._campaigning = threading.Lock()  # the watcher's campaign, and the release at shutdown, one at a time
+        self._watcher: threading.Thread | None = None
 
     # ---- loop -----------------------------------------------------------------------------------------------
 
     def install_signal_handlers(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: self.stopping.set())
+            signal.signal(signum, lambda *_: self.stop())
+
+    def stop(self) -> None:
+        """Finish the current cycle, then release the lease and return from `run`."""
+        self.stopping.set()
+        self._wake.set()
 
     def run(self, max_cycles: int | None = None) -> int:
         tune_gc()
         self.serve_http()
         log.info("daemon.start", identity=self.controller.options.identity, interval=self.interval,
                  listen=self.address)
+        self.watch_leader()
         try:
             while not self.stopping.is_set():
                 started = self.monotonic()
+                self.take_over()
                 self.cycle_once()
                 if max_cycles is not None and self.state.cycles >= max_cycles:
                     break
-                self.stopping.wait(max(0.0, self.interval - (self.monotonic() - started)))
+                self._wake.wait(max(0.0, self.interval - (self.monotonic() - started)))
+                self._wake.clear()
         finally:
             self.shutdown()
         return 0
+
+    # ---- hand-over ------------------------------------------------------------------------------------------
+
+    def take_over(self) -> list[Progress]:
+        """Between two cycles: if we hold the lease (the watcher won it) or can take it now, and the last cycle
+        followed, resume every running runbook at once, before the first cycle as leader probes a whole round.
+
+        Why not wait for that cycle: it probes every replica (a dark one costs its timeouts) and only then
+        advances the runbook, while the runbook's next step needs none of it: each step reads what it acts on
+        itself (the replicas' statuses, the cloud's facts), and the verdicts it is given are those of the cycle
+        that just ended, as fresh as the old leader's were. The cycle that follows does the rest (decide, enforce,
+        the next steps). A failure is the cycle's kind of failure: we stop acting and the next cycle tries again."""
+        last, controller = self.state.last, self.controller
+        if last is None or last.leader or self.state.error:
+            return []  # a leader's own cycle advances its runbooks; with no verdicts yet, the cycle comes first
+        try:
+            if controller.lease is None and not self._campaign():
+                return []
+            if not controller.still_leader():
+                return []
+            running = [i for i in controller.store.incidents(open_only=True) if i.status is IncidentStatus.RUNNING]
+            if not running:
+                return []
+            driver = controller.runbook()
+            progress = [driver.advance(incident.id, last.verdicts) for incident in running]
+        except FailoverError as error:
+            controller.drop_lease()
+            self.state.error = str(error)
+            log.error("takeover.failed", error=str(error), kind=type(error).__name__)
+            return []
+        log.info("takeover", token=controller.token, resumed=[p.incident for p in progress],
+                 progress=[f"{p.status.value} {p.step or ''}".strip() for p in progress])
+        return progress
+
+    def _campaign(self) -> bool:
+        """Take the leader lease if it is free and we may lead: what a cycle does first, under the same rules (a
+        probe agent never leads; a daemon whose clock is the odd one out does not)."""
+        controller = self.controller
+        if controller.behaviour.observe_only or not controller.clock_verdict.may_lead:
+            return False
+        return controller.lease is not None or controller._lead()
+
+    def watch_leader(self) -> None:
+        """Follow the leader key on a thread of its own when the store can watch it (etcd)."""
+        store = self.controller.store
+        if self.controller.behaviour.observe_only or not isinstance(store, LeaseWatch) or self._watcher is not None:
+            return
+        self._watcher = threading.Thread(target=self._watch, args=(store,), name="leader-watch", daemon=True)
+        self._watcher.start()
+
+    def _watch(self, store: LeaseWatch) -> None:
+        """While we follow: wait for etcd to delete the leader key, then campaign at once and wake the loop, which
+        resumes the runbook at the end of the cycle in progress. Never faster than etcd: the key is deleted only
+        once the old leader's etcd lease has expired (or it released it), and the campaign creates it only if
+        absent. A watch that returns at once (the key is free but we may not lead, etcd unreachable) waits a
+        cycle's interval before the next, so this thread never spins."""
+        while not self.stopping.is_set():
+            began = self.monotonic()
+            if self.controller.lease is None:
+                try:
+                    store.wait_for_lease_change(LEADER_LEASE, WATCH_SPAN)
+                    with self._campaigning:
+                        won = not self.stopping.is_set() and self.controller.lease is None and self._campaign()
+                except FailoverError as error:
+                    log.warning("leader_watch.failed", error=str(error))
+                    won = False
+                if won:
+                    log.info("leader.won", token=self.controller.token, how="watch")
+                    self._wake.set()
+            if self.monotonic() - began < self.interval:
+                self.stopping.wait(self.interval)
 
     def cycle_once(self) -> CycleResult | None:
         """One cycle and its bookkeeping. A store that fails anywhere in it (the cycle, or the reads for metrics
@@ -154,6 +254,8 @@ class Daemon:
             log.warning("prune.failed", error=str(error))
 
     def shutdown(self) -> None:
+        with self._campaigning:  # no campaign of the watcher's may follow the release
+            self.stopping.set()
         try:
             self.controller.release()
             log.info("daemon.stop", released=True)

@@ -416,6 +416,62 @@ class EtcdClient:
         with contextlib.suppress(StoreError):
             self.call("kv/lease/revoke", {"ID": str(lease_id)}, write=False)
 
+    def wait_deleted(self, key: bytes, after: int, timeout: float) -> bool:
+        """Block until `key` is deleted at a revision after `after` (its etcd lease expired on etcd's clock, or it
+        was deleted), or `timeout` seconds pass: True when it was (or etcd compacted past `after`, so it may
+        have been: read it again), False when nothing was seen in time or the watch broke off.
+
+        A watch, not a poll: a follower polling the leader key once a cycle learns of an expired lease up to a
+        cycle late, while a watch hears etcd's delete as it commits. Puts (the holder's renewals) are filtered
+        out by etcd. Safe from any thread: the watch is a streaming request on a connection of its own, so it
+        neither waits for the store's lock nor holds up the store's calls. StoreError when no member accepts it."""
+        deadline = time.monotonic() + timeout
+        body = {"create_request": {"key": b64(key), "start_revision": str(after + 1), "filters": ["NOPUT"]}}
+        failures = []
+        for offset in range(len(self._members)):
+            name, member = self._members[(self._current + offset) % len(self._members)]
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with requests.Session() as session:
+                session.trust_env = False
+                try:
+                    with session.post(member.get_url("watch"), json=body, stream=True,
+                                      timeout=(min(self.connect_timeout, remaining), remaining)) as answer:
+                        answer.raise_for_status()
+                        return _deleted_in(answer.iter_lines(), deadline)
+                except requests.exceptions.ConnectTimeout:
+                    failures.append(f"{name}: connect timed out")
+                except requests.exceptions.ConnectionError as error:
+                    if _accepted(error):
+                        return False  # the watch was open and broke off (or timed out): the caller reads again
+                    failures.append(f"{name}: cannot connect")
+                except (requests.RequestException, ValueError) as error:
+                    failures.append(f"{name}: {type(error).__name__}")
+        raise StoreError(f"etcd {self.names}: no member accepted a watch ({'; '.join(failures)})")
+
+
+def _deleted_in(lines: Iterator[bytes], deadline: float) -> bool:
+    """Read a watch's stream until a delete event (True), a compaction or cancellation (True: read again), or the
+    deadline (False). etcd sends nothing between events, so the read timeout bounds each wait."""
+    for line in lines:
+        if not line:
+            continue
+        result = json.loads(line).get("result", {})
+        if result.get("events") or result.get("compact_revision") or result.get("canceled"):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+    return False
+
+
+def _accepted(error: requests.exceptions.ConnectionError) -> bool:
+    """Whether a watch's connection error came after etcd had accepted it (a read timed out, the stream broke)
+    rather than before (no connection at all)."""
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    return not isinstance(reason, urllib3.exceptions.NewConnectionError) and not isinstance(
+        error, requests.exceptions.ConnectTimeout)
+
 
 def _revision(answer: dict[str, Any]) -> int:
     return int(answer.get("header", {}).get("revision", 0))

@@ -14,7 +14,10 @@ whose clock ran ahead. So the key exists exactly while its etcd lease lives:
   same create revision, so the same token). A lease whose etcd lease ran out is gone, key and all: renewing it is
   LeaseLost, even if nobody took it since;
 - a holder that stops renewing (dead, frozen, partitioned) loses the key when etcd expires its lease (etcd checks
-  every 500 ms), and the next taker creates it afresh.
+  every 500 ms), and the next taker creates it afresh;
+- a follower learns of that as it happens by watching the key for its delete (`wait_for_lease_change`), rather
+  than by polling once a cycle; taking it over is still the create-if-absent above, so a watch can make a
+  successor sooner but never makes one while the old holder's etcd lease lives.
 
 `Lease.expires_at` is for display only: for the holder, its own clock at the grant or renewal plus the TTL; for a
 reader, its own clock plus the TTL etcd says is left. Never compare it with another host's clock.
@@ -145,6 +148,20 @@ class EtcdLeases:
                 if result.succeeded and held is not None and held.lease:
                     self._etcd.revoke(held.lease)
                 return
+
+    def wait_for_lease_change(self, name: str, timeout: float) -> bool:
+        """Block until the lease `name` is free or may have changed hands, or `timeout` seconds pass. True when it
+        is free now or its key was deleted meanwhile (expired on etcd's clock, or released); False when its holder
+        kept it throughout. Either way the caller only learns when to try `acquire_lease`, which decides.
+
+        Holds the store's lock only for the first read: the watch runs on a connection of its own, so a daemon's
+        watching thread never delays its cycle's calls. StoreError when etcd cannot be reached."""
+        key = self.keys.lease(name)
+        with self._lock:
+            kv, revision = self._etcd.read(key)
+        if kv is None:
+            return True
+        return self._etcd.wait_deleted(key, revision, timeout)
 
     @serialised
     def _select_lease(self, name: str) -> Lease | None:
