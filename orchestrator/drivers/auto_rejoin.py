@@ -234,11 +234,13 @@ class _Cycle:
         return self.topology.engines[entry.engine]
 
     def audit(self, action: str, entry: Pending, **detail: Any) -> None:
+        """At the moment it happens (the rejoin driver's own entries, between ours, are timed so too)."""
         self.store.audit(self.actor, action, {"engine": entry.engine, "replica": entry.replica, "need": entry.need,
-                                              "since": entry.since, "attempt": entry.attempts, **detail}, self.now)
+                                              "since": entry.since, "attempt": entry.attempts, **detail},
+                         self.leader.clock())
 
     def tell(self, kind: EventKind, entry: Pending, message: str, **detail: Any) -> None:
-        self.leader.notifier.publish(Event(self.now, kind, entry.engine, f"[{entry.engine}] {message}",
+        self.leader.notifier.publish(Event(self.leader.clock(), kind, entry.engine, f"[{entry.engine}] {message}",
                                            {"replica": entry.replica, "automatic": True, **detail}))
 
 
