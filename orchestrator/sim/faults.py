@@ -31,6 +31,10 @@ class FaultKind(StrEnum):
 
 ORCHESTRATOR = "orchestrator"
 DEFAULT_PROVIDER_DELAY = 300.0  # status pages lag the data plane (docs/design.md §9)
+# The shortest atom worth keeping, in seconds. An epoch-seconds float of this century resolves about 0.24 us, so a
+# shorter span may start and end on one float, and the world, which sorts an instant's ends before its starts, would
+# then start it and never end it.
+RESOLUTION = 1e-6
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,16 +102,34 @@ def _outage(start: float, end: float, site: str, delay: float, index: int, *, si
 
 def down_windows(fault: Fault) -> list[tuple[float, float]]:
     """The intervals during which a flapping fault's site (a blackouts fault's replica) is out: `down` first, then
-    `up`, alternating."""
-    windows, at = [], fault.at
-    while at < fault.end:
-        windows.append((at, min(at + fault.down, fault.end)))
-        at += fault.down + fault.up
+    `up`, alternating.
+
+    Each window's offset is counted from the fault's start as `k` periods and compared with the fault's duration,
+    never accumulated on the absolute time: 120 periods of 60 s added one by one to a start of 1,200.519... s fall
+    two ulps short of the end, and the fault grew a 121st blackout two ulps long, which the world's epoch-seconds
+    clock could not tell from an instant and kept dark for the rest of the run (docs/false-failovers.md). A
+    window shorter than RESOLUTION is dropped for the same reason."""
+    period = fault.down + fault.up
+    if period <= 0:  # `down: 0s, up: 0s`: never out (and a loop that would never end)
+        return []
+    windows = []
+    index, offset = 0, 0.0
+    while offset < fault.duration:
+        window = (fault.at + offset, fault.at + min(offset + fault.down, fault.duration))
+        if window[1] - window[0] >= RESOLUTION:
+            windows.append(window)
+        index += 1
+        offset = index * period
     return windows
 
 
 def expand(fault: Fault, index: int = 0) -> list[Atom]:
-    """The atoms of one fault; times are relative to the scenario's start."""
+    """The atoms of one fault; times are relative to the scenario's start. None shorter than RESOLUTION: a fault of
+    `duration: 0s` is no fault (kept, its atom would start and never end)."""
+    return [atom for atom in _atoms(fault, index) if atom.end - atom.start >= RESOLUTION]
+
+
+def _atoms(fault: Fault, index: int) -> list[Atom]:
     target = fault.site or ""
     match fault.kind:
         case FaultKind.OUTAGE:
