@@ -293,17 +293,42 @@ def _configured(topology: Topology, entry: Pending) -> bool:
     return engine is not None and entry.replica in {r.name for r in engine.replicas}
 
 
+@dataclass(frozen=True, slots=True)
+class _Index:
+    """Where each configured replica is: its engine and site, and each engine's configured primary."""
+
+    engine_of: Mapping[str, str]
+    site_of: Mapping[str, str]
+    configured_primary: Mapping[str, str]
+
+
+_INDEXED: list[tuple[Topology, _Index]] = []  # the last topology's index: a daemon's cycles share one topology
+
+
+def _index(topology: Topology) -> _Index:
+    if _INDEXED and _INDEXED[0][0] is topology:
+        return _INDEXED[0][1]
+    index = _Index({r.name: e.name for e in topology.engines.values() for r in e.replicas},
+                   {r.name: r.site for e in topology.engines.values() for r in e.replicas},
+                   {e.name: e.primary for e in topology.engines.values()})
+    _INDEXED[:] = [(topology, index)]
+    return index
+
+
 def _engines_to_read(topology: Topology, statuses: Mapping[str, ReplicaStatus],
                      book: Mapping[str, Pending]) -> list[str]:
     """Engines worth a look this cycle: one the book tracks, or one with a replica that is fenced, diverged, or
-    primary other than the configured one (after a failover: its record says whether it is the primary now)."""
+    primary other than the configured one (after a failover: its record says whether it is the primary now). A
+    cycle of 10,000 healthy engines pays one pass over their statuses and one store read."""
+    index = _index(topology)
     wanted = {entry.engine for entry in book.values()}
-    for engine in topology.engines.values():
-        for replica in engine.replicas:
-            status = statuses.get(replica.name)
-            if status is not None and (status.role is Role.FENCED or status.error is not None
-                                       or (status.role is Role.PRIMARY and replica.name != engine.primary)):
-                wanted.add(engine.name)
+    for name, status in statuses.items():
+        if status.role is Role.STANDBY and status.error is None:
+            continue
+        engine = index.engine_of.get(name)
+        if engine is not None and (status.role is not Role.PRIMARY or status.error is not None
+                                   or index.configured_primary[engine] != name):
+            wanted.add(engine)
     return sorted(name for name in wanted if name in topology.engines)
 
 
@@ -317,7 +342,7 @@ def _facts(store: StateStore, topology: Topology, statuses: Mapping[str, Replica
             said = "does not answer" if status is None else f"answers as {status.role.value}"
             no_primary[engine] = f"no current primary: {primary} {said}"
     return Facts(
-        sites={r.name: r.site for e in topology.engines.values() for r in e.replicas},
+        sites=_index(topology).site_of,
         incidents=incidents,
         quarantined=quarantined_sites(store.quarantines(), now, topology.policy.quarantine),
         unhealthy={s: a.verdict.value for s, a in verdicts.items() if a.verdict is not Verdict.HEALTHY},
