@@ -65,6 +65,13 @@ class FlappingModel(_SiteFault):
     down: Duration
     provider_delay: Duration = DEFAULT_PROVIDER_DELAY
 
+    @model_validator(mode="after")
+    def _goes_down(self) -> FlappingModel:
+        """A flapping fault that is never down is a mistake, not a quiet fault (it once kept the site dark forever)."""
+        if self.down <= 0:
+            raise ValueError(f"down must be more than 0s (got {self.down:g}s)")
+        return self
+
 
 class DegradedModel(_SiteFault):
     kind: Literal["degraded"]

@@ -14,9 +14,13 @@ period, and compared with the fault's duration, not accumulated on the absolute 
 from __future__ import annotations
 
 import random
+from dataclasses import replace
+from pathlib import Path
 
+import pytest
 from sim_helpers import SCENARIOS
 
+from orchestrator.errors import EXIT_BAD_INPUT, ConfigError
 from orchestrator.sim import Simulation, load_scenario
 from orchestrator.sim.faults import Effect, Fault, FaultKind, down_windows, expand
 from orchestrator.sim.runner import quiet_adapters
@@ -28,8 +32,6 @@ GRAY_BLACKOUTS = SCENARIOS / "gray-blackouts.yaml"
 
 def shifted_as_the_bench_does(scenario: Scenario, seed: int, interval: float = 1.0) -> Scenario:
     """benchmarks/sim_bench.py `shifted`: every fault moved by the same random fraction of the probe interval."""
-    from dataclasses import replace
-
     offset = random.Random(f"phase:{seed}").random() * interval
     return replace(scenario, faults=tuple(replace(f, at=f.at + offset) for f in scenario.faults))
 
@@ -89,10 +91,21 @@ def test_seed_2_replayed_as_the_bench_runs_it_makes_no_failover() -> None:
 def test_an_outage_of_no_duration_leaves_the_site_serving() -> None:
     """The same trap without rounding: `duration: 0s` made one atom that started and never ended."""
     scenario = load_scenario(GRAY_BLACKOUTS)
-    from dataclasses import replace
-
     nothing = replace(scenario, faults=(Fault(FaultKind.OUTAGE, 600.0, 0.0, site="aws-hk"),))
     with quiet_adapters():
         sim = Simulation(nothing, SEED)
         sim.world.advance_to(nothing.start + 700.0)
     assert sim.world.out == set()
+
+
+def test_a_flapping_fault_that_is_never_down_is_refused_with_its_line(tmp_path: Path) -> None:
+    """`down: 0s` made atoms of no length, each of which started and never ended: the site dark from the first one
+    to the end of the run. Now the file is refused before any virtual second runs (exit 2, its line named)."""
+    path = tmp_path / "scenario.yaml"
+    path.write_text(f"name: flap0\ntopology: {SCENARIOS / 'hk-topology.yaml'}\nstart: 2022-12-18T11:00:00+08:00\n"
+                    "duration: 1h\nfaults:\n  - {at: 1m, site: aws-hk, kind: flapping, down: 0s, up: 58s, "
+                    "duration: 5m}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_scenario(path)
+    assert caught.value.exit_code == EXIT_BAD_INPUT
+    assert str(caught.value) == f"{path}:6: faults.0: down must be more than 0s (got 0s)"
