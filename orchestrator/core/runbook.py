@@ -235,12 +235,18 @@ class Fact(StrEnum):
 class StepRule:
     """The pure half of one step: its deadline and retries, how to tell that its effect already holds (None: the
     step has no effect to look for and always runs), the facts that check reads, and whether trading is no longer
-    halted once the step ran (a needs_human there must halt again)."""
+    halted once the step ran (a needs_human there must halt again).
+
+    From `switch_traffic` on, every check is about the new primary alone: those steps read its status and no
+    other. The old primary is by then fenced and often gone for good; asking it again in every cycle of a 20-minute
+    window cost each cycle a connect timeout (2.1 s), holding up every other engine's decisions in that cycle. A
+    thawed old primary is still seen, and fenced, by the controller's own probes."""
 
     spec: StepSpec
     check: Callable[[Plan, Facts], bool] | None = None
     needs: tuple[Fact, ...] = ()
     trading: bool = False
+    target_only: bool = False  # the check reads the new primary's status alone (see below)
 
 
 RULES: dict[Step, StepRule] = {
@@ -250,10 +256,10 @@ RULES: dict[Step, StepRule] = {
     Step.ENSURE_TARGET_RUNNING: StepRule(StepSpec(300, retry_base=5), target_running, (Fact.TARGET_INSTANCE,)),
     Step.WAIT_CAUGHT_UP: StepRule(StepSpec(60), is_caught_up),
     Step.PROMOTE: StepRule(StepSpec(30), promoted),
-    Step.SWITCH_TRAFFIC: StepRule(StepSpec(120, retry_base=2), traffic_switched, (Fact.DNS,)),
-    Step.OPEN_PROTECTION: StepRule(StepSpec(30), in_protection, trading=True),
-    Step.AWAIT_WINDOW: StepRule(StepSpec(None), trading=True),
-    Step.REOPEN: StepRule(StepSpec(30), reopened, trading=True),
+    Step.SWITCH_TRAFFIC: StepRule(StepSpec(120, retry_base=2), traffic_switched, (Fact.DNS,), target_only=True),
+    Step.OPEN_PROTECTION: StepRule(StepSpec(30), in_protection, trading=True, target_only=True),
+    Step.AWAIT_WINDOW: StepRule(StepSpec(None), trading=True, target_only=True),
+    Step.REOPEN: StepRule(StepSpec(30), reopened, trading=True, target_only=True),
     Step.CLOSE_INCIDENT: StepRule(StepSpec(30)),
 }
 """The runbook, in order. A new step is a `Step` member and a row here (and its handler in `drivers.steps`)."""

@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 from orchestrator.core import runbook as rb
 from orchestrator.core.errors import EngineError, FailoverError, ProviderError, StaleEpoch
 from orchestrator.core.health import Assessment
-from orchestrator.core.model import Engine, Phase, ReplicaStatus, Verdict
+from orchestrator.core.model import Engine, Phase, Replica, ReplicaStatus, Verdict
 from orchestrator.core.phases import PhaseEvent
 from orchestrator.core.runbook import Fact, Facts, JournalRecord, Outcome, Plan, Step
 from orchestrator.drivers.events import EventKind
@@ -52,8 +52,15 @@ class StepIO:
     def statuses(self, engine: Engine) -> dict[str, ReplicaStatus]:
         """Every replica that answers. Not asking a silent one again is safe: an old primary that comes back
         meanwhile cannot acknowledge anything once the others carry the new epoch, and the next cycle asks again."""
+        return self._read(engine.replicas)
+
+    def target_status(self, engine: Engine, target: str) -> dict[str, ReplicaStatus]:
+        """The new primary's status alone (steps whose checks read nothing else: `StepRule.target_only`)."""
+        return self._read([engine.replica(target)])
+
+    def _read(self, replicas: Sequence[Replica]) -> dict[str, ReplicaStatus]:
         found = {}
-        for replica in engine.replicas:
+        for replica in replicas:
             if replica.name in self.silent:
                 continue
             try:
@@ -80,12 +87,13 @@ class StepIO:
         except FailoverError:
             return None
 
-    def facts(self, plan: Plan, engine: Engine, verdicts: Mapping[str, Assessment], needs: Sequence[Fact] = ()) \
-            -> Facts:
-        """The replicas' statuses and the target's verdict, and the cloud facts in `needs` (each one call)."""
+    def facts(self, plan: Plan, engine: Engine, verdicts: Mapping[str, Assessment], needs: Sequence[Fact] = (),
+              *, target_only: bool = False) -> Facts:
+        """The replicas' statuses (or the target's alone) and the target's verdict, and the cloud facts in `needs`
+        (each one call)."""
         target = verdicts.get(plan.target)
         return Facts(
-            statuses=self.statuses(engine),
+            statuses=self.target_status(engine, plan.target) if target_only else self.statuses(engine),
             old_instance_state=self.instance_state(engine, plan.source) if Fact.OLD_INSTANCE in needs else None,
             target_instance_state=self.instance_state(engine, plan.target) if Fact.TARGET_INSTANCE in needs else None,
             dns_target=self.dns_target(plan, engine) if Fact.DNS in needs else None,
@@ -168,7 +176,7 @@ class StepHandler:
         return check is not None and check(plan, facts)
 
     def gather(self, io: StepIO, ctx: StepContext) -> Facts:
-        return io.facts(ctx.plan, ctx.engine, ctx.verdicts, self.rule.needs)
+        return io.facts(ctx.plan, ctx.engine, ctx.verdicts, self.rule.needs, target_only=self.rule.target_only)
 
     def skip(self, ctx: StepContext) -> str | None:
         """Why the step has nothing to do in this failover (journaled as skipped), or None."""

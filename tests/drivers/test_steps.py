@@ -13,7 +13,7 @@ import pytest
 from orchestrator.config import load_config
 from orchestrator.core.errors import EngineError, StaleEpoch
 from orchestrator.core.health import Assessment
-from orchestrator.core.model import Phase, ReplicaStatus, Role, Topology, Verdict
+from orchestrator.core.model import Phase, Replica, ReplicaStatus, Role, Topology, Verdict
 from orchestrator.core.runbook import MAX_EXTENSIONS, STEPS
 from orchestrator.drivers.events import EventLog
 from orchestrator.drivers.preview import Call, CallOrder, PlannedStep, flat, preview
@@ -272,18 +272,34 @@ def test_the_driver_still_gathers_facts_by_flag(topology: Topology) -> None:
 # ---- a planned switchover without a protection window (issue 15: "no protection window unless asked") ----------
 
 
+class Asked(AssumedEngine):
+    """Assumed replicas that note when each status was asked for (`asked`: (clock, replica))."""
+
+    def __init__(self, statuses: dict[str, ReplicaStatus], clock: Clock) -> None:
+        super().__init__(statuses)
+        self.clock, self.asked = clock, list[tuple[float, str]]()
+
+    def status(self, replica: Replica) -> ReplicaStatus:
+        self.asked.append((self.clock(), replica.name))
+        return super().status(replica)
+
+
 def switchover(topology: Topology, *, protection: float, verdict: Verdict = Verdict.HEALTHY, every: float = 1.0,
-               slow_protect: float = 0.0, cycles: int = 40) -> tuple[list[Call], AssumedEngine, MemoryStore, str]:
+               slow_protect: float = 0.0, cycles: int = 40,
+               gone_once_fenced: bool = False) -> tuple[list[Call], Asked, MemoryStore, str]:
     """The runbook of a switchover from a healthy primary, a cycle every `every` seconds; `slow_protect` seconds
-    pass inside the call that opens the window (a busy machine: the window may end before the step confirms it)."""
+    pass inside the call that opens the window (a busy machine: the window may end before the step confirms it);
+    with `gone_once_fenced` the old primary's host stops answering once it is fenced."""
     world = World(topology)
     clock, made = world.clock, list[Call]()
-    replicas = AssumedEngine(healthy())
+    replicas = Asked(healthy(), clock)
 
     def called(call: Call) -> None:
         made.append(call)
         if isinstance(call, EngineCall) and call.phase is Phase.PROTECTION:
             clock.now += slow_protect
+        if gone_once_fenced and isinstance(call, EngineCall) and (call.verb, call.replica) == ("fence", SOURCE):
+            replicas.replicas.pop(SOURCE)
 
     providers, routers = world.edges()
     store = open_store("memory://")
@@ -334,3 +350,16 @@ def test_a_window_that_ends_before_its_step_is_confirmed_still_reopens_the_recor
     assert store.incident(incident).status.value == "closed", states(store, incident)
     assert replicas.replicas[TARGET].phase is Phase.OPEN
     assert load_engine(store, topology, "spot").phase.phase is Phase.OPEN
+
+
+def test_once_traffic_moves_the_runbook_no_longer_asks_the_old_primary(topology: Topology) -> None:
+    """A failover whose old primary's host is gone once fenced, then a 30 s window: the steps from switch_traffic
+    on read the new primary alone. Asking the dead host again in every cycle of the window cost each daemon cycle
+    a connect timeout and held up every other engine's decisions."""
+    _, replicas, store, incident = switchover(topology, protection=30.0, gone_once_fenced=True)
+    assert store.incident(incident).status.value == "closed", states(store, incident)
+    journal = store.journal(incident)
+    moved = next(e.at for e in journal if e.step == "switch_traffic" and e.state == "done")
+    closing = next(e.at for e in journal if e.step == "close_incident")  # archives its tail: one read, rightly
+    window = [name for at, name in replicas.asked if moved < at < closing]
+    assert window.count(TARGET) >= 29 and window.count(SOURCE) == 0  # the window was watched: the target only
