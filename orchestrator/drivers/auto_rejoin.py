@@ -262,7 +262,7 @@ def run_auto_rejoin(store: StateStore, topology: Topology, leader: Leader, verdi
     after = {name: entry for name, entry in book.items() if _configured(topology, entry)}
     for name, entry in list(after.items()):
         if entry.state == REJOINING:
-            followed = _follow(cycle, entry, incidents)
+            followed = _follow(cycle, entry, incidents, primaries[entry.engine])
             if followed is None:
                 del after[name]
             else:
@@ -399,9 +399,9 @@ def _adopt(cycle: _Cycle, entry: Pending, record: Mapping[str, Any]) -> Pending:
                    error=None)
 
 
-def _follow(cycle: _Cycle, entry: Pending, incidents: Mapping[str, str]) -> Pending | None:
+def _follow(cycle: _Cycle, entry: Pending, incidents: Mapping[str, str], primary: str) -> Pending | None:
     """A rejoin under way: still running (the entry as it is), done (None: finished and dropped), or failed or gone
-    (waiting for its retry)."""
+    (waiting for its retry). One done to a primary deposed since is not finished to it: the next look decides."""
     target = cycle.engine_of(entry).replica(entry.replica)
     try:
         record = cycle.leader.engines.rejoin_status(target)
@@ -412,6 +412,9 @@ def _follow(cycle: _Cycle, entry: Pending, incidents: Mapping[str, str]) -> Pend
         entry.epoch, (entry.primary_url or "").rstrip("/"))
     if state in ACTIVE:
         return entry
+    if state == "done" and ours and primary != entry.primary:
+        return replace(entry, state=WAITING, due=cycle.now, error=f"rejoined to {entry.primary}, no longer the "
+                                                                  f"primary of {entry.engine} ({primary} is)")
     if state == "done" and ours:
         status = cycle.leader.statuses.get(entry.replica)
         acknowledging = _acknowledging(status, entry.primary_url or "")

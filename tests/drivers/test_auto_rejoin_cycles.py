@@ -244,3 +244,17 @@ def test_a_replica_that_goes_dark_keeps_its_clock_and_one_an_operator_rejoined_l
     leader.engines.dark.clear()
     leader.engines.roles["spot-aws"] = Role.STANDBY  # `failover rejoin spot-aws` by hand meanwhile
     assert not leader.cycle(store, T0 + 410).acted and auto_rejoin_book(store)[0] == {}
+
+
+def test_a_rejoin_done_to_a_primary_deposed_since_is_not_finished_to_it(
+        store: MemoryStore, leader: Leader, topology: Topology) -> None:
+    leader.cycle(store, T0)
+    leader.cycle(store, T0 + 300)
+    save_engine(store, replace(load_engine(store, topology, "spot"), primary="spot-azure", epoch=EPOCH + 1))
+    leader.engines.finish("spot-aws")  # done, following spot-gcp, which another failover has just deposed
+    leader.engines.roles.update({"spot-gcp": Role.FENCED, "spot-azure": Role.PRIMARY})
+    after = leader.cycle(store, T0 + 310)
+    assert after.done == () and "rejoin.done" not in actions(store)
+    assert len(leader.engines.rejoins) == 1  # no run to finish it against spot-gcp
+    book = auto_rejoin_book(store)[0]  # the next look decides afresh: a standby now, and gcp the one to rebuild
+    assert "spot-aws" not in book and book["spot-gcp"].need == "fenced" and book["spot-gcp"].since == T0 + 310
