@@ -247,7 +247,8 @@ class _Cycle:
 def run_auto_rejoin(store: StateStore, topology: Topology, leader: Leader, verdicts: Mapping[str, Assessment],
                     now: float, policy: AutoRejoinPolicy | None = None) -> AutoRejoinOutcome:
     """Follow the rejoins under way, note the replicas that need one, start those due. Call only as the leader,
-    once per cycle (`Controller.run_cycle`, after the runbooks advanced). `policy`: the topology's by default."""
+    once per cycle (`Controller.run_cycle`, next to `run_due`: an incident opened earlier in the cycle holds it back).
+    `policy`: the topology's by default (`policy_of`)."""
     policy = policy or policy_of(topology)
     if not policy.enabled:
         return AutoRejoinOutcome()
