@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import socket
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -26,7 +27,7 @@ from orchestrator.cli.common import (
     notifier_for,
     print_json,
 )
-from orchestrator.errors import EXIT_ACTED, EXIT_OK, EXIT_UNSAFE, UnsafeError
+from orchestrator.errors import EXIT_ACTED, EXIT_OK, EXIT_UNSAFE, ConfigError, UnsafeError
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -34,6 +35,14 @@ if TYPE_CHECKING:
     from orchestrator.config import LoadedConfig
     from orchestrator.drivers.operator import HaltOutcome, PlanReport
     from providers.permissions import Grant
+
+class Asked(StrEnum):
+    """Whose calls `failover plan --check-permissions` asks about (`--for`)."""
+
+    FAILOVER = "failover"  # the failover's: fence, start, DNS, the signals' reads
+    REPLACE = "replace"  # `failover replace`'s launch on each site with launch options
+    ALL = "all"
+
 
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why; goes into the announcement and the audit log.")]
 
@@ -106,18 +115,24 @@ def plan(
     check_permissions: Annotated[bool, typer.Option(
         "--check-permissions", help="Ask each cloud whether the credential may make every call a failover makes "
         "(EC2 DryRun, GCP testIamPermissions, Azure permissions API, DNS zone reads); exit 3 on a refusal.")] = False,
+    for_: Annotated[Asked, typer.Option(
+        "--for", help="With --check-permissions: the failover's calls, `failover replace`'s launch on each site with "
+        "launch options (EC2 RunInstances, Compute instances.insert, Azure VM create), or both.")] = Asked.FAILOVER,
     output: OutputOption = Output.TABLE,
 ) -> None:
     """The steps a failover would run, each call it would make, and which safety rule would block it.
     Makes no change (provider and DNS writes are only recorded). Exit 3 when a rule blocks, a state cannot be read,
-    or (with --check-permissions) a cloud refuses a permission the failover needs."""
+    or (with --check-permissions) a cloud refuses a permission the failover (or, --for replace, a launch) needs."""
     from orchestrator.drivers.operator import Operator
     from orchestrator.drivers.wiring import build_edges
 
+    if for_ is not Asked.FAILOVER and not check_permissions:
+        raise ConfigError(f"--for {for_.value}: says which permissions --check-permissions asks; add "
+                          "--check-permissions")
     loaded = load_for(config, engine, target)
     with build_edges(loaded, dry_run=True) as edges:
         report = Operator(loaded, edges, actor=actor()).plan(engine, target, assume_primary_lost=assume_primary_lost)
-        grants = _permissions(loaded, edges, report.engine) if check_permissions else None
+        grants = _permissions(loaded, edges, report.engine, for_) if check_permissions else None
     blocked = _blocked(report, grants)
     if output is Output.JSON:
         print_json({**_plain_plan(report, grants), "safe": report.target is not None and not blocked})
@@ -127,10 +142,21 @@ def plan(
         raise typer.Exit(EXIT_UNSAFE)
 
 
-def _permissions(loaded: LoadedConfig, edges: Any, engine_name: str) -> list[Grant]:
-    from providers.permissions import check_engine
+def _permissions(loaded: LoadedConfig, edges: Any, engine_name: str, asked: Asked) -> list[Grant]:
+    """The failover's permissions (each replica's instance where it runs now: a replaced one's new site is asked),
+    `failover replace`'s launch permissions on each site with launch options, or both, as `--for` says."""
+    from providers.permissions import check_engine, check_launch
 
-    return check_engine(loaded.topology.engines[engine_name], edges.providers, edges.routers)
+    topology = edges.topology or loaded.topology
+    grants = check_engine(topology.engines[engine_name], edges.providers, edges.routers) \
+        if asked is not Asked.REPLACE else []
+    if asked is not Asked.FAILOVER:
+        launching = check_launch(topology, edges.providers)
+        if not launching:
+            err_console.print("note: --for replace: no site has launch options, so `failover replace` can start a "
+                              "replica nowhere and nothing was asked for it", markup=False, soft_wrap=True)
+        grants += launching
+    return grants
 
 
 def _plain_plan(report: PlanReport, grants: list[Grant] | None = None) -> dict[str, Any]:
@@ -233,17 +259,20 @@ def halt(config: ConfigOption = None, engine: EngineOption = None, reason: Reaso
     """Halt trading now: no orders accepted, no matching. Works with the store down: the engines are halted
     first, and the record is queued locally and replayed by the next command that reaches the store (exit 1)."""
     from orchestrator.config import load_config
-    from orchestrator.drivers.operator import EmergencyBrake, pick_engine
+    from orchestrator.drivers.operator import EmergencyBrake, pick_engine, placed_within
     from orchestrator.engine.client import HttpEngineClient
 
     free_text(reason, "--reason")
     loaded = load_config(config)  # not load(): replaying a queued record must never delay the brake
     pick_engine(loaded.topology, engine)
+    # a replica `failover replace` moved is halted where it runs now, if the store says so in time (2 s at most)
+    topology, unplaced = placed_within(loaded)
     client = HttpEngineClient(token_file=loaded.config.control_token_file,
                               read_timeout=max(0.2, loaded.topology.probes.timeout), attempts=2,
                               control_timeout=max(5.0, loaded.topology.probes.timeout))
     try:
-        outcome = EmergencyBrake(loaded, client, notifier_for(loaded), actor=actor()).halt(engine, reason)
+        outcome = EmergencyBrake(loaded, client, notifier_for(loaded), actor=actor(), topology=topology,
+                                 unplaced=unplaced).halt(engine, reason)
     finally:
         client.close()
     raise typer.Exit(_report_halt(outcome))
@@ -261,14 +290,18 @@ def _report_halt(outcome: HaltOutcome) -> int:
     if outcome.replayed:
         err_console.print(f"note: {outcome.replayed} record(s) queued while the store was unreachable were "
                           "written to it", markup=False, soft_wrap=True)
+    placed = (f"; replicas halted where the configuration file places them, as the store did not say where "
+              f"replaced ones run ({outcome.unplaced})") if outcome.unplaced else ""
     if outcome.recorded:
+        if placed:
+            err_console.print(f"warning: {placed[2:]}", markup=False, soft_wrap=True)
         return EXIT_OK
     if outcome.spool is not None:
-        err_console.print(f"warning: store unreachable ({outcome.store_problem}): record queued in {outcome.spool}, "
-                          "replayed on the next run", markup=False, soft_wrap=True)
+        err_console.print(f"warning: store unreachable ({outcome.store_problem}{placed}): record queued in "
+                          f"{outcome.spool}, replayed on the next run", markup=False, soft_wrap=True)
     else:
-        err_console.print(f"warning: store unreachable ({outcome.store_problem}) and the record could not be queued "
-                          f"({outcome.spool_problem}): trading IS halted; only this message records it",
+        err_console.print(f"warning: store unreachable ({outcome.store_problem}{placed}) and the record could not be "
+                          f"queued ({outcome.spool_problem}): trading IS halted; only this message records it",
                           markup=False, soft_wrap=True)
     return EXIT_ACTED
 

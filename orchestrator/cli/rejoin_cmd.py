@@ -82,6 +82,7 @@ def rejoin(
     from orchestrator.cli.common import load
     from orchestrator.cli.operate_cmd import actor
     from orchestrator.drivers.rejoin import Rejoin
+    from orchestrator.drivers.status import current_topology
     from orchestrator.engine.client import HttpEngineClient
 
     limit = duration_between(timeout, "--timeout", low=1, high=MAX_TIMEOUT, why="follow a longer rejoin by running "
@@ -92,7 +93,8 @@ def rejoin(
                               control_timeout=READ_TIMEOUT)
     try:
         with loaded.open_store() as store:
-            driver = Rejoin(loaded.topology, store, client, actor=actor())
+            # the primary and the replica where they run now: a replica `failover replace` moved is at its new place
+            driver = Rejoin(current_topology(loaded.topology, store), store, client, actor=actor())
             plan = driver.plan(engine, replica, force=force)
             if output is Output.TABLE:
                 fenced = f"; fencing it first (it claims primary below epoch {plan.epoch})" if plan.fence_first else ""

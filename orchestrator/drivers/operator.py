@@ -10,6 +10,7 @@ they open (or release) the incident and watch the daemon run it, so that one run
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -32,7 +33,7 @@ from orchestrator.drivers.modes import Mode
 from orchestrator.drivers.preview import PlannedStep, preview
 from orchestrator.drivers.runbook import Progress, new_plan
 from orchestrator.drivers.state import HEALTH_KEY, EngineRecord, load_engine, next_epoch, save_engine
-from orchestrator.drivers.status import read_verdicts
+from orchestrator.drivers.status import current_topology, read_verdicts
 from orchestrator.drivers.wiring import Edges, build_controller
 from orchestrator.engine.base import EngineControl, answering
 from orchestrator.store.base import Conflict, StateStore
@@ -76,9 +77,14 @@ class PlanReport:
 
 
 class Operator:
+    """The operator's commands on one process's edges. `topology` is where each replica runs now (the edges' view:
+    the file with every replica `failover replace` moved at its recorded place, `drivers.status.current_topology`),
+    so a plan, a switchover or a phase command reaches a replaced replica at its new site and address."""
+
     def __init__(self, loaded: LoadedConfig, edges: Edges, *, actor: str = "operator") -> None:
         self.loaded = loaded
-        self.topology = loaded.topology
+        self.topology = edges.topology if edges.topology is not None else current_topology(loaded.topology,
+                                                                                            edges.store)
         self.edges = edges
         self.store = edges.store
         self.actor = actor
@@ -350,6 +356,34 @@ class HaltOutcome:
     store_problem: str = ""  # why the store did not take them
     spool_problem: str = ""  # why the spool did not either (then this outcome is the only trace)
     replayed: int = 0  # older queued records written into the store on the way
+    unplaced: str = ""  # why the replicas were reached where the file places them (the store did not say in time)
+
+
+PLACES_BUDGET = 2.0  # seconds `halt` waits for the store to say where replaced replicas run before it goes without
+
+
+def placed_within(loaded: LoadedConfig, budget: float = PLACES_BUDGET,
+                  open_store: Callable[[], StateStore] | None = None) -> tuple[Topology, str]:
+    """Where the replicas run now for `failover halt`, which must never wait on the store: the store is asked on a
+    thread of its own and given `budget` seconds. When it answers, every replica `failover replace` moved is at its
+    recorded place (`current_topology`), so the brake reaches a new primary the file does not know. When it fails or
+    is slow, the file's topology and why (the caller says so: a replaced replica may then be missed)."""
+    found: list[Topology] = []
+    failed: list[str] = []
+
+    def read() -> None:
+        try:
+            with (open_store or loaded.open_store)() as store:
+                found.append(current_topology(loaded.topology, store))
+        except Exception as error:  # any failure on this thread means "use the file", and never a traceback
+            failed.append(" ".join(str(error).split()) or type(error).__name__)
+
+    reader = threading.Thread(target=read, name="recorded-topology", daemon=True)
+    reader.start()
+    reader.join(budget)
+    if found:
+        return found[0], ""
+    return loaded.topology, failed[0] if failed else f"no answer within {budget:g}s"
 
 
 class EmergencyBrake:
@@ -363,8 +397,13 @@ class EmergencyBrake:
     def __init__(self, loaded: LoadedConfig, engines: EngineControl,
                  notifier: Callable[[StateStore | None], Notifier], *, actor: str,
                  clock: Callable[[], float] = time.time,
-                 open_store: Callable[[], StateStore] | None = None) -> None:
-        self.loaded, self.topology, self.engines, self.notifier = loaded, loaded.topology, engines, notifier
+                 open_store: Callable[[], StateStore] | None = None, topology: Topology | None = None,
+                 unplaced: str = "") -> None:
+        # `topology`: where the replicas run now (`placed_within`); the file's, and why (`unplaced`), when the store
+        # did not say in time
+        self.loaded, self.engines, self.notifier = loaded, engines, notifier
+        self.topology = topology if topology is not None else loaded.topology
+        self.unplaced = unplaced
         self.actor, self.clock, self.open_store = actor, clock, open_store or loaded.open_store
 
     def halt(self, engine_name: str | None, reason: str) -> HaltOutcome:
@@ -380,7 +419,8 @@ class EmergencyBrake:
                            parse_timezone(self.topology.display_timezone))
         event = Event(now, EventKind.PHASE, engine.name, message, {"phase": after.phase.value, "until": None,
                                                                    "forced": False, "epoch": epoch})
-        return self._record(engine, HaltOutcome(engine.name, primary, epoch, halted, silent), after, reason, event)
+        outcome = HaltOutcome(engine.name, primary, epoch, halted, silent, unplaced=self.unplaced)
+        return self._record(engine, outcome, after, reason, event)
 
     def _statuses(self, engine: Engine) -> dict[str, ReplicaStatus]:
         found = answering(self.engines, engine.replicas)

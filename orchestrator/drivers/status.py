@@ -17,7 +17,7 @@ from orchestrator.core.model import Topology
 from orchestrator.core.quarantine import DEFAULT_QUARANTINE, Quarantine
 from orchestrator.drivers.state import load_engine
 from orchestrator.store.base import Conflict, StateStore
-from orchestrator.store.topology_record import differences, topology_book
+from orchestrator.store.topology_record import differences, topology_book, with_recorded
 
 VERDICTS_KEY = "verdicts"
 
@@ -117,11 +117,24 @@ def write_verdicts(store: StateStore, at: float, verdicts: Mapping[str, Assessme
             continue
 
 
+def current_topology(configured: Topology, store: StateStore) -> Topology:
+    """Where every replica runs now: the configuration file's topology with each replica `failover replace` moved at
+    the site, instance and control URL the store recorded for it.
+
+    The one function every command that reads where replicas are goes through (the daemon's and cron's edges in
+    `drivers.wiring`, the operator's commands, `rejoin`, `status`), so that a replica replaced at 3 a.m. is probed,
+    planned, promoted, halted and shown where it is, by every command alike, while the file stays the operator's to
+    update (`differences` says what to copy into it). It lives here, beside `status`, because `status` must stay
+    light (no controller, no engine client): every heavier module may import this one.
+    """
+    return with_recorded(configured, topology_book(store).recorded_replicas())
+
+
 def gather_status(loaded: LoadedConfig, now: float | None = None) -> StatusReport:
-    topology = loaded.topology
-    duration = quarantine_duration(topology)
+    duration = quarantine_duration(loaded.topology)
     now = time.time() if now is None else now
     with loaded.open_store() as store:
+        topology = current_topology(loaded.topology, store)  # each replica where it runs now, not where the file says
         at, verdicts = read_verdicts(store)
         engines = []
         for name, engine in topology.engines.items():
@@ -149,7 +162,7 @@ def gather_status(loaded: LoadedConfig, now: float | None = None) -> StatusRepor
                          "oldest_pending_at": summary.oldest_pending_at}
         daemons = [daemon_line(beat.identity, beat.wall, beat.detail) for beat in store.heartbeats()]
         quarantines = quarantine_lines(store.quarantines(), now, duration)
-        differs = differences(topology, topology_book(store).recorded_replicas())
+        differs = differences(loaded.topology, topology_book(store).recorded_replicas())
         planned = [{"id": e.id, "engine": e.engine, "target": e.target, "at": e.at, "state": e.state.value,
                     "protection": e.protection} for e in store.schedules() if e.is_open]
     return StatusReport(str(loaded.path), loaded.store_url, at, engines, notifications, daemons, quarantines,

@@ -25,10 +25,10 @@ from orchestrator.drivers.events import Announcer, Fanout, Notifier
 from orchestrator.drivers.modes import ControllerSettings, Mode
 from orchestrator.drivers.outbox import OutboxNotifier, WebhookSender, channels_from_config
 from orchestrator.drivers.probe import EngineProber, Prober
+from orchestrator.drivers.status import current_topology
 from orchestrator.engine.base import EngineControl
 from orchestrator.engine.client import HttpEngineClient
 from orchestrator.store.base import Conflict, StateStore
-from orchestrator.store.topology_record import topology_book, with_recorded
 from providers.base import CloudProvider
 from providers.registry import build_provider, build_router
 from providers.traffic import TrafficRouter
@@ -158,7 +158,7 @@ def build_edges(
     store = loaded.open_store()
     stack.callback(store.close)
     try:  # a replica `failover replace` moved is probed and acted on where it is now, not where the file says
-        topology = with_recorded(loaded.topology, topology_book(store).recorded_replicas())
+        topology = current_topology(loaded.topology, store)
     except BaseException:
         stack.close()
         raise
