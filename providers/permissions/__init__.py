@@ -12,6 +12,11 @@ it on every instance and DNS zone a failover of the engine touches:
   whose actions and not-actions are matched as Azure matches them (`actions.allows`);
 - DNS (Route 53, Cloud DNS, Azure DNS): read access to the zone and the record, through the router itself.
 
+`failover replace`'s launch (EC2 RunInstances with tags on create, Compute instances.insert, Azure VM createOrUpdate
+with its disk and NIC) is a separate group, asked only when asked for (`--for replace` or `--for all`, `check_launch`):
+the credential a failover runs with need not be able to make machines, and a CI dry run of the failover must not
+fail for a permission the failover never uses.
+
 Each answer is a `Grant`: allowed, refused, or unknown (the question could not be asked: an API down, an instance
 not found). Refused and unknown both block: a CI run must fail on what would fail for real. Each cloud's module
 builds its own client through the adapter's credential chain; the cloud SDKs are imported only there.
@@ -23,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from orchestrator.core.errors import FailoverError, ProviderAuthError
-from orchestrator.core.model import Engine
+from orchestrator.core.model import Engine, Topology
 from providers.base import CloudProvider
 from providers.traffic import TrafficRouter
 
@@ -125,6 +130,32 @@ def _dns_writes(router: TrafficRouter, engine: Engine, where: str) -> list[Grant
     except FailoverError as error:
         return [Grant(where, "the zone's permissions", None, str(error))]
     return []
+
+
+def check_launch(topology: Topology, providers: Mapping[str, CloudProvider]) -> list[Grant]:
+    """What `failover replace` needs on each site it could start a replica on (each site with `launch` options), asked
+    of each cloud as `check_site` asks the failover's (`failover plan --check-permissions --for replace`). Its other
+    calls (reading and starting instances, the rejoin) are the failover's own, asked by `check_engine`. A cloud with
+    no launcher (the in-memory one) needs nothing."""
+    grants: list[Grant] = []
+    for name, provider in providers.items():
+        settings = getattr(getattr(provider, "options", None), "launch", None)
+        if settings is None:
+            continue
+        if provider.kind == "aws":
+            from providers.permissions.aws import check_ec2_launch
+
+            instances = [r.instance for e in topology.engines.values() for r in e.replicas if r.site == name]
+            grants += check_ec2_launch(provider, settings, instances)
+        elif provider.kind == "gcp":
+            from providers.permissions.gcp import check_compute_launch
+
+            grants += check_compute_launch(provider, settings)
+        elif provider.kind == "azure":
+            from providers.permissions.azure import check_vm_launch
+
+            grants += check_vm_launch(provider, settings)
+    return grants
 
 
 def blocking(grants: list[Grant]) -> list[Grant]:

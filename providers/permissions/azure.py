@@ -21,7 +21,14 @@ from providers.base import CloudProvider, loopback_http
 from providers.calls import brief
 from providers.permissions import Grant
 from providers.permissions.actions import allows
-from providers.permissions.required import AZURE_GROUP, AZURE_RESOURCE_HEALTH, AZURE_VM
+from providers.permissions.required import (
+    AZURE_GROUP,
+    AZURE_LAUNCH,
+    AZURE_LAUNCH_IMAGE,
+    AZURE_LAUNCH_SUBNET,
+    AZURE_RESOURCE_HEALTH,
+    AZURE_VM,
+)
 
 
 def check_vms(provider: CloudProvider, instances: list[str]) -> list[Grant]:
@@ -71,3 +78,35 @@ def _ask(call: Callable[[], Iterable[Any]], wanted: tuple[str, ...], where: str)
     actions = [a for p in permissions for a in (p.actions or [])]
     not_actions = [a for p in permissions for a in (p.not_actions or [])]
     return [Grant(where, action, allows(actions, not_actions, action)) for action in wanted]
+
+
+def check_vm_launch(provider: CloudProvider, settings: Any) -> list[Grant]:
+    """`failover replace`'s `virtualMachines/createOrUpdate`, asked of the permissions API: the VM, its OS disk and
+    its NIC are made in the site's resource group; the NIC joins the launch's subnet and the disk is made from its
+    image, each asked at the resource group that holds it (a role assigned on that group or above shows there; one
+    assigned on the subnet or the image alone does not, and is reported refused)."""
+    site = provider.site
+    options = getattr(provider, "options", None)
+    subscription = str(getattr(options, "subscription", ""))
+    group = str(getattr(options, "resource_group", ""))
+    client = _client(provider, subscription)
+    where = f"site {site.name}: launch"
+    grants = _ask(lambda: client.permissions.list_for_resource_group(resource_group_name=group), AZURE_LAUNCH,
+                  f"{where} in resource group {group}")
+    for resource, action in ((settings.subnet_id, AZURE_LAUNCH_SUBNET),
+                             (settings.image_id, AZURE_LAUNCH_IMAGE["gallery" if "/galleries/" in
+                                                                    settings.image_id.lower() else "managed"])):
+        holder = _resource_group(resource) or group
+        grants += _ask(partial(client.permissions.list_for_resource_group, resource_group_name=holder), (action,),
+                       f"{where}: {resource.rsplit('/', 1)[-1]} in resource group {holder}")
+    return grants
+
+
+def _resource_group(resource_id: str) -> str | None:
+    """The resource group an Azure resource id names (`/subscriptions/S/resourceGroups/G/...`), or None."""
+    parts = resource_id.strip("/").split("/")
+    lowered = [part.lower() for part in parts]
+    if "resourcegroups" in lowered:
+        at = lowered.index("resourcegroups") + 1
+        return parts[at] if at < len(parts) else None
+    return None

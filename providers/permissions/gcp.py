@@ -23,7 +23,14 @@ from providers.base import CloudProvider, loopback_http
 from providers.calls import brief
 from providers.gcp import API_ENDPOINT, _default_credentials
 from providers.permissions import Grant
-from providers.permissions.required import GCP_HOST_ERRORS, GCP_INSTANCE, GCP_PROJECT, GCP_SERVICE_HEALTH
+from providers.permissions.required import (
+    GCP_HOST_ERRORS,
+    GCP_INSTANCE,
+    GCP_LAUNCH,
+    GCP_LAUNCH_TEMPLATE,
+    GCP_PROJECT,
+    GCP_SERVICE_HEALTH,
+)
 
 RESOURCE_MANAGER = "https://cloudresourcemanager.googleapis.com"
 TIMEOUT = 10.0
@@ -88,3 +95,18 @@ def _test(session: AuthorizedSession, url: str, wanted: tuple[str, ...], where: 
 
 def _seg(value: str) -> str:
     return quote(value, safe="")
+
+
+def check_compute_launch(provider: CloudProvider, settings: Any) -> list[Grant]:
+    """`failover replace`'s `instances.insert`, asked of the project with `testIamPermissions` (the instance does not
+    exist yet): what every launch needs, and from an instance template the template's own permissions."""
+    site = provider.site
+    project = str(getattr(getattr(provider, "options", None), "project", "") or "")
+    where = f"site {site.name}: launch in project {project}"
+    wanted = (*GCP_LAUNCH, *(GCP_LAUNCH_TEMPLATE if settings.instance_template is not None else ()))
+    try:
+        session = _session(provider)
+    except google.auth.exceptions.GoogleAuthError as error:
+        return [Grant(where, permission, False, brief(error, 160)) for permission in wanted]
+    manager = (site.endpoint_url or RESOURCE_MANAGER).rstrip("/")
+    return _test(session, f"{manager}/v1/projects/{_seg(project)}:testIamPermissions", wanted, where)

@@ -314,13 +314,16 @@ def test_the_shipped_policies_grant_exactly_what_the_adapters_call() -> None:
     from providers.permissions import required
 
     aws = {a for s in json.loads(POLICY.read_text())["Statement"] for a in s["Action"]}
-    assert aws == {*required.AWS_EC2_READ, *required.AWS_EC2_WRITE, *required.AWS_ROUTE53, *required.AWS_HEALTH}
+    assert aws == {*required.AWS_EC2_READ, *required.AWS_EC2_WRITE, *required.AWS_ROUTE53, *required.AWS_HEALTH,
+                   *required.AWS_EC2_LAUNCH}
+    assert "iam:PassRole" not in aws  # only for a launch template with an instance profile, scoped to its role
     assert set(load_gcp_role(GCP_ROLE)) == {*required.GCP_INSTANCE, *required.GCP_PROJECT,
                                              *required.GCP_SERVICE_HEALTH, *required.GCP_HOST_ERRORS,
-                                             *required.GCP_DNS}
+                                             *required.GCP_DNS, *required.GCP_LAUNCH, *required.GCP_LAUNCH_TEMPLATE}
     actions, not_actions = load_azure_role(AZURE_ROLE)
     assert (set(actions), not_actions) == ({*required.AZURE_VM, *required.AZURE_GROUP, *required.AZURE_RESOURCE_HEALTH,
-                                            *required.AZURE_DNS, required.AZURE_CHECK}, [])
+                                            *required.AZURE_DNS, required.AZURE_CHECK, *required.AZURE_LAUNCH,
+                                            required.AZURE_LAUNCH_SUBNET, *required.AZURE_LAUNCH_IMAGE.values()}, [])
 
 
 # --- AWS Health: a real read, since the Health API has no dry run -----------------------------------------------
@@ -365,3 +368,127 @@ def test_the_aws_health_signal_is_asked_with_a_real_read(moto_ci: dict[str, Any]
         assert lines[0].startswith("refused  health:DescribeEvents  site aws-hk: AWS Health at us-east-1")
         assert "permissions: 12 asked, 1 refused, 0 unknown" in result.stdout
         assert "permission_refused: health:DescribeEvents on site aws-hk" in result.stdout
+
+
+# --- `failover replace`'s launch: asked only with --for replace (or --for all) --------------------------------------
+
+def _with_aws_launch(moto_ci: dict[str, Any]) -> None:
+    """Both AWS sites may host a replacement: an AMI moto knows and an instance type (read before IAM is on)."""
+    ec2 = boto3.client("ec2", region_name="ap-east-1", endpoint_url=moto_ci["endpoint"], aws_access_key_id="testing",
+                       aws_secret_access_key="testing")
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    config: Path = moto_ci["config"]
+    launch = f'launch: {{control_url: "http://{{private_ip}}:8700", image_id: {image}, instance_type: c6i.4xlarge}}'
+    text = config.read_text()
+    for zone in ("ap-east-1a", "ap-southeast-1a"):
+        text = text.replace(f"zones: [{zone}]}}", f"zones: [{zone}], {launch}}}")
+    config.write_text(text)
+
+
+def test_the_shipped_aws_policy_allows_a_replacement_launch(moto_ci: dict[str, Any]) -> None:
+    _with_aws_launch(moto_ci)
+    keys = _user(moto_ci["endpoint"], "failover-launch", json.loads(POLICY.read_text()))
+    result = _plan(moto_ci, keys, "--check-permissions", "--for", "replace", "--output", "json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    asked = [(g["permission"], g["where"], g["verdict"]) for g in json.loads(result.stdout)["permissions"]]
+    # each site with launch options: RunInstances with DryRun, then CreateTags with DryRun on the site's instance
+    assert [(p, v) for p, _, v in asked] == [("ec2:RunInstances", "allowed"), ("ec2:CreateTags", "allowed")] * 2
+    assert [w.split(":")[0] for _, w, _ in asked] == ["site aws-hk", "site aws-hk", "site aws-sg", "site aws-sg"]
+
+    both = _plan(moto_ci, keys, "--check-permissions", "--for", "all")
+    assert both.returncode == 0, both.stdout + both.stderr
+    assert "permissions: 15 asked, 0 refused, 0 unknown" in both.stdout  # the failover's 11 and the launch's 4
+
+
+@pytest.mark.parametrize("action", ["ec2:RunInstances", "ec2:CreateTags"])
+def test_a_policy_without_a_launch_permission_fails_the_replace_dry_run(moto_ci: dict[str, Any], action: str) -> None:
+    """The failover's own dry run does not ask about launching (its credential need not make machines); asked for,
+    a missing launch permission is exit 3 naming it, once per site."""
+    _with_aws_launch(moto_ci)
+    keys = _user(moto_ci["endpoint"], "failover-no-" + action.split(":")[1].lower(),
+                 _without(json.loads(POLICY.read_text()), action))
+    assert _plan(moto_ci, keys, "--check-permissions").returncode == 0  # the failover's calls are all allowed
+
+    result = _plan(moto_ci, keys, "--check-permissions", "--for", "replace", "--output", "json")
+    assert result.returncode == 3, result.stdout + result.stderr
+    plan = json.loads(result.stdout)
+    assert [g["permission"] for g in plan["permissions"] if g["verdict"] != "allowed"] == [action, action]
+    assert [line.split(" on ")[0] for line in plan["blocked_by"]] == [f"permission_refused: {action}"] * 2
+
+
+def test_for_replace_without_check_permissions_is_bad_input(tmp_path: Path) -> None:
+    config = tmp_path / "failover.yaml"
+    shutil.copy(ROOT / "configs" / "ci-moto.yaml", config)
+    result = subprocess.run([sys.executable, "-m", "orchestrator", "plan", "--config", str(config),
+                             "--assume-primary-lost", "--for", "replace"], capture_output=True, text=True,
+                            check=False, timeout=120)
+    assert (result.returncode, result.stderr.count("\n")) == (2, 1), result.stderr
+    assert "--for replace" in result.stderr and "--check-permissions" in result.stderr
+
+
+GCP_LAUNCH = ('launch: {control_url: "http://{name}:8700", instance_template: global/instanceTemplates/engine, '
+              'subnetwork: regions/asia-east2/subnetworks/engines}')
+AZURE_LAUNCH = ('launch: {control_url: "http://{name}:8700", vm_size: Standard_D8s_v5, image_id: "/subscriptions/'
+                f'{SUBSCRIPTION}/resourceGroups/img/providers/Microsoft.Compute/galleries/g/images/engine/versions/'
+                f'2026.12.1", subnet_id: "/subscriptions/{SUBSCRIPTION}/resourceGroups/net/providers/'
+                'Microsoft.Network/virtualNetworks/v/subnets/engines"}')
+
+
+def _launching(config: Path) -> Path:
+    """gcp-hk launches from an instance template, azure-hk from a gallery image onto a subnet in another group."""
+    text = config.read_text().replace('project: exchange-prod, endpoint_url:', f"project: exchange-prod, {GCP_LAUNCH}, "
+                                      "endpoint_url:", 1)
+    config.write_text(text.replace("resource_group: trading,", f"resource_group: trading, {AZURE_LAUNCH},"))
+    return config
+
+
+def _check_replace(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "orchestrator", "plan", "--config", str(config),
+                           "--assume-primary-lost", "--check-permissions", "--for", "replace", "--output", "json"],
+                          capture_output=True, text=True, check=False, timeout=120)
+
+
+def test_the_shipped_gcp_and_azure_roles_allow_a_replacement_launch(tmp_path: Path) -> None:
+    from providers.permissions import required
+
+    gcp, azure = _roles()
+    for config in _clouds(tmp_path, gcp=gcp, azure=azure, dns="gcp"):
+        result = _check_replace(_launching(config))
+        assert result.returncode == 0, result.stdout + result.stderr
+        asked = [(g["permission"], g["where"], g["verdict"]) for g in json.loads(result.stdout)["permissions"]]
+        assert {v for _, _, v in asked} == {"allowed"}
+        assert [p for p, _, _ in asked] == [*required.GCP_LAUNCH, *required.GCP_LAUNCH_TEMPLATE, *required.AZURE_LAUNCH,
+                                            required.AZURE_LAUNCH_SUBNET, required.AZURE_LAUNCH_IMAGE["gallery"]]
+        wheres = {p: w for p, w, _ in asked}
+        assert wheres["compute.instances.create"] == "site gcp-hk: launch in project exchange-prod"
+        assert wheres[required.AZURE_LAUNCH_SUBNET] == "site azure-hk: launch: engines in resource group net"
+        image = required.AZURE_LAUNCH_IMAGE["gallery"]
+        assert wheres[image] == "site azure-hk: launch: 2026.12.1 in resource group img"
+
+
+@pytest.mark.parametrize(("cloud", "missing"), [
+    ("gcp", "compute.instances.create"),
+    ("gcp", "compute.instances.setMetadata"),
+    ("gcp", "compute.instances.setTags"),
+    ("gcp", "compute.disks.create"),
+    ("gcp", "compute.subnetworks.use"),
+    ("gcp", "compute.instanceTemplates.useReadOnly"),
+    ("azure", "Microsoft.Compute/virtualMachines/write"),
+    ("azure", "Microsoft.Network/networkInterfaces/join/action"),
+    ("azure", "Microsoft.Network/virtualNetworks/subnets/join/action"),
+])
+def test_a_role_without_a_launch_permission_fails_the_replace_dry_run(tmp_path: Path, cloud: str,
+                                                                     missing: str) -> None:
+    gcp, (actions, not_actions) = _roles()
+    if cloud == "gcp":
+        gcp = [p for p in gcp if p != missing]
+    else:
+        actions = [a for a in actions if a != missing]
+    for config in _clouds(tmp_path, gcp=gcp, azure=(actions, not_actions), dns="gcp", dns_granted=_roles()[0]):
+        _launching(config)
+        assert _check(config).returncode == 0  # the failover's own dry run is not about launching
+        result = _check_replace(config)
+        assert result.returncode == 3, result.stdout + result.stderr
+        plan = json.loads(result.stdout)
+        assert [g["permission"] for g in plan["permissions"] if g["verdict"] != "allowed"] == [missing]
+        assert any(line.startswith(f"permission_refused: {missing} on site ") for line in plan["blocked_by"])
