@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from orchestrator.config import LoadedConfig
-    from orchestrator.drivers.operator import HaltOutcome, PlanReport
+    from orchestrator.drivers.operator import HaltOutcome, Operator, PlanReport
     from providers.permissions import Grant
 
 class Asked(StrEnum):
@@ -131,8 +131,9 @@ def plan(
                           "--check-permissions")
     loaded = load_for(config, engine, target)
     with build_edges(loaded, dry_run=True) as edges:
-        report = Operator(loaded, edges, actor=actor()).plan(engine, target, assume_primary_lost=assume_primary_lost)
-        grants = _permissions(loaded, edges, report.engine, for_) if check_permissions else None
+        operator = Operator(loaded, edges, actor=actor())
+        report = operator.plan(engine, target, assume_primary_lost=assume_primary_lost)
+        grants = _permissions(operator, report.engine, for_) if check_permissions else None
     blocked = _blocked(report, grants)
     if output is Output.JSON:
         print_json({**_plain_plan(report, grants), "safe": report.target is not None and not blocked})
@@ -142,12 +143,12 @@ def plan(
         raise typer.Exit(EXIT_UNSAFE)
 
 
-def _permissions(loaded: LoadedConfig, edges: Any, engine_name: str, asked: Asked) -> list[Grant]:
+def _permissions(operator: Operator, engine_name: str, asked: Asked) -> list[Grant]:
     """The failover's permissions (each replica's instance where it runs now: a replaced one's new site is asked),
     `failover replace`'s launch permissions on each site with launch options, or both, as `--for` says."""
     from providers.permissions import check_engine, check_launch
 
-    topology = edges.topology or loaded.topology
+    topology, edges = operator.topology, operator.edges
     grants = check_engine(topology.engines[engine_name], edges.providers, edges.routers) \
         if asked is not Asked.REPLACE else []
     if asked is not Asked.FAILOVER:
