@@ -6,6 +6,7 @@ from orchestrator.config.models import EngineConfig, FailoverConfig
 from orchestrator.core.gray import GrayAction, GrayObjective
 from orchestrator.core.model import (
     Approval,
+    AutoRejoin,
     DnsTarget,
     Engine,
     Policy,
@@ -51,6 +52,8 @@ def to_topology(config: FailoverConfig) -> Topology:
                 availability=policy.gray.availability, window=policy.gray.window,
                 latency_p99_factor=policy.gray.latency_p99_factor, action=GrayAction(policy.gray.action)),
             quarantine=policy.quarantine,
+            auto_rejoin=AutoRejoin(policy.auto_rejoin.enabled, policy.auto_rejoin.after, policy.auto_rejoin.retry,
+                                   policy.auto_rejoin.max_concurrent),
         ),
         probes=ProbeSettings(
             interval=config.probes.interval,

@@ -166,6 +166,18 @@ class Engine:
 
 
 @dataclass(frozen=True, slots=True)
+class AutoRejoin:
+    """`policy.auto_rejoin`: whether the leader rebuilds a fenced, deposed or diverged replica by itself, after how
+    long a replica has needed it, how soon a failed attempt is retried, and how many run at once
+    (drivers/auto_rejoin.py)."""
+
+    enabled: bool = False
+    after: float = 300.0
+    retry: float = 120.0
+    max_concurrent: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     failure_threshold: int = 3
     quorum: int = 2
@@ -181,6 +193,7 @@ class Policy:
     isolation_fraction: float = 0.5  # a vantage point that sees more than this share of subjects fail is suspect
     gray: GrayObjective | None = None  # policy.gray: availability and latency over a sliding window (core/gray.py)
     quarantine: float = 7200.0  # a site that went down hosts nothing until healthy this long (core/quarantine.py)
+    auto_rejoin: AutoRejoin = AutoRejoin()  # policy.auto_rejoin (off unless enabled)
 
 
 @dataclass(frozen=True, slots=True)

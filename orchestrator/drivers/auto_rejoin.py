@@ -31,11 +31,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from orchestrator.core.errors import FailoverError
 from orchestrator.core.health import Assessment
-from orchestrator.core.model import Engine, ReplicaStatus, Role, Topology, Verdict
+from orchestrator.core.model import AutoRejoin, Engine, ReplicaStatus, Role, Topology, Verdict
 from orchestrator.core.quarantine import quarantined_sites
 from orchestrator.drivers.events import Event, EventKind, Notifier
 from orchestrator.drivers.modes import ControllerSettings
@@ -45,10 +45,7 @@ from orchestrator.engine.base import EngineControl
 from orchestrator.store.auto_rejoin import REJOINING, WAITING, Pending, auto_rejoin_book, save_auto_rejoin
 from orchestrator.store.base import StateStore
 
-if TYPE_CHECKING:
-    from orchestrator.config.models import AutoRejoinConfig
-
-__all__ = ["AutoRejoinOutcome", "AutoRejoinPolicy", "Facts", "Leader", "Need", "choose", "need_of", "policy_of",
+__all__ = ["AutoRejoin", "AutoRejoinOutcome", "Facts", "Leader", "Need", "choose", "need_of", "policy_of",
            "run_auto_rejoin", "track"]
 
 ACTIVE = ("started", "copying")  # a rejoin record's states while the replica works
@@ -61,26 +58,9 @@ class Need(StrEnum):
     DIVERGED = "diverged"  # a standby whose journal is no prefix of its primary's
 
 
-@dataclass(frozen=True, slots=True)
-class AutoRejoinPolicy:
-    """`policy.auto_rejoin`, in seconds."""
-
-    enabled: bool = False
-    after: float = 300.0
-    retry: float = 120.0
-    max_concurrent: int = 1
-
-    @classmethod
-    def from_config(cls, config: AutoRejoinConfig) -> AutoRejoinPolicy:
-        return cls(config.enabled, config.after, config.retry, config.max_concurrent)
-
-
-def policy_of(topology: Topology) -> AutoRejoinPolicy:
-    """The topology's `policy.auto_rejoin` once the core's `Policy` carries it (same four fields); off until then."""
-    found: Any = getattr(topology.policy, "auto_rejoin", None)
-    if found is None:
-        return AutoRejoinPolicy()
-    return AutoRejoinPolicy(bool(found.enabled), float(found.after), float(found.retry), int(found.max_concurrent))
+def policy_of(topology: Topology) -> AutoRejoin:
+    """The topology's `policy.auto_rejoin`."""
+    return topology.policy.auto_rejoin
 
 
 # ---- the decision (pure) -------------------------------------------------------------------------------------
@@ -101,7 +81,7 @@ def need_of(name: str, status: ReplicaStatus | None, primary: str, *, diverged: 
 
 
 def track(book: Mapping[str, Pending], observed: Mapping[str, tuple[str, Need | None]], now: float,
-          policy: AutoRejoinPolicy) -> dict[str, Pending]:
+          policy: AutoRejoin) -> dict[str, Pending]:
     """The book after one look (`observed`: replica -> (engine, its need), for the replicas seen this cycle): a
     replica newly needing a rebuild is due `after` from now; one seen fine leaves the book; one whose need changed
     (deposed, then fenced) keeps its clock; one unseen, or rejoining (its record decides), is left as it is."""
@@ -149,7 +129,7 @@ def blocker(entry: Pending, facts: Facts) -> str | None:
 
 
 def choose(book: Mapping[str, Pending], facts: Facts, now: float,
-           policy: AutoRejoinPolicy) -> tuple[list[str], dict[str, str]]:
+           policy: AutoRejoin) -> tuple[list[str], dict[str, str]]:
     """The replicas to try now (oldest need first), and why each other waiting one waits. A rejoin running counts
     against `max_concurrent` and holds back the other replicas of its engine."""
     busy = {entry.engine for entry in book.values() if entry.state == REJOINING}
@@ -219,7 +199,7 @@ class _Cycle:
     store: StateStore
     topology: Topology
     leader: Leader
-    policy: AutoRejoinPolicy
+    policy: AutoRejoin
     now: float
     outcome: AutoRejoinOutcome = field(default_factory=AutoRejoinOutcome)
 
@@ -245,7 +225,7 @@ class _Cycle:
 
 
 def run_auto_rejoin(store: StateStore, topology: Topology, leader: Leader, verdicts: Mapping[str, Assessment],
-                    now: float, policy: AutoRejoinPolicy | None = None) -> AutoRejoinOutcome:
+                    now: float, policy: AutoRejoin | None = None) -> AutoRejoinOutcome:
     """Follow the rejoins under way, note the replicas that need one, start those due. Call only as the leader,
     once per cycle (`Controller.run_cycle`, next to `run_due`: an incident opened earlier in the cycle holds it back).
     `policy`: the topology's by default (`policy_of`)."""

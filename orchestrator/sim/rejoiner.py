@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from orchestrator.core.errors import FailoverError
 from orchestrator.core.model import Role, Topology
 from orchestrator.core.quarantine import may_host
-from orchestrator.drivers.auto_rejoin import AutoRejoinPolicy, Need, need_of, track
+from orchestrator.drivers.auto_rejoin import AutoRejoin, Need, need_of, track
 from orchestrator.drivers.rejoin import Rejoin
 from orchestrator.drivers.state import load_engine
 from orchestrator.sim.engine import SimEngineControl
@@ -73,7 +73,7 @@ class Rejoiner:
         self.driver = Rejoin(topology, store, engines, actor=ACTOR, clock=world.clock, sleep=latency.sleep)
         self.schedule = [(start + at, replica) for at, replica in policy.schedule]
         # the daemon's policy, with every due attempt made (no limit: the driver's refusals are what is counted)
-        self.auto = AutoRejoinPolicy(policy.auto, policy.after, policy.retry, max_concurrent=len(world.replicas))
+        self.auto = AutoRejoin(policy.auto, policy.after, policy.retry, max_concurrent=len(world.replicas))
         self.book: dict[str, Pending] = {}  # replica -> since when it needs a rebuild, when its next attempt is due
         self.attempts: list[Attempt] = []
         self.seen = -1  # the world's version at the last look

@@ -1,36 +1,24 @@
 """The automatic rejoin's book: which replicas need a rebuild, since when, and which rejoin the leader started.
 
-Kept in the store (one versioned document, `auto_rejoin`, on `get_state`/`put_state` like the quarantine book and the
-schedule) so that the clock of `policy.auto_rejoin.after` survives a restart, a cron run's exit and a new leader,
-and so that a rejoin a leader started and then died in the middle of is followed, not started twice, by the next
-one. Every backend's `put_state` is already a compare-and-set, so no backend needs code of its own, and this module
-needs no change to `StateStore`: it works on any object with those two methods. The rules (when an entry starts,
-waits, is tried, retried or dropped) are `drivers.auto_rejoin`'s; this module only reads the book and writes the
-entries a cycle changed back onto what is stored now.
+Kept in the store (one versioned document, `auto_rejoin`, changed by compare-and-set like the quarantine book and
+the schedule: `store.documents`) so that the clock of `policy.auto_rejoin.after` survives a restart, a cron run's
+exit and a new leader, and so that a rejoin a leader started and then died in the middle of is followed, not started
+twice, by the next one. The rules (when an entry starts, waits, is tried, retried or dropped) are
+`drivers.auto_rejoin`'s; this module only says how the book is written down.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from orchestrator.errors import StoreError
-from orchestrator.store.records import Conflict
+from orchestrator.store.documents import Document, StateDocuments
 
 __all__ = ["AUTO_REJOIN_KEY", "Pending", "StateDocuments", "auto_rejoin_book", "save_auto_rejoin"]
 
 AUTO_REJOIN_KEY = "auto_rejoin"
-ATTEMPTS = 20  # compare-and-set rounds: the writers are the leader's cycle (and, briefly, a deposed one)
 WAITING, REJOINING = "waiting", "rejoining"
-
-
-class StateDocuments(Protocol):
-    """The two calls of `StateStore` this book is kept with."""
-
-    def get_state(self, key: str) -> tuple[dict[str, Any], int] | None: ...
-
-    def put_state(self, key: str, value: Mapping[str, Any], expected_version: int | None) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,33 +65,24 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+AUTO_REJOIN: Document[dict[str, Pending]] = Document(
+    AUTO_REJOIN_KEY, "automatic rejoin book",
+    lambda value: {name: Pending.from_json(body) for name, body in (value.get("replicas") or {}).items()},
+    lambda book: {"replicas": {name: entry.to_json() for name, entry in sorted(book.items())}})
+
+
 def auto_rejoin_book(store: StateDocuments) -> tuple[dict[str, Pending], int | None]:
     """Every replica the book tracks (by replica name), and the document's version (None: never written)."""
-    found = store.get_state(AUTO_REJOIN_KEY)
-    if found is None:
-        return {}, None
-    value, version = found
-    try:
-        book = {name: Pending.from_json(body) for name, body in (value.get("replicas") or {}).items()}
-    except (KeyError, TypeError, ValueError) as error:
-        raise StoreError(f"state {AUTO_REJOIN_KEY!r}: unreadable automatic rejoin book ({error!r})") from None
-    return book, version
+    return AUTO_REJOIN.read(store)
 
 
 def save_auto_rejoin(store: StateDocuments, changes: Mapping[str, Pending | None]) -> dict[str, Pending]:
     """Write `changes` (replica -> its entry, None to drop it) onto the book as stored now, by compare-and-set; if
     someone wrote in between, their entries for the other replicas are kept and ours applied again. Returns the book
     as written."""
-    for _ in range(ATTEMPTS):
-        book, version = auto_rejoin_book(store)
+    def apply(book: dict[str, Pending]) -> dict[str, Pending]:
         after = {name: entry for name, entry in book.items() if name not in changes}
         after.update({name: entry for name, entry in changes.items() if entry is not None})
-        if after == book and version is not None:
-            return after
-        try:
-            store.put_state(AUTO_REJOIN_KEY, {"replicas": {n: e.to_json() for n, e in sorted(after.items())}},
-                            version)
-        except Conflict:
-            continue
         return after
-    raise StoreError(f"state {AUTO_REJOIN_KEY!r}: still changing after {ATTEMPTS} attempts")
+
+    return AUTO_REJOIN.change(store, apply)

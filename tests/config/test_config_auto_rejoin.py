@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from orchestrator.config import json_schema, load_config
-from orchestrator.drivers.auto_rejoin import AutoRejoinPolicy
+from orchestrator.drivers.auto_rejoin import AutoRejoin
 from orchestrator.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,12 +29,12 @@ def written(tmp_path: Path, auto_rejoin: object) -> Path:
 def test_off_by_default_with_the_documented_defaults() -> None:
     policy = load_config(ROOT / "configs" / "example.yaml").config.policy.auto_rejoin
     assert (policy.enabled, policy.after, policy.retry, policy.max_concurrent) == (False, 300.0, 120.0, 1)
-    assert AutoRejoinPolicy.from_config(policy) == AutoRejoinPolicy()
+    assert load_config(ROOT / "configs" / "example.yaml").topology.policy.auto_rejoin == AutoRejoin()
 
 
 def test_switched_on_with_durations(tmp_path: Path) -> None:
     loaded = load_config(written(tmp_path, {"enabled": True, "after": "10m", "retry": "30s", "max_concurrent": 2}))
-    assert AutoRejoinPolicy.from_config(loaded.config.policy.auto_rejoin) == AutoRejoinPolicy(True, 600.0, 30.0, 2)
+    assert loaded.topology.policy.auto_rejoin == AutoRejoin(True, 600.0, 30.0, 2)
     immediately = load_config(written(tmp_path, {"enabled": True, "after": "0s"})).config.policy.auto_rejoin
     assert immediately.after == 0.0
 

@@ -27,7 +27,7 @@ import yaml
 
 from orchestrator.config import load_config
 from orchestrator.core.model import Policy, Role
-from orchestrator.drivers.auto_rejoin import AutoRejoinPolicy, run_auto_rejoin
+from orchestrator.drivers.auto_rejoin import AutoRejoin, run_auto_rejoin
 from orchestrator.drivers.controller import Controller, CycleResult
 from orchestrator.drivers.modes import Mode
 from orchestrator.drivers.state import load_engine
@@ -55,7 +55,7 @@ class Leader:
 
     def __init__(self, bed: Testbed) -> None:
         loaded = load_config(bed.config_path)
-        self.policy = AutoRejoinPolicy.from_config(loaded.config.policy.auto_rejoin)
+        self.policy = loaded.topology.policy.auto_rejoin
         self.edges = build_edges(loaded)
         self.controller = build_controller(Mode.CRON, loaded, self.edges, identity="check@auto-rejoin-e2e")
         self.store = self.edges.store
@@ -197,7 +197,7 @@ def test_with_the_policy_off_nothing_is_rebuilt(bed: Testbed) -> None:
     configure(bed, quarantine="5s", auto_rejoin=None)
     leader = Leader(bed)
     try:
-        assert leader.policy == AutoRejoinPolicy()  # off unless asked for
+        assert leader.policy == AutoRejoin()  # off unless asked for
         old_primary_back_fenced(bed, leader)
         began = leader.controller.clock()
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.core.model import Phase, ReplicaStatus, Role
-from orchestrator.drivers.auto_rejoin import AutoRejoinPolicy, Facts, Need, blocker, choose, need_of, track
+from orchestrator.drivers.auto_rejoin import AutoRejoin, Facts, Need, blocker, choose, need_of, track
 from orchestrator.store.auto_rejoin import REJOINING, Pending, auto_rejoin_book, save_auto_rejoin
 from orchestrator.store.memory import MemoryStore
 
 T0 = 1_670_036_400.0
-POLICY = AutoRejoinPolicy(enabled=True, after=300.0, retry=120.0, max_concurrent=1)
+POLICY = AutoRejoin(enabled=True, after=300.0, retry=120.0, max_concurrent=1)
 SITES = {"spot-aws": "aws-hk", "spot-gcp": "gcp-hk", "spot-azure": "azure-hk", "perp-aws": "aws-hk",
          "perp-azure": "azure-hk"}
 EVERYONE = frozenset(SITES)
@@ -124,7 +124,7 @@ def test_at_most_max_concurrent_at_once_oldest_need_first_and_one_per_engine() -
     chosen, waiting = choose(book, facts(), T0 + 3600, POLICY)
     assert chosen == ["spot-aws"]
     assert "another replica of spot" in waiting["spot-azure"] and "max_concurrent" in waiting["perp-aws"]
-    two = AutoRejoinPolicy(enabled=True, max_concurrent=2)
+    two = AutoRejoin(enabled=True, max_concurrent=2)
     assert choose(book, facts(), T0 + 3600, two)[0] == ["spot-aws", "perp-aws"]
     running = {**book, "spot-aws": pending("spot-aws", T0, state=REJOINING)}
     chosen, waiting = choose(running, facts(), T0 + 3600, two)

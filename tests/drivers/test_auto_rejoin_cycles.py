@@ -23,7 +23,7 @@ from orchestrator.config import load_config
 from orchestrator.core.errors import EngineError
 from orchestrator.core.health import Assessment
 from orchestrator.core.model import Phase, Replica, ReplicaStatus, Role, Topology, Verdict
-from orchestrator.drivers.auto_rejoin import AutoRejoinOutcome, AutoRejoinPolicy, run_auto_rejoin
+from orchestrator.drivers.auto_rejoin import AutoRejoin, AutoRejoinOutcome, run_auto_rejoin
 from orchestrator.drivers.events import EventKind, EventLog
 from orchestrator.drivers.modes import ControllerSettings
 from orchestrator.drivers.state import load_engine, save_engine
@@ -35,7 +35,7 @@ from orchestrator.store.records import IncidentStatus
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_670_036_400.0
 EPOCH = 7
-POLICY = AutoRejoinPolicy(enabled=True, after=300.0, retry=120.0, max_concurrent=1)
+POLICY = AutoRejoin(enabled=True, after=300.0, retry=120.0, max_concurrent=1)
 HEALTHY = {s: Assessment(s, Verdict.HEALTHY, 0.0) for s in ("aws-hk", "gcp-hk", "azure-hk", "spot-aws", "spot-gcp",
                                                               "spot-azure")}
 
@@ -109,7 +109,7 @@ class Leader:
     def clock(self) -> Callable[[], float]:
         return lambda: self.now[0]
 
-    def cycle(self, store: MemoryStore, at: float, policy: AutoRejoinPolicy = POLICY) -> AutoRejoinOutcome:
+    def cycle(self, store: MemoryStore, at: float, policy: AutoRejoin = POLICY) -> AutoRejoinOutcome:
         """One cycle at `at`: probe (every replica that answers), then the automatic rejoin's look."""
         self.now[0] = at
         self.statuses = answering(self.engines, self.topology.engines["spot"].replicas)
@@ -167,7 +167,7 @@ def test_the_fenced_old_primary_is_rebuilt_after_the_wait_without_blocking_the_c
 
 def test_with_the_policy_off_nothing_is_asked_or_written(store: MemoryStore, leader: Leader) -> None:
     for at in (T0, T0 + 300, T0 + 3600):
-        assert not leader.cycle(store, at, AutoRejoinPolicy()).acted
+        assert not leader.cycle(store, at, AutoRejoin()).acted
     assert leader.engines.rejoins == [] and actions(store) == [] and store.get_state("auto_rejoin") is None
 
 
