@@ -139,7 +139,7 @@ class Daemon:
         if last is None or last.leader or self.state.error:
             return []  # a leader's own cycle advances its runbooks; with no verdicts yet, the cycle comes first
         try:
-            if controller.lease is None and not self._campaign():
+            if controller.lease is None and not self._campaign_between_cycles():
                 return []
             if not controller.still_leader():
                 return []
@@ -156,6 +156,14 @@ class Daemon:
         log.info("takeover", token=controller.token, resumed=[p.incident for p in progress],
                  progress=[f"{p.status.value} {p.step or ''}".strip() for p in progress])
         return progress
+
+    def _campaign_between_cycles(self) -> bool:
+        """Where the store cannot be watched (SQLite), a follower looks at the lease between cycles and takes it
+        when it is free (a read first: the take itself is a write). Where it can, the watcher has campaigned the
+        moment the lease was freed, and the cycle's own attempt is the fallback."""
+        if self._watcher is not None or self.controller.store.current_lease(LEADER_LEASE) is not None:
+            return False
+        return self._campaign()
 
     def _campaign(self) -> bool:
         """Take the leader lease if it is free and we may lead: what a cycle does first, under the same rules (a

@@ -457,7 +457,8 @@ def _deleted_in(lines: Iterator[bytes], deadline: float) -> bool:
     for line in lines:
         if not line:
             continue
-        result = json.loads(line).get("result", {})
+        loaded = json.loads(line)
+        result = loaded.get("result", {}) if isinstance(loaded, dict) else {}
         if result.get("events") or result.get("compact_revision") or result.get("canceled"):
             return True
         if time.monotonic() >= deadline:

@@ -1,11 +1,11 @@
-"""A leader dies with its runbook running; a follower daemon takes it over as soon as etcd lets it, and no sooner.
+"""A leader dies with its runbook running; a follower daemon takes it over as soon as the store lets it, no sooner.
 
 The runbook: the old leader ("d-old") opens a failover and dies before its first step (its lease is neither renewed
-nor released, as after a kill -9: etcd expires it on its own clock). The follower, a real `Daemon` on its own
-thread with a real controller, watches the leader key. What must hold:
+nor released, as after a kill -9: it expires by itself). The follower, a real `Daemon` on its own thread with a real
+controller, watches the leader key (etcd) or looks at the lease between cycles (SQLite). What must hold:
 
-- it takes the lease only once etcd has let the old one lapse (never sooner than the TTL after the old leader's
-  last keepalive), and the old leader's lease cannot be renewed afterwards;
+- it takes the lease only once the old one has lapsed (never sooner than the TTL after the old leader's last
+  keepalive; on etcd, on etcd's clock), and the old leader's lease cannot be renewed afterwards;
 - it resumes the runbook from the journal at once, before it probes a single round as leader: the step reads what
   it acts on itself, so waiting for a probe round (a dark replica costs its timeouts) only delays the failover.
 
@@ -47,11 +47,15 @@ LEASE_TTL = 3.0
 INTERVAL = 0.4
 
 
-@pytest.fixture
-def bed(tmp_path: Path, etcd: EtcdCluster) -> Iterator[Testbed]:
-    with Testbed(tmp_path / "bed", store=f"{etcd.url}/t-{uuid.uuid4().hex[:8]}", protection=LOADED_PROTECTION,
-                 probe_interval=LOADED_PROBE_INTERVAL, probe_timeout=LOADED_PROBE_TIMEOUT,
-                 lease_ttl=f"{LEASE_TTL:g}s") as testbed:
+@pytest.fixture(params=["etcd", "sqlite"])
+def bed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Testbed]:
+    """The testbed on etcd (followers watch the leader key) or on SQLite (followers look between cycles)."""
+    store = None
+    if request.param == "etcd":
+        etcd: EtcdCluster = request.getfixturevalue("etcd")
+        store = f"{etcd.url}/t-{uuid.uuid4().hex[:8]}"
+    with Testbed(tmp_path / "bed", store=store, protection=LOADED_PROTECTION, probe_interval=LOADED_PROBE_INTERVAL,
+                 probe_timeout=LOADED_PROBE_TIMEOUT, lease_ttl=f"{LEASE_TTL:g}s") as testbed:
         yield testbed
 
 
