@@ -117,8 +117,11 @@ def test_plan_and_status_see_the_replaced_replica_where_it_runs_now(bed: Testbed
         assert (candidate["eligible"], candidate["lag"]) == (True, 0)
         calls = [call for step in plan["steps"] for call in step["calls"]]
         print("\n".join(calls))
-        assert any(instance in call for call in calls), calls  # its GCP instance, not the Azure VM
+        assert f"gcp: instance {instance} already running (no call)" in calls  # its GCP instance, not the Azure VM
         assert not any("spot-engine-azure" in call for call in calls), calls
+        assert any(call.startswith(f"POST {machine.url('spot-azure')}/v1/promote ") for call in calls), calls
+        assert bed.replicas is not None
+        assert not any(bed.replicas.url("spot-azure") in call for call in calls), calls  # the old address
 
         shown = json.loads(failover(bed, "status", "--output", "json").stdout)
         [line] = [r for e in shown["engines"] for r in e["replicas"] if r["name"] == "spot-azure"]
