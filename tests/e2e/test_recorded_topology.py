@@ -123,6 +123,14 @@ def test_plan_and_status_see_the_replaced_replica_where_it_runs_now(bed: Testbed
         assert bed.replicas is not None
         assert not any(bed.replicas.url("spot-azure") in call for call in calls), calls  # the old address
 
+        # the dry run asks about the instance where it runs now (the plain fakes serve no permission API: their
+        # answers are "unknown", which blocks; what matters here is where the questions went)
+        checked = json.loads(failover(bed, "plan", "--target", "spot-azure", "--check-permissions", "-o",
+                                      "json").stdout)
+        asked = {g["where"] for g in checked["permissions"]}
+        assert f"site gcp-hk: instance {instance}" in asked, asked
+        assert not any("spot-engine-azure" in where for where in asked), asked
+
         shown = json.loads(failover(bed, "status", "--output", "json").stdout)
         [line] = [r for e in shown["engines"] for r in e["replicas"] if r["name"] == "spot-azure"]
         assert (line["site"], line["provider"], line["instance"]) == ("gcp-hk", "gcp", instance)
