@@ -93,6 +93,7 @@ class Daemon:
         self._wake = threading.Event()  # cut the pause between cycles short: stopping, or the lease is ours
         self._campaigning = threading.Lock()  # the watcher's campaign, and the release at shutdown, one at a time
         self._watcher: threading.Thread | None = None
+        self._watch_error = ""  # the watcher's last failure, said once
 
     # ---- loop -----------------------------------------------------------------------------------------------
 
@@ -136,7 +137,7 @@ class Daemon:
         that just ended, as fresh as the old leader's were. The cycle that follows does the rest (decide, enforce,
         the next steps). A failure is the cycle's kind of failure: we stop acting and the next cycle tries again."""
         last, controller = self.state.last, self.controller
-        if last is None or last.leader or self.state.error:
+        if last is None or last.leader or self.state.error or not self._may_lead():
             return []  # a leader's own cycle advances its runbooks; with no verdicts yet, the cycle comes first
         try:
             if controller.lease is None and not self._campaign_between_cycles():
@@ -165,13 +166,16 @@ class Daemon:
             return False
         return self._campaign()
 
+    def _may_lead(self) -> bool:
+        """The rules a cycle leads by: a probe agent never leads; a daemon whose clock is the odd one out does not
+        (its cycle releases a lease it holds, and until then nothing here acts on it)."""
+        return not self.controller.behaviour.observe_only and self.controller.clock_verdict.may_lead
+
     def _campaign(self) -> bool:
-        """Take the leader lease if it is free and we may lead: what a cycle does first, under the same rules (a
-        probe agent never leads; a daemon whose clock is the odd one out does not)."""
-        controller = self.controller
-        if controller.behaviour.observe_only or not controller.clock_verdict.may_lead:
+        """Take the leader lease if it is free and we may lead: what a cycle does first, under the same rules."""
+        if not self._may_lead():
             return False
-        return controller.lease is not None or controller._lead()
+        return self.controller.lease is not None or self.controller._lead()
 
     def watch_leader(self) -> None:
         """Follow the leader key on a thread of its own when the store can watch it (etcd)."""
@@ -195,8 +199,11 @@ class Daemon:
                     with self._campaigning:
                         won = not self.stopping.is_set() and self.controller.lease is None and self._campaign()
                 except FailoverError as error:
-                    log.warning("leader_watch.failed", error=str(error))
-                    won = False
+                    if str(error) != self._watch_error:  # once per kind of failure, not once per interval
+                        log.warning("leader_watch.failed", error=str(error))
+                    self._watch_error, won = str(error), False
+                else:
+                    self._watch_error = ""
                 if won:
                     log.info("leader.won", token=self.controller.token, how="watch")
                     self._wake.set()
