@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import quote
 
 from orchestrator.core.errors import ConfigError, ProviderError
+from orchestrator.core.model import Site
 from providers.base import CloudProvider
 
 KEY_TAG = "failover-key"
@@ -95,6 +96,28 @@ class Launcher(ABC):
         """One create call carrying `key`; returns once the cloud has accepted it (not necessarily running)."""
 
 
+def ec2_launch_params(settings: Any, site: Site, tags: list[dict[str, str]]) -> dict[str, Any]:
+    """The `RunInstances` parameters of one launch (without its idempotency token): the launch and the permission
+    dry run (`providers.permissions.aws`) send the same ones, so the dry run asks about the call that will be made."""
+    params: dict[str, Any] = {"MinCount": 1, "MaxCount": 1,
+                              "TagSpecifications": [{"ResourceType": "instance", "Tags": tags}]}
+    if settings.launch_template is not None:
+        field = "LaunchTemplateId" if settings.launch_template.startswith("lt-") else "LaunchTemplateName"
+        params["LaunchTemplate"] = {field: settings.launch_template, "Version": settings.launch_template_version}
+    else:
+        params["ImageId"] = settings.image_id
+    if settings.instance_type:
+        params["InstanceType"] = settings.instance_type
+    if settings.subnet_id:
+        params["SubnetId"] = settings.subnet_id
+    if settings.security_group_ids:
+        params["SecurityGroupIds"] = list(settings.security_group_ids)
+    zone = settings.zone or (site.zones[0] if site.zones else None)
+    if zone:
+        params["Placement"] = {"AvailabilityZone": zone}
+    return params
+
+
 class Ec2Launcher(Launcher):
     def find(self, key: str) -> LaunchedInstance | None:
         aws: Any = self.provider
@@ -110,27 +133,8 @@ class Ec2Launcher(Launcher):
 
     def create(self, name: str, replica: str, key: str) -> LaunchedInstance:
         aws: Any = self.provider
-        settings = self.settings
-        params: dict[str, Any] = {
-            "MinCount": 1, "MaxCount": 1, "ClientToken": key,
-            "TagSpecifications": [{"ResourceType": "instance", "Tags": [
-                {"Key": "Name", "Value": name}, {"Key": KEY_TAG, "Value": key}, {"Key": REPLICA_TAG, "Value": replica},
-            ]}],
-        }
-        if settings.launch_template is not None:
-            field = "LaunchTemplateId" if settings.launch_template.startswith("lt-") else "LaunchTemplateName"
-            params["LaunchTemplate"] = {field: settings.launch_template, "Version": settings.launch_template_version}
-        else:
-            params["ImageId"] = settings.image_id
-        if settings.instance_type:
-            params["InstanceType"] = settings.instance_type
-        if settings.subnet_id:
-            params["SubnetId"] = settings.subnet_id
-        if settings.security_group_ids:
-            params["SecurityGroupIds"] = list(settings.security_group_ids)
-        zone = settings.zone or (aws.site.zones[0] if aws.site.zones else None)
-        if zone:
-            params["Placement"] = {"AvailabilityZone": zone}
+        tags = [{"Key": "Name", "Value": name}, {"Key": KEY_TAG, "Value": key}, {"Key": REPLICA_TAG, "Value": replica}]
+        params = {**ec2_launch_params(self.settings, aws.site, tags), "ClientToken": key}
         answer = aws._write("ec2.run_instances", aws._sdk("ec2", "run_instances"), subject=f"replica {replica}",
                             **params)
         if answer is None:  # a dry run

@@ -126,7 +126,7 @@ def check_ec2_launch(provider: CloudProvider, settings: Any, instances: list[str
     tag of one of the site's engine instances: EC2 answers a refused RunInstances without saying which permission was
     missing (tags on create, a template's instance profile), so the tag permission gets its own answer. A site with
     no engine instance to tag has the RunInstances answer for both."""
-    from providers.launch import KEY_TAG, REPLICA_TAG
+    from providers.launch import KEY_TAG, REPLICA_TAG, ec2_launch_params
 
     site = provider.site
     where = f"site {site.name}: launch"
@@ -137,7 +137,7 @@ def check_ec2_launch(provider: CloudProvider, settings: Any, instances: list[str
     except botocore.exceptions.BotoCoreError as error:
         return [Grant(where, "ec2:RunInstances", False, brief(error))]
     tags = [{"Key": KEY_TAG, "Value": "dry-run"}, {"Key": REPLICA_TAG, "Value": "dry-run"}]
-    params = _launch_params(settings, site, tags)
+    params = ec2_launch_params(settings, site, tags)
     run = _ask(where, "ec2:RunInstances", partial(ec2.run_instances, DryRun=True, **params))
     target = next((found for name in instances for found in [_resolve(ec2, name, where)[0]] if found), None)
     if target is None:
@@ -145,24 +145,3 @@ def check_ec2_launch(provider: CloudProvider, settings: Any, instances: list[str
                            "create): no engine instance on this site to ask on")]
     return [run, _ask(f"{where} (asked on {target})", "ec2:CreateTags",
                       partial(ec2.create_tags, Resources=[target], Tags=tags, DryRun=True))]
-
-
-def _launch_params(settings: Any, site: Any, tags: list[dict[str, str]]) -> dict[str, Any]:
-    """What `providers.launch.Ec2Launcher.create` sends, without its idempotency token."""
-    params: dict[str, Any] = {"MinCount": 1, "MaxCount": 1,
-                              "TagSpecifications": [{"ResourceType": "instance", "Tags": tags}]}
-    if settings.launch_template is not None:
-        field = "LaunchTemplateId" if settings.launch_template.startswith("lt-") else "LaunchTemplateName"
-        params["LaunchTemplate"] = {field: settings.launch_template, "Version": settings.launch_template_version}
-    else:
-        params["ImageId"] = settings.image_id
-    if settings.instance_type:
-        params["InstanceType"] = settings.instance_type
-    if settings.subnet_id:
-        params["SubnetId"] = settings.subnet_id
-    if settings.security_group_ids:
-        params["SecurityGroupIds"] = list(settings.security_group_ids)
-    zone = settings.zone or (site.zones[0] if site.zones else None)
-    if zone:
-        params["Placement"] = {"AvailabilityZone": zone}
-    return params
