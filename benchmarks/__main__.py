@@ -52,7 +52,7 @@ SETS: dict[str, tuple[dict[str, Setting], dict[str, Setting]]] = {
                                                                            "cycles": 5}),
     "status_page_bench": ({"requests": 30}, {"requests": 200}),
     "deadline_bench": ({"repeats": 3}, {"repeats": 5}),
-    "handover_bench": ({"repeats": 1, "killed_runs": 1}, {"repeats": 3, "killed_runs": 3}),
+    "handover_bench": ({"repeats": 1, "killed_runs": 1}, {"repeats": 3, "killed_runs": 5}),
     "rejoin_bench": ({"runs": 1, "entries": 20000}, {"runs": 3, "entries": 100000}),
     "drill_bench": ({"runs": 1}, {"runs": 3}),
 }
