@@ -177,6 +177,7 @@ def status_view(loaded: LoadedConfig, report: StatusReport, width: int, *,
     parts += [_line(f"planned switchover {p['id']}: {p['engine']} to {p['target']} at "
                     f"{format_instant(p['at'], display)} ({p['state']}; `failover cancel {p['id']}` cancels it)")
               for p in report.planned]
+    parts += [_line(text) for text in _rebuilds(report, display)]
     parts += [_line(f"topology differs from the configuration: {text}") for text in report.topology_differs]
     parts += [_line(text) for text in _notifications(report, display)]
     parts += [_line(text) for text in _daemons(report, display)]
@@ -305,6 +306,24 @@ def _quarantines(report: StatusReport, display: tzinfo) -> list[str]:
             ends = f"healthy since {healthy}: ends {format_instant(q.ends_at, display)}"
         lines.append(f"quarantine {q.site}: down since {format_instant(q.down_at, display)}{relapses}; {ends} "
                      f"(`failover release {q.site}` ends it now)")
+    return lines
+
+
+def _rebuilds(report: StatusReport, display: tzinfo) -> list[str]:
+    """Each replica the automatic rejoin (policy.auto_rejoin) is rebuilding or waiting to, and what holds it."""
+    from orchestrator.core.phases import format_instant
+
+    lines = []
+    for entry in report.rebuilds:
+        head = f"rebuild {entry.engine}/{entry.replica} ({entry.need} since {format_instant(entry.since, display)})"
+        if entry.state == "rejoining":
+            started = format_instant(entry.started_at or entry.since, display)
+            lines.append(f"{head}: rejoining to {entry.primary} at epoch {entry.epoch} since {started}")
+            continue
+        held = f"; held: {entry.blocked}" if entry.blocked else ""
+        failed = f"; last attempt: {entry.error}" if entry.error else ""
+        lines.append(f"{head}: next attempt {format_instant(entry.due, display)} (attempt {entry.attempts + 1})"
+                     f"{held}{failed}")
     return lines
 
 

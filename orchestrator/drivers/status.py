@@ -16,6 +16,7 @@ from orchestrator.core.health import Assessment
 from orchestrator.core.model import Topology
 from orchestrator.core.quarantine import DEFAULT_QUARANTINE, Quarantine
 from orchestrator.drivers.state import load_engine
+from orchestrator.store.auto_rejoin import Pending, auto_rejoin_book
 from orchestrator.store.base import Conflict, StateStore
 from orchestrator.store.topology_record import differences, topology_book, with_recorded
 
@@ -82,6 +83,7 @@ class StatusReport:
     quarantine_s: float = DEFAULT_QUARANTINE
     topology_differs: list[str] = field(default_factory=list)  # replicas `failover replace` moved (store vs file)
     planned: list[dict[str, Any]] = field(default_factory=list)  # planned switchovers not started yet (`--at`)
+    rebuilds: list[Pending] = field(default_factory=list)  # replicas the automatic rejoin tracks (policy.auto_rejoin)
 
 
 def quarantine_duration(topology: Topology) -> float:
@@ -165,8 +167,9 @@ def gather_status(loaded: LoadedConfig, now: float | None = None) -> StatusRepor
         differs = differences(loaded.topology, topology_book(store).recorded_replicas())
         planned = [{"id": e.id, "engine": e.engine, "target": e.target, "at": e.at, "state": e.state.value,
                     "protection": e.protection} for e in store.schedules() if e.is_open]
+        rebuilds = [entry for _, entry in sorted(auto_rejoin_book(store)[0].items())]
     return StatusReport(str(loaded.path), loaded.store_url, at, engines, notifications, daemons, quarantines,
-                        duration, differs, planned)
+                        duration, differs, planned, rebuilds)
 
 
 def daemon_line(identity: str, wall: float, detail: Mapping[str, Any]) -> DaemonLine:
