@@ -106,7 +106,7 @@ def down_windows(fault: Fault) -> list[tuple[float, float]]:
 
     Each window's offset is counted from the fault's start as `k` periods and compared with the fault's duration,
     never accumulated on the absolute time: 120 periods of 60 s added one by one to a start of 1,200.519... s fall
-    two ulps short of the end, and the fault grew a 121st blackout two ulps long, which the world's epoch-seconds
+    one ulp short of the end, and the fault grew a 121st blackout one ulp long, which the world's epoch-seconds
     clock could not tell from an instant and kept dark for the rest of the run (docs/false-failovers.md). A
     window shorter than RESOLUTION is dropped for the same reason."""
     period = fault.down + fault.up

@@ -2,8 +2,8 @@
 
 The bench moves every fault by a random fraction of the probe interval (benchmarks/sim_bench.py `shifted`); seed 2
 moves the two-hour flapping fault to start at 1,200.519... s. Adding the 60 s period 120 times to that start lands
-on 8,400.519220289407, two ulps short of the fault's end (8,400.519220289409), so the fault grew a 121st blackout
-two ulps long. On the world's epoch-seconds clock its start and its end are the same float, and an atom's end sorts
+on 8,400.519220289407, one ulp short of the fault's end (8,400.519220289409), so the fault grew a 121st blackout
+one ulp long. On the world's epoch-seconds clock its start and its end are the same float, and an atom's end sorts
 before its start at one instant: the site went dark at the end of the fault and stayed dark for the rest of the
 run. The orchestrator then saw aws-hk fail from three vantage points three times in a row and failed over, rightly
 for the world it saw; by the scenario's own definition the primary was fine (the last blackout had ended 58 s
