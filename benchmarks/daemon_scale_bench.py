@@ -304,6 +304,7 @@ def controller_cycle(engines: int, cycles: int) -> dict[str, Any]:
     included), in CPU time (this process's: the cycle runs on one thread, and on a shared machine wall time is
     mostly other people's load; the wall median is kept beside it), and the garbage collector's share of it."""
     from benchmarks.sim_bench import big_topology
+    from orchestrator.drivers.gc_tuning import tune_gc
     from orchestrator.sim import Scenario, Simulation
     from orchestrator.sim.runner import quiet_adapters
     from orchestrator.sim.scenario import WorldSettings
@@ -319,6 +320,8 @@ def controller_cycle(engines: int, cycles: int) -> dict[str, Any]:
             collecting.append(-time.process_time() if phase == "start" else time.process_time())
 
     walls, cpus, probes = [], [], []
+    thresholds = gc.get_threshold()
+    tune_gc()  # what the daemon runs (drivers/daemon.py) and the simulator (sim/runner.py `run`)
     with quiet_adapters():
         sim.run_until(scenario.start)
         gc.callbacks.append(gc_clock)
@@ -332,10 +335,14 @@ def controller_cycle(engines: int, cycles: int) -> dict[str, Any]:
                 cpus.append(time.process_time() - cpu)
                 walls.append(time.perf_counter() - began)
                 cpu = time.process_time()
-                sim.prober.probe(scenario.start + tick)
+                if sim.controller.columnar:  # the round as the cycle asks for it
+                    sim.prober.probe_columns(scenario.start + tick)
+                else:
+                    sim.prober.probe(scenario.start + tick)
                 probes.append(time.process_time() - cpu)
         finally:
             gc.callbacks.remove(gc_clock)
+            gc.set_threshold(*thresholds)
     return {"engines": engines, "cycles": cycles, "cpu_median_ms": statistics.median(cpus) * 1000,
             "wall_median_ms": statistics.median(walls) * 1000, "cpu_max_ms": max(cpus) * 1000,
             "probe_cpu_ms": statistics.median(probes) * 1000,

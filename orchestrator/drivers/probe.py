@@ -18,12 +18,15 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from orchestrator.core.errors import FailoverError
 from orchestrator.core.gray import Measured
 from orchestrator.core.model import Observation, Replica, ReplicaStatus, Status, Topology
 from orchestrator.engine.base import EngineControl
+
+if TYPE_CHECKING:  # numpy is not imported at run time here: the CLI's start-up loads this module
+    from orchestrator.core.health_columns import Column
 
 ORCHESTRATOR = "orchestrator"
 THREADS = 32  # probes in flight, one thread each, for an engine control that asks one replica at a time
@@ -41,6 +44,10 @@ def probe_source(vantage: str) -> str:
 class ProbeRound:
     observations: list[Observation] = field(default_factory=list)
     statuses: dict[str, ReplicaStatus] = field(default_factory=dict)  # by replica, from any vantage point
+    # From `probe_columns` of a prober that speaks columns: the round in order, each vantage point's probes of the
+    # replicas as one `core.health_columns.Column` (the other observations as objects); `observations` is then
+    # empty.
+    columns: tuple[Column | Observation, ...] = ()
 
 
 @runtime_checkable
@@ -57,6 +64,11 @@ class Prober(ABC):
 
     @abstractmethod
     def probe(self, now: float) -> ProbeRound: ...
+
+    def probe_columns(self, now: float) -> ProbeRound:
+        """The same round for the columnar health evaluator (`ProbeRound.columns`); a prober that cannot say it in
+        columns answers with observations, which the evaluator takes as well."""
+        return self.probe(now)
 
 
 def site_observations(

@@ -28,14 +28,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import fields
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.core.gray import Measured
-from orchestrator.core.model import Observation, Status
+from orchestrator.core.model import Observation, ReplicaStatus, Status
 from orchestrator.drivers.probe import Prober, ProbeRound, probe_source, site_observations
 from orchestrator.sim.builders import builder
 from orchestrator.sim.faults import ORCHESTRATOR
 from orchestrator.sim.replica import SimReplica
 from orchestrator.sim.world import World
+
+if TYPE_CHECKING:  # numpy, imported by `probe_columns` only: a controller judging health over arrays asks for it
+    from orchestrator.core.health_columns import Column
 
 Row = tuple[SimReplica, str | None, float, Status, str, float]
 """Per replica, for one round: why a probe fails from anywhere (loss and partitions aside), its site's loss rate,
@@ -49,6 +54,7 @@ Answers = tuple[tuple[tuple[str, Status, str, float | None], ...], tuple[bool, .
 
 PARTITIONED = "unreachable: this vantage point is partitioned"
 _observation = builder(Observation)  # ~150 per round at ten engines: see builders.py
+_status_fields = attrgetter("role", "epoch", "phase", "phase_until", "n", "applied")  # all SimReplica.status reads
 
 
 def _measured_builder() -> Callable[[float, str, str, Status, str, float | None], Measured]:
@@ -90,6 +96,11 @@ class SimProber(Prober):
         self._kept: tuple[int, list[Row]] | None = None  # (world version, rows) while no instance transition runs
         self.last_lost: Lost = frozenset()  # what the last built round lost
         self._answered: dict[tuple[int, bool], tuple[list[Row], Answers]] = {}  # see _answers
+        self.names = tuple(sim.name for sim in self.sims)  # every round's replica column (kept: see Column)
+        self._coded: dict[int, tuple[Answers, Any, tuple[str, ...]]] = {}  # see _column
+        self._who: tuple[list[frozenset[str]], set[str]] | None = None  # see _round
+        self._status_kept: tuple[set[str], list[tuple[object, ...]], dict[str, ReplicaStatus],
+                                 dict[str, tuple[tuple[object, ...], ReplicaStatus]]] | None = None  # see _statuses
 
     def _rows(self) -> list[Row]:
         world = self.world
@@ -180,23 +191,87 @@ class SimProber(Prober):
             self._answered[(index, cut)] = (rows, answers)
         return answers
 
-    def probe(self, now: float) -> ProbeRound:
+    def _round(self, now: float) -> tuple[list[tuple[str, Answers]], set[str]]:
+        """Each reporting vantage point's source and answers this round, and the replicas anyone reached."""
         rows = self._rows()
         drawn, self._drawn = self._drawn, None
         lost = drawn[2] if drawn is not None and drawn[:2] == (now, self.world.version) else self.lost(now, rows)
         self._drawn = None
         self.last_lost = lost
-        observations: list[Observation] = []
+        found = [(self.sources[vantage], self._answers(rows, index, cut, lost))
+                 for index, vantage, cut in self._reporting()]
+        who = [answers[2] for _, answers in found]
+        kept = self._who
+        if kept is not None and len(kept[0]) == len(who) and all(a is b for a, b in zip(kept[0], who, strict=True)):
+            return found, kept[1]  # the same answers as last round: the same replicas reached
         answered: set[str] = set()
-        for index, vantage, cut in self._reporting():
-            source = self.sources[vantage]
-            entries, reached, who = self._answers(rows, index, cut, lost)
+        for reached in who:
+            answered |= reached
+        self._who = (who, answered)
+        return found, answered
+
+    def _statuses(self, answered: set[str]) -> dict[str, ReplicaStatus]:
+        """The status of each replica that answered. A status is made of six of the replica's fields: one that
+        did not change since the last round is the same (frozen) object, and a round in which none changed and the
+        same replicas answered is the last round's dict, copied (at 30,000 replicas, 25 ms of new objects before)."""
+        keys = list(map(_status_fields, self.sims))
+        kept = self._status_kept
+        if kept is not None and (kept[0] is answered or kept[0] == answered) and kept[1] == keys:
+            return dict(kept[2])
+        before = kept[3] if kept is not None else {}
+        found: dict[str, ReplicaStatus] = {}
+        made: dict[str, tuple[tuple[object, ...], ReplicaStatus]] = {}
+        for sim, key in zip(self.sims, keys, strict=True):
+            if sim.name not in answered:
+                continue
+            old = before.get(sim.name)
+            status = old[1] if old is not None and old[0] == key else sim.status()
+            made[sim.name] = (key, status)
+            found[sim.name] = status
+        self._status_kept = (answered, keys, found, made)  # `answered` is never changed once made (`_round`)
+        return dict(found)
+
+    def probe(self, now: float) -> ProbeRound:
+        rounds, answered = self._round(now)
+        observations: list[Observation] = []
+        for source, (entries, reached, _) in rounds:
             if self.measured:
                 observations += [_measure(now, name, source, status, detail, latency)
                                  for name, status, detail, latency in entries]
             else:
                 observations += [_observation(now, name, source, status, detail) for name, status, detail, _ in entries]
             observations += self._sites(source, reached, now)
-            answered |= who
-        statuses = {sim.name: sim.status() for sim in self.sims if sim.name in answered}
-        return ProbeRound(observations, statuses)
+        return ProbeRound(observations, self._statuses(answered))
+
+    def probe_columns(self, now: float) -> ProbeRound:
+        """`probe`'s round with each vantage point's probes of the replicas as one `Column` (the same observations,
+        in the same order; the sites' as objects), for the columnar health evaluator: no observation object per
+        probe. Under a gray objective (answers carry their latency) the round is `probe`'s."""
+        if self.measured:
+            return self.probe(now)
+        from orchestrator.core.health_columns import Column
+
+        rounds, answered = self._round(now)
+        batch: list[Column | Observation] = []
+        for source, answers in rounds:
+            codes, details = self._column(answers)
+            batch.append(Column(now, source, self.names, codes, details))
+            batch += self._sites(source, answers[1], now)
+        return ProbeRound([], self._statuses(answered), tuple(batch))
+
+    def _column(self, answers: Answers) -> tuple[Any, tuple[str, ...]]:
+        """A vantage point's answers as status codes and details, kept as long as `_answers` keeps the answers."""
+        kept = self._coded.get(id(answers))
+        if kept is not None and kept[0] is answers:
+            return kept[1], kept[2]
+        import numpy as np
+
+        from orchestrator.core.health_columns import code_of
+
+        entries = answers[0]
+        if len(self._coded) > 64:
+            self._coded.clear()
+        codes = np.array([code_of(status) for _, status, _, _ in entries], np.int8)
+        details = tuple(detail for _, _, detail, _ in entries)
+        self._coded[id(answers)] = (answers, codes, details)  # the answers are held, so their id is not reused
+        return codes, details

@@ -76,7 +76,7 @@ class Simulation:
     """One run: build once, then `run_until` any number of times (stateful tests inject faults in between)."""
 
     def __init__(self, scenario: Scenario, seed: int = 0, policy: str = "default", *,
-                 stepping: Stepping = "event") -> None:
+                 stepping: Stepping = "event", columnar: bool | None = None) -> None:
         if stepping not in STEPPINGS:
             raise ValueError(f"stepping {stepping!r}: expected one of {', '.join(STEPPINGS)}")
         self.scenario, self.seed, self.policy = scenario, seed, policy
@@ -104,6 +104,7 @@ class Simulation:
         self.controller = Controller(
             self.topology, self, Mode.SIMULATION, ControllerSettings(provider_interval=settings.provider_interval),
             monotonic=self.clock,  # the lease's safety margin runs on the virtual clock too: deterministic
+            columnar=columnar,  # health over arrays (core/health_columns.py; None: by size); the same verdicts
         )
         self.stepper = Stepper(self.world, self.controller, self.prober, self.store, self.engines, self.events,
                                self.latency) if stepping == "event" else None

@@ -312,3 +312,7 @@ def test_a_nan_instant_is_read_as_core_health_reads_it() -> None:
     both.run(quiet(0, 3))
     both.cycle(3.0, [*round_of(3), Observation(math.nan, "e0-aws", PROBES[0], Status.DOWN)])
     both.run(quiet(4, 3))
+    nan_round = [column(math.nan, source, {"e1-gcp": Status.DOWN}) for source in PROBES]
+    both.cycle(7.0, nan_round)
+    both.cycle(8.0, nan_round)  # an instant that is not a number is newer than every other, NaN included
+    both.run(quiet(9, 3))
