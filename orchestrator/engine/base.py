@@ -17,7 +17,7 @@ Contract for every implementation:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from orchestrator.core.errors import EngineError, FailoverError
@@ -88,6 +88,16 @@ class EngineControl(ABC):
     def rejoin_status(self, replica: Replica) -> dict[str, Any]:
         """The last rejoin's record on the replica (state `none` if it never rejoined)."""
         raise EngineError(f"replica {replica.name}: this engine cannot rejoin a replica")
+
+    # --- peers: optional; an engine whose replicas read their peers only from their own configuration says so ----
+
+    def set_peers(self, replica: Replica, epoch: int, peers: Sequence[str]) -> dict[str, Any]:
+        """Tell `replica` where the engine's other replicas run now (`peers`: their control URLs), replacing what
+        it was started with; kept across its restarts, used at once to find its primary, to catch up and to check
+        a promotion. The epoch rule: `StaleEpoch` below the highest epoch it has seen or the one that set its list;
+        the epoch is checked, not recorded. Answers the list now (`peers`, `source`, `peers_epoch`). Idempotent.
+        EngineError if this engine offers no such call (its operator updates the replicas' configuration)."""
+        raise EngineError(f"replica {replica.name}: this engine cannot be told its peers at run time")
 
 
 def answering(engines: EngineControl, replicas: Iterable[Replica]) -> dict[str, ReplicaStatus]:

@@ -39,6 +39,10 @@ from orchestrator.engine import protocol as wire
 from orchestrator.engine.base import EngineControl, PromoteRefused
 from orchestrator.engine.protocol import Reason, status_from_wire, to_wire_time
 
+# `orchestrator.engine.replica.peers.PEERS`, spelled here so that the client does not import the replica's server
+# (uvicorn, Starlette); tests/engine/test_engine_peers.py calls a real replica through this client
+PEERS = "/v1/peers"
+
 
 class _Retryable(Exception):
     """A failure worth another attempt: the transport failed or the replica answered 5xx."""
@@ -254,6 +258,18 @@ class HttpEngineClient(EngineControl):
     def rejoin_status(self, replica: Target) -> dict[str, Any]:
         """`GET /v1/rejoin`: the last rejoin's state and progress, and every tail archived on the replica."""
         return self._object(replica, wire.REJOIN, self._call(replica, "GET", wire.REJOIN, retry=True))
+
+    # --- peers (extension): where the engine's other replicas run now -----------------------------------------
+
+    def set_peers(self, replica: Target, epoch: int, peers: Sequence[str]) -> dict[str, Any]:
+        """`POST /v1/peers`: replace the replica's peer list; answers the list now. Idempotent under the epoch rule
+        (the same list at the same epoch changes nothing), so retried like a control call."""
+        body = {"epoch": epoch, "peers": [url.rstrip("/") for url in peers]}
+        return self._object(replica, PEERS, self._call(replica, "POST", PEERS, body, retry=True))
+
+    def peers(self, replica: Target) -> dict[str, Any]:
+        """`GET /v1/peers`: the URLs the replica polls and whether its flags or `set_peers` gave them."""
+        return self._object(replica, PEERS, self._call(replica, "GET", PEERS, retry=True))
 
     def _object(self, replica: Target, path: str, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):

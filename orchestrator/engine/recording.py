@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -89,6 +89,10 @@ class RecordingEngine(EngineControl):
         call = EngineCall("fence", replica.name, replica.control_url, epoch)
         return self._made(call, lambda: self.inner.fence(replica, epoch))
 
+    def set_peers(self, replica: Replica, epoch: int, peers: Sequence[str]) -> dict[str, Any]:
+        """Passed on as it is (not a runbook step: `failover replace` tells the replicas their peers)."""
+        return self.inner.set_peers(replica, epoch, peers)
+
     def _made(self, call: EngineCall, send: Callable[[], ReplicaStatus]) -> ReplicaStatus:
         try:
             answer = send()
@@ -109,6 +113,8 @@ class AssumedEngine(EngineControl):
 
     def __init__(self, statuses: Mapping[str, ReplicaStatus]) -> None:
         self.replicas: dict[str, ReplicaStatus] = dict(statuses)
+        self.peers: dict[str, tuple[str, ...]] = {}  # by replica: the list `set_peers` gave it
+        self.peers_epoch: dict[str, int] = {}
 
     def _reach(self, replica: Replica) -> ReplicaStatus:
         found = self.replicas.get(replica.name)
@@ -154,3 +160,15 @@ class AssumedEngine(EngineControl):
     def fence(self, replica: Replica, epoch: int) -> ReplicaStatus:
         now = self._see_epoch(replica, epoch)
         return self._keep(replace(now, role=Role.FENCED, phase=Phase.HALTED, phase_until=None))
+
+    def set_peers(self, replica: Replica, epoch: int, peers: Sequence[str]) -> dict[str, Any]:
+        """The list kept in `peers` by replica; refused below the replica's epoch or the one that set its list (the
+        epoch is checked, not recorded)."""
+        now = self._reach(replica)
+        floor = max(now.epoch, self.peers_epoch.get(replica.name, 0))
+        if epoch < floor:
+            raise StaleEpoch(f"replica {replica.name}: stale epoch {epoch}; the replica has seen epoch {floor}")
+        self.peers[replica.name] = tuple(url.rstrip("/") for url in peers)
+        self.peers_epoch[replica.name] = epoch
+        return {"replica": replica.name, "epoch": now.epoch, "peers_epoch": epoch, "source": "control",
+                "peers": list(self.peers[replica.name])}

@@ -131,7 +131,8 @@ def test_every_documented_response_is_real_and_matches_its_schema(cluster: Repli
     call("GET", "/v1/trades", 401, params={"after": 0}, auth=False)
     call("GET", "/v1/journal", 401, params={"after": 0}, auth=False)
     oversized = {"epoch": 1, "padding": "x" * (64 * 1024)}
-    for path in ("/v1/phase", "/v1/promote", "/v1/fence", "/v1/orders", "/v1/cancel", "/v1/margin", "/v1/rejoin"):
+    for path in ("/v1/phase", "/v1/promote", "/v1/fence", "/v1/orders", "/v1/cancel", "/v1/margin", "/v1/rejoin",
+                 "/v1/peers"):
         assert call("POST", path, 413, body=oversized)["reason"] == "too_large"
 
     cluster.stop("s")
@@ -163,5 +164,11 @@ def test_every_documented_response_is_real_and_matches_its_schema(cluster: Repli
     call("POST", "/v1/rejoin", 200, body={"epoch": 2, "primary": cluster.url("s")})  # s is no primary: it fails
     call("GET", "/v1/rejoin", 200)
     call("GET", "/v1/rejoin", 401, auth=False)
+    call("POST", "/v1/peers", 401, body={"epoch": 2, "peers": [cluster.url("s")]}, auth=False)
+    call("POST", "/v1/peers", 422, body={"epoch": 2, "peers": []})
+    call("POST", "/v1/peers", 409, body={"epoch": 1, "peers": [cluster.url("s")]})
+    assert call("POST", "/v1/peers", 200, body={"epoch": 2, "peers": [cluster.url("s")]})["source"] == "control"
+    call("GET", "/v1/peers", 200)
+    call("GET", "/v1/peers", 401, auth=False)
     call("GET", "/v1/stats", 200)
     assert call.seen == documented_responses()

@@ -35,6 +35,7 @@ from orchestrator.engine import protocol as wire
 from orchestrator.engine.protocol import Reason
 from orchestrator.engine.replica.book import Refusal
 from orchestrator.engine.replica.node import Node
+from orchestrator.engine.replica.peers import PEERS, PeersRequest
 from orchestrator.engine.replica.rejoin import Rejoiner
 from orchestrator.engine.replica.replication import Replicator
 from orchestrator.engine.replica.serving import BodyTooLarge, Limits, read_body
@@ -43,6 +44,7 @@ Body = TypeVar("Body", bound=BaseModel)
 
 MAX_WAIT = 10.0
 MAX_LIMIT = 5000
+PROMOTE_POLLS = 3  # a promotion asks its peers again when they were set anew meanwhile, at most this often
 
 
 class Invalid(Exception):
@@ -185,20 +187,25 @@ class ReplicaApp:
                 return self._status_or(refused)
             was_fenced = node.role is Role.FENCED
         assert self.replicator is not None
-        await self.replicator.poll_peers(timeout=node.settings.promote_poll_timeout)
-        async with node.control_lock:
-            refused = node.promotion_refused(body.epoch, body.force, was_fenced)
-            if refused is not None or node.is_primary():  # or another promotion at this epoch came first
-                return self._status_or(refused)
-            rival = self.replicator.rival_primary()
-            if rival is not None and rival[0] >= node.epoch:  # it would not see itself deposed
-                return _refusal(Refusal(Reason.STALE_EPOCH), epoch=rival[0], peer=rival[1])
-            peer_seq, peer = self.replicator.highest_peer()
-            if not body.force and peer_seq > node.journal.last_seq:
-                return _refusal(Refusal(Reason.BEHIND), last_seq=node.journal.last_seq, peer_seq=peer_seq,
-                                peer=peer)
-            node.promote()
-            return JSONResponse(node.status())
+        for attempt in range(PROMOTE_POLLS):
+            asked = list(self.replicator.urls)
+            await self.replicator.poll_peers(timeout=node.settings.promote_poll_timeout)
+            async with node.control_lock:
+                if self.replicator.urls != asked and attempt + 1 < PROMOTE_POLLS:
+                    continue  # the peers were set anew while we asked (`POST /v1/peers`): ask the new ones
+                refused = node.promotion_refused(body.epoch, body.force, was_fenced)
+                if refused is not None or node.is_primary():  # or another promotion at this epoch came first
+                    return self._status_or(refused)
+                rival = self.replicator.rival_primary()
+                if rival is not None and rival[0] >= node.epoch:  # it would not see itself deposed
+                    return _refusal(Refusal(Reason.STALE_EPOCH), epoch=rival[0], peer=rival[1])
+                peer_seq, peer = self.replicator.highest_peer()
+                if not body.force and peer_seq > node.journal.last_seq:
+                    return _refusal(Refusal(Reason.BEHIND), last_seq=node.journal.last_seq, peer_seq=peer_seq,
+                                    peer=peer)
+                node.promote()
+                return JSONResponse(node.status())
+        raise AssertionError("unreachable")  # pragma: no cover - the last attempt always decides
 
     async def rejoin(self, request: Request) -> Response:
         """`POST /v1/rejoin`: the epoch rule, then refused on a primary (it is fenced first), then the rebuild of
@@ -212,6 +219,31 @@ class ReplicaApp:
             if self.node.is_primary():
                 return _refusal(Refusal(Reason.IS_PRIMARY), detail="a primary is fenced before it rejoins")
             return JSONResponse(self.rejoiner.start(body.epoch, body.primary.rstrip("/")))
+
+    def _peers_body(self) -> dict[str, Any]:
+        node = self.node
+        return {"replica": node.settings.replica_id, "epoch": node.epoch,
+                "peers_epoch": node.control.peers_epoch if node.control.peers is not None else None,
+                "source": "control" if node.control.peers is not None else "flags", "peers": list(node.peer_urls())}
+
+    async def set_peers(self, request: Request) -> Response:
+        """`POST /v1/peers`: the epoch checked (`Node.set_peers`), the list persisted, then used at once by
+        discovery, catch-up and the next promotion's poll (`Replicator.use_peers`); answers the list now."""
+        body = await self._parse(request, PeersRequest)
+        assert self.replicator is not None
+        async with self.node.control_lock:  # not in the middle of a promotion's two halves' decisions
+            refused = self.node.set_peers(body.epoch, tuple(body.peers))
+            if refused is not None:
+                if refused.reason == Reason.STALE_EPOCH:
+                    return _refusal(refused, epoch=self.node.peers_floor())
+                return self._control_refusal(refused)
+            self.replicator.use_peers(self.node.peer_urls())
+            return JSONResponse(self._peers_body())
+
+    async def peers(self, request: Request) -> Response:
+        if not self.may_read(request):
+            return _refusal(Refusal(Reason.UNAUTHORIZED, 401))
+        return JSONResponse(self._peers_body())
 
     async def rejoin_status(self, request: Request) -> Response:
         if not self.may_read(request):
@@ -320,6 +352,8 @@ class ReplicaApp:
             Route(wire.SNAPSHOT, self.snapshot, methods=["GET"]),
             Route(wire.REJOIN, self._mutating("rejoin", self.rejoin), methods=["POST"]),
             Route(wire.REJOIN, self.rejoin_status, methods=["GET"]),
+            Route(PEERS, self._mutating("peers", self.set_peers), methods=["POST"]),
+            Route(PEERS, self.peers, methods=["GET"]),
         ]
 
 

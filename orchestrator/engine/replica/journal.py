@@ -207,6 +207,11 @@ class ControlState:
     role: Role | None = None
     journal_epoch: int | None = None
     must_halt: bool = False  # promoted, and the halt that opens its journal as primary is not yet written
+    # the peer list the orchestrator set at run time (`POST /v1/peers`), replacing the command line's `--peer` and
+    # `--standby-of`; None until one was set. `peers_epoch` is the epoch of the call that set it: a list sent at a
+    # lower one is stale, so an old leader's list never overwrites a newer leader's
+    peers: tuple[str, ...] | None = None
+    peers_epoch: int = 0
 
     @classmethod
     def load(cls, path: Path) -> ControlState:
@@ -219,18 +224,21 @@ class ControlState:
             if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0 or \
                     not (frozen is None or (isinstance(frozen, int) and not isinstance(frozen, bool))):
                 raise ValueError("epochs must be non-negative integers")
+            peers, peers_epoch = _peers(body)
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:  # JSONDecodeError too
             detail = f"missing {error}" if isinstance(error, KeyError) else str(error)
             raise ControlCorrupt(f"{path}: not a control state ({detail}); restore it or start on a fresh "
                                  "data directory") from None
         if frozen is None and role is Role.FENCED:
             frozen = epoch  # fenced before this field existed: its epoch then is the best bound we have
-        return cls(path, epoch=epoch, role=role, journal_epoch=frozen, must_halt=body.get("must_halt") is True)
+        return cls(path, epoch=epoch, role=role, journal_epoch=frozen, must_halt=body.get("must_halt") is True,
+                   peers=peers, peers_epoch=peers_epoch)
 
     _UNSET: ClassVar[Any] = object()
 
     def commit(self, *, epoch: int | None = None, role: Role | None = None, journal_epoch: Any = _UNSET,
-               must_halt: bool | None = None) -> None:
+               must_halt: bool | None = None, peers: tuple[str, ...] | None = None,
+               peers_epoch: int | None = None) -> None:
         """Persist the changed fields, then make them visible here; OSError (the disk failed) leaves this object as
         it was. In that order, because a replica that believed a change its disk refused would act on it: one whose
         promotion could not be saved took orders as a primary, in the phase its old primary had left (open)."""
@@ -238,10 +246,12 @@ class ControlState:
             self.path, self.epoch if epoch is None else epoch, self.role if role is None else role,
             self.journal_epoch if journal_epoch is ControlState._UNSET else journal_epoch,
             self.must_halt if must_halt is None else must_halt,
+            self.peers if peers is None else tuple(peers), self.peers_epoch if peers_epoch is None else peers_epoch,
         )
         changed.save()
         self.epoch, self.role, self.journal_epoch = changed.epoch, changed.role, changed.journal_epoch
         self.must_halt = changed.must_halt
+        self.peers, self.peers_epoch = changed.peers, changed.peers_epoch
 
     def save(self) -> None:
         temporary = self.path.with_suffix(".tmp")
@@ -250,9 +260,24 @@ class ControlState:
             body["journal_epoch"] = self.journal_epoch
         if self.must_halt:
             body["must_halt"] = True
+        if self.peers is not None:
+            body["peers"] = list(self.peers)
+            body["peers_epoch"] = self.peers_epoch
         with temporary.open("w", encoding="utf-8") as handle:
             handle.write(_canonical(body))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, self.path)
         _fsync_dir(self.path.parent)
+
+
+def _peers(body: dict[str, Any]) -> tuple[tuple[str, ...] | None, int]:
+    """The persisted peer list and its epoch; ValueError if they are not what `save` writes."""
+    peers, epoch = body.get("peers"), body.get("peers_epoch", 0)
+    if peers is None:
+        return None, 0
+    if not isinstance(peers, list) or not all(isinstance(url, str) and url for url in peers):
+        raise ValueError("peers must be a list of URLs")
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        raise ValueError("peers_epoch must be a non-negative integer")
+    return tuple(peers), epoch

@@ -36,6 +36,7 @@ from orchestrator.core.phases import DEFAULT_PROTECTION_ALLOW
 from orchestrator.engine.protocol import MAX_EPOCH_JUMP, Reason, StandbySeen, StatusBody, to_wire_time
 from orchestrator.engine.replica.book import Check, Duplicate, Ledger, Refusal
 from orchestrator.engine.replica.journal import ControlState, Entry, Journal
+from orchestrator.engine.replica.peers import normalized
 
 log = logging.getLogger("orchestrator.engine.replica")
 
@@ -307,6 +308,39 @@ class Node:
         except OSError as error:
             self.on_disk_failure(f"control state write failed: {error}")
             raise
+
+    def peer_urls(self) -> tuple[str, ...]:
+        """The peers this replica polls: the list the orchestrator last set (`POST /v1/peers`, persisted), else the
+        command line's `--standby-of` and `--peer` URLs."""
+        if self.control.peers is not None:
+            return self.control.peers
+        settings = self.settings
+        return normalized(([settings.standby_of] if settings.standby_of else []) + list(settings.peers))
+
+    def peers_floor(self) -> int:
+        """The lowest epoch a new peer list may carry: the highest epoch seen, or the one that set the list now."""
+        return max(self.control.epoch, self.control.peers_epoch)
+
+    def set_peers(self, epoch: int, peers: tuple[str, ...]) -> Refusal | None:
+        """`POST /v1/peers`: the epoch checked as by every control call (below `peers_floor`: `stale_epoch`; absurdly
+        far above: `epoch_too_far`), then the list persisted with its epoch before it takes effect.
+
+        The epoch is checked, never recorded as this replica's epoch: a peer list is no order to act at that epoch,
+        and stamping it on a deposed primary nobody fenced would make it claim the new epoch (a deposed primary is
+        fenced, never stamped). Told its new peers at its old epoch, such a primary sees one of them above it on
+        its next poll and fences itself. The same list at the same epoch again changes nothing."""
+        if epoch < self.peers_floor():
+            return Refusal(Reason.STALE_EPOCH)
+        if epoch - self.control.epoch > MAX_EPOCH_JUMP:
+            return Refusal(Reason.EPOCH_TOO_FAR)
+        peers = normalized(peers)
+        if (peers, epoch) == (self.control.peers, self.control.peers_epoch):
+            return None
+        before = self.peer_urls()
+        self._commit_control(peers=peers, peers_epoch=epoch)
+        log.warning("%s: peers set at epoch %d: %s (were %s)", self.settings.replica_id, epoch, ", ".join(peers),
+                    ", ".join(before) or "none")
+        return None
 
     def acknowledges(self, primary_epoch: int) -> bool:
         """Whether this standby may replicate from, and so acknowledge, a primary at `primary_epoch`."""

@@ -1,9 +1,10 @@
 """How replicas find each other and copy the journal.
 
-Discovery: every replica polls `GET /v1/status` of each peer it knows (`--peer` URLs and `--standby-of`) every
-`interval` seconds. A standby copies from the reachable *primary with the highest epoch* (ties: the longer
-journal, then the smaller replica id); when a standby is promoted, the others see a primary with a higher epoch
-on their next poll and switch to it, with no command from the orchestrator. A primary that sees another replica,
+Discovery: every replica polls `GET /v1/status` of each peer it knows every `interval` seconds: the list the
+orchestrator set at run time (`POST /v1/peers`, persisted: `peers`), else its `--peer` URLs and `--standby-of`.
+A standby copies from the reachable *primary with the highest epoch* (ties: the longer journal, then the smaller
+replica id); when a standby is promoted, the others see a primary with a higher epoch on their next poll and
+switch to it, with no command from the orchestrator. A primary that sees another replica,
 of any role, carrying a higher epoch fences itself (the replica's side of `core.runbook.deposed_primaries`): it
 was deposed while it could not hear, and must not take one more write. A standby at a higher epoch is proof
 enough: it is the orchestrator's halt that reached the others and not us (a primary stopped through its cloud,
@@ -55,6 +56,7 @@ without a primary, nobody can say which of the two histories is the wrong one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -76,12 +78,22 @@ class Replicator:
         self.client = client
         self.interval = interval
         self.wait = wait
-        settings = node.settings
-        urls = ([settings.standby_of] if settings.standby_of else []) + list(settings.peers)
-        self.urls = list(dict.fromkeys(url.rstrip("/") for url in urls))
+        self.urls = list(node.peer_urls())
         self.seen: dict[str, dict[str, Any] | None] = dict.fromkeys(self.urls)
         self.mismatched: set[str] = set()  # catch-up peers whose history is not ours
         self.peer_epoch = 0  # the highest epoch a peer was seen carrying (see `floor`)
+        self.wake = asyncio.Event()  # set to poll the peers now rather than after `interval`
+
+    def use_peers(self, urls: tuple[str, ...]) -> None:
+        """The peers set at run time (`POST /v1/peers`, already persisted by `Node.set_peers`), from now on: a
+        promotion asks exactly these, `follow` chooses among them, and the watcher polls them at once. What was
+        last seen of a peer that stays is kept; a peer dropped is forgotten (its old address may be a machine that
+        is gone, or another's), and so is a primary a rejoin taught us, since the orchestrator's list names every
+        replica where it runs now."""
+        self.urls = list(urls)
+        self.seen = {url: self.seen.get(url) for url in self.urls}
+        self.mismatched &= set(self.urls)
+        self.wake.set()
 
     def learn_primary(self, url: str) -> None:
         """A primary this replica was rejoined to (`rejoin`), polled and followed like a configured peer from now
@@ -110,8 +122,11 @@ class Replicator:
 
     async def poll_peers(self, timeout: float = 0.5) -> dict[str, dict[str, Any] | None]:
         """Ask every peer for its status at once; an unreachable peer maps to None."""
-        answers = await asyncio.gather(*(self._status(url, timeout) for url in self.urls))
-        self.seen = dict(zip(self.urls, answers, strict=True))
+        asked = list(self.urls)
+        answers = await asyncio.gather(*(self._status(url, timeout) for url in asked))
+        fresh = dict(zip(asked, answers, strict=True))
+        # the peers may have been set anew while we waited: keep to the list now (a peer added since is unknown)
+        self.seen = {url: fresh.get(url) for url in self.urls}
         self._learn()
         return self.seen
 
@@ -207,7 +222,9 @@ class Replicator:
                 self.check_deposed()
             except (KeyError, ValueError, TypeError) as error:  # a peer answered a malformed status
                 log.warning("%s: peer poll failed: %r", self.node.settings.replica_id, error)
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self.interval)
+            self.wake.clear()
 
     async def follow(self) -> None:
         while True:
