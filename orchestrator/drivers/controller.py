@@ -31,6 +31,7 @@ from orchestrator.core.errors import FailoverError, LeaseLost, StoreError
 from orchestrator.core.health import Assessment, HealthSettings, HealthState
 from orchestrator.core.model import Observation, Phase, ReplicaStatus, Role, Topology, Verdict
 from orchestrator.core.quarantine import Quarantine, quarantined_replicas
+from orchestrator.drivers.auto_rejoin import run_auto_rejoin
 from orchestrator.drivers.events import Event, EventKind, Notifier
 from orchestrator.drivers.modes import MODES, ControllerSettings, Mode
 from orchestrator.drivers.probe import Prober, probe_source
@@ -447,6 +448,7 @@ class Controller:
         acted |= scheduled.acted
         progress = self._advance_running(verdicts)
         acted |= any(p.step is not None for p in progress)
+        acted |= run_auto_rejoin(self.store, self.topology, self, verdicts, now).acted  # policy.auto_rejoin
         self._archive_returned(now)
         self._page_holds(actions, now)
         self._page_stalls(progress, now)

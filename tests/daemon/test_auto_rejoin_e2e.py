@@ -7,14 +7,11 @@ aws-hk is out of quarantine and the replica has needed a rebuild for `after`; th
 the rejoined one acknowledges a new order. While aws-hk is quarantined nothing is rebuilt there (until `failover
 release`); with the policy off nothing is rebuilt at all.
 
-Each cycle is `Controller.run_cycle` followed by `run_auto_rejoin` with the cycle's own controller, statuses and
-verdicts: exactly the call `run_cycle` makes once it is wired in (next to `run_due`). When `run_cycle` already makes
-it (and the core's `Policy` carries `auto_rejoin`), the test leaves it to the controller.
+Each cycle is `Controller.run_cycle`, which calls `run_auto_rejoin` as the leader, after the running runbooks.
 """
 
 from __future__ import annotations
 
-import inspect
 import subprocess
 import sys
 import time
@@ -26,9 +23,9 @@ import pytest
 import yaml
 
 from orchestrator.config import load_config
-from orchestrator.core.model import Policy, Role
-from orchestrator.drivers.auto_rejoin import AutoRejoin, run_auto_rejoin
-from orchestrator.drivers.controller import Controller, CycleResult
+from orchestrator.core.model import Role
+from orchestrator.drivers.auto_rejoin import AutoRejoin
+from orchestrator.drivers.controller import CycleResult
 from orchestrator.drivers.modes import Mode
 from orchestrator.drivers.state import load_engine
 from orchestrator.drivers.wiring import build_controller, build_edges
@@ -38,8 +35,6 @@ from orchestrator.testbed.world import LOADED_PROBE_INTERVAL, LOADED_PROBE_TIMEO
 DEADLINE = 600.0  # cycles on a busy machine: a deadline, not a number of cycles
 PAUSE = 0.4  # between cycles: the probe interval
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(4 * DEADLINE + 300)]
-# whether `Controller.run_cycle` already calls the automatic rejoin with the topology's policy
-WIRED = "run_auto_rejoin" in inspect.getsource(Controller.run_cycle) and hasattr(Policy(), "auto_rejoin")
 
 
 @pytest.fixture
@@ -51,7 +46,7 @@ def bed(tmp_path: Path) -> Iterator[Testbed]:
 
 
 class Leader:
-    """The cron job's controller, one cycle at a time, with the automatic rejoin after each cycle it leads."""
+    """The cron job's controller, one cycle at a time."""
 
     def __init__(self, bed: Testbed) -> None:
         loaded = load_config(bed.config_path)
@@ -63,9 +58,6 @@ class Leader:
 
     def cycle(self) -> CycleResult:
         result = self.last = self.controller.run_cycle()
-        if result.leader and not WIRED:  # the line Controller.run_cycle will carry, next to run_due
-            run_auto_rejoin(self.controller.store, self.controller.topology, self.controller, result.verdicts,
-                            result.at, self.policy)
         return result
 
     def until(self, holds: Callable[[], Any], what: str, each: Callable[[], None] = lambda: None) -> Any:
