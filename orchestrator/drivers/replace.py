@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from orchestrator.core.errors import ConfigError, FailoverError, UnsafeError
@@ -38,9 +38,11 @@ from orchestrator.drivers.state import load_engine
 from orchestrator.engine.base import EngineControl
 from orchestrator.store.base import StateStore
 from orchestrator.store.records import IncidentStatus
-from orchestrator.store.topology_record import RecordedReplica, topology_book, with_recorded
+from orchestrator.store.topology_record import TOPOLOGY, RecordedReplica, topology_book, with_recorded
 from providers.base import CloudProvider
-from providers.launch import LaunchedInstance, Launcher, launcher_for
+from providers.launch import Launcher, launcher_for
+
+PEERS_STAGE = "peers"  # the progress state from which a rerun only tells the replicas their peers
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,20 @@ class ReplacePlan:
     previous: Replica  # where it ran until now (the store's record, else the configuration)
     resumed: bool = False  # a replacement with this key was already under way
     control_url: str | None = None  # the one an earlier run of it used (given with --control-url, or derived)
+    stage: str | None = None  # the progress state it resumes from (`PEERS_STAGE`: rejoined, peers still to tell)
+    instance: str | None = None  # the machine an earlier run made or found (known once it was created)
+    pending: Mapping[str, str] = field(default_factory=dict)  # replicas an earlier run could not tell, and why
+
+
+@dataclass
+class PeersOutcome:
+    """Which replicas of the engine took the new peer list (`POST /v1/peers`) and which did not, and why: one that
+    did not still polls the replaced replica's old address, so it would not follow it once it is promoted."""
+
+    epoch: int
+    urls: dict[str, str]  # every replica of the engine -> its control URL now (what each was told, minus its own)
+    told: list[str] = field(default_factory=list)
+    pending: dict[str, str] = field(default_factory=dict)  # replica -> the error
 
 
 @dataclass
@@ -64,6 +80,7 @@ class ReplaceOutcome:
     control_url: str | None = None
     created: bool = False  # made by this run (False: found by its key)
     rejoin: RejoinOutcome | None = None
+    peers: PeersOutcome | None = None
     error: str | None = None
 
 
@@ -93,29 +110,45 @@ class Replace:
     def plan(self, engine_name: str | None, replica: str, site: str, *, force: bool = False) -> ReplacePlan:
         """Whether `replica` may be replaced on `site` now, and under which key (see the module's docstring)."""
         engine = _pick(self.topology, engine_name, replica, site)
-        self.launcher(site)  # bad launch settings are bad input, found before anything is made
-        if replica == load_engine(self.store, self.topology, engine.name).primary:
-            raise UnsafeError(f"refused: {replica} is the primary of {engine.name}; fail over first, then replace it")
-        self._check_quarantine(site)
+        progress = self.book.replace_progress(engine.name, replica)
+        telling = progress is not None and progress.get("state") == PEERS_STAGE and progress.get("site") == site
+        if not telling:  # the machine is made and rejoined: only the replicas' peer lists are left to set
+            self.launcher(site)  # bad launch settings are bad input, found before anything is made
+            if replica == load_engine(self.store, self.topology, engine.name).primary:
+                raise UnsafeError(f"refused: {replica} is the primary of {engine.name}; fail over first, then "
+                                  "replace it")
+            self._check_quarantine(site)
         incident = self.store.open_incident(engine.name)
         if incident is not None and incident.status is not IncidentStatus.NEEDS_HUMAN:
             raise UnsafeError(f"refused: incident {incident.id} of {engine.name} is {incident.status.value}; "
                               "replace once it is closed or handed to a human")
-        progress = self.book.replace_progress(engine.name, replica)
         if progress is not None and progress.get("site") != site:
             raise UnsafeError(f"refused: a replacement of {replica} onto {progress.get('site')} is under way (key "
                               f"{progress.get('key')}); finish it with: failover replace {replica} --site "
                               f"{progress.get('site')}")
-        previous = engine.replica(replica)
+        previous = self._previous(engine, replica, progress)
         if progress is None and not force:
             self._check_lost(previous)
         if progress is not None:
             return ReplacePlan(engine.name, replica, site, str(progress["key"]), int(progress["generation"]),
-                               previous, resumed=True, control_url=progress.get("control_url"))
+                               previous, resumed=True, control_url=progress.get("control_url"),
+                               stage=str(progress.get("state")), instance=progress.get("instance"),
+                               pending=dict(progress.get("pending") or {}))
         recorded = self.book.recorded_replicas().get((engine.name, replica))
         generation = (recorded.generation if recorded is not None else 0) + 1
         return ReplacePlan(engine.name, replica, site, idempotency_key(engine.name, replica, site, generation),
                            generation, previous)
+
+    def _previous(self, engine: Engine, replica: str, progress: Mapping[str, Any] | None) -> Replica:
+        """Where the replica ran before this replacement: the configuration's (or an earlier replacement's) place;
+        once this replacement is recorded (its peers still to tell), the place the record says it replaced."""
+        now = engine.replica(replica)
+        recorded = self.book.recorded_replicas().get((engine.name, replica))
+        if progress is None or recorded is None or recorded.instance != progress.get("instance") or \
+                not recorded.previous.get("site"):
+            return now
+        return replace(now, site=recorded.previous["site"], instance=recorded.previous.get("instance", ""),
+                       control_url=recorded.previous.get("control_url", ""))
 
     def _check_quarantine(self, site: str) -> None:
         book = self.store.quarantines()
@@ -150,7 +183,10 @@ class Replace:
         say = on_progress or (lambda line: None)
         outcome = ReplaceOutcome(plan, "failed")
         self._audit("replace.start", {**self._ids(plan), "generation": plan.generation, "resumed": plan.resumed,
+                                      "stage": plan.stage,
                                       "previous": {"site": plan.previous.site, "instance": plan.previous.instance}})
+        if plan.stage == PEERS_STAGE and plan.instance is not None and plan.control_url is not None:
+            return self._resume_telling(plan, outcome, began, say)
         self._progress(plan, "launching")
         launcher = self.launcher(plan.site)
         say(f"launching on {plan.site} (key {plan.key})")
@@ -161,7 +197,7 @@ class Replace:
             raise
         url = control_url or plan.control_url or launched.control_url(launcher.control_url_template)
         outcome.instance, outcome.control_url, outcome.created = launched.instance, url, launched.created
-        self._progress(plan, "created", launched, url)
+        self._progress(plan, "created", launched.instance, url)
         self._audit("replace.created", {**self._ids(plan), "instance": launched.instance, "made": launched.created,
                                         "control_url": url})
         target = replace(plan.previous, site=plan.site, instance=launched.instance, control_url=url)
@@ -180,11 +216,86 @@ class Replace:
         if outcome.rejoin.state != "done" or not outcome.rejoin.acknowledging:
             state = "failed" if outcome.rejoin.state == "failed" else "rejoining"
             return self._finish(outcome, state, began, outcome.rejoin.error)
-        self.book.record_replacement(RecordedReplica(
-            plan.engine, plan.replica, plan.site, launched.instance, url, self.clock(), plan.generation,
-            {"site": plan.previous.site, "instance": plan.previous.instance,
-             "control_url": plan.previous.control_url}))
+        epoch = outcome.rejoin.plan.epoch
+        self._progress(plan, PEERS_STAGE, launched.instance, url, pending=dict.fromkeys(
+            (r.name for r in self._moved(plan.engine, target).replicas), "not told yet"))
+        outcome.peers = self._tell_peers(plan, target, epoch, say)
+        self._record(plan, launched.instance, url, outcome.peers)
         return self._finish(outcome, "done", began, None)
+
+    # --- the peers -----------------------------------------------------------------------------------------
+
+    def _resume_telling(self, plan: ReplacePlan, outcome: ReplaceOutcome, began: float,
+                        say: Callable[[str], None]) -> ReplaceOutcome:
+        """A run that rejoined the machine but was killed before every replica took the new peer list (or that
+        left some out because they did not answer): tell them all again at the primary's epoch now, record."""
+        assert plan.instance is not None and plan.control_url is not None
+        outcome.instance, outcome.control_url = plan.instance, plan.control_url
+        target = replace(plan.previous, site=plan.site, instance=plan.instance, control_url=plan.control_url)
+        left = ", ".join(sorted(plan.pending)) or "every replica"
+        say(f"{plan.replica} runs as {plan.instance} at {plan.control_url}; telling the peers its new place "
+            f"(left to tell: {left})")
+        outcome.peers = self._tell_peers(plan, target, self._epoch_now(plan.engine), say)
+        self._record(plan, plan.instance, plan.control_url, outcome.peers)
+        return self._finish(outcome, "done", began, None)
+
+    def _moved(self, engine_name: str, target: Replica) -> Engine:
+        """The engine with the replaced replica at its new place."""
+        engine = self.topology.engines[engine_name]
+        return replace(engine, replicas=tuple(target if r.name == target.name else r for r in engine.replicas))
+
+    def _epoch_now(self, engine_name: str) -> int:
+        """The epoch a peer list is sent at: the primary's as it answers now, else the store's record of it. Never
+        a new one: the list is checked against it, not stamped (a stale one is refused and listed)."""
+        record = load_engine(self.store, self.topology, engine_name)
+        engine = self.topology.engines[engine_name]
+        try:
+            return max(record.epoch, self.engines.status(engine.replica(record.primary)).epoch)
+        except FailoverError:
+            return record.epoch
+
+    def _tell_peers(self, plan: ReplacePlan, target: Replica, epoch: int,
+                    say: Callable[[str], None]) -> PeersOutcome:
+        """Every replica of the engine, the new machine included (its image names no peer), is told the others'
+        control URLs where they run now (`POST /v1/peers`). One that does not answer or refuses is listed: it still
+        polls the old address, and once the new machine is promoted it would not follow it."""
+        engine = self._moved(plan.engine, target)
+        told = PeersOutcome(epoch, {r.name: r.control_url for r in engine.replicas})
+        for replica in engine.replicas:
+            others = [url for name, url in told.urls.items() if name != replica.name]
+            try:
+                self.engines.set_peers(replica, epoch, others)
+            except FailoverError as error:
+                told.pending[replica.name] = str(error)
+                continue
+            told.told.append(replica.name)
+        if told.pending:
+            say(f"told {', '.join(told.told) or 'no replica'} the new peer list; not told: "
+                + "; ".join(f"{name} ({error})" for name, error in told.pending.items()))
+        else:
+            say(f"told {', '.join(told.told)} the new peer list at epoch {epoch}")
+        self._audit("replace.peers", {**self._ids(plan), "epoch": epoch, "peers": told.urls, "told": told.told,
+                                      "pending": told.pending})
+        return told
+
+    def _record(self, plan: ReplacePlan, instance: str, url: str, peers: PeersOutcome) -> None:
+        """The replica's new place, recorded; with replicas left to tell, its progress is kept at the peers stage
+        in the same write (a rerun of the same command tells them), else dropped with it."""
+        recorded = RecordedReplica(
+            plan.engine, plan.replica, plan.site, instance, url, self.clock(), plan.generation,
+            {"site": plan.previous.site, "instance": plan.previous.instance,
+             "control_url": plan.previous.control_url})
+        if not peers.pending:
+            self.book.record_replacement(recorded)
+            return
+        slot = f"{plan.engine}/{plan.replica}"
+        progress = self._progress_body(plan, PEERS_STAGE, instance, url, peers.pending)
+
+        def change(document: dict[str, Any]) -> dict[str, Any]:
+            replicas = {**(document.get("replicas") or {}), slot: recorded.to_json()}
+            replacing = {**(document.get("replacing") or {}), slot: progress}
+            return {**document, "replicas": replicas, "replacing": replacing}
+        TOPOLOGY.change(self.book, change)
 
     def _wait_answering(self, target: Replica, deadline: float, poll: float) -> ReplicaStatus | None:
         while True:
@@ -199,8 +310,7 @@ class Replace:
     def _rejoin(self, plan: ReplacePlan, target: Replica, timeout: float, poll: float) -> RejoinOutcome:
         """The rejoin driver on the topology with the replica at its new place; a new replica is an empty standby
         (or one a killed run left part-copied), so it is rebuilt even though it replicates without error."""
-        engine = self.topology.engines[plan.engine]
-        moved = replace(engine, replicas=tuple(target if r.name == plan.replica else r for r in engine.replicas))
+        moved = self._moved(plan.engine, target)
         topology = replace(self.topology, engines={**self.topology.engines, plan.engine: moved})
         rejoin = Rejoin(topology, self.store, self.engines, actor=self.actor, clock=self.clock, sleep=self.sleep)
         return rejoin.run(rejoin.plan(plan.engine, plan.replica, force=True), timeout=timeout, poll=poll)
@@ -214,13 +324,20 @@ class Replace:
                              "error": error})
         return outcome
 
-    def _progress(self, plan: ReplacePlan, state: str, launched: LaunchedInstance | None = None,
-                  url: str | None = None) -> None:
+    def _progress(self, plan: ReplacePlan, state: str, instance: str | None = None, url: str | None = None,
+                  pending: Mapping[str, str] | None = None) -> None:
+        self.book.put_replace_progress(plan.engine, plan.replica,
+                                       self._progress_body(plan, state, instance, url, pending))
+
+    def _progress_body(self, plan: ReplacePlan, state: str, instance: str | None, url: str | None,
+                       pending: Mapping[str, str] | None) -> dict[str, Any]:
         progress: dict[str, Any] = {"site": plan.site, "key": plan.key, "generation": plan.generation,
                                     "state": state, "at": self.clock(), "actor": self.actor}
-        if launched is not None:
-            progress.update(instance=launched.instance, control_url=url)
-        self.book.put_replace_progress(plan.engine, plan.replica, progress)
+        if instance is not None:
+            progress.update(instance=instance, control_url=url)
+        if pending is not None:
+            progress["pending"] = dict(pending)
+        return progress
 
     @staticmethod
     def _ids(plan: ReplacePlan) -> Mapping[str, Any]:

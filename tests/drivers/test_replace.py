@@ -157,3 +157,86 @@ def test_the_recorded_topology_and_where_the_configuration_differs() -> None:
     assert differences(now, {("spot", "spot-azure"): moved}) == []  # the file updated: nothing to say
     with pytest.raises(EngineError):
         primary_only().status(configured.engines["spot"].replica("spot-azure"))
+
+
+def rejoined(store: StateStore, pending: dict[str, str]) -> None:
+    """What a run leaves when it was killed after the rejoin, before every replica took the new peer list."""
+    topology_book(store).put_replace_progress("spot", "spot-azure", {
+        "site": "gcp-b", "key": idempotency_key("spot", "spot-azure", "gcp-b", 1), "generation": 1,
+        "state": "peers", "at": 1.0, "actor": "sre@test", "instance": "asia-east2-a/spot-azure-1",
+        "control_url": "http://10.9.0.2:8443", "pending": pending})
+
+
+def with_standbys(*names: str) -> AssumedEngine:
+    statuses = {name: ReplicaStatus(name, Role.STANDBY, 7, Phase.OPEN, None, 40, 40) for name in names}
+    return AssumedEngine({**primary_only().replicas, **statuses})
+
+
+EVERYONE = {"spot-aws": "http://10.0.0.1:8443", "spot-gcp": "http://10.1.0.1:8443",
+            "spot-azure": "http://10.9.0.2:8443"}
+
+
+def test_a_run_killed_before_the_peers_were_told_tells_them_on_the_rerun_and_makes_nothing(
+        gcp: tuple[GcpComputeFake, str]) -> None:
+    fake, url = gcp
+    with open_store("memory://") as store:
+        rejoined(store, dict.fromkeys(EVERYONE, "not told yet"))
+        engines = with_standbys("spot-gcp", "spot-azure")
+        replace = driver(store, url, engines)
+        plan = replace.plan(None, "spot-azure", "gcp-b")
+        assert (plan.resumed, plan.stage, plan.instance) == (True, "peers", "asia-east2-a/spot-azure-1")
+        outcome = replace.run(plan, timeout=5, poll=0.01)
+        assert (outcome.state, outcome.instance, outcome.control_url) == \
+            ("done", "asia-east2-a/spot-azure-1", "http://10.9.0.2:8443")
+        assert outcome.peers is not None and (outcome.peers.epoch, outcome.peers.pending) == (7, {})
+        for name in EVERYONE:  # each one the others, where they run now; nobody the old http://10.2.0.1:8443
+            assert engines.peers[name] == tuple(u for other, u in EVERYONE.items() if other != name)
+            assert engines.peers_epoch[name] == 7
+        book = topology_book(store)
+        assert book.replace_progress("spot", "spot-azure") is None
+        recorded = book.recorded_replicas()[("spot", "spot-azure")]
+        assert (recorded.site, recorded.instance, recorded.previous["site"]) == ("gcp-b", plan.instance, "azure-a")
+        assert [e.action for e in store.audit_entries()] == ["replace.start", "replace.peers", "replace.done"]
+    assert inserts(fake) == 0  # the machine was made by the run that was killed
+
+
+def test_a_replica_that_does_not_answer_is_listed_and_told_by_the_next_run(gcp: tuple[GcpComputeFake, str]) -> None:
+    _, url = gcp
+    with open_store("memory://") as store:
+        rejoined(store, dict.fromkeys(EVERYONE, "not told yet"))
+        engines = with_standbys("spot-azure")  # spot-gcp does not answer
+        first = driver(store, url, engines).run(driver(store, url, engines).plan(None, "spot-azure", "gcp-b"),
+                                                timeout=5, poll=0.01)
+        assert first.state == "done" and first.peers is not None
+        assert sorted(first.peers.told) == ["spot-aws", "spot-azure"]
+        assert list(first.peers.pending) == ["spot-gcp"] and "did not answer" in first.peers.pending["spot-gcp"]
+        book = topology_book(store)
+        assert book.recorded_replicas()[("spot", "spot-azure")].site == "gcp-b"  # replaced, and recorded
+        progress = book.replace_progress("spot", "spot-azure")  # kept in the same write: spot-gcp is left to tell
+        assert progress is not None and (progress["state"], list(progress["pending"])) == ("peers", ["spot-gcp"])
+
+        engines.replicas["spot-gcp"] = ReplicaStatus("spot-gcp", Role.STANDBY, 7, Phase.OPEN, None, 40, 40)
+        again = driver(store, url, engines)
+        plan = again.plan(None, "spot-azure", "gcp-b")  # no --force needed: the replacement is not finished
+        assert (plan.stage, dict(plan.pending), plan.previous.site) == ("peers", {"spot-gcp": progress["pending"]
+                                                                                  ["spot-gcp"]}, "azure-a")
+        second = again.run(plan, timeout=5, poll=0.01)
+        assert second.peers is not None and second.peers.pending == {}
+        assert engines.peers["spot-gcp"] == ("http://10.0.0.1:8443", "http://10.9.0.2:8443")
+        assert book.replace_progress("spot", "spot-azure") is None
+        with pytest.raises(UnsafeError, match="--force"):  # a healthy standby now: done
+            driver(store, url, with_standbys("spot-gcp", "spot-azure")).plan(None, "spot-azure", "gcp-b")
+
+
+def test_a_stale_epoch_is_listed_not_stamped(gcp: tuple[GcpComputeFake, str]) -> None:
+    """A replica that carries an epoch above the primary's (a control call half done) refuses the list: listed."""
+    _, url = gcp
+    with open_store("memory://") as store:
+        rejoined(store, {"spot-gcp": "not told yet"})
+        engines = with_standbys("spot-gcp", "spot-azure")
+        engines.replicas["spot-gcp"] = ReplicaStatus("spot-gcp", Role.STANDBY, 9, Phase.OPEN, None, 40, 40)
+        replace = driver(store, url, engines)
+        outcome = replace.run(replace.plan(None, "spot-azure", "gcp-b"), timeout=5, poll=0.01)
+        assert outcome.peers is not None and list(outcome.peers.pending) == ["spot-gcp"]
+        assert "stale epoch 7" in outcome.peers.pending["spot-gcp"]
+        assert engines.replicas["spot-gcp"].epoch == 9 and "spot-gcp" not in engines.peers

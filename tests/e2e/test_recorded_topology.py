@@ -15,10 +15,14 @@ to update. From then on:
   primary as a standby of the new machine.
 
 The switchover test replaces spot-azure on AWS, not GCP (promoted on GCP, its only live standby would be spot-gcp on
-the same cloud), and restarts spot-gcp with the new address among its peers, as the engine's operator must: the
-reference engine's standbys find their primary among the peers their own flags name, and `failover replace` does not
-tell them. Without that, the promoted new machine has no standby on another cloud, cannot commit, and the runbook
-extends the window three times and hands over to a human (seen in the first version of this test).
+the same cloud). No replica is restarted: `failover replace` tells every replica of the engine the control URLs where
+they run now (`POST /v1/peers`), so spot-gcp, whose flags still name spot-azure's old address, follows the new
+machine once it is promoted. spot-gcp is down during the replacement: the command records the new machine, names
+spot-gcp as still looking at the old address and exits 1; once spot-gcp is back, the same command tells it (exit 0).
+Without that step (the first version of this test restarted spot-gcp with the new address by hand; without the
+restart) the promoted new machine had no standby on another cloud and could not commit: `execute` exited 3, the
+runbook extended the protection window three times ("new primary spot-azure is cannot_commit") and handed over to
+a human with trading halted.
 
 Before the fix (the operator's commands read replicas from the file) `plan --target spot-azure` exited 3, blocked by
 "target site must be healthy; target replica must be healthy; target replica status must be known" (the old address
@@ -27,7 +31,6 @@ did not answer, the old site's VM was deallocated); `execute` was refused with t
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import sys
@@ -45,9 +48,11 @@ def failover(bed: Testbed, *args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=600, check=False)
 
 
-def replaced_onto(bed: Testbed, site: str) -> tuple[ReplicaCluster, str]:
+def replaced_onto(bed: Testbed, site: str, *, down: str | None = None) -> tuple[ReplicaCluster, str]:
     """spot-azure lost for good and replaced on `site` (gcp-hk from an image, or aws-hk from an EC2 launch template):
-    the new machine (already booted, so the replace finishes in one run) and the instance the replace made."""
+    the new machine (already booted, so the replace finishes in one run) and the instance the replace made. With
+    `down`, that replica is stopped during the replacement: it is named as not told (exit 1), started again, and
+    the same command tells it (exit 0)."""
     import boto3
 
     assert bed.replicas is not None and bed.azure is not None
@@ -76,10 +81,32 @@ def replaced_onto(bed: Testbed, site: str) -> tuple[ReplicaCluster, str]:
                                            "source_image": "global/images/engine-2026-12",
                                            "machine_type": "c3-standard-8"}
     bed.config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    everyone = {"spot-aws": cluster.url("spot-aws"), "spot-gcp": cluster.url("spot-gcp"),
+                "spot-azure": machine.url("spot-azure")}
+    if down is not None:
+        cluster.stop(down)
+        first = failover(bed, "replace", "spot-azure", "--site", site, "--output", "json")
+        assert first.returncode == 1, first.stdout + first.stderr  # replaced, but one replica was not told
+        told = json.loads(first.stdout)
+        assert (told["state"], told["peers"]["urls"], list(told["peers"]["pending"])) == ("done", everyone, [down])
+        assert f"{down} did not take the new peer list" in first.stderr, first.stderr
+        assert f"at its old address {cluster.url('spot-azure')}" in first.stderr, first.stderr
+        cluster.start(down)
     done = failover(bed, "replace", "spot-azure", "--site", site, "--output", "json")
     assert done.returncode == 0, done.stdout + done.stderr
     outcome = json.loads(done.stdout)
     assert (outcome["state"], outcome["site"], outcome["previous"]["site"]) == ("done", site, "azure-hk")
+    assert (outcome["peers"]["urls"], outcome["peers"]["pending"]) == (everyone, {})
+    assert sorted(outcome["peers"]["told"]) == sorted(everyone)
+    assert outcome["stage"] == (None if down is None else "peers")  # the rerun only told the peers
+    check = cluster.client()
+    try:  # each replica polls the others where they run now: the old address is gone from every list
+        for name, url in everyone.items():
+            listed = check.peers(url)
+            assert (listed["source"], sorted(listed["peers"])) == \
+                ("control", sorted(other for peer, other in everyone.items() if peer != name)), (name, listed)
+    finally:
+        check.close()
     return machine, str(outcome["instance"])
 
 
@@ -93,16 +120,6 @@ def caught_up(bed: Testbed, machine: ReplicaCluster, primary: str) -> None:
                    "the new standby to hold every order of the primary")
     finally:
         client.close()
-
-
-def tell_the_peers(bed: Testbed, machine: ReplicaCluster) -> None:
-    """What the engine's own operator does after a replace: spot-gcp's peer list names spot-azure at its new address
-    (the reference engine's `--peer` flags are its own configuration, which `failover` cannot change), so that once
-    the new machine is primary, spot-gcp finds it and copies its writes."""
-    assert bed.replicas is not None
-    running = bed.replicas.replicas["spot-gcp"]
-    running.spec = dataclasses.replace(running.spec, via={**running.spec.via, "spot-azure": machine.url("spot-azure")})
-    bed.replicas.restart("spot-gcp")
 
 
 def test_plan_and_status_see_the_replaced_replica_where_it_runs_now(bed: Testbed) -> None:
@@ -145,12 +162,12 @@ def test_plan_and_status_see_the_replaced_replica_where_it_runs_now(bed: Testbed
 
 def test_execute_halt_reopen_and_rejoin_act_on_the_replaced_replica(bed: Testbed) -> None:
     assert bed.replicas is not None
-    machine, instance = replaced_onto(bed, "aws-hk")
+    machine, instance = replaced_onto(bed, "aws-hk", down="spot-gcp")
     client = bed.replicas.client()
     new = machine.replica("spot-azure")
     try:
         caught_up(bed, machine, "spot-aws")
-        tell_the_peers(bed, machine)
+        restarted = bed.replicas.replicas["spot-gcp"].process
         before = client.status(new).epoch
         planned = json.loads(failover(bed, "plan", "--target", "spot-azure", "--output", "json").stdout)
         assert planned["safe"], planned["blocked_by"]
@@ -159,6 +176,12 @@ def test_execute_halt_reopen_and_rejoin_act_on_the_replaced_replica(bed: Testbed
         assert executed.returncode == 0, executed.stdout + executed.stderr
         promoted = client.status(new)
         assert (promoted.role, promoted.phase) == (Role.PRIMARY, Phase.OPEN) and promoted.epoch > before
+        gcp = client.status(bed.replicas.replica("spot-gcp"))  # its flags still name the old address
+        assert (gcp.role, gcp.following) == (Role.STANDBY, machine.url("spot-azure"))
+        assert bed.replicas.replicas["spot-gcp"].process is restarted  # nobody restarted it
+        committed = client.submit_order(new, client_order_id="after-the-move", account="a-1", market="BTC-USDT",
+                                        side="sell", qty="1", price="150")
+        assert committed.accepted, committed  # synchronous: spot-gcp, on another cloud, holds it
 
         halted = failover(bed, "halt", "--reason", "after the move")
         assert halted.returncode == 0, halted.stdout + halted.stderr

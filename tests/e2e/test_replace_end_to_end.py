@@ -119,8 +119,11 @@ def test_a_lost_replica_is_replaced_on_another_cloud_resumably_and_ends_in_sync(
         assert recorded.previous["site"] == "azure-hk"
         actions = audit_actions(bed)
         assert actions.count("replace.start") == 2 and actions.count("replace.unfinished") == 1
-        assert actions[-6:] == ["replace.start", "replace.created", "replace.answering", "rejoin.start",
-                                "rejoin.done", "replace.done"]
+        assert actions[-7:] == ["replace.start", "replace.created", "replace.answering", "rejoin.start",
+                                "rejoin.done", "replace.peers", "replace.done"]
+        assert "peers told its place: spot-aws, spot-gcp, spot-azure" in second.stdout, second.stdout
+        told = client.peers(cluster.url("spot-gcp"))  # started with spot-azure's old address among its peers
+        assert (told["source"], told["peers"]) == ("control", [cluster.url("spot-aws"), machine.url("spot-azure")])
 
         status = failover(bed, "status")
         said = [line for line in status.stdout.splitlines() if "topology differs from the configuration" in line]
