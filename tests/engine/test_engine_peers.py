@@ -10,7 +10,9 @@ without the token, nothing changes either.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,6 +21,7 @@ from orchestrator.core.errors import EngineError, StaleEpoch
 from orchestrator.core.model import Phase, Role
 from orchestrator.engine.base import PromoteRefused
 from orchestrator.engine.client import HttpEngineClient
+from orchestrator.engine.replica.journal import ControlCorrupt, ControlState
 from orchestrator.testbed.ports import free_port
 from orchestrator.testbed.replicas import ReplicaCluster, ReplicaSpec
 from orchestrator.testbed.world import wait_until
@@ -124,3 +127,15 @@ def test_a_promotion_asks_the_new_peers(client: HttpEngineClient, cluster: Repli
     assert (refused.value.peer, refused.value.last_seq) == (cluster.url("g"), 0)
     assert refused.value.peer_seq >= seq
     assert client.status(x).role is Role.STANDBY
+
+
+def test_a_control_state_with_a_bad_peer_list_refuses_to_load(tmp_path: Path) -> None:
+    """The list is part of the control state: one the replica cannot read stops it at start, naming the file."""
+    path = tmp_path / "control.json"
+    state = ControlState(path)
+    state.commit(role=Role.STANDBY, peers=("http://10.0.0.1:8700",), peers_epoch=3)
+    loaded = ControlState.load(path)
+    assert (loaded.peers, loaded.peers_epoch, loaded.role) == (("http://10.0.0.1:8700",), 3, Role.STANDBY)
+    path.write_text(json.dumps({"epoch": 3, "role": "standby", "peers": "http://10.0.0.1:8700"}), encoding="utf-8")
+    with pytest.raises(ControlCorrupt, match=f"{path}: not a control state \\(peers must be a list of URLs\\)"):
+        ControlState.load(path)

@@ -133,7 +133,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     role.add_argument("--primary", action="store_true", help="start as primary (on a fresh data directory)")
     role.add_argument("--standby-of", metavar="URL", help="start as a standby of this primary")
     run.add_argument("--cloud", default="local", help="failure domain; sync replication needs another one")
-    run.add_argument("--peer", action="append", default=[], metavar="URL", help="another replica (repeat)")
+    run.add_argument("--peer", action="append", default=[], metavar="URL",
+                     help="another replica (repeat); with --standby-of, replaced by a list the orchestrator sets "
+                          "(POST /v1/peers), which is kept across restarts")
     mode = run.add_mutually_exclusive_group()
     mode.add_argument("--sync", dest="synchronous", action="store_true", default=True,
                       help="acknowledge orders once a standby on another cloud holds them (default)")
