@@ -178,6 +178,7 @@ def status_view(loaded: LoadedConfig, report: StatusReport, width: int, *,
                     f"{format_instant(p['at'], display)} ({p['state']}; `failover cancel {p['id']}` cancels it)")
               for p in report.planned]
     parts += [_line(text) for text in _rebuilds(report, display)]
+    parts += [_line(text) for text in report.replacing]
     parts += [_line(f"topology differs from the configuration: {text}") for text in report.topology_differs]
     parts += [_line(text) for text in _notifications(report, display)]
     parts += [_line(text) for text in _daemons(report, display)]

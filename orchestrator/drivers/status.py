@@ -84,6 +84,7 @@ class StatusReport:
     topology_differs: list[str] = field(default_factory=list)  # replicas `failover replace` moved (store vs file)
     planned: list[dict[str, Any]] = field(default_factory=list)  # planned switchovers not started yet (`--at`)
     rebuilds: list[Pending] = field(default_factory=list)  # replicas the automatic rejoin tracks (policy.auto_rejoin)
+    replacing: list[str] = field(default_factory=list)  # `failover replace` runs not finished, in words
 
 
 def quarantine_duration(topology: Topology) -> float:
@@ -168,8 +169,25 @@ def gather_status(loaded: LoadedConfig, now: float | None = None) -> StatusRepor
         planned = [{"id": e.id, "engine": e.engine, "target": e.target, "at": e.at, "state": e.state.value,
                     "protection": e.protection} for e in store.schedules() if e.is_open]
         rebuilds = [entry for _, entry in sorted(auto_rejoin_book(store)[0].items())]
+        replacing = replacing_lines(topology_book(store).replacements_under_way())
     return StatusReport(str(loaded.path), loaded.store_url, at, engines, notifications, daemons, quarantines,
-                        duration, differs, planned, rebuilds)
+                        duration, differs, planned, rebuilds, replacing)
+
+
+def replacing_lines(under_way: Mapping[tuple[str, str], Mapping[str, Any]]) -> list[str]:
+    """One line per `failover replace` not finished: where it stands, and for one past its rejoin, which replicas
+    still look for the replaced one at its old address (a switchover onto it would not commit until they are told)."""
+    lines = []
+    for (engine, replica), progress in sorted(under_way.items()):
+        again = f"`failover replace {replica} --site {progress.get('site', 'SITE')}` finishes it"
+        pending = dict(progress.get("pending") or {})
+        if progress.get("state") == "peers" and pending:
+            lines.append(f"replace {engine}/{replica}: rejoined on {progress.get('site')}, but "
+                         f"{', '.join(sorted(pending))} still look(s) for it at its old address ({again})")
+        else:
+            lines.append(f"replace {engine}/{replica}: unfinished at {progress.get('state', '?')} on "
+                         f"{progress.get('site', '?')} ({again})")
+    return lines
 
 
 def daemon_line(identity: str, wall: float, detail: Mapping[str, Any]) -> DaemonLine:

@@ -81,6 +81,12 @@ class TopologyRecordStore(DocumentStore):
         found = (document.get("replacing") or {}).get(_slot(engine, replica))
         return dict(found) if isinstance(found, Mapping) else None
 
+    def replacements_under_way(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Every replacement not finished yet, by (engine, replica): its progress as `replace_progress` gives it."""
+        document, _ = TOPOLOGY.read(self)
+        return {(engine, replica): dict(body) for slot, body in (document.get("replacing") or {}).items()
+                if isinstance(body, Mapping) for engine, _, replica in [str(slot).partition("/")]}
+
     def put_replace_progress(self, engine: str, replica: str, progress: Mapping[str, Any] | None) -> None:
         """Store (or, with None, drop) the progress of a replacement."""
         def change(document: dict[str, Any]) -> dict[str, Any]:

@@ -52,3 +52,19 @@ def test_status_lists_replicas_waiting_for_a_rebuild_and_those_being_rebuilt(
     code, out = run_cli(["status", "--config", str(config), "--output", "json"], capsys)
     rebuilds = {entry["replica"]: entry for entry in json.loads(out)["rebuilds"]}
     assert (rebuilds["spot-aws"]["need"], rebuilds["spot-azure"]["state"]) == ("fenced", "rejoining")
+
+
+def test_status_names_the_replicas_a_replacement_has_not_told_yet(config: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A replace that rejoined the new machine but could not reach spot-gcp to give it the new peer list: a
+    switchover onto the replaced replica would not commit until spot-gcp is told, so `status` says so."""
+    with open_store(load_config(config).store_url) as store:
+        store.put_replace_progress("spot", "spot-azure", {"site": "gcp-hk", "state": "peers", "key": "k-1",
+                                                          "pending": {"spot-gcp": "did not answer"}})
+    code, out = run_cli(["status", "--config", str(config)], capsys)
+    assert code in (0, 1), out
+    [line] = [line for line in out.splitlines() if line.startswith("replace ")]
+    assert line == ("replace spot/spot-azure: rejoined on gcp-hk, but spot-gcp still look(s) for it at its old "
+                    "address (`failover replace spot-azure --site gcp-hk` finishes it)")
+    _, out = run_cli(["status", "--config", str(config), "--output", "json"], capsys)
+    assert json.loads(out)["replacing"] == [line]
