@@ -90,7 +90,8 @@ def refusing(flow: EngineFlow, reason: str, draw: Callable[[int], Order]) -> Tak
 
 def accepting(flow: EngineFlow, target: SimReplica, receivers: list[SimReplica], *,
               admission: Mapping[RequestKind, str | None], acknowledge: bool, draw: Callable[[int], Order],
-              ledger: Ledger, lag: Mapping[str, float], announced: Mapping[str, Phase]) -> Taker:
+              ledger: Ledger, lag: Mapping[str, float], announced: Mapping[str, Phase],
+              until: Mapping[str, float | None], clock: Callable[[], float]) -> Taker:
     """Requests to a primary that answers: admitted by its phase, against the book, acknowledged if it can
     (synchronous replication: a receiver on another cloud), journaled at the target and its receivers."""
     book, refused = flow.book, flow.refused
@@ -120,7 +121,7 @@ def accepting(flow: EngineFlow, target: SimReplica, receivers: list[SimReplica],
             elif kind is not add_margin:
                 trades = execute(kind, buy, price, qty, matching)
                 if trades:
-                    count_trades(flow, announced[flow.name], matching, trades)
+                    count_trades(flow, announced[flow.name], matching, trades, until[flow.name], clock())
         if not taken:
             return 0
         # the stretch's acknowledged entries: new ids, written by the target at its next seqs and copied by its
@@ -145,10 +146,16 @@ def accepting(flow: EngineFlow, target: SimReplica, receivers: list[SimReplica],
     return take
 
 
-def count_trades(flow: EngineFlow, announced: Phase, matches: bool, trades: int) -> None:
-    """Trades, counted against the phase the exchange had announced, and against the replica's own phase."""
+def count_trades(flow: EngineFlow, announced: Phase, matches: bool, trades: int, until: float | None = None,
+                 now: float = 0.0) -> None:
+    """Trades, counted against the phase the exchange had announced, and against the replica's own phase.
+
+    A protection window is announced with its end (`until`): a trade after that end is not inside the announced
+    window, even before the reopen is announced (the orchestrator can say "open" only once the engine has
+    reopened, a moment, a status read, later: seen 3 s in exchange-10 seed 1 with simulated call latencies). The
+    replica's own phase is the stricter check (`trades_off_phase`): it never matches in protection."""
     flow.trades += trades
-    if announced is Phase.PROTECTION:
+    if announced is Phase.PROTECTION and (until is None or now < until):
         flow.trades_in_protection += trades
     elif announced is Phase.HALTED:
         flow.trades_while_halted += trades

@@ -69,7 +69,9 @@ class SimEventLog(EventLog):
     def publish(self, event: Event) -> None:
         super().publish(event)
         if event.kind is EventKind.PHASE and event.engine is not None and "phase" in event.detail:
-            self.world.note_phase(event.engine, Phase(event.detail["phase"]), event.at)
+            until = event.detail.get("until")
+            self.world.note_phase(event.engine, Phase(event.detail["phase"]), event.at,
+                                  None if until is None else float(until))
 
 
 class Simulation:

@@ -109,6 +109,7 @@ class World:
         allow = topology.protection.allow
         self._admission = {phase: {kind: admit(phase, kind, allow) for kind in RequestKind} for phase in Phase}
         self.announced = {name: Phase.OPEN for name in topology.engines}
+        self.announced_until: dict[str, float | None] = dict.fromkeys(topology.engines)  # a window's announced end
         self.phase_log: dict[str, list[tuple[float, Phase]]] = {name: [] for name in topology.engines}
         self.promotions: list[Promotion] = []
         self.rejoining: list[SimReplica] = []  # replicas copying a primary's journal (engine.py's `rejoin`)
@@ -518,7 +519,8 @@ class World:
             taking = receivers.get(target.name, [])
             taker = accepting(flow, target, taking, admission=self._admission[target.phase],
                               acknowledge=self.can_acknowledge(target, taking), draw=self._draw, ledger=flow.ledger,
-                              lag=self.lag, announced=self.announced)
+                              lag=self.lag, announced=self.announced, until=self.announced_until,
+                              clock=self.clock)
         if flow.cache is not None:
             flow.takers[target.name if target is not None else None] = taker
         return taker
@@ -535,8 +537,9 @@ class World:
 
     # ---- what the orchestrator announces, and the end state ------------------------------------------------
 
-    def note_phase(self, engine: str, phase: Phase, at: float) -> None:
+    def note_phase(self, engine: str, phase: Phase, at: float, until: float | None = None) -> None:
         self.announced[engine] = phase
+        self.announced_until[engine] = until if phase is Phase.PROTECTION else None
         self.phase_log[engine].append((at, phase))
 
     def note_promotion(self, replica: SimReplica, forced: bool) -> None:
