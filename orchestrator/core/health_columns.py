@@ -94,7 +94,7 @@ class ColumnarHealth:
         self._subjects: list[str] = []
         self._source_index: dict[str, int] = {}
         self._sources: list[str] = []
-        self._by_tuple: dict[int, tuple[tuple[str, ...], np.ndarray[Any, np.dtype[np.intp]]]] = {}
+        self._by_tuple: dict[int, tuple[tuple[str, ...], np.ndarray[Any, np.dtype[np.intp]] | slice]] = {}
         capacity_s, capacity_v = 64, 8
         self._has = np.zeros((capacity_s, capacity_v), bool)
         self._code = np.zeros((capacity_s, capacity_v), np.int8)
@@ -153,19 +153,23 @@ class ColumnarHealth:
             self._weights, self._named = None, {}  # the names' sorted order changed
         return index
 
-    def _indices(self, subjects: tuple[str, ...]) -> np.ndarray[Any, np.dtype[np.intp]] | None:
-        """The subjects' indices (new ones numbered in order), kept by the tuple's identity; None if a subject
-        repeats (then the column is folded observation by observation, as `health.ingest` would)."""
+    def _indices(self, subjects: tuple[str, ...]) -> np.ndarray[Any, np.dtype[np.intp]] | slice | None:
+        """The subjects' indices (new ones numbered in order), kept by the tuple's identity: a slice when they are
+        consecutive (a prober's round of every replica, the common case: no gather or scatter of copies); None if a
+        subject repeats (then the column is folded observation by observation, as `health.ingest` would)."""
         kept = self._by_tuple.get(id(subjects))
         if kept is not None and kept[0] is subjects:
             return kept[1]
         if len(set(subjects)) != len(subjects):
             return None
         indices = np.fromiter((self._subject(name) for name in subjects), np.intp, len(subjects))
+        found: np.ndarray[Any, np.dtype[np.intp]] | slice = indices
+        if len(indices) and bool((indices == np.arange(indices[0], indices[0] + len(indices))).all()):
+            found = slice(int(indices[0]), int(indices[0]) + len(indices))
         if len(self._by_tuple) > 64:
             self._by_tuple.clear()
-        self._by_tuple[id(subjects)] = (subjects, indices)  # the tuple is held, so its id is not reused
-        return indices
+        self._by_tuple[id(subjects)] = (subjects, found)  # the tuple is held, so its id is not reused
+        return found
 
     # ---- ingest ----------------------------------------------------------------------------------------------
 
@@ -191,13 +195,15 @@ class ColumnarHealth:
             return
         source = self._source(column.source)
         codes = np.asarray(column.codes, np.int8)
-        if len(codes) != len(rows):
-            raise ValueError(f"column of {column.source}: {len(codes)} codes for {len(rows)} subjects")
+        if len(codes) != len(column.subjects):
+            raise ValueError(f"column of {column.source}: {len(codes)} codes for {len(column.subjects)} subjects")
         # the source's column of each array (a strided view): one-dimensional indexing, a third of the 2-D cost
         has, at, failures = self._has[:, source], self._at[:, source], self._failures[:, source]
         oks, kept = self._oks[:, source], self._code[:, source]
         newer = ~has[rows] | ~(column.at <= at[rows])  # not `>`: a NaN instant compares as health.ingest's does
         if not newer.all():
+            if isinstance(rows, slice):
+                rows = np.arange(rows.start, rows.stop)
             rows, codes = rows[newer], codes[newer]
         down = codes == DOWN
         failures[rows] = np.where(down, failures[rows] + 1, 0)

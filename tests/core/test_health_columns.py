@@ -173,6 +173,17 @@ def test_sources_and_subjects_that_join_late_and_a_subject_seen_by_one_source() 
     assert history[-1]["lonely"] is Verdict.UNKNOWN and list(history[-1])[:2] == list(few)
 
 
+def test_columns_whose_subjects_were_first_seen_in_another_order() -> None:
+    """A column's subjects numbered apart (first seen reversed, and one in between): indexed one by one, not as a
+    block."""
+    both = Both()
+    first = [Observation(0.0, subject, PROBES[0], Status.OK) for subject in reversed(SUBJECTS)]
+    first.insert(3, Observation(0.0, "in-between", PROBES[1], Status.OK))
+    lost = {source: {"e1-azure", "gcp-hk"} for source in PROBES}
+    history = both.run([(0.0, first), *quiet(1, 3), *quiet(4, 4, down=lost), *quiet(8, 4)])
+    assert history[6]["e1-azure"] is Verdict.DOWN and list(history[-1])[0] == SUBJECTS[-1]
+
+
 def test_overlapping_reads_older_and_repeated_observations_count_once() -> None:
     both = Both()
     steps = quiet(0, 3)
