@@ -181,7 +181,7 @@ def test_columns_whose_subjects_were_first_seen_in_another_order() -> None:
     first.insert(3, Observation(0.0, "in-between", PROBES[1], Status.OK))
     lost = {source: {"e1-azure", "gcp-hk"} for source in PROBES}
     history = both.run([(0.0, first), *quiet(1, 3), *quiet(4, 4, down=lost), *quiet(8, 4)])
-    assert history[6]["e1-azure"] is Verdict.DOWN and list(history[-1])[0] == SUBJECTS[-1]
+    assert history[6]["e1-azure"] is Verdict.DOWN and next(iter(history[-1])) == SUBJECTS[-1]
 
 
 def test_overlapping_reads_older_and_repeated_observations_count_once() -> None:
