@@ -303,6 +303,11 @@ def controller_cycle(engines: int, cycles: int) -> dict[str, Any]:
     """`Controller.run_cycle` for `engines` engines as `sim_bench.cycle_1000` measures it (its simulated probes
     included), in CPU time (this process's: the cycle runs on one thread, and on a shared machine wall time is
     mostly other people's load; the wall median is kept beside it), and the garbage collector's share of it."""
+    # numpy first (a controller with this many replicas judges health over arrays, and imports it when built):
+    # OpenBLAS's threads spin for a while after the import, CPU this process's clock would charge to the first
+    # cycles measured right after (1,000 engines: 5-7 CPU ms for a 3 ms cycle)
+    import numpy  # noqa: F401
+
     from benchmarks.sim_bench import big_topology
     from orchestrator.drivers.gc_tuning import tune_gc
     from orchestrator.sim import Scenario, Simulation
