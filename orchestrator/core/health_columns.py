@@ -197,6 +197,8 @@ class ColumnarHealth:
         codes = np.asarray(column.codes, np.int8)
         if len(codes) != len(column.subjects):
             raise ValueError(f"column of {column.source}: {len(codes)} codes for {len(column.subjects)} subjects")
+        if len(codes) and not OK <= int(codes.min()) <= int(codes.max()) <= UNKNOWN:
+            raise ValueError(f"column of {column.source}: a status code outside {OK}..{UNKNOWN}")
         # the source's column of each array (a strided view): one-dimensional indexing, a third of the 2-D cost
         has, at, failures = self._has[:, source], self._at[:, source], self._failures[:, source]
         oks, kept = self._oks[:, source], self._code[:, source]

@@ -221,6 +221,14 @@ def test_a_status_that_is_not_a_member_of_the_enum_is_refused() -> None:
         ColumnarHealth(SETTINGS).ingest([Observation(1.0, "x", PROBES[0], "down")])  # type: ignore[arg-type]
 
 
+def test_a_column_that_does_not_add_up_is_refused() -> None:
+    evaluator = ColumnarHealth(SETTINGS)
+    with pytest.raises(ValueError, match="2 codes for 3 subjects"):
+        evaluator.ingest([Column(1.0, PROBES[0], ("a", "b", "c"), np.zeros(2, np.int8), ("", "", ""))])
+    with pytest.raises(ValueError, match=r"status code outside 0\.\.3"):
+        evaluator.ingest([Column(1.0, PROBES[0], ("a", "b"), np.array([0, 7], np.int8), ("", ""))])
+
+
 def test_a_gray_objective_is_refused() -> None:
     from orchestrator.core.gray import GrayObjective
 
