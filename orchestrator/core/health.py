@@ -15,8 +15,11 @@ Rules, in the order they apply to one subject:
    is one source and counts after one observation: the cloud's own status checks are already hysteretic.
 2. A vantage point that sees most of its subjects fail at once while another source sees them fine is *isolated*:
    its votes are dropped (the fault is likely its own network, not the sites).
-3. `down` needs `quorum` failing sources; it is left only when fewer than `quorum` fail and `quorum` sources have
-   answered `ok` `failure_threshold` times in a row (hysteresis on the way back, too).
+3. `down` needs `quorum` failing sources; when they are all probes, also no probe source that reported within the
+   last probe interval seeing the subject answer (a dark subject answers nobody: two lossy paths are not an outage,
+   docs/false-failovers.md; a cloud API's vote is about the machine, not a path, and is not vetoed). It is left
+   only when fewer than `quorum` fail and `quorum` sources have answered `ok` `failure_threshold` times in a row
+   (hysteresis on the way back, too).
 4. Too few fresh, non-isolated sources to reach a quorum either way is `unknown`, never `down`.
 5. `flap_count` falls into `down` inside `flap_window` make the subject `flapping` until the window passes.
 6. With a gray objective (`policy.gray`, core/gray.py), a subject that is none of the above but misses its
@@ -321,9 +324,9 @@ def assess(
     last = state.assessments
     verdicts: dict[str, Assessment] = {}
     horizon = now - settings.flap_window
-    for subject, (failing, ok, voters, recovered, wavering, _, _) in tallies.items():
-        record, verdicts[subject] = judge(subject, failing, ok, voters, recovered, wavering, subjects.get(subject),
-                                          last.get(subject), now, horizon, settings, windows)
+    for subject, (failing, ok, voters, recovered, wavering, probes, dropped) in tallies.items():
+        record, verdicts[subject] = judge(subject, failing, ok, voters, recovered, wavering, dropped < probes,
+                                          subjects.get(subject), last.get(subject), now, horizon, settings, windows)
         if record is not None:
             subjects[subject] = record
     return HealthState(_Tracks(index), subjects, isolated, dict(verdicts), windows), verdicts
@@ -331,18 +334,19 @@ def assess(
 
 def judge(
     subject: str, failing: tuple[str, ...], ok: tuple[str, ...], voters: int, recovered: int, wavering: bool,
-    old: SubjectRecord | None, same: Assessment | None, now: float, horizon: float, settings: HealthSettings,
-    windows: gr.GrayState,
+    answering: bool, old: SubjectRecord | None, same: Assessment | None, now: float, horizon: float,
+    settings: HealthSettings, windows: gr.GrayState,
 ) -> tuple[SubjectRecord | None, Assessment]:
     """Rules 3-6 for one subject from its tally: its new record (None when the old one stands as it is) and its
     assessment (`same`, the last one, when nothing in it changed). One function for both evaluators (this module's
-    and core/health_columns.py's), so that they cannot drift apart. `horizon` is `now - flap_window`."""
+    and core/health_columns.py's), so that they cannot drift apart. `horizon` is `now - flap_window`; `answering`:
+    a non-isolated probe source that reported within the last probe interval has no failure in its run."""
     quorum = settings.quorum
     was_down = old.down if old else False
     downs = old.downs if old else ()
     if downs and not all(t > horizon for t in downs):
         downs = tuple(t for t in downs if t > horizon)
-    if len(failing) >= quorum:
+    if len(failing) >= quorum and (was_down or not answering or any(map(_is_provider, failing))):
         down = True
     elif was_down:
         down = recovered < quorum

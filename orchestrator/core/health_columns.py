@@ -274,7 +274,8 @@ class ColumnarHealth:
             todo = np.arange(n)
         if len(todo):
             recovered = (ok[todo] & ((oks[todo] >= settings.failure_threshold) | provider)).sum(1)
-            self._judge(todo, failing[todo], ok[todo], voters[todo], recovered, wavering[todo], now)
+            answering = (ok[todo] & ~provider & ((now - at[todo]) < settings.probe_interval)).any(1)  # rule 3's veto
+            self._judge(todo, failing[todo], ok[todo], voters[todo], recovered, wavering[todo], answering, now)
         return dict(self.assessments)
 
     def _isolated_sources(self, fresh: np.ndarray[Any, np.dtype[np.bool_]], failures: np.ndarray[Any, Any],
@@ -297,18 +298,18 @@ class ColumnarHealth:
 
     def _judge(self, todo: np.ndarray[Any, np.dtype[np.intp]], failing: np.ndarray[Any, Any],
                ok: np.ndarray[Any, Any], voters: np.ndarray[Any, Any], recovered: np.ndarray[Any, Any],
-               wavering: np.ndarray[Any, Any], now: float) -> None:
+               wavering: np.ndarray[Any, Any], answering: np.ndarray[Any, Any], now: float) -> None:
         """`health.judge` for the subjects in `todo` (ascending), from their rows of the tally."""
         failing_names, ok_names = self._names(failing), self._names(ok)
         horizon = now - self.settings.flap_window
         settings, records, assessments, subjects = self.settings, self.records, self.assessments, self._subjects
         windows: dict[str, Any] = {}  # gray windows: none here
         plain = []
-        for row, failing_of, ok_of, voting, back, unsure in zip(
+        for row, failing_of, ok_of, voting, back, unsure, reached in zip(
                 todo.tolist(), failing_names, ok_names, voters.tolist(), recovered.tolist(), wavering.tolist(),
-                strict=True):
+                answering.tolist(), strict=True):
             name = subjects[row]
-            record, assessment = judge(name, failing_of, ok_of, voting, back, unsure, records.get(name),
+            record, assessment = judge(name, failing_of, ok_of, voting, back, unsure, reached, records.get(name),
                                        assessments.get(name), now, horizon, settings, windows)
             if record is not None:
                 records[name] = record

@@ -30,10 +30,7 @@ from orchestrator.core.model import Observation, Phase, ReplicaStatus, Role, Sta
 ROOT = Path(__file__).resolve().parents[2]
 VANTAGES = ("aws-hk", "gcp-hk", "azure-hk", "orchestrator")  # the columns below, in this order
 T0 = 1_671_292_800.0  # exchange-10's start, 2022-12-18T00:00:00+08:00
-PENDING = pytest.mark.xfail(
-    strict=True,
-    reason="needs core/health.py rule 3: enter `down` only when no probe source that reported within the last "
-           "probe interval sees the subject answering (docs/false-failovers.md; health.py is another helper's)")
+
 
 # (seed, engine, replica, time of the last round in seconds from the start, rounds oldest first)
 FALSE_FAILOVERS = [
@@ -99,7 +96,6 @@ def test_the_sequences_are_those_of_exchange_10(exchange: Topology) -> None:
         assert "." in rounds[-1]
 
 
-@PENDING
 @pytest.mark.parametrize(("seed", "engine", "replica", "last", "rounds"), FALSE_FAILOVERS, ids=IDS)
 def test_a_primary_that_another_vantage_point_reaches_in_the_same_round_is_not_down(
         exchange: Topology, seed: int, engine: str, replica: str, last: float, rounds: list[str]) -> None:

@@ -104,10 +104,13 @@ def ref_assess(state: RefState, now: float, settings: HealthSettings) -> tuple[R
         failing: list[str] = []
         ok: list[str] = []
         voters = recovered = wavering = 0
+        answering = False  # rule 3's veto: a probe that reported within the last interval reached it
         for source, track in pairs:
             if source in isolated or not _fresh(source, track, now, settings):
                 continue
             voters += 1
+            if not source.startswith(PROVIDER_PREFIX) and now - track.at < settings.probe_interval:
+                answering = answering or track.failures == 0
             if _fails(source, track, settings):
                 failing.append(source)
             elif track.failures == 0:
@@ -119,7 +122,8 @@ def ref_assess(state: RefState, now: float, settings: HealthSettings) -> tuple[R
                 wavering += 1
         old = subjects.get(subject)
         was_down = old.down if old else False
-        if len(failing) >= settings.quorum:
+        if len(failing) >= settings.quorum and (
+                was_down or not answering or any(s.startswith(PROVIDER_PREFIX) for s in failing)):
             down = True
         elif was_down:
             down = recovered < settings.quorum

@@ -37,10 +37,6 @@ def shifted_as_the_bench_does(scenario: Scenario, seed: int, interval: float = 1
     return replace(scenario, faults=tuple(replace(f, at=f.at + offset) for f in scenario.faults))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs core/health.py rule 3: enter `down` only when no probe source that reported within the last "
-           "probe interval sees the subject answering (docs/false-failovers.md; health.py is another helper's)")
 @pytest.mark.parametrize("seed", sorted(FALSE))
 def test_gcp_probe_loss_fails_no_gcp_primary_over(seed: int) -> None:
     scenario = shifted_as_the_bench_does(load_scenario(EXCHANGE_10), seed)
