@@ -178,6 +178,7 @@ def test_an_old_primary_back_after_the_hand_over_has_its_tail_archived_by_the_co
 
     controller = Controller(topology, Edges(store, engines), Mode.SIMULATION)
     controller.statuses = dict(engines.replicas)
+    controller._fenced = {OLD}  # what a probe round notes of the statuses above (Controller._observe)
     controller._archive_returned(NOW + 5)
     diverged = store.incident(incident_id).detail["diverged"]
     assert (diverged["checked"], diverged.get("common_seq"), diverged.get("count")) == (True, 42, 1)
