@@ -71,6 +71,7 @@ class MemoryStore(StateStore):
         self._arrived = 0  # the last arrival number given, to observations and heartbeats alike
         self._incidents: dict[str, Incident] = {}
         self._open_by_engine: dict[str, str] = {}  # engine -> its one open incident, so lookups are O(1)
+        self._by_engine: dict[str, list[str]] = {}  # engine -> its incidents' ids (the controller asks per engine)
         self._journals: dict[str, list[JournalEntry]] = {}
         self._audit: list[AuditRow] = []
         self._audit_head: AuditHead | None = None
@@ -157,6 +158,7 @@ class MemoryStore(StateStore):
                     raise Conflict(f"engine {incident.engine} already has an open incident: {other}")
                 self._open_by_engine[incident.engine] = incident.id
             self._incidents[incident.id] = incident
+            self._by_engine.setdefault(incident.engine, []).append(incident.id)
 
     def _update_incident(self, incident_id: str, change: Callable[[Incident], Incident]) -> Incident:
         with self._lock:
@@ -178,11 +180,11 @@ class MemoryStore(StateStore):
             if open_only and engine is not None:  # the controller's hot path: one dict lookup
                 found = self._open_by_engine.get(engine)
                 chosen = [] if found is None else [self._incidents[found]]
+            elif engine is not None:  # one engine's incidents, not every incident's (docs/mass-failover.md)
+                every = (self._incidents[ident] for ident in self._by_engine.get(engine, ()))
+                chosen = [incident for incident in every if not open_only or incident.is_open]
             else:
-                chosen = [
-                    incident for incident in self._incidents.values()
-                    if (engine is None or incident.engine == engine) and (not open_only or incident.is_open)
-                ]
+                chosen = [incident for incident in self._incidents.values() if not open_only or incident.is_open]
         chosen.sort(key=lambda incident: (incident.opened_at, incident.id), reverse=True)
         return chosen if limit is None else chosen[:limit]
 
