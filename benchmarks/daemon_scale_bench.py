@@ -18,8 +18,16 @@ server's. The controller cycle is `sim_bench`'s (`Controller.run_cycle` over a q
 and 4 vantage points per engine, the in-memory store) for 1,000 and 10,000 engines, with the share of it spent in
 the garbage collector. The load average is recorded before and after: on a shared machine, read the figures with it.
 
+A mass failover (docs/mass-failover.md): `sim_bench`'s big topology with the primaries' site (aws-hk) going dark,
+so that one controller cycle opens a failover for every engine and runs each runbook as far as it goes. The CPU
+seconds of that cycle and of the cycles after it, with the simulator's call latencies (each call's wait lets the
+simulated world live through it: most of the CPU is the world's, not ours) and with instant calls (what the
+controller, the runbook driver and the store cost on their own). Default: 100 engines with latencies and 1,000
+instant, one run each; full: 1,000 with latencies as well, two runs (30-40 CPU s a run).
+
     python -m benchmarks --only daemon_scale_bench      (once registered)
     python -m benchmarks.daemon_scale_bench             this module alone
+    python -m benchmarks.daemon_scale_bench --mass-failover 100,1000 [--instant] [--runs 3]
 """
 
 from __future__ import annotations
@@ -57,6 +65,11 @@ CYCLE_ENGINES = (1000, 10000)
 CYCLES = 2
 GOAL_ROUND_MS = 400.0
 GOAL_CYCLE_10000_MS = 100.0
+MASS_FAILOVER = 100  # engines failing over at once, with the simulator's call latencies (0: none)
+MASS_INSTANT = 1000  # ... with instant calls: the controller's own cost (0: none)
+MASS_RUNS = 1
+MASS_FOLLOWING = 3  # cycles measured after the one that opens the failovers
+OUTAGE_AT = 5.0  # seconds after the start; detected by the third cycle after it (tick 7)
 THREADS_BEFORE = 32  # what drivers.wiring gave every daemon's prober
 
 
@@ -354,13 +367,79 @@ def controller_cycle(engines: int, cycles: int) -> dict[str, Any]:
             "gc_cpu_ms_per_cycle": sum(collecting) / cycles * 1000 if len(collecting) % 2 == 0 else None}
 
 
+def mass_failover(engines: int, *, instant: bool = False, following: int = MASS_FOLLOWING) -> dict[str, Any]:
+    """One simulated mass failover: `engines` engines of `sim_bench.big_topology`, their primaries' site (aws-hk)
+    dark from `OUTAGE_AT` s on. Cycles run tick by tick (no event stepping: every cycle is measured) until the one
+    that opens the failovers, then `following` more; each one's CPU seconds (this process) and virtual seconds
+    (how long the simulated calls it waited on took: runbooks run one after another within a cycle)."""
+    import numpy  # noqa: F401  (see controller_cycle)
+
+    from benchmarks.sim_bench import big_topology
+    from orchestrator.drivers.gc_tuning import tune_gc
+    from orchestrator.sim import Scenario, Simulation
+    from orchestrator.sim.faults import Fault, FaultKind
+    from orchestrator.sim.latency import LatencyTable
+    from orchestrator.sim.runner import quiet_adapters
+    from orchestrator.sim.scenario import WorldSettings
+
+    start = 1_671_332_400.0
+    scenario = Scenario("mass-failover", big_topology(engines), start=start, duration=7200.0,
+                        world=WorldSettings(order_rate=0.0), latencies=LatencyTable(instant=instant),
+                        faults=(Fault(FaultKind.OUTAGE, OUTAGE_AT, 7000.0, site="aws-hk"),))
+    sim = Simulation(scenario, stepping="tick")
+    thresholds = gc.get_threshold()
+    tune_gc()
+    cycles: list[dict[str, Any]] = []
+    opening: int | None = None
+    try:
+        with quiet_adapters():
+            sim.run_until(start + OUTAGE_AT - 1)
+            tick = start + OUTAGE_AT
+            while opening is None or len(cycles) <= opening + following:
+                if len(cycles) > 10:
+                    raise RuntimeError(f"mass failover of {engines} engines: no failover opened by tick {tick}")
+                sim.world.advance_to(tick)
+                began, cpu = sim.clock(), time.process_time()
+                result = sim.controller.run_cycle()
+                cpu = time.process_time() - cpu
+                opened = sum(1 for a in result.actions if a.kind.value == "failover")
+                cycles.append({"at": tick - start, "cpu_s": cpu, "virtual_s": sim.clock() - began,
+                               "opened": opened, "open": len(sim.store.incidents(open_only=True))})
+                if opening is None and opened:
+                    opening = len(cycles) - 1
+                tick = max(tick + sim.topology.probes.interval, sim.clock())
+    finally:
+        gc.set_threshold(*thresholds)
+    assert opening is not None
+    return {"engines": engines, "instant": instant, "opening": cycles[opening],
+            "following": cycles[opening + 1:]}
+
+
+def mass_failovers(engines: int, instant: bool, runs: int) -> dict[str, Any]:
+    """`runs` mass failovers; the median CPU of the opening cycle and of the following ones."""
+    found = [mass_failover(engines, instant=instant) for _ in range(runs)]
+    return {"engines": engines, "instant": instant, "runs": runs,
+            "opening_cpu_s": statistics.median(r["opening"]["cpu_s"] for r in found),
+            "opening_virtual_s": statistics.median(r["opening"]["virtual_s"] for r in found),
+            "opened": found[0]["opening"]["opened"],
+            "following_cpu_s": [statistics.median(r["following"][i]["cpu_s"] for r in found)
+                                for i in range(len(found[0]["following"]))],
+            "following_virtual_s": [statistics.median(r["following"][i]["virtual_s"] for r in found)
+                                    for i in range(len(found[0]["following"]))],
+            "open_after": found[0]["following"][-1]["open"] if found[0]["following"] else None}
+
+
 def run(rounds: int = ROUNDS, before_rounds: int = BEFORE_ROUNDS, cycles: int = CYCLES,
-        sizes: Sequence[int] = SIZES, cycle_engines: Sequence[int] = CYCLE_ENGINES) -> dict[str, Any]:
+        sizes: Sequence[int] = SIZES, cycle_engines: Sequence[int] = CYCLE_ENGINES,
+        mass_failover: int = MASS_FAILOVER, mass_instant: int = MASS_INSTANT, mass_runs: int = MASS_RUNS,
+        ) -> dict[str, Any]:
     load = os.getloadavg()[0]
     probes = {str(n): probe_rounds(n, rounds, before_rounds) for n in sizes}
     load_after_probes = os.getloadavg()[0]
     cycle = {str(n): controller_cycle(n, cycles) for n in cycle_engines}
-    return {"daemon.scale": {"probe_rounds": probes, "controller_cycle": cycle,
+    mass = [mass_failovers(n, instant, mass_runs) for n, instant in ((mass_failover, False), (mass_instant, True))
+            if n]
+    return {"daemon.scale": {"probe_rounds": probes, "controller_cycle": cycle, "mass_failover": mass,
                              "load_1min": {"start": load, "after_probes": load_after_probes,
                                            "end": os.getloadavg()[0]}, "cpus": os.cpu_count()}}
 
@@ -385,6 +464,11 @@ def figures(result: dict[str, Any]) -> list[Figure]:
                             "vantage points", round(row["cpu_median_ms"], 1), "CPU ms",
                             f"median of {row['cycles']} cycles",
                             goal=GOAL_CYCLE_10000_MS if int(engines) >= 10000 else None))
+    for row in data.get("mass_failover", ()):
+        calls = "instant calls" if row["instant"] else "simulated call latencies"
+        found.append(Figure("daemon at scale", f"mass failover: the cycle opening {row['engines']:,} failovers "
+                            f"({calls})", round(row["opening_cpu_s"], 2), "CPU s",
+                            f"median of {row['runs']} run{'s' * (row['runs'] > 1)}"))
     return found
 
 
@@ -408,7 +492,20 @@ def render(result: dict[str, Any]) -> str:
                      f"{row['cpu_max_ms']:.0f}; wall {row['wall_median_ms']:.0f} ms; garbage collector "
                      f"{'?' if collector is None else f'{collector:.0f}'} ms of it; a simulated probe round alone "
                      f"{row['probe_cpu_ms']:.0f} ms)")
+    lines.extend(render_mass(data.get("mass_failover", ())))
     return "\n".join(lines)
+
+
+def render_mass(rows: Sequence[dict[str, Any]]) -> list[str]:
+    lines = []
+    for row in rows:
+        calls = "instant calls" if row["instant"] else "simulated latencies"
+        following = ", ".join(f"{cpu:.2f}" for cpu in row["following_cpu_s"])
+        lines.append(f"   mass failover, {row['engines']:>6,} engines ({calls}): the cycle opening {row['opened']} "
+                     f"failovers {row['opening_cpu_s']:.2f} CPU s ({row['opening_virtual_s']:.0f} virtual s of "
+                     f"calls waited on); the next {len(row['following_cpu_s'])}: {following} CPU s; "
+                     f"{row['open_after']} incidents still open (median of {row['runs']})")
+    return lines
 
 
 def _names(text: str) -> set[str]:
@@ -431,8 +528,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--cycles", type=int, default=CYCLES, help=f"controller cycles per size (default {CYCLES})")
     parser.add_argument("--engines", default=",".join(map(str, CYCLE_ENGINES)),
                         help="controller cycle sizes, comma-separated engine counts (default %(default)s)")
+    parser.add_argument("--mass-failover", metavar="ENGINES",
+                        help="only mass failovers: engine counts, comma-separated (docs/mass-failover.md)")
+    parser.add_argument("--instant", action="store_true", help="with --mass-failover: instant simulated calls")
+    parser.add_argument("--runs", type=int, default=MASS_RUNS, help="with --mass-failover: runs per size")
     args = parser.parse_args(argv)
-    if args.serve:
+    if args.mass_failover:
+        print("\n".join(render_mass([mass_failovers(int(n), args.instant, args.runs)
+                                     for n in args.mass_failover.split(",") if n])))
+    elif args.serve:
         tls = None
         if args.tls_cert:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -441,7 +545,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                            args.close_after_answer, tls))
     elif args.only_cycle:
         engines = [int(n) for n in args.engines.split(",") if n]
-        print(render(run(cycles=args.cycles, sizes=(), cycle_engines=engines)))
+        print(render(run(cycles=args.cycles, sizes=(), cycle_engines=engines, mass_failover=0, mass_instant=0)))
     else:
         print(render(run(cycles=args.cycles, cycle_engines=[int(n) for n in args.engines.split(",") if n])))
 
