@@ -119,3 +119,15 @@ def test_one_engines_incidents_read_from_its_own_index_match_a_scan_of_all() -> 
         assert store.incidents(engine, open_only=True) == [i for i in mine if i.is_open]
     assert store.incidents("engine-none") == []
     assert len(every) == 30
+
+
+def test_the_benchmark_measures_the_cycle_that_opens_every_failover_and_the_three_after() -> None:
+    from benchmarks.daemon_scale_bench import MASS_FOLLOWING, mass_failovers, render_mass
+
+    row = mass_failovers(30, instant=True, runs=1)
+    assert row["opened"] == 30
+    assert row["opening_cpu_s"] > 0
+    assert row["opening_virtual_s"] == 0  # instant calls: no simulated waits
+    assert len(row["following_cpu_s"]) == MASS_FOLLOWING
+    assert row["open_after"] == 30  # each runbook waits out its protection window (await_window) after promoting
+    assert "the cycle opening 30 failovers" in render_mass([row])[0]
