@@ -606,7 +606,7 @@ class Controller:
         """The highest epoch any replica reported this cycle. Kept for as long as `statuses` is the same mapping
         (each cycle, and `operator`, assign a new one; nothing changes one in place): a whole site lost opens a
         failover for every engine in one cycle, and re-reading every replica's status for each of them cost
-        3,000 x 1,000 epochs at 1,000 engines (docs/mass-failover.md)."""
+        2,000 answering replicas x 1,000 failovers at 1,000 engines (docs/mass-failover.md)."""
         statuses, kept = self.statuses, self._highest
         if kept is None or kept[0] is not statuses:
             kept = self._highest = (statuses, max((s.epoch for s in statuses.values()), default=0))
