@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from typing import Any
 
 import yaml
@@ -73,7 +74,9 @@ def replaced_onto(bed: Testbed, site: str, *, down: str | None = None) -> tuple[
     if site == "aws-hk":
         ec2 = boto3.client("ec2", region_name=AWS_REGION, endpoint_url=bed.moto_url)
         image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-        template = ec2.create_launch_template(LaunchTemplateName="spot-engine", LaunchTemplateData={
+        # moto keeps one EC2 per process, shared by every testbed of this worker: a name of its own per test
+        name = f"spot-engine-{uuid.uuid4().hex[:8]}"
+        template = ec2.create_launch_template(LaunchTemplateName=name, LaunchTemplateData={
             "ImageId": image, "InstanceType": "c6i.4xlarge"})["LaunchTemplate"]["LaunchTemplateId"]
         config["sites"][site]["launch"] = {"control_url": machine.url("spot-azure"), "launch_template": template}
     else:

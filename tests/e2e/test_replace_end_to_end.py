@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -210,7 +211,9 @@ def test_a_lost_gcp_replica_is_replaced_on_aws_from_a_launch_template_or_on_azur
     if target == "aws-hk":
         ec2 = boto3.client("ec2", region_name=AWS_REGION, endpoint_url=bed.moto_url)
         image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-        template = ec2.create_launch_template(LaunchTemplateName="spot-engine", LaunchTemplateData={
+        # moto keeps one EC2 per process, shared by every testbed of this worker: a name of its own per test
+        name = f"spot-engine-{uuid.uuid4().hex[:8]}"
+        template = ec2.create_launch_template(LaunchTemplateName=name, LaunchTemplateData={
             "ImageId": image, "InstanceType": "c6i.4xlarge"})["LaunchTemplate"]["LaunchTemplateId"]
         config["sites"][target]["launch"] = {"control_url": "http://{private_ip}:8443", "launch_template": template}
         made: Callable[[], bool] = lambda: bool(ec2_tagged(bed))  # noqa: E731
