@@ -159,12 +159,17 @@ class Daemon:
         return progress
 
     def _campaign_between_cycles(self) -> bool:
-        """Where the store cannot be watched (SQLite), a follower looks at the lease between cycles and takes it
-        when it is free (a read first: the take itself is a write). Where it can, the watcher has campaigned the
-        moment the lease was freed, and the cycle's own attempt is the fallback."""
-        if self._watcher is not None or self.controller.store.current_lease(LEADER_LEASE) is not None:
-            return False
-        return self._campaign()
+        """A follower looks at the lease between cycles and takes it when it is free (a read first: the take itself
+        is a write), so that a lease won here is followed by the runbooks' resumption, not by a probe round. Where
+        the store can be watched (etcd), the watcher usually campaigns the moment the lease is freed; but it may be
+        between two watches then (it rests an interval after a watch that returned at once), and the cycle's own
+        campaign would then win and probe first (seen in a CI rehearsal under load): so look here too."""
+        with self._campaigning:
+            if self.controller.lease is not None:
+                return True
+            if self.controller.store.current_lease(LEADER_LEASE) is not None:
+                return False
+            return self._campaign()
 
     def _may_lead(self) -> bool:
         """The rules a cycle leads by: a probe agent never leads; a daemon whose clock is the odd one out does not
