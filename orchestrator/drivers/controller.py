@@ -29,7 +29,7 @@ from orchestrator.core.decide import (
 )
 from orchestrator.core.errors import FailoverError, LeaseLost, StoreError
 from orchestrator.core.health import Assessment, HealthSettings, HealthState
-from orchestrator.core.model import Observation, Phase, ReplicaStatus, Role, Topology, Verdict
+from orchestrator.core.model import Engine, Observation, Phase, ReplicaStatus, Role, Topology, Verdict
 from orchestrator.core.quarantine import Quarantine, quarantined_replicas
 from orchestrator.drivers.auto_rejoin import run_auto_rejoin
 from orchestrator.drivers.events import Event, EventKind, Notifier
@@ -165,6 +165,7 @@ class Controller:
         self._replica_names = frozenset(r.name for e in topology.engines.values() for r in e.replicas)
         self._keys = {name: engine_key(name) for name in topology.engines}  # each engine record's store key
         self._fenced: set[str] = set()  # replicas that answered fenced this cycle (see _observe)
+        self._probed = False  # whether `statuses` come from a probe round (see `unreachable`)
         self._engine_of = {r.name: e.name for e in topology.engines.values() for r in e.replicas}
 
     def _columnar(self, wanted: bool | None) -> hc.ColumnarHealth | None:
@@ -264,6 +265,7 @@ class Controller:
         self.provider_watch.start(now)  # the cloud APIs answer while the replicas are probed
         probe = self.prober.probe_columns(now) if self._columns is not None else self.prober.probe(now)
         last, self.statuses = self.statuses, dict(probe.statuses)
+        self._probed = True
         standby, fenced = Role.STANDBY, Role.FENCED
         self._fenced = set()
         for name, status in probe.statuses.items():
@@ -410,8 +412,20 @@ class Controller:
         return RunbookDriver(
             self.topology, self.store, self.engines, self.providers, self.routers, self.notifier, self.clock,
             token=self.token, actor=self.options.identity, pre_hooks=self.options.pre_hooks,
-            post_hooks=self.options.post_hooks, guard=self.still_leader,
+            post_hooks=self.options.post_hooks, guard=self.still_leader, unreachable=self.unreachable,
         )
+
+    def unreachable(self, engine: Engine) -> frozenset[str]:
+        """The replicas of `engine` the last probe round could not reach. A runbook advanced right after that round
+        does not ask them again (each ask of a dead host is a connect timeout, 2.1 s with the daemon's client,
+        paid per engine and per advance: at a lost site, by every engine's runbook in turn, and by a new leader's
+        adoption before its first step). It treats them exactly as if they had timed out now, which the steps'
+        checks already allow for (`StepIO.statuses`). Nothing before the first probe round (an operator's command
+        that set the statuses itself)."""
+        if not self._probed:
+            return frozenset()
+        answered = self.statuses
+        return frozenset(replica.name for replica in engine.replicas if replica.name not in answered)
 
     def run_cycle(self) -> CycleResult:
         now = self.clock()

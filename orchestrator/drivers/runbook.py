@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, cast
 from urllib.parse import urlparse
@@ -133,6 +133,7 @@ class RunbookDriver:
         pre_hooks: Sequence[str] = (),
         post_hooks: Sequence[str] = (),
         guard: Callable[[], bool] | None = None,
+        unreachable: Callable[[Engine], Collection[str]] | None = None,
     ) -> None:
         self.topology = topology
         self.store = store
@@ -147,6 +148,7 @@ class RunbookDriver:
         self.pre_hooks = tuple(pre_hooks)
         self.post_hooks = tuple(post_hooks)
         self.guard = guard
+        self.unreachable = unreachable
         self.io = StepIO(engines, providers, routers, clock)
 
     # ---- the loop -------------------------------------------------------------------------------------------
@@ -156,6 +158,8 @@ class RunbookDriver:
         incident = self.store.incident(incident_id)
         engine = self.topology.engines[incident.engine]
         self.io.silent.clear()
+        if self.unreachable is not None:  # what the probe round just before found dark is not asked again here
+            self.io.silent.update(self.unreachable(engine))
         plan = plan_of(incident)
         if not plan.replicas:
             plan = replace(plan, replicas=tuple(r.name for r in engine.replicas))

@@ -363,3 +363,26 @@ def test_once_traffic_moves_the_runbook_no_longer_asks_the_old_primary(topology:
     closing = next(e.at for e in journal if e.step == "close_incident")  # archives its tail: one read, rightly
     window = [name for at, name in replicas.asked if moved < at < closing]
     assert window.count(TARGET) >= 29 and window.count(SOURCE) == 0  # the window was watched: the target only
+
+
+def test_a_replica_the_last_probe_round_found_dark_is_not_asked_again_by_the_runbook(topology: Topology) -> None:
+    """The old primary's host is gone (it answers nobody) and the probe round just before said so: the whole
+    failover runs without asking it once (each ask is a connect timeout in production, paid per engine)."""
+    world = World(topology)
+    clock = world.clock
+    replicas = Asked({TARGET: st(TARGET), "spot-azure": st("spot-azure")}, clock)
+    providers, routers = world.edges()
+    store = open_store("memory://")
+    driver = RunbookDriver(topology, store, replicas, providers, routers, EventLog(), clock,
+                           unreachable=lambda engine: {SOURCE})
+    plan = replace(new_plan(topology, "spot", SOURCE, TARGET, 4, has_router=True), protection=5.0)
+    incident = store.create_incident("spot", "failover", "test", clock(), source=SOURCE, target=TARGET,
+                                     status="running", detail=plan_detail(plan))
+    for _ in range(20):
+        driver.advance(incident.id, verdicts(clock))
+        if not store.incident(incident.id).is_open:
+            break
+        clock.now += 1
+    assert store.incident(incident.id).status.value == "closed", states(store, incident.id)
+    asked = [name for _, name in replicas.asked]
+    assert SOURCE not in asked and asked.count(TARGET) > 5

@@ -35,11 +35,16 @@ def outage(topology: Topology, table: LatencyTable | None = None, duration: floa
 
 def test_a_failover_takes_time_after_detection(sim_topology: Topology) -> None:
     """Regression: every step ran in the detection's virtual second (halt_s 0.0, a new primary at the detection).
-    Now the halt waits for the lost primary's status to time out, and the promotion for every step before it."""
+    Now each step takes its calls' time: the halt, the fence, the checks, the promotion. (The lost primary is not
+    asked again: the probe round just before found it dark, so no step waits for its status to time out.)"""
     result = run_scenario(outage(sim_topology))
     assert result.passed, result.expectations
     assert result.detection_s is not None and result.time_to_new_primary_s is not None
-    assert result.time_to_new_primary_s > result.detection_s + 2.0  # the old primary's status: 2 attempts timing out
+    steps = result.step_durations_s
+    before_promotion = sum(steps[step] for step in ("halt", "fence_old_primary", "ensure_target_running",
+                                                    "wait_caught_up"))
+    assert before_promotion > 0.5  # every call of four steps, each tens to hundreds of milliseconds
+    assert result.time_to_new_primary_s >= result.detection_s + before_promotion
     assert 1.0 < result.halt_s < 60.0
 
 
@@ -47,14 +52,14 @@ def test_the_failover_clock_is_reported_after_detection(sim_topology: Topology) 
     result = run_scenario(outage(sim_topology))
     after = result.after_detection
     assert set(after) == {"halted", "new_primary", "traffic_switched"}
-    assert 2.0 < after["halted"] < after["new_primary"] < after["traffic_switched"]  # type: ignore[operator]
+    assert 0.0 < after["halted"] < after["new_primary"] < after["traffic_switched"]  # type: ignore[operator]
     # the DNS change reaches every name server tens of seconds after it is written (Route 53: within 60 s)
     assert after["traffic_switched"] - after["new_primary"] > 10.0  # type: ignore[operator]
     assert result.time_to_traffic_switched_s == pytest.approx(result.detection_s + after["traffic_switched"])
     steps = result.step_durations_s
     assert list(steps)[:7] == ["announce", "halt", "fence_old_primary", "ensure_target_running", "wait_caught_up",
                                "promote", "switch_traffic"]
-    assert steps["halt"] >= 2.0 and 0.0 < steps["promote"] < 2.0
+    assert 0.0 < steps["halt"] < 2.0 and 0.0 < steps["promote"] < 2.0  # the dark old primary is not waited for
 
 
 def test_instant_calls_give_back_the_old_timeline(sim_topology: Topology) -> None:
@@ -74,11 +79,11 @@ def test_same_seed_same_timeline_other_seed_other_latencies(sim_topology: Topolo
 
 
 def test_a_scenario_overrides_a_call(sim_topology: Topology) -> None:
-    """A client that waits 5 s before giving up on a replica, and a DNS service that takes 2 minutes to sync."""
-    slow = LatencyTable().override({"engine": {"no_answer": Latency(5.0, 5.0)},
+    """A replica that takes 5 s to promote, and a DNS service that takes 2 minutes to sync."""
+    slow = LatencyTable().override({"engine": {"promote": Latency(5.0, 5.0)},
                                     "aws": {"dns_propagation": Latency(120.0, 120.0)}})
     result = run_scenario(outage(sim_topology, slow))
-    assert result.step_durations_s["halt"] >= 5.0
+    assert result.step_durations_s["promote"] >= 5.0
     after = result.after_detection
     assert 120.0 <= after["traffic_switched"] - after["new_primary"] < 125.0  # type: ignore[operator]
 
@@ -160,4 +165,4 @@ def test_simulate_instant_is_the_old_simulator() -> None:
     timed = simulate(SCENARIOS / "zone-outage.yaml")
     instant = simulate(SCENARIOS / "zone-outage.yaml", instant=True)
     assert instant["halt_s"] == 0.0 and instant["time_to_new_primary_s"] == instant["detection_s"]
-    assert timed["halt_s"] > 1.0 and timed["time_to_new_primary_s"] > timed["detection_s"] + 2.0
+    assert timed["halt_s"] > 1.0 and timed["time_to_new_primary_s"] > timed["detection_s"] + 0.5
