@@ -216,7 +216,8 @@ def test_a_lost_gcp_replica_is_replaced_on_aws_from_a_launch_template_or_on_azur
         template = ec2.create_launch_template(LaunchTemplateName=name, LaunchTemplateData={
             "ImageId": image, "InstanceType": "c6i.4xlarge"})["LaunchTemplate"]["LaunchTemplateId"]
         config["sites"][target]["launch"] = {"control_url": "http://{private_ip}:8443", "launch_template": template}
-        made: Callable[[], bool] = lambda: bool(ec2_tagged(bed))  # noqa: E731
+        before = {i["InstanceId"] for i in ec2_tagged(bed)}  # another test on this worker may have launched some
+        made: Callable[[], bool] = lambda: any(i["InstanceId"] not in before for i in ec2_tagged(bed))  # noqa: E731
     else:
         config["sites"][target]["launch"] = {"control_url": "http://{name}:8443", "image_id": "/subscriptions/s/"
                                              "resourceGroups/img/providers/Microsoft.Compute/galleries/g/images/engine/"
@@ -235,7 +236,7 @@ def test_a_lost_gcp_replica_is_replaced_on_aws_from_a_launch_template_or_on_azur
         print(f"replaced onto {target} in {outcome['seconds']}s (rejoin copied to seq {outcome['rejoin']['last_seq']})")
         assert outcome["rejoin"]["acknowledging"] and outcome["rejoin"]["primary"] == "spot-aws"
         if target == "aws-hk":
-            tagged = ec2_tagged(bed)
+            tagged = [i for i in ec2_tagged(bed) if i["InstanceId"] not in before]
             assert [i["InstanceId"] for i in tagged] == [outcome["instance"]]
             assert tagged[0]["InstanceType"] == "c6i.4xlarge"
         else:
