@@ -61,7 +61,7 @@ def bed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Testbed]:
 
 class Daemonised:
     """A controller of a daemon in this process, over edges of its own, that notes when it talked to etcd about
-    the lease and when it began each probe round (and whether it held the lease then)."""
+    the lease and when it began each cycle (and whether that cycle led)."""
 
     def __init__(self, bed: Testbed, identity: str, vantage: str) -> None:
         loaded = load_config(bed.config_path)
@@ -70,18 +70,22 @@ class Daemonised:
                                                        vantage=vantage)
         self.keepalives: list[float] = []  # when each acquisition or renewal that succeeded was sent
         self.won_at: float | None = None  # when an acquisition that created the key had answered
-        self.rounds: list[tuple[float, bool]] = []  # (began, held the lease) per probe round
+        # (began, led) per cycle: whether the cycle that began then ran as the leader (its result says). A probe
+        # round that merely began while the lease was held is not one: the watcher thread may win the lease while a
+        # follower's cycle is under way, and that cycle still probes and ends as a follower (a CI rehearsal).
+        self.rounds: list[tuple[float, bool]] = []
+        run_cycle = self.controller.run_cycle
+
+        def noted_cycle() -> Any:
+            began = time.time()
+            result = run_cycle()
+            self.rounds.append((began, bool(result.leader)))
+            return result
+
+        self.controller.run_cycle = noted_cycle  # type: ignore[method-assign]
         store: Any = self.edges.store
         store.acquire_lease = self._noted(store.acquire_lease, won=True)
         store.renew_lease = self._noted(store.renew_lease, won=False)
-        prober: Any = self.edges.prober
-        probe = prober.probe
-
-        def noted_probe(now: float) -> Any:
-            self.rounds.append((time.time(), self.controller.lease is not None))
-            return probe(now)
-
-        prober.probe = noted_probe
 
     def _noted(self, call: Callable[..., Any], *, won: bool) -> Callable[..., Any]:
         def noted(*args: Any) -> Any:
@@ -133,7 +137,7 @@ def test_a_follower_resumes_a_dead_leaders_runbook_once_etcd_expired_its_lease_b
         with pytest.raises(LeaseLost):
             old.edges.store.renew_lease(held, LEASE_TTL)
 
-        # and at once: the runbook moved before the new leader began a probe round of its own
+        # and at once: the runbook moved before the new leader began a cycle (a probe round) of its own
         as_leader = [began for began, leading in new.rounds if leading]
         assert not as_leader or min(as_leader) > first.at, (
             f"d-new probed as leader at {min(as_leader):.3f}, before resuming the runbook at {first.at:.3f}")
