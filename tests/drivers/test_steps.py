@@ -14,7 +14,7 @@ from orchestrator.config import load_config
 from orchestrator.core.errors import EngineError, StaleEpoch
 from orchestrator.core.health import Assessment
 from orchestrator.core.model import Phase, Replica, ReplicaStatus, Role, Topology, Verdict
-from orchestrator.core.runbook import MAX_EXTENSIONS, STEPS
+from orchestrator.core.runbook import MAX_EXTENSIONS, STEPS, Plan
 from orchestrator.drivers.events import EventLog
 from orchestrator.drivers.preview import Call, CallOrder, PlannedStep, flat, preview
 from orchestrator.drivers.runbook import RunbookDriver, new_plan, plan_detail
@@ -96,6 +96,20 @@ def planned(topology: Topology, world: World, statuses: dict[str, ReplicaStatus]
     return preview(plan, topology.engines["spot"], statuses, verdicts(clock), providers, routers, clock=clock)
 
 
+def drive(driver: RunbookDriver, store: MemoryStore, plan: Plan, clock: Clock, *, kind: str = "failover",
+          cycles: int = 60, every: float = 60.0, verdict: Verdict = Verdict.HEALTHY) -> str:
+    """Open the incident of `plan` and advance its runbook as the daemon's cycles would, `every` seconds apart,
+    until it is no longer open or `cycles` have run; the target judged `verdict` each cycle. Returns its id."""
+    incident = store.create_incident("spot", kind, "test", clock(), source=SOURCE, target=TARGET,
+                                     status="running", detail=plan_detail(plan))
+    for _ in range(cycles):
+        driver.advance(incident.id, {TARGET: Assessment(TARGET, verdict, clock())})
+        if not store.incident(incident.id).is_open:
+            break
+        clock.now += every
+    return incident.id
+
+
 def run(topology: Topology, world: World, statuses: dict[str, ReplicaStatus], epoch: int) -> tuple[list[Call],
                                                                                                      AssumedEngine]:
     """The runbook driver, cycle after cycle (a minute apart), until the incident closes; every call logged."""
@@ -109,15 +123,9 @@ def run(topology: Topology, world: World, statuses: dict[str, ReplicaStatus], ep
     driver = RunbookDriver(topology, store, RecordingEngine(replicas, clock=clock, on_call=made.append), providers,
                            routers, EventLog(), clock)
     plan = new_plan(topology, "spot", SOURCE, TARGET, epoch, has_router=True)
-    incident = store.create_incident("spot", "failover", "test", clock(), source=SOURCE, target=TARGET,
-                                     status="running", detail=plan_detail(plan))
-    for _ in range(60):
-        driver.advance(incident.id, verdicts(clock))
-        if not store.incident(incident.id).is_open:
-            break
-        clock.now += 60
-    closed = store.incident(incident.id)
-    assert closed.status.value == "closed", [(e.step, e.state, e.detail) for e in store.journal(incident.id)]
+    incident = drive(driver, store, plan, clock)
+    closed = store.incident(incident)
+    assert closed.status.value == "closed", [(e.step, e.state, e.detail) for e in store.journal(incident)]
     return made, replicas
 
 
@@ -306,14 +314,8 @@ def switchover(topology: Topology, *, protection: float, verdict: Verdict = Verd
     driver = RunbookDriver(topology, store, RecordingEngine(replicas, clock=clock, on_call=called), providers,
                            routers, EventLog(), clock)
     plan = replace(new_plan(topology, "spot", SOURCE, TARGET, 4, has_router=True), protection=protection)
-    incident = store.create_incident("spot", "switchover", "test", clock(), source=SOURCE, target=TARGET,
-                                     status="running", detail=plan_detail(plan))
-    for _ in range(cycles):
-        driver.advance(incident.id, {TARGET: Assessment(TARGET, verdict, clock())})
-        if not store.incident(incident.id).is_open:
-            break
-        clock.now += every
-    return made, replicas, store, incident.id
+    incident = drive(driver, store, plan, clock, kind="switchover", cycles=cycles, every=every, verdict=verdict)
+    return made, replicas, store, incident
 
 
 def states(store: MemoryStore, incident: str) -> list[tuple[str, str]]:
@@ -376,13 +378,7 @@ def test_a_replica_the_last_probe_round_found_dark_is_not_asked_again_by_the_run
     driver = RunbookDriver(topology, store, replicas, providers, routers, EventLog(), clock,
                            unreachable=lambda engine: {SOURCE})
     plan = replace(new_plan(topology, "spot", SOURCE, TARGET, 4, has_router=True), protection=5.0)
-    incident = store.create_incident("spot", "failover", "test", clock(), source=SOURCE, target=TARGET,
-                                     status="running", detail=plan_detail(plan))
-    for _ in range(20):
-        driver.advance(incident.id, verdicts(clock))
-        if not store.incident(incident.id).is_open:
-            break
-        clock.now += 1
-    assert store.incident(incident.id).status.value == "closed", states(store, incident.id)
+    incident = drive(driver, store, plan, clock, cycles=20, every=1.0)
+    assert store.incident(incident).status.value == "closed", states(store, incident)
     asked = [name for _, name in replicas.asked]
     assert SOURCE not in asked and asked.count(TARGET) > 5
